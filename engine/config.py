@@ -1,0 +1,151 @@
+"""The configuration of a run: plain dataclasses that go to and from JSON.
+
+A run is fully described by a :class:`RunConfig`. The run folder stores it as ``config.json``;
+the GUI edits it through a form built from the field metadata (:mod:`engine.params`); the CLI
+sets it from flags. ``method_options`` holds the chosen method's own config as a dict (each
+method declares its dataclass in ``engine/methods``).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.params import ConfigError, from_dict, param, to_dict
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "sgd", "lars")
+
+
+@dataclass
+class DataConfig:
+    spec: str = param("builtin:shapes", "What to train on: builtin:shapes, an image folder path, "
+                      "or torchvision:NAME[:ROOT]", label="dataset")
+    image_size: int = param(32, "Images are resized (shorter side) and centre-cropped to this many pixels",
+                            min=8, max=512)
+    eval_spec: str = param("", "A labelled dataset to evaluate on (kNN monitor, final probe). "
+                           "Empty: hold out a part of the training data", label="eval dataset")
+    holdout_fraction: float = param(0.1, "Part of a labelled training set held out for evaluation "
+                                    "when no eval dataset is given", min=0.0, max=0.5, advanced=True)
+    max_images: int = param(0, "Use at most this many training images (0: all)", min=0, advanced=True)
+    download: bool = param(False, "Allow torchvision datasets to be downloaded when missing")
+    in_memory_limit_mb: int = param(2048, "Datasets smaller than this are decoded once into one uint8 "
+                                    "tensor on the training device; larger ones stream", min=0,
+                                    advanced=True)
+    workers: int = param(2, "Decoding workers for streamed datasets", min=0, max=64, advanced=True)
+
+
+@dataclass
+class OptimConfig:
+    optimizer: str = param("adamw", "Optimiser", choices=OPTIMIZERS)
+    lr: float = param(1e-3, "Peak learning rate (after warm-up)", min=1e-7, max=10.0, log=True,
+                      label="learning rate")
+    weight_decay: float = param(1e-4, "Weight decay", min=0.0, max=1.0, log=True)
+    momentum: float = param(0.9, "Momentum (SGD and LARS)", min=0.0, max=0.999, advanced=True)
+    batch_size: int = param(256, "Images per step", min=2, max=65536)
+    warmup_fraction: float = param(0.05, "Part of the run spent warming the learning rate up",
+                                   min=0.0, max=0.5, advanced=True)
+    schedule: str = param("cosine", "Learning-rate schedule after warm-up", choices=("cosine", "constant"),
+                          advanced=True)
+    grad_clip: float = param(0.0, "Clip the gradient norm to this (0: off)", min=0.0, advanced=True)
+
+
+@dataclass
+class EvalConfig:
+    knn_every_epochs: int = param(1, "Online kNN monitor every N epochs (0: off)", min=0)
+    knn_k: int = param(20, "Neighbours for kNN", min=1, max=1000)
+    knn_temperature: float = param(0.07, "Temperature of the weighted kNN vote", min=0.001, max=10.0)
+    bank_size: int = param(10000, "Labelled training images used as the kNN memory bank", min=10)
+    monitor_size: int = param(2000, "Held-out images scored by the online kNN monitor", min=10)
+    linear_probe_epochs: int = param(100, "Epochs of the final linear probe (0: skip)", min=0, max=10000)
+    final_eval: bool = param(True, "Run kNN and the linear probe at the end of the run")
+    embed_every_epochs: int = param(0, "Save an embedding snapshot every N epochs (0: off)", min=0)
+    embed_size: int = param(5000, "Images in an embedding snapshot", min=10, max=100000)
+
+
+@dataclass
+class RunConfig:
+    method: str = param("simclr", "Self-supervised method (see `python main.py methods`)")
+    backbone: str = param("auto", "Encoder: auto (small_cnn on CPU, resnet18 on GPU), small_cnn, "
+                          "resnet18, vit_tiny, ...")
+    epochs: int = param(0, "Train for this many epochs (0: use minutes)", min=0, max=100000)
+    minutes: float = param(0.0, "Train for this many minutes (0: use epochs)", min=0.0, max=100000.0)
+    device: str = param("auto", "auto, cpu, cuda or mps", choices=DEVICES)
+    precision: str = param("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16",
+                           choices=PRECISIONS, advanced=True)
+    seed: int = param(0, "Random seed: the same seed reproduces the run on the CPU", min=0)
+    checkpoint_every_minutes: float = param(5.0, "Write a checkpoint every N minutes (0: off)", min=0.0,
+                                            advanced=True)
+    checkpoint_every_epochs: int = param(0, "Keep a checkpoint every N epochs (0: only the last)", min=0,
+                                         advanced=True)
+    name: str = param("", "A name for the run folder (made safe; empty: method and dataset)")
+    runs_root: str = param("runs", "Folder that holds run folders", advanced=True)
+    data: DataConfig = field(default_factory=DataConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    method_options: dict = field(default_factory=dict)
+
+    def check(self, path: str = "") -> None:
+        from engine.methods import get_method_class
+
+        cls = get_method_class(self.method)  # raises ConfigError listing the methods
+        from_dict(cls.Config, self.method_options, "method_options")
+
+    def method_config(self):
+        from engine.methods import get_method_class
+
+        return from_dict(get_method_class(self.method).Config, self.method_options, "method_options")
+
+    # -- serialisation -------------------------------------------------------------------
+    def to_dict(self) -> dict:
+        return to_dict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        return from_dict(cls, data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False)
+
+    @classmethod
+    def load(cls, path: str | Path) -> RunConfig:
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise ConfigError("", f"config file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise ConfigError("", f"config file {path} is not valid JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise ConfigError("", f"config file {path} must hold a JSON object")
+        return cls.from_dict(data)
+
+    def save(self, path: str | Path) -> None:
+        from engine.runs import atomic_write_text
+
+        atomic_write_text(Path(path), self.to_json())
+
+
+def default_config(method: str = "simclr", **overrides) -> RunConfig:
+    """The recommended config for ``method``: the method's own optimiser and data defaults applied."""
+    from engine.methods import get_method_class
+
+    cls = get_method_class(method)
+    base = RunConfig(method=method).to_dict()
+    for section, values in cls.run_defaults().items():
+        if isinstance(values, dict):
+            base[section].update(values)
+        else:
+            base[section] = values
+    base["method_options"] = to_dict(cls.Config())
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key].update(value)
+        else:
+            base[key] = value
+    return RunConfig.from_dict(base)
+
+
+__all__ = ["RunConfig", "DataConfig", "OptimConfig", "EvalConfig", "ConfigError", "default_config"]

@@ -1,0 +1,50 @@
+"""The method registry: one explicit dict, name -> class (the solo-learn way)."""
+
+from __future__ import annotations
+
+from engine.methods.base import DataInfo, Method, StepOutput
+from engine.methods.jigsaw import Jigsaw
+from engine.methods.mae import MAE
+from engine.methods.random_init import RandomInit
+from engine.methods.rotnet import RotNet
+from engine.methods.simclr import SimCLR
+from engine.methods.supervised import Supervised
+from engine.params import ConfigError
+
+METHODS: dict[str, type[Method]] = {
+    "rotnet": RotNet,
+    "jigsaw": Jigsaw,
+    "simclr": SimCLR,
+    "mae": MAE,
+    "supervised": Supervised,
+    "random_init": RandomInit,
+}
+
+
+def get_method_class(name: str) -> type[Method]:
+    try:
+        return METHODS[name]
+    except KeyError:
+        raise ConfigError("method", f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
+
+
+def method_names() -> list[str]:
+    return list(METHODS)
+
+
+def method_catalogue() -> list[dict]:
+    """Plain-data description of every method, for the GUI's picker and the CLI."""
+    from engine.params import field_specs
+
+    out = []
+    for name, cls in METHODS.items():
+        out.append({
+            "name": name, "title": cls.title, "summary": cls.summary, "description": cls.description,
+            "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
+            "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
+            "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
+        })
+    return out
+
+
+__all__ = ["METHODS", "Method", "DataInfo", "StepOutput", "get_method_class", "method_names", "method_catalogue"]

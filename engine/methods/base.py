@@ -1,0 +1,135 @@
+"""The method base class: what every SSL method shares.
+
+A method owns its pretext/augmentation recipe (``make_batch``), its loss (``training_step``) and
+its extra modules (heads, momentum encoders, decoders). The base class owns the shared work:
+the encoder, parameter groups, EMA helpers and the preview, which calls the very same
+``make_batch`` that training calls.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+import torch.nn as nn
+
+from engine.pretext.base import PretextBatch
+
+
+@dataclass
+class DataInfo:
+    image_size: int
+    num_classes: int = 0  # 0: unlabeled
+
+
+@dataclass
+class StepOutput:
+    loss: torch.Tensor
+    metrics: dict  # python floats or 0-d tensors, averaged by the session
+
+
+@dataclass
+class NoOptions:
+    """This method has no options of its own."""
+
+
+class Method(nn.Module):
+    name: ClassVar[str] = ""
+    title: ClassVar[str] = ""
+    summary: ClassVar[str] = ""  # one line for the method picker
+    description: ClassVar[str] = ""  # what it learns and where it fails
+    paper: ClassVar[str] = ""
+    family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference
+    needs_labels: ClassVar[bool] = False
+    trains: ClassVar[bool] = True
+    backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
+    preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
+    Config: ClassVar[type] = NoOptions
+
+    def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
+        super().__init__()
+        self.cfg = cfg
+        self.backbone = backbone
+        self.info = info
+        check = getattr(type(self), "check_backbone", None)
+        if check:
+            check(backbone)
+        kind = getattr(backbone, "kind", "cnn")
+        if self.backbone_kind != "any" and kind != self.backbone_kind:
+            from engine.params import ConfigError
+
+            raise ConfigError("backbone", f"{self.name} needs a {self.backbone_kind.upper()} backbone, "
+                                          f"not {type(backbone).__name__}")
+
+    # -- recipe ------------------------------------------------------------------------------
+    @classmethod
+    def run_defaults(cls) -> dict:
+        """Recommended run settings (optimiser, batch size) for this method, by section."""
+        return {}
+
+    def make_batch(self, x: torch.Tensor, g: torch.Generator | None, preview: bool = False) -> PretextBatch:
+        """Inputs and targets from a float batch in [0, 1]. Training and previews both call this;
+        ``preview=True`` only adds metadata for drawing (the tensors are the same)."""
+        raise NotImplementedError
+
+    def training_step(self, x: torch.Tensor, labels: torch.Tensor | None, g) -> StepOutput:
+        raise NotImplementedError
+
+    def after_step(self, progress: float) -> None:
+        """Called after each optimiser step with the run's progress (0..1): EMA updates go here."""
+
+    @torch.no_grad()
+    def preview_rows(self, x: torch.Tensor, g) -> list:
+        """Rows of :class:`engine.preview.PreviewTile` drawn from ``make_batch``'s output.
+        The default draws the original next to each view (contrastive and reference methods)."""
+        from engine.preview import views_rows
+
+        return views_rows(x, self.make_batch(x, g, preview=True))
+
+    # -- evaluation ----------------------------------------------------------------------------
+    @property
+    def encoder(self) -> nn.Module:
+        return self.backbone
+
+    def reconstruct(self, x: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(what the model saw, its reconstruction) for reconstruction methods; None otherwise."""
+        return None
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """Biases and norm weights get no weight decay (and no LARS adaptation)."""
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            if p.ndim <= 1 or name.endswith(".bias") or "pos_embed" in name or "token" in name:
+                no_decay.append(p)
+            else:
+                decay.append(p)
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
+
+
+def momentum_copy(module: nn.Module) -> nn.Module:
+    """A frozen copy of ``module`` for a momentum/EMA target network."""
+    target = copy.deepcopy(module)
+    for p in target.parameters():
+        p.requires_grad_(False)
+    return target
+
+
+@torch.no_grad()
+def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
+    """target <- momentum * target + (1 - momentum) * online (parameters; buffers copied)."""
+    for pt, po in zip(target.parameters(), online.parameters()):
+        pt.mul_(momentum).add_(po.detach(), alpha=1 - momentum)
+    for bt, bo in zip(target.buffers(), online.buffers()):
+        bt.copy_(bo)
+
+
+def cosine_momentum(base: float, progress: float) -> float:
+    """BYOL's schedule: from ``base`` up to 1 along a cosine over the run."""
+    import math
+
+    return 1 - (1 - base) * (math.cos(math.pi * min(1.0, max(0.0, progress))) + 1) / 2

@@ -1,0 +1,93 @@
+"""Jigsaw puzzles: shuffle 3x3 tiles, classify which permutation of a fixed set was applied.
+
+Noroozi, Favaro. "Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles",
+ECCV 2016. A siamese encoder embeds each tile; the concatenated embeddings predict the
+permutation index.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.methods.base import Method, StepOutput
+from engine.models.heads import mlp
+from engine.params import param
+from engine.pretext import jigsaw, jigsaw_permutations
+
+
+@dataclass
+class JigsawConfig:
+    permutations: int = param(100, "Size of the permutation set (classes), chosen for maximal Hamming "
+                                   "distance", min=2, max=1000)
+    cell: int = param(16, "Pixels per grid cell (the image is resized to 3 cells a side)", min=4, max=128)
+    gap: float = param(0.15, "Part of each cell cut away (random gap and jitter between tiles)", min=0.0,
+                       max=0.6)
+    tile_norm: bool = param(True, "Normalise each tile on its own (no colour or brightness shortcuts)")
+    head_hidden: int = param(512, "Hidden width of the permutation classifier", min=8, max=8192)
+
+
+class Jigsaw(Method):
+    name = "jigsaw"
+    title = "Jigsaw puzzles"
+    summary = "Transformation prediction: put 3x3 shuffled tiles back in order (classify the permutation)."
+    description = ("Learns parts and their spatial arrangement. Shortcuts (matching tile edges, chromatic "
+                   "aberration) must be blocked with gaps, jitter and per-tile normalisation; features "
+                   "are learned on small tiles, so there is a gap between the pretext and full images.")
+    paper = "Noroozi & Favaro, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles, ECCV 2016"
+    family = "transformation"
+    backbone_kind = "cnn"
+    preview_kind = "jigsaw"
+    Config = JigsawConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        self.register_buffer("perms", torch.as_tensor(jigsaw_permutations(cfg.permutations)), persistent=False)
+        d = backbone.feature_dim
+        self.head = mlp([(9 * d, cfg.head_hidden, True, True), (cfg.head_hidden, cfg.permutations, False, False)])
+
+    def make_batch(self, x, g, preview=False):
+        return jigsaw(x, self.perms, g, grid=3, cell=self.cfg.cell, gap_fraction=self.cfg.gap)
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.preview import PreviewRow, PreviewTile, assemble_tiles, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        side = 3 * self.cfg.cell
+        orig = to_uint8(torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
+                                                        align_corners=False, antialias=side < x.shape[-1]))
+        shuffled = to_uint8(assemble_tiles(batch.inputs, 3))
+        rows = []
+        for i in range(x.shape[0]):
+            perm = batch.meta["permutation"][i].tolist()
+            idx = int(batch.targets[i])
+            rows.append(PreviewRow(f"image {i + 1}", [
+                PreviewTile(orig[i], "original, 3x3 cells", grid=3),
+                PreviewTile(shuffled[i], f"shuffled: permutation #{idx} of {self.cfg.permutations}", grid=3),
+                PreviewTile(shuffled[i], "tile k shows cell " + " ".join(str(p) for p in perm), grid=3,
+                            boxes=[((k % 3) * batch.meta['tile'], (k // 3) * batch.meta['tile'],
+                                    (k % 3 + 1) * batch.meta['tile'], (k // 3 + 1) * batch.meta['tile'],
+                                    "#ffd040", str(p)) for k, p in enumerate(perm)]),
+            ]))
+        return rows
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        tiles = batch.inputs  # (B, 9, C, t, t)
+        b, n = tiles.shape[:2]
+        flat = tiles.reshape(b * n, *tiles.shape[2:])
+        if self.cfg.tile_norm:
+            mean = flat.mean(dim=(1, 2, 3), keepdim=True)
+            std = flat.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+            flat = ((flat - mean) / std * 0.25 + 0.45).clamp(0, 1)
+        feats = self.backbone(flat).view(b, n * self.backbone.feature_dim)
+        logits = self.head(feats)
+        loss = F.cross_entropy(logits, batch.targets)
+        return StepOutput(loss, {"pretext_acc": (logits.argmax(1) == batch.targets).float().mean()})

@@ -1,0 +1,145 @@
+"""Masked autoencoder: hide most ViT patches, reconstruct their pixels from the visible ones.
+
+He, Chen, Xie, Li, Dollar, Girshick. "Masked Autoencoders Are Scalable Vision Learners", CVPR 2022.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+
+from engine.augment import AugmentConfig, augment
+from engine.methods.base import Method, StepOutput
+from engine.models.backbones import Block, sincos_pos_embed
+from engine.params import param
+from engine.pretext import apply_patch_mask, patch_mask
+
+
+@dataclass
+class MAEConfig:
+    mask_ratio: float = param(0.75, "Fraction of patches hidden from the encoder", min=0.0, max=0.95)
+    decoder_dim: int = param(128, "Width of the (light) decoder", min=16, max=1024)
+    decoder_depth: int = param(2, "Transformer blocks in the decoder", min=1, max=12)
+    norm_pix_loss: bool = param(True, "Predict per-patch normalised pixels (the paper's better target)")
+    crop_scale_min: float = param(0.35, "Random crops (smallest area) before masking", min=0.05, max=1.0)
+
+
+def patchify(x: torch.Tensor, p: int) -> torch.Tensor:
+    b, c, h, w = x.shape
+    x = x.view(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // p) * (w // p), p * p * c)
+
+
+def unpatchify(t: torch.Tensor, p: int, h: int, w: int) -> torch.Tensor:
+    b = t.shape[0]
+    x = t.view(b, h // p, w // p, p, p, 3).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(b, 3, h, w)
+
+
+class MAE(Method):
+    name = "mae"
+    title = "MAE (masked autoencoder)"
+    summary = "Masked image modelling: reconstruct the pixels of ~75% hidden ViT patches."
+    description = ("Learns to model image content and layout from context; scales well with ViTs and "
+                   "long training. Its features are not linearly separable early on (a low linear-probe "
+                   "score; fine-tuning recovers it), and it needs a ViT and many epochs.")
+    paper = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
+    family = "reconstruction"
+    backbone_kind = "vit"
+    preview_kind = "mask"
+    Config = MAEConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"backbone": "auto", "optim": {"optimizer": "adamw", "lr": 1.5e-3, "weight_decay": 0.05,
+                                              "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        d, dd = backbone.embed_dim, cfg.decoder_dim
+        self.patch = backbone.patch
+        self.decoder_embed = nn.Linear(d, dd)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dd))
+        nn.init.normal_(self.mask_token, std=0.02)
+        self.register_buffer("dec_pos", sincos_pos_embed(dd, backbone.grid).unsqueeze(0), persistent=False)
+        self.decoder = nn.ModuleList([Block(dd, max(1, dd // 32)) for _ in range(cfg.decoder_depth)])
+        self.decoder_norm = nn.LayerNorm(dd)
+        self.decoder_pred = nn.Linear(dd, self.patch * self.patch * 3)
+        self.aug = AugmentConfig(crop_scale_min=cfg.crop_scale_min, jitter_p=0.0, gray_p=0.0)
+
+    def make_batch(self, x, g, preview=False, mask_ratio: float | None = None):
+        x = augment(x, self.aug, g)
+        ratio = self.cfg.mask_ratio if mask_ratio is None else mask_ratio
+        m = patch_mask(x.shape[0], self.backbone.num_patches, ratio, g, device=x.device)
+        m.meta.update({"images": x, "patch": self.patch, "grid": self.backbone.grid})
+        m.meta["masked_images"] = apply_patch_mask(x, m.targets, self.patch)
+        return m
+
+    def _forward(self, x, batch):
+        ids_keep, mask = batch.inputs, batch.targets
+        ids_restore = batch.meta["ids_restore"]
+        latent = self.backbone.forward_tokens(x, ids_keep)  # (B, 1+K, D)
+        t = self.decoder_embed(latent)
+        b, k1, dd = t.shape
+        n = ids_restore.shape[1]
+        fill = self.mask_token.expand(b, n - (k1 - 1), dd)
+        seq = torch.cat([t[:, 1:], fill], dim=1)
+        seq = torch.gather(seq, 1, ids_restore.unsqueeze(-1).expand(-1, -1, dd))
+        seq = seq + self.dec_pos
+        seq = torch.cat([t[:, :1], seq], dim=1)
+        for blk in self.decoder:
+            seq = blk(seq)
+        return self.decoder_pred(self.decoder_norm(seq))[:, 1:]  # (B, L, p*p*3)
+
+    def _target(self, x):
+        target = patchify(x, self.patch)
+        if self.cfg.norm_pix_loss:
+            mean = target.mean(-1, keepdim=True)
+            var = target.var(-1, keepdim=True)
+            target = (target - mean) / (var + 1e-6).sqrt()
+        return target
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        xa = batch.meta["images"]
+        pred = self._forward(xa, batch)
+        loss = ((pred.float() - self._target(xa)) ** 2).mean(-1)
+        mask = batch.targets
+        loss = (loss * mask).sum() / mask.sum().clamp(min=1)
+        return StepOutput(loss, {})
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.preview import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        src = to_uint8(batch.meta["images"])
+        masked = to_uint8(batch.meta["masked_images"])
+        visible = to_uint8(batch.meta["images"] * (1 - (batch.meta["masked_images"] != batch.meta["images"]).any(
+            1, keepdim=True).float()))
+        n, keep = self.backbone.num_patches, batch.meta["num_keep"]
+        rows = []
+        for i in range(x.shape[0]):
+            rows.append(PreviewRow(f"image {i + 1}", [
+                PreviewTile(src[i], "input (after crop)", grid=self.backbone.grid),
+                PreviewTile(masked[i], f"{n - keep} of {n} patches masked ({(n - keep) / n:.0%})",
+                            grid=self.backbone.grid),
+                PreviewTile(visible[i], f"the encoder sees {keep} patches", grid=self.backbone.grid),
+            ]))
+        return rows
+
+    @torch.no_grad()
+    def reconstruct(self, x, g):
+        batch = self.make_batch(x, g)
+        xa = batch.meta["images"]
+        pred = self._forward(xa, batch).float()
+        if self.cfg.norm_pix_loss:  # undo the per-patch normalisation with the true patch statistics
+            target = patchify(xa, self.patch)
+            pred = pred * (target.var(-1, keepdim=True) + 1e-6).sqrt() + target.mean(-1, keepdim=True)
+        recon = unpatchify(pred, self.patch, *xa.shape[-2:]).clamp(0, 1)
+        m = batch.targets
+        pm = apply_patch_mask(torch.zeros_like(xa), m, self.patch, fill=1.0)  # 1 on masked pixels
+        blended = xa * (1 - pm) + recon * pm  # visible patches as given, masked ones predicted
+        return batch.meta["masked_images"], blended

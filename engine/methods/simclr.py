@@ -1,0 +1,73 @@
+"""SimCLR: two augmented views of each image, NT-Xent over the batch.
+
+Chen, Kornblith, Norouzi, Hinton. "A Simple Framework for Contrastive Learning of Visual
+Representations", ICML 2020.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.augment import AugmentConfig, preset
+from engine.methods.base import Method, StepOutput
+from engine.methods.losses import nt_xent
+from engine.models.heads import projection_head
+from engine.params import from_dict, param
+from engine.pretext import multi_view
+
+
+@dataclass
+class ContrastiveViews:
+    views: str = param("simclr", "Augmentation recipe of the two views", choices=("simclr", "byol", "light"))
+    augment: dict = param({}, "Overrides of the recipe's augmentation settings (crop_scale_min, "
+                              "brightness, blur_p, ...)", advanced=True)
+
+
+def build_views(views: str, overrides: dict, image_size: int) -> tuple[AugmentConfig, AugmentConfig]:
+    v1, v2 = preset(views, image_size)
+    if overrides:
+        base1, base2 = v1.__dict__ | overrides, v2.__dict__ | overrides
+        v1, v2 = from_dict(AugmentConfig, base1, "augment"), from_dict(AugmentConfig, base2, "augment")
+    return v1, v2
+
+
+@dataclass
+class SimCLRConfig(ContrastiveViews):
+    temperature: float = param(0.2, "Softmax temperature of NT-Xent", min=0.01, max=2.0)
+    proj_hidden: int = param(512, "Hidden width of the projection head", min=8, max=16384)
+    proj_dim: int = param(128, "Output width of the projection head", min=2, max=16384)
+
+
+class SimCLR(Method):
+    name = "simclr"
+    title = "SimCLR"
+    summary = "Contrastive: pull two augmented views of an image together, push other images away."
+    description = ("Learns features invariant to the augmentations (crop, colour, blur): strong "
+                   "semantic features when the augmentations are strong. Fails without colour jitter "
+                   "(colour histograms solve the task) and needs many negatives: large batches help.")
+    paper = "Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020"
+    family = "contrastive"
+    backbone_kind = "any"
+    preview_kind = "views"
+    Config = SimCLRConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 256}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        self.views = build_views(cfg.views, cfg.augment, info.image_size)
+        self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
+
+    def make_batch(self, x, g, preview=False):
+        return multi_view(x, self.views, g, with_params=preview)
+
+    def training_step(self, x, labels, g):
+        v1, v2 = self.make_batch(x, g).inputs
+        z = self.projector(self.backbone(torch.cat([v1, v2])))
+        z1, z2 = z.chunk(2)
+        loss, acc = nt_xent(z1, z2, self.cfg.temperature)
+        return StepOutput(loss, {"pretext_acc": acc})

@@ -1,0 +1,28 @@
+"""SSL Workbench entry point.
+
+    python main.py                      open the workbench window (built-in dataset)
+    python main.py --screenshot out.png [--view NAME]   save a picture of the window and exit
+    python main.py train|eval|embed|methods ...          the headless engine (see --help)
+"""
+
+from __future__ import annotations
+
+import sys
+
+HEADLESS = ("train", "eval", "embed", "methods")
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and (argv[0] in HEADLESS or argv[0] in ("-h", "--help")):
+        from engine.cli import main as cli_main
+
+        return cli_main(argv)
+    # the window: keep torch out of this process's start-up (the engine runs in its own process)
+    from app.launch import launch
+
+    return launch(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
