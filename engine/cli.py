@@ -179,7 +179,7 @@ class ProgressPrinter:
 
         if isinstance(msg, M.RunStarted):
             self._line(f"run {msg.run_dir} on {msg.device_name}: {msg.num_images} images, "
-                       f"{msg.steps_per_epoch} steps/epoch" + (" (resumed at step %d)" % msg.start_step
+                       f"{msg.steps_per_epoch} steps/epoch" + (f" (resumed at step {msg.start_step})"
                                                                if msg.resumed else ""))
         elif isinstance(msg, M.Warning):
             self._line(f"note: {msg.text}")

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.data.folder import decode_image
+from engine.data.decode import decode_image
 
 
 class _Files(torch.utils.data.Dataset):

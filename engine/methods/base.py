@@ -84,7 +84,7 @@ class Method(nn.Module):
     def preview_rows(self, x: torch.Tensor, g) -> list:
         """Rows of :class:`engine.preview.PreviewTile` drawn from ``make_batch``'s output.
         The default draws the original next to each view (contrastive and reference methods)."""
-        from engine.preview import views_rows
+        from engine.pretext.tiles import views_rows
 
         return views_rows(x, self.make_batch(x, g, preview=True))
 

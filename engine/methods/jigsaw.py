@@ -57,7 +57,7 @@ class Jigsaw(Method):
 
     @torch.no_grad()
     def preview_rows(self, x, g):
-        from engine.preview import PreviewRow, PreviewTile, assemble_tiles, to_uint8
+        from engine.pretext.tiles import PreviewRow, PreviewTile, assemble_tiles, to_uint8
 
         batch = self.make_batch(x, g, preview=True)
         side = 3 * self.cfg.cell

@@ -78,7 +78,7 @@ class MAE(Method):
         return m
 
     def _forward(self, x, batch):
-        ids_keep, mask = batch.inputs, batch.targets
+        ids_keep = batch.inputs
         ids_restore = batch.meta["ids_restore"]
         latent = self.backbone.forward_tokens(x, ids_keep)  # (B, 1+K, D)
         t = self.decoder_embed(latent)
@@ -112,7 +112,7 @@ class MAE(Method):
 
     @torch.no_grad()
     def preview_rows(self, x, g):
-        from engine.preview import PreviewRow, PreviewTile, to_uint8
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
 
         batch = self.make_batch(x, g, preview=True)
         src = to_uint8(batch.meta["images"])

@@ -22,7 +22,7 @@ class RandomInit(Method):
         return PretextBatch((x,), None, {"num_views": 1})
 
     def preview_rows(self, x, g):
-        from engine.preview import PreviewRow, PreviewTile, to_uint8
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
 
         return [PreviewRow(f"image {i + 1}", [PreviewTile(im, "no pretext task: the encoder is not trained")])
                 for i, im in enumerate(to_uint8(x))]

@@ -57,7 +57,7 @@ class RotNet(Method):
 
     @torch.no_grad()
     def preview_rows(self, x, g):
-        from engine.preview import PreviewRow, PreviewTile, to_uint8
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
 
         batch = self.make_batch(x, g, preview=True)
         imgs = to_uint8(batch.inputs)

@@ -7,7 +7,7 @@ its labels. The same seed reproduces the same batch exactly.
 
 from engine.pretext.base import PretextBatch
 from engine.pretext.jigsaw import jigsaw, jigsaw_permutations
-from engine.pretext.masking import patch_mask, apply_patch_mask
+from engine.pretext.masking import apply_patch_mask, patch_mask
 from engine.pretext.rotation import ROTATION_LABELS, rotation
 from engine.pretext.views import multi_view
 
