@@ -153,15 +153,19 @@ def color_jitter(x: torch.Tensor, cfg: AugmentConfig, g):
 
     bf, cf, sf = factor(cfg.brightness), factor(cfg.contrast), factor(cfg.saturation)
     hf = _uniform(b, -cfg.hue, cfg.hue, g, dev) * apply
-    x = (x * bf.view(b, 1, 1, 1)).clamp(0, 1)
-    mean = gray(x).mean(dim=(2, 3), keepdim=True)
-    x = ((x - mean) * cf.view(b, 1, 1, 1) + mean).clamp(0, 1)
-    gx = gray(x)
-    x = ((x - gx) * sf.view(b, 1, 1, 1) + gx).clamp(0, 1)
+    params = {"brightness": bf, "contrast": cf, "saturation": sf, "hue": hf, "jitter": apply > 0}
+    if not bool((apply > 0).any()):
+        return x, params
+    y = (x * bf.view(b, 1, 1, 1)).clamp(0, 1)
+    mean = gray(y).mean(dim=(2, 3), keepdim=True)
+    y = ((y - mean) * cf.view(b, 1, 1, 1) + mean).clamp(0, 1)
+    gy = gray(y)
+    y = ((y - gy) * sf.view(b, 1, 1, 1) + gy).clamp(0, 1)
     if cfg.hue > 0:
         m = _hue_matrices(hf * 2 * math.pi)
-        x = torch.einsum("bij,bjhw->bihw", m, x).clamp(0, 1)
-    return x, {"brightness": bf, "contrast": cf, "saturation": sf, "hue": hf, "jitter": apply > 0}
+        y = torch.einsum("bij,bjhw->bihw", m, y).clamp(0, 1)
+    # images that drew "no jitter" pass through untouched (bit for bit)
+    return torch.where(apply.view(b, 1, 1, 1) > 0, y, x), params
 
 
 def grayscale(x: torch.Tensor, p: float, g):

@@ -58,10 +58,13 @@ class Method(nn.Module):
             check(backbone)
         kind = getattr(backbone, "kind", "cnn")
         if self.backbone_kind != "any" and kind != self.backbone_kind:
+            from engine.models import BACKBONES
             from engine.params import ConfigError
 
-            raise ConfigError("backbone", f"{self.name} needs a {self.backbone_kind.upper()} backbone, "
-                                          f"not {type(backbone).__name__}")
+            fits = [n for n in BACKBONES if n.startswith("vit")] if self.backbone_kind == "vit" else \
+                [n for n in BACKBONES if not n.startswith("vit")]
+            raise ConfigError("backbone", f"{self.name} needs a {'ViT' if self.backbone_kind == 'vit' else 'CNN'} "
+                                          f"backbone ({', '.join(fits)} or auto), not {type(backbone).__name__}")
 
     # -- recipe ------------------------------------------------------------------------------
     @classmethod

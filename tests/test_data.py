@@ -1,0 +1,208 @@
+import io
+import struct
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from engine.data import DataError, load_dataset
+from engine.data.base import Cancelled, stratified_split
+from engine.data.decode import decode_image
+from engine.data.shapes import SHAPES, generate_shapes
+
+
+def test_shapes_deterministic_and_sized():
+    a, la = generate_shapes(40, 32, seed=3)
+    b, lb = generate_shapes(40, 32, seed=3)
+    c, _ = generate_shapes(40, 32, seed=4)
+    assert a.shape == (40, 3, 32, 32) and a.dtype == torch.uint8
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    assert not torch.equal(a, c)
+    assert set(la.tolist()) == set(range(len(SHAPES)))
+    big, _ = generate_shapes(8, 96, seed=0)
+    assert big.shape == (8, 3, 96, 96)
+
+
+def test_builtin_spec_has_a_disjoint_test_split():
+    d = load_dataset("builtin:shapes:200", 32)
+    assert len(d) == 200 and d.labelled and d.class_names == list(SHAPES)
+    t = load_dataset(d.eval_source, 32)
+    assert t.labelled and len(t) >= 200 // 5
+    assert not torch.equal(d.images[:10], t.images[:10])
+    with pytest.raises(DataError, match="count"):
+        load_dataset("builtin:shapes:abc", 32)
+    with pytest.raises(DataError, match="unknown built-in"):
+        load_dataset("builtin:circles", 32)
+
+
+def _save(path, arr, mode=None, fmt=None):
+    img = Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
+    img.save(path, format=fmt)
+
+
+def test_folder_with_classes_and_every_image_kind(tmp_path):
+    rng = np.random.default_rng(0)
+    (tmp_path / "cats").mkdir()
+    (tmp_path / "dogs").mkdir()
+    rgb = rng.integers(0, 255, (40, 50, 3), dtype=np.uint8)
+    _save(tmp_path / "cats" / "a.jpg", rgb)
+    _save(tmp_path / "cats" / "b.png", rng.integers(0, 255, (20, 20), dtype=np.uint8), "L")  # grayscale
+    Image.fromarray(rgb).convert("P").save(tmp_path / "cats" / "c.png")  # palette
+    rgba = np.dstack([rgb, np.full((40, 50), 128, np.uint8)])
+    _save(tmp_path / "dogs" / "d.png", rgba, "RGBA")
+    Image.fromarray(rng.integers(0, 65535, (30, 30), dtype=np.uint16)).save(tmp_path / "dogs" / "e.png")  # 16-bit
+    _save(tmp_path / "dogs" / "f.bmp", rgb)
+    _save(tmp_path / "dogs" / "g.webp", rgb)
+    _save(tmp_path / "dogs" / "h.tif", rgb)
+    # bad files: not an image, truncated JPEG, empty file
+    (tmp_path / "dogs" / "bad.jpg").write_bytes(b"this is not a jpeg")
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(buf, format="JPEG")
+    (tmp_path / "dogs" / "trunc.jpg").write_bytes(buf.getvalue()[: len(buf.getvalue()) // 2])
+    (tmp_path / "cats" / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.txt").write_text("ignored")
+
+    d = load_dataset(str(tmp_path), 24, use_cache=False)
+    assert d.class_names == ["cats", "dogs"]
+    assert len(d) == 8 and d.images.shape == (8, 3, 24, 24)
+    assert sorted(d.labels.tolist()) == [0, 0, 0, 1, 1, 1, 1, 1]
+    skipped = {p.split("/")[-1]: r for p, r in d.skipped}
+    assert set(skipped) == {"bad.jpg", "trunc.jpg", "empty.png"}
+    assert all(r for r in skipped.values())
+    assert any("skipped 3" in n for n in d.notes)
+    # 16-bit image is scaled, not clipped to white
+    e = decode_image(tmp_path / "dogs" / "e.png", 24)
+    assert 40 < e.mean() < 215
+
+
+def test_flat_folder_is_unlabeled(tmp_path):
+    for i in range(5):
+        _save(tmp_path / f"{i}.png", np.full((10, 12, 3), i * 40, np.uint8))
+    d = load_dataset(str(tmp_path), 16, use_cache=False)
+    assert d.labels is None and not d.labelled and len(d) == 5
+    assert any("unlabeled" in n for n in d.notes)
+
+
+def test_empty_missing_and_unreadable_folders(tmp_path):
+    with pytest.raises(DataError, match="holds no images"):
+        load_dataset(str(tmp_path), 32)
+    with pytest.raises(DataError, match="does not exist"):
+        load_dataset(str(tmp_path / "nope"), 32)
+    (tmp_path / "x.jpg").write_bytes(b"garbage")
+    with pytest.raises(DataError, match="could be read"):
+        load_dataset(str(tmp_path), 32, use_cache=False)
+    f = tmp_path / "file.png"
+    f.write_bytes(b"")
+    with pytest.raises(DataError, match="not a folder"):
+        load_dataset(str(f), 32)
+
+
+def test_folder_cache_and_cancel(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    for i in range(6):
+        _save(tmp_path / ("a" if i % 2 else "b") / f"{i}.png", np.full((8, 8, 3), i * 30, np.uint8))
+    seen = []
+    d1 = load_dataset(str(tmp_path), 8, progress=lambda done, total, msg: seen.append((done, total)))
+    d2 = load_dataset(str(tmp_path), 8)
+    assert torch.equal(d1.images, d2.images) and seen
+    ev = threading.Event()
+    ev.set()
+    (tmp_path / "a" / "new.png").write_bytes(b"")  # invalidates the cache key
+    with pytest.raises(Cancelled):
+        load_dataset(str(tmp_path), 8, cancel=ev)
+
+
+def test_train_val_layout(cifar_small):
+    d = load_dataset(str(cifar_small), 32, max_images=50)
+    assert d.eval_source.endswith("val") and len(d) == 50
+    assert d.class_names[0] == "airplane"
+
+
+def test_stratified_split_keeps_classes():
+    labels = torch.arange(100) % 4
+    tr, ho = stratified_split(labels, 100, 0.2, seed=0)
+    assert len(set(tr) & set(ho)) == 0 and len(tr) + len(ho) == 100
+    assert np.bincount(labels[ho].numpy()).tolist() == [5, 5, 5, 5]
+
+
+# -- torchvision ------------------------------------------------------------------------------------
+def _idx_images(n, h, w, rng):
+    return struct.pack(">IIII", 0x803, n, h, w) + rng.integers(0, 255, (n, h, w), dtype=np.uint8).tobytes()
+
+
+def _idx_labels(labels):
+    return struct.pack(">II", 0x801, len(labels)) + bytes(labels)
+
+
+def _write_fake_mnist(root, name="MNIST", n=30):
+    rng = np.random.default_rng(0)
+    raw = root / name / "raw"
+    raw.mkdir(parents=True)
+    (raw / "train-images-idx3-ubyte").write_bytes(_idx_images(n, 28, 28, rng))
+    (raw / "train-labels-idx1-ubyte").write_bytes(_idx_labels([i % 10 for i in range(n)]))
+    (raw / "t10k-images-idx3-ubyte").write_bytes(_idx_images(10, 28, 28, rng))
+    (raw / "t10k-labels-idx1-ubyte").write_bytes(_idx_labels(list(range(10))))
+
+
+@pytest.mark.parametrize("name,folder", [("mnist", "MNIST"), ("fashionmnist", "FashionMNIST")])
+def test_torchvision_from_disk(tmp_path, name, folder):
+    _write_fake_mnist(tmp_path, folder)
+    d = load_dataset(f"torchvision:{name}:{tmp_path}", 32)
+    assert len(d) == 30 and d.images.shape == (30, 3, 32, 32) and d.labelled
+    assert d.eval_source.startswith(f"torchvision:{name}@test")
+    t = load_dataset(d.eval_source, 32)
+    assert len(t) == 10
+
+
+def test_torchvision_offline_message(tmp_path):
+    with pytest.raises(DataError) as info:
+        load_dataset(f"torchvision:cifar10:{tmp_path}", 32)
+    msg = str(info.value)
+    assert "cifar-10-batches-py" in msg and str(tmp_path) in msg and "download" in msg
+    with pytest.raises(DataError, match="unknown torchvision dataset"):
+        load_dataset("torchvision:imagenet", 32)
+    with pytest.raises(DataError, match="no split"):
+        load_dataset(f"torchvision:stl10@bogus:{tmp_path}", 32)
+
+
+def test_torchvision_download_from_a_local_server(tmp_path, monkeypatch):
+    """The download path is real: torchvision fetches (and checks) files from a mirror we serve."""
+    import gzip
+    import hashlib
+    import http.server
+
+    import torchvision.datasets as tvd
+
+    src = tmp_path / "src"
+    _write_fake_mnist(src)
+    serve = tmp_path / "serve"
+    serve.mkdir()
+    resources = []
+    for f in sorted((src / "MNIST" / "raw").iterdir()):
+        gz = serve / (f.name + ".gz")
+        gz.write_bytes(gzip.compress(f.read_bytes()))
+        resources.append((gz.name, hashlib.md5(gz.read_bytes()).hexdigest()))
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *a, **k):
+            super().__init__(*a, directory=str(serve), **k)
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Quiet)
+    th = threading.Thread(target=server.serve_forever, daemon=True)
+    th.start()
+    try:
+        monkeypatch.setattr(tvd.MNIST, "mirrors", [f"http://127.0.0.1:{server.server_address[1]}/"])
+        monkeypatch.setattr(tvd.MNIST, "resources", resources)
+        root = tmp_path / "dl"
+        with pytest.raises(DataError, match="download"):
+            load_dataset(f"torchvision:mnist:{root}", 32)
+        d = load_dataset(f"torchvision:mnist:{root}", 32, download=True)
+        assert len(d) == 30 and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
+    finally:
+        server.shutdown()
