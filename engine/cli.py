@@ -258,7 +258,7 @@ def cmd_train(args) -> int:
         return usage_error(str(exc))
 
     control = FlagControl()
-    printer = ProgressPrinter(quiet=args.quiet)
+    printer = ProgressPrinter(quiet=args.quiet or int(os.environ.get("RANK", 0)) != 0)
 
     def on_sigint(signum, frame):
         printer._line("stopping: writing a checkpoint (Ctrl-C again to abort)")
@@ -273,6 +273,8 @@ def cmd_train(args) -> int:
     if summary.get("reason") == "failed":
         err = summary.get("error", "")
         return EXIT_USAGE if err and not err.startswith(("RuntimeError", "Error")) else 1
+    if int(os.environ.get("RANK", 0)) != 0:
+        return 0  # under torchrun only rank 0 reports
     print(_summary_text(summary), file=sys.stderr)
     print(json.dumps(summary))
     return 0

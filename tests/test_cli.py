@@ -95,3 +95,22 @@ def test_eval_and_embed_errors(tmp_path, capsys):
     assert cli(["eval", "--run", str(tmp_path), "--train-data", "builtin:shapes:16", "--test-data",
                 "builtin:shapes:16"]) == 2
     assert "not a run folder" in capsys.readouterr().err
+
+
+def test_torchrun_two_processes_write_one_run(tmp_path):
+    """The same engine under torchrun (gloo on the CPU): one run folder, written by rank 0."""
+    torchrun = Path(sys.executable).parent / "torchrun"
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed next to this python")
+    out = subprocess.run([str(torchrun), "--standalone", "--nproc_per_node", "2", str(ROOT / "main.py"), "train",
+                          "--method", "simclr", "--data", "builtin:shapes:96", "--epochs", "1", "--batch-size", "16",
+                          "--runs-root", str(tmp_path), "--device", "cpu", "--quiet",
+                          "--set", "eval.linear_probe_epochs=2"],
+                         capture_output=True, text=True, timeout=300, cwd=str(ROOT))
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
+    assert len(lines) == 1 and lines[0]["reason"] == "completed"
+    runs = list(tmp_path.iterdir())
+    assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").exists()
+    # 96 training images (the shapes have their own test split) over 2 ranks, 16 a rank a step
+    assert lines[0]["step"] == (96 // 2) // 16
