@@ -206,3 +206,24 @@ def test_torchvision_download_from_a_local_server(tmp_path, monkeypatch):
         assert len(d) == 30 and (root / "MNIST" / "raw" / "train-images-idx3-ubyte").exists()
     finally:
         server.shutdown()
+
+
+def test_large_folders_stream_with_the_same_images(tmp_path):
+    rng = np.random.default_rng(0)
+    for i in range(50):
+        d = tmp_path / f"c{i % 2}"
+        d.mkdir(exist_ok=True)
+        _save(d / f"{i}.png", rng.integers(0, 255, (100, 120, 3), dtype=np.uint8))
+    (tmp_path / "c0" / "broken.png").write_bytes(b"nope")
+    mem = load_dataset(str(tmp_path), 96, use_cache=False)
+    st = load_dataset(str(tmp_path), 96, memory_limit_mb=1, workers=0)  # 50 x 96 x 96 x 3 > 1 MB
+    assert st.streaming and not mem.streaming and len(st) == 51 and st.labelled
+    order = torch.arange(len(st))
+    got = list(st.batches(10, order, drop_last=False))
+    imgs = torch.cat([b[0] for b in got])
+    idx = torch.cat([b[2] for b in got])
+    assert len(imgs) == 50  # the broken file is dropped from its batch and reported
+    assert [p.split("/")[-1] for p, _ in st.skipped] == ["broken.png"]
+    paths = [st.paths[i] for i in idx.tolist()]
+    ref = {p: mem.images[k] for k, p in enumerate(mem.paths)}
+    assert all(torch.equal(imgs[k], ref[p]) for k, p in enumerate(paths))

@@ -233,3 +233,19 @@ def test_mae_sends_reconstructions(tmp_path):
     summary, msgs = run(cfg)
     rec = [m for m in msgs if isinstance(m, M.Reconstruction)]
     assert rec and rec[0].originals.shape == rec[0].outputs.shape and rec[0].originals.dtype == np.uint8
+
+
+def test_streamed_folder_trains(tmp_path):
+    rng = np.random.default_rng(0)
+    root = tmp_path / "big"
+    for i in range(50):
+        d = root / f"c{i % 2}"
+        d.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 255, (100, 100, 3), dtype=np.uint8)).save(d / f"{i}.png")
+    cfg = tiny("rotnet", str(root), tmp_path / "runs", data={"image_size": 96, "in_memory_limit_mb": 1,
+                                                              "workers": 1, "holdout_fraction": 0.0},
+               optim={"batch_size": 16}, eval={"final_eval": False, "knn_every_epochs": 0})
+    summary, msgs = run(cfg)
+    assert summary["reason"] == "completed" and summary["step"] == 3
+    notes = " ".join(m.text for m in msgs if isinstance(m, M.Warning))
+    assert "streamed" in notes
