@@ -397,6 +397,8 @@ def service_main(req_q, resp_q, nice: int = 0) -> None:
         (jobs if name in ("load_dataset", "sleep") else quick).put((rid, name, args))
     jobs.put(None)
     quick.put(None)
+    for t in threads:  # let a running job finish its native calls before the interpreter goes
+        t.join(timeout=5.0)
     try:
         resp_q.close()
         resp_q.join_thread()
