@@ -295,7 +295,6 @@ class MainWindow(QMainWindow):
         self.run_panel.stop_requested.connect(self.engine.stop)
         self.run_panel.resume_last_requested.connect(self.resume_last)
         self.run_panel.message.connect(self.status_message)
-        self.engine.message.connect(self.curves.on_engine_message)
         self.engine.state_changed.connect(self._engine_state)
         self.engine.run_started.connect(self._run_started)
         self.engine.step.connect(self._step)
@@ -391,6 +390,7 @@ class MainWindow(QMainWindow):
             self.run_panel.set_state_text(f"Could not start: {exc}", error=True)
             return None
         self.banner.hide()
+        self.save_settings()  # the config of every started run survives a crash of the window
         self.curves.start_live(name, run_dir)
         self.history.protected.add(run_dir)
         self.run_panel.add_log(f"starting {name} in {run_dir}")
@@ -577,6 +577,8 @@ class MainWindow(QMainWindow):
                 event.ignore()
                 return
         self.save_settings()
+        if self.engine.active:
+            self.hide()  # the run writes its checkpoint meanwhile; nothing left to click
         self.engine.shutdown(timeout=15.0)
         self.service.stop()
         event.accept()

@@ -85,8 +85,8 @@ class ParamControl(QWidget):
         if self.log:
             return float(math.exp(math.log(lo) + f * (math.log(hi) - math.log(lo))))
         v = lo + f * (hi - lo)
-        step = (hi - lo) / STEPS
-        digits = max(0, -int(math.floor(math.log10(step)))) if step > 0 else 3
+        # three significant decimals of the range: 0.5 stays 0.5 rather than 0.4997
+        digits = max(0, -int(math.floor(math.log10((hi - lo) / 100))))
         return float(round(v, digits))
 
     def _slid(self, pos: int) -> None:
@@ -136,7 +136,16 @@ class ParamControl(QWidget):
             else:
                 self.w.setText(fmt(v) if not isinstance(v, str) else v)
 
-    def set_position(self, fraction: float) -> None:
-        """Tests and scripts: move a slider like a user would (emits ``changed``)."""
+    def move_to(self, value) -> None:
+        """Move the control to ``value`` like a user would (emits ``changed``)."""
         if self.kind == "slider":
-            self.w.setValue(round(min(max(fraction, 0.0), 1.0) * STEPS))
+            self.w.setValue(self._to_pos(value))
+        elif self.kind == "bool":
+            self.w.setChecked(bool(value))
+        elif self.kind == "choice":
+            self.w.setCurrentIndex(max(0, self.w.findData(value)))
+        elif self.kind == "int":
+            self.w.setValue(int(value))
+        else:
+            self.w.setText(str(value))
+            self._typed()

@@ -120,15 +120,60 @@ def records_to_blocks(records: list[dict]) -> tuple[dict, dict, dict]:
     return to_blocks(steps), to_blocks(evals), final
 
 
+def _ema_raw(y: np.ndarray, alpha: float, prev: float = 0.0) -> np.ndarray:
+    """s_t = a s_(t-1) + (1 - a) y_t from s_(-1) = prev, without a python loop per point."""
+    n = len(y)
+    if n == 0:
+        return y.copy()
+    tail = int(np.ceil(16 / -np.log10(alpha)))  # a**tail < 1e-16: older points no longer count
+    if tail <= 64:  # light smoothing: a short convolution is exact to rounding
+        kernel = (1 - alpha) * alpha ** np.arange(tail + 1, dtype=np.float64)
+        out = np.convolve(y, kernel)[:n]
+        out += prev * alpha ** np.arange(1, n + 1, dtype=np.float64)
+        return out
+    # heavy smoothing: closed form per block, short enough that a**-block stays finite
+    block = int(min(4096, 100 * np.log(10) / -np.log(alpha)))
+    out = np.empty(n, dtype=np.float64)
+    powers = alpha ** -np.arange(block, dtype=np.float64)
+    up_all = alpha ** np.arange(1, block + 1, dtype=np.float64)
+    for start in range(0, n, block):
+        chunk = y[start:start + block]
+        k = len(chunk)
+        up = up_all[:k]
+        out[start:start + k] = up * prev + np.cumsum(chunk * powers[:k]) * (1 - alpha) * (up / alpha)
+        prev = out[start + k - 1]
+    return out
+
+
 def ema(y: np.ndarray, alpha: float) -> np.ndarray:
     """Debiased exponential moving average (TensorBoard's smoothing), vectorised."""
+    y = np.asarray(y, dtype=np.float64)
     if alpha <= 0 or len(y) < 2:
         return y
-    from scipy.signal import lfilter
+    return _ema_raw(y, alpha) / (1 - alpha ** np.arange(1, len(y) + 1, dtype=np.float64))
 
-    num = lfilter([1 - alpha], [1, -alpha], y)
-    den = 1 - alpha ** np.arange(1, len(y) + 1)
-    return num / den
+
+class EmaCache:
+    """The smoothed copy of a growing series, extended by the new points only."""
+
+    def __init__(self):
+        self.alpha = -1.0
+        self.raw = np.zeros(0)
+        self.src_n = 0
+        self.first = 0.0
+
+    def get(self, y: np.ndarray, alpha: float) -> np.ndarray:
+        n = len(y)
+        if alpha <= 0 or n < 2:
+            return y
+        fresh = alpha != self.alpha or n < self.src_n or (self.src_n and y[0] != self.first)
+        if fresh:
+            self.raw = _ema_raw(y, alpha)
+        elif n > self.src_n:
+            prev = self.raw[self.src_n - 1] if self.src_n else 0.0
+            self.raw = np.concatenate([self.raw[:self.src_n], _ema_raw(y[self.src_n:], alpha, prev)])
+        self.alpha, self.src_n, self.first = alpha, n, float(y[0])
+        return self.raw[:n] / (1 - alpha ** np.arange(1, n + 1, dtype=np.float64))
 
 
 class RunCurves:
@@ -138,6 +183,7 @@ class RunCurves:
         self.evals: dict[str, Series] = {}
         self.final: dict = {}
         self.dirty: set[str] = set()
+        self.smoothed: dict[str, EmaCache] = {}
         self.offset = 0  # metrics.jsonl bytes read (tailing)
         self.tail = False
         self.last_time = 0.0
@@ -383,6 +429,7 @@ class CurvesPanel(QWidget):
     def _truncate(self, run: RunCurves, step: int) -> None:
         for s in list(run.steps.values()) + list(run.evals.values()):
             s.truncate_after(step)
+        run.smoothed.clear()
         self._all_dirty = True
 
     def _apply(self, run: RunCurves, msg) -> None:
@@ -495,7 +542,9 @@ class CurvesPanel(QWidget):
             p.setLabel("bottom", self.xaxis.currentText())
         self._all_dirty = True
 
-    def _redraw(self) -> None:
+    def _redraw(self, force: bool = False) -> None:
+        if not force and not self.isVisible():
+            return  # the series stay dirty: drawn when the tab is shown
         changed = False
         for run in list(self.runs.values()):
             keys = set(run.steps) | set(run.evals) if self._all_dirty else run.dirty
@@ -508,7 +557,7 @@ class CurvesPanel(QWidget):
                 x = s.x(self.x_kind)
                 y = s.y
                 if key == "loss" and key in run.steps:
-                    ys = ema(y, self.smoothing)
+                    ys = run.smoothed.setdefault(key, EmaCache()).get(y, self.smoothing)
                     if self.log_loss.isChecked():
                         ok = (y > 0) & (ys > 0)
                         x, y, ys = x[ok], y[ok], ys[ok]
@@ -564,7 +613,7 @@ class CurvesPanel(QWidget):
             self.export_csv(path)
 
     def export_png(self, path: str) -> bool:
-        self._redraw()
+        self._redraw(force=True)
         return self.graphics.grab().save(path, "PNG")
 
     def export_csv(self, path: str) -> int:
