@@ -10,6 +10,7 @@ window keeps everything it has shown, and :meth:`resume_last` continues from the
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import queue
 import time
 from pathlib import Path
@@ -36,9 +37,10 @@ class EngineClient(QObject):
     failed = Signal(object)  # RunFailed
     died = Signal(str)  # the process ended without a word: a sentence for the user
 
-    def __init__(self, parent: QObject | None = None, nice: int = 10, poll_ms: int = 20, budget_ms: float = 8.0):
+    def __init__(self, parent: QObject | None = None, nice: int | None = None, poll_ms: int = 20, budget_ms: float = 8.0):
         super().__init__(parent)
-        self._nice = nice
+        # helper processes yield the CPU to the window (SSLWB_NICE overrides, e.g. 0 in tests)
+        self._nice = nice if nice is not None else int(os.environ.get("SSLWB_NICE", 10))
         self._budget = budget_ms / 1000.0
         self._proc = None
         self._out = self._cmd = None

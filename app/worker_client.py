@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing as mp
+import os
 import queue
 import signal
 import time
@@ -54,7 +55,7 @@ class WorkerClient(QObject):
     MAX_RESTARTS = 3  # within RESTART_WINDOW_S
     RESTART_WINDOW_S = 120.0
 
-    def __init__(self, target: Callable | None = None, parent: QObject | None = None, nice: int = 5,
+    def __init__(self, target: Callable | None = None, parent: QObject | None = None, nice: int | None = None,
                  poll_ms: int = 15, budget_ms: float = 6.0, name: str = "engine helper"):
         super().__init__(parent)
         if target is None:
@@ -62,7 +63,8 @@ class WorkerClient(QObject):
 
             target = service_main
         self._target = target
-        self._nice = nice
+        # helper processes yield the CPU to the window (SSLWB_NICE overrides, e.g. 0 in tests)
+        self._nice = nice if nice is not None else int(os.environ.get("SSLWB_NICE", 5))
         self._budget = budget_ms / 1000.0
         self._name = name
         self._ids = itertools.count(1)

@@ -46,6 +46,15 @@ def _lower_priority(nice: int) -> None:
             pass
 
 
+def _exit_child() -> None:
+    """In a spawned child: end now. Interpreter finalisation with torch loaded takes seconds on a busy
+    machine and has nothing left to do (queues are flushed, files closed)."""
+    import multiprocessing
+
+    if multiprocessing.parent_process() is not None:
+        os._exit(0)
+
+
 def _put(q, item) -> None:
     try:
         q.put(item)
@@ -93,6 +102,7 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
             out_queue.join_thread()
         except (OSError, ValueError, AttributeError):
             pass
+        _exit_child()
 
 
 # -- the service process --------------------------------------------------------------------------
@@ -140,7 +150,7 @@ def catalogue() -> dict:
                             "large": {p: [to_dict(v) for v in preset(p, 224)] for p in PRESETS}},
         "sections": {"run": field_specs(RunConfig), "data": field_specs(DataConfig),
                      "optim": field_specs(OptimConfig), "eval": field_specs(EvalConfig)},
-        "device": dev.type, "device_name": device_name(dev), "torch": torch.__version__,
+        "device": dev.type, "device_name": device_name(dev), "torch": str(torch.__version__),
         "cuda": bool(torch.cuda.is_available()),
     }
 
@@ -404,6 +414,7 @@ def service_main(req_q, resp_q, nice: int = 0) -> None:
         resp_q.join_thread()
     except (OSError, ValueError, AttributeError):
         pass
+    _exit_child()
 
 
 __all__ = ["train_process", "service_main", "catalogue", "validate_config", "load_dataset_for_view",

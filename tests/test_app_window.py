@@ -21,6 +21,7 @@ WAIT = 120_000  # ms: the machine is shared, processes start slowly
 @pytest.fixture
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
+    monkeypatch.setenv("SSLWB_NICE", "0")  # the helper processes must not starve on a shared test machine
     from app.launch import make_app
     from app.main_window import MainWindow
 
@@ -37,11 +38,11 @@ def window(qtbot, tmp_path, monkeypatch):
 
 
 def small_run(win, **extra) -> None:
-    """A run of a few seconds on the CPU: tiny shapes, batch 16, no final probe."""
+    """A run of a few seconds on the CPU: tiny 16 px shapes, batch 8, no final probe."""
     m = win.model
     m.set("method", "simclr")
     for path, value in {"backbone": "small_cnn", "device": "cpu", "epochs": 0, "minutes": 3.0,
-                        "data.spec": "builtin:shapes:200", "optim.batch_size": 16,
+                        "data.spec": "builtin:shapes:96", "data.image_size": 16, "optim.batch_size": 8,
                         "eval.knn_every_epochs": 1, "eval.monitor_size": 40, "eval.bank_size": 100,
                         "eval.final_eval": False, "checkpoint_every_minutes": 0.0, **extra}.items():
         m.set(path, value)
@@ -194,7 +195,7 @@ print(json.dumps({"shown_s": shown, "preview": ok, "torch": "torch" in sys.modul
 win.confirm_quit = False
 win.close()
 """
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SSLWB_CONFIG_DIR=str(tmp_path / "cfg"))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SSLWB_CONFIG_DIR=str(tmp_path / "cfg"), SSLWB_NICE="0")
     t0 = time.perf_counter()
     out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=240)
@@ -209,7 +210,7 @@ win.close()
 
 def test_screenshot_command_waits_for_the_view(qapp, tmp_path):
     out_png = tmp_path / "shot.png"
-    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SSLWB_CONFIG_DIR=str(tmp_path / "cfg"))
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", SSLWB_CONFIG_DIR=str(tmp_path / "cfg"), SSLWB_NICE="0")
     res = subprocess.run([sys.executable, "main.py", "--screenshot", str(out_png), "--view", "pretext",
                           "--data", "builtin:shapes:64", "--size", "1000x700"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=240)
