@@ -199,15 +199,14 @@ class EngineClient(QObject):
         self._proc = None
         if self._terminal:
             return
+        self._set_state(DIED)  # before can_resume(): a dead run is no longer active
         step = f" at step {self.last_step}" if self.last_step else ""
-        ckpt = (f"; the last checkpoint is from step {self.last_checkpoint_step}" if self.last_checkpoint_step
-                is not None else "")
-        text = (f"The training process {describe_exit(code)}{step}. Everything shown so far is kept{ckpt}.")
         if self.can_resume():
-            text += " Resume continues from the last checkpoint."
+            ckpt = f" from step {self.last_checkpoint_step}" if self.last_checkpoint_step is not None else ""
+            tail = f" Resume continues from the last checkpoint{ckpt}."
         else:
-            text += " No checkpoint was written, so the run cannot be resumed; start it again."
-        self._set_state(DIED)
+            tail = " No checkpoint was written, so the run cannot be resumed; start it again."
+        text = f"The training process {describe_exit(code)}{step}. Everything shown so far is kept.{tail}"
         self.died.emit(text)
 
     def _close_queues(self) -> None:

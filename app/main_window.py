@@ -38,6 +38,7 @@ from PySide6.QtWidgets import (
 from app import settings as S
 from app.config_model import ConfigModel
 from app.engine_client import EngineClient
+from app.widgets import discard
 from app.widgets.curves_panel import CurvesPanel
 from app.widgets.data_panel import DataPanel
 from app.widgets.history_panel import HistoryPanel
@@ -170,7 +171,7 @@ class MainWindow(QMainWindow):
             if self.tabs.tabText(i) == title:
                 old = self.tabs.widget(i)
                 self.tabs.removeTab(i)
-                old.deleteLater()
+                discard(old)
                 index = i if index is None else index
                 break
         if index is None:

@@ -153,8 +153,9 @@ def test_killed_engine_is_reported_and_the_run_resumes(qtbot, window):
     os.kill(win.engine.pid, 9)
     qtbot.waitUntil(lambda: win.engine.state == "died", timeout=WAIT)
     # the window says so, keeps the curves, and offers to resume
-    assert win.banner.isVisible() and "SIGKILL" in win.banner.text.text()
-    assert f"step {ckpt_step}" in win.banner.text.text()
+    text = win.banner.text.text()
+    assert win.banner.isVisible() and "SIGKILL" in text
+    assert f"Resume continues from the last checkpoint from step {ckpt_step}" in text, text
     assert win.curves.point_count("loss") >= shown
     assert win.run_panel.resume_last_btn.isEnabled() and win.run_panel.start_btn.isEnabled()
     # still usable: the preview answers

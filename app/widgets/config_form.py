@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.config_model import check_value
+from app.widgets import discard
 from app.widgets.controls import fmt
 from engine.params import ConfigError
 
@@ -162,7 +163,7 @@ class ConfigForm(QWidget):
                 self._labels.pop(path, None)
                 self.invalid.pop(path, None)
             self._lay.removeWidget(old)
-            old.deleteLater()
+            discard(old)
         box = QGroupBox(title)
         form = QFormLayout(box)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)

@@ -332,7 +332,10 @@ class CurvesPanel(QWidget):
             pen = pg.mkPen(color, width=width, style=style)
             name = None
             if variant != "raw":
-                name = run.name if key not in SECONDARY else f"{run.name} (top-5)"
+                name = run.name
+                if key in ("knn_top1", "knn_top5"):
+                    k = "top-5" if key == "knn_top5" else "top-1"
+                    name = k if main else f"{run.name} ({k})"
             is_eval = key in run.evals
             item = pg.PlotDataItem(pen=pen, name=name, symbol=("t" if key in SECONDARY else "o") if is_eval else None,
                                    symbolSize=6, symbolBrush=pg.mkBrush(color), symbolPen=None)

@@ -162,7 +162,7 @@ class HistoryPanel(QWidget):
         split = QSplitter(Qt.Orientation.Vertical)
         split.addWidget(top)
         split.addWidget(tabs)
-        split.setSizes([420, 320])
+        split.setSizes([360, 400])
         self.splitter = split
         lay = QVBoxLayout(self)
         lay.addWidget(split)

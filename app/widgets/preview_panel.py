@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets import discard
 from app.widgets.controls import ParamControl
 from app.widgets.tiles import TileView
 
@@ -66,7 +67,8 @@ class AugmentGroup(QGroupBox):
 
     def build(self, specs: list[dict]) -> None:
         self.specs = {s["name"]: s for s in specs}
-        self._body.deleteLater()
+        self._lay.removeWidget(self._body)
+        discard(self._body)
         self._body = QWidget()
         form = QFormLayout(self._body)
         form.setContentsMargins(0, 0, 0, 0)
@@ -312,7 +314,8 @@ class PreviewPanel(QWidget):
         self.request()
 
     def _build_options(self) -> None:
-        self._options_body.deleteLater()
+        self._options_lay.removeWidget(self._options_body)
+        discard(self._options_body)
         self._options_body = QWidget()
         self.options_form = QFormLayout(self._options_body)
         self.options_form.setContentsMargins(0, 0, 0, 0)
