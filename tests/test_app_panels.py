@@ -430,3 +430,28 @@ def test_tile_view_draws_any_method_rows(qtbot):
     assert "#ff8c00" in colors and "#ff0000" in colors
     # three blocks of two tiles flow into two columns at this width: two block rows
     assert 2 * 96 < view.minimumHeight() < 3 * 96 + 3 * view._caption_h()
+
+
+def test_curves_overlay_runs_for_comparison(qtbot, tmp_path):
+    from app.widgets.curves_panel import CurvesPanel
+
+    a, log_a = _fake_headless_run(tmp_path / "a", 8)
+    b, log_b = _fake_headless_run(tmp_path / "b", 5)
+    log_a.close()
+    log_b.close()
+    curves = CurvesPanel()
+    qtbot.addWidget(curves)
+    curves.show()
+    curves.open_run(str(a))
+    other = curves.open_run(str(b), overlay=True)
+    assert curves.open_run(str(b), overlay=True) == other  # the same run is overlaid once
+    qtbot.waitUntil(lambda: curves.point_count("loss") == 8 and curves.point_count("loss", other) == 5,
+                    timeout=10_000)
+    qtbot.waitUntil(lambda: curves.is_ready(), timeout=10_000)
+    loss_items = [k for k in curves.items if k[1] == "loss" and k[2] == "line"]
+    assert {k[0] for k in loss_items} == {"main", other}
+    assert curves.plots["loss"].legend.isVisible()  # two runs: a legend tells them apart
+    rows = curves.export_csv(str(tmp_path / "both.csv"))
+    assert rows == 8 * 4 + 5 * 4  # loss, lr, images/s, pretext acc of both runs
+    curves.clear_overlays()
+    assert curves.overlay_ids() == [] and curves.point_count("loss") == 8
