@@ -455,3 +455,31 @@ def test_curves_overlay_runs_for_comparison(qtbot, tmp_path):
     assert rows == 8 * 4 + 5 * 4  # loss, lr, images/s, pretext acc of both runs
     curves.clear_overlays()
     assert curves.overlay_ids() == [] and curves.point_count("loss") == 8
+
+
+def test_settings_survive_a_relaunch(qtbot, tmp_path, monkeypatch, catalogue):
+    """Layout, last dataset and last config come back (QSettings under SSLWB_CONFIG_DIR)."""
+    monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "cfg"))
+    from app import settings as S
+    from app.main_window import MainWindow
+
+    win = MainWindow(start_service=False)
+    qtbot.addWidget(win)
+    win.model.set_catalogue(catalogue)
+    win.model.set_method("rotnet")
+    win.model.set("optim.lr", 0.0042)
+    win.model.set_option("mae", "mask_ratio", 0.6)  # another method's option is kept too
+    S.settings().setValue("data/spec", "builtin:shapes:321")
+    win.resize(700, 500)  # inside the offscreen screen (800x600): restoring clamps to the screen
+    win.show_view("history")
+    win.confirm_quit = False
+    win.save_settings()
+    assert (tmp_path / "cfg" / "ssl-workbench.ini").exists()
+
+    again = MainWindow(start_service=False)
+    qtbot.addWidget(again)
+    assert again.model.method == "rotnet" and again.model.get("optim.lr") == pytest.approx(0.0042)
+    assert again.model.options_for("mae")["mask_ratio"] == pytest.approx(0.6)
+    assert again.data_panel.spec_from_ui() == "builtin:shapes:321"
+    assert again.tabs.tabText(again.tabs.currentIndex()) == "Run history"
+    assert (again.width(), again.height()) == (700, 500)
