@@ -305,9 +305,13 @@ def test_curves_append_redraw_and_export(qtbot, tmp_path):
         times.append(time.perf_counter() - t)
     assert panel.point_count("loss") == n + 20
     assert np.median(times) < 0.1, times
-    panel.on_engine_message(M.EvalResult("knn_monitor", 10, 1.0, {"knn_top1": 0.5, "collapse_std": 0.7}))
+    panel.on_engine_message(M.EvalResult("knn_monitor", 10, 1.0, {"knn_top1": 0.5, "knn_top5": 0.9,
+                                                                  "collapse_std": 0.7}))
     panel.on_engine_message(M.EvalResult("final", 20, 2.0, {"knn_top1": 0.61, "linear_top1": 0.66}))
     panel._redraw()
+    # top-1 and top-5 share the kNN plot, told apart by a legend
+    assert {("main", "knn_top1", "line"), ("main", "knn_top5", "line")} <= set(panel.items)
+    assert panel.plots["knn_top1"].legend.isVisible()
     assert "61.0%" in panel.final_label.text() and "66.0%" in panel.final_label.text()
     # smoothing is TensorBoard's debiased EMA
     y = np.array([1.0, 3.0, 2.0, 5.0])
@@ -322,7 +326,7 @@ def test_curves_append_redraw_and_export(qtbot, tmp_path):
     rows = panel.export_csv(str(csv_path))
     lines = csv_path.read_text().splitlines()
     assert lines[0] == "run,metric,step,epoch,time_s,value" and len(lines) == rows + 1
-    assert rows == (n + 20) + 20 + 2  # loss, lr, the kNN point and collapse point
+    assert rows == (n + 20) + 20 + 3  # loss, lr, the kNN top-1, top-5 and collapse points
     assert panel.export_png(str(tmp_path / "curves.png"))
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 

@@ -288,6 +288,8 @@ class CurvesPanel(QWidget):
     def _add_plot(self, key: str, title: str, row: int, col: int) -> pg.PlotItem:
         p = self.graphics.addPlot(row=row, col=col)
         p.showGrid(x=True, y=True, alpha=0.25)
+        for side in ("left", "bottom"):  # grid lines at major ticks only: a third of the paint time
+            p.getAxis(side).setStyle(maxTickLevel=0)
         p.setLabel("bottom", self.x_kind)
         p.getAxis("left").setWidth(48)
         p.setMenuEnabled(True)
@@ -334,8 +336,8 @@ class CurvesPanel(QWidget):
             if variant != "raw":
                 name = run.name
                 if key in ("knn_top1", "knn_top5"):
-                    k = "top-5" if key == "knn_top5" else "top-1"
-                    name = k if main else f"{run.name} ({k})"
+                    which = "top-5" if key == "knn_top5" else "top-1"
+                    name = which if main else f"{run.name} ({which})"
             is_eval = key in run.evals
             item = pg.PlotDataItem(pen=pen, name=name, symbol=("t" if key in SECONDARY else "o") if is_eval else None,
                                    symbolSize=6, symbolBrush=pg.mkBrush(color), symbolPen=None)
