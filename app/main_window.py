@@ -425,6 +425,10 @@ class MainWindow(QMainWindow):
     def open_run(self, run_dir: str, live: bool | None = None) -> None:
         if self.engine.active and self.engine.run_dir == str(run_dir):
             return  # already shown live
+        if not (Path(run_dir) / "config.json").exists():
+            self.banner.show_message(f"{run_dir} is not a run folder (it has no config.json); choose a folder "
+                                     "that a run wrote, e.g. runs/20261122-153000-simclr-shapes")
+            return
         if live is None:
             from engine.runs import run_info
 

@@ -347,12 +347,19 @@ class DataPanel(QWidget):
         self.status.setStyleSheet("")
         self.cancel_btn.setEnabled(True)
         self.load_btn.setEnabled(False)
-        self._rid = self.service.request("load_dataset", {"spec": spec, "image_size": int(image_size),
-                                                          "download": bool(download)},
-                                         on_result=self._loaded, on_error=self._fail,
-                                         on_progress=self._progress, on_cancelled=self._cancelled)
+        rid = self.service.request("load_dataset", {"spec": spec, "image_size": int(image_size),
+                                                    "download": bool(download)},
+                                   on_result=lambda r: self._current(rid) and self._loaded(r),
+                                   on_error=lambda e: self._current(rid) and self._fail(e),
+                                   on_progress=lambda p: self._current(rid) and self._progress(p),
+                                   on_cancelled=lambda: self._current(rid) and self._cancelled())
+        self._rid = rid
         self.loading_changed.emit(True)
         return self._rid
+
+    def _current(self, rid: int) -> bool:
+        """Answers of a load that a newer one replaced are dropped."""
+        return rid == self._rid
 
     def cancel(self) -> None:
         if self._rid is not None:
