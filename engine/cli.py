@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--view", metavar="NAME", help="with --screenshot: the view to show (data, pretext, "
                         "run, curves, embedding, inspector, history)")
     parser.add_argument("--data", metavar="SPEC", help="with the window: the dataset to open")
+    parser.add_argument("--open", metavar="RUN_DIR", help="with the window: show a run folder's curves "
+                        "(live while it trains)")
     sub = parser.add_subparsers(dest="command", parser_class=Parser)
 
     t = sub.add_parser("train", help="train a self-supervised encoder headless",
