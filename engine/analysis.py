@@ -216,7 +216,11 @@ class AnalysisWorker:
         from engine.eval.projection import warmup
 
         try:
-            seconds = warmup()
+            t0 = time.perf_counter()
+            import torch  # off the critical path of the first request
+
+            torch.set_num_threads(analysis_threads())
+            seconds = warmup() + (time.perf_counter() - t0)
             self.emit(Reply(0, "warmup", "status", {"state": "warm", "seconds": round(seconds, 2)}))
         except Exception as exc:  # the map still works (PCA); UMAP will compile on first use
             self.emit(Reply(0, "warmup", "status", {"state": "warm", "error": str(exc)}))
@@ -329,36 +333,24 @@ class AnalysisWorker:
                                  or not np.array_equal(np.asarray(init_idx), indices)):
             init = None  # a different set of points: no warm start
         pca = project(feats, "pca", init=init)
-
-        # what the GUI needs to draw: thumbnails, class names and paths come from the run's data
         first = {"features": feats, "labels": labels, "indices": indices, "coords": pca, "projection": "pca",
                  "final": projection == "pca", "step": step, "epoch": epoch, "source": source_kind,
                  "key": a.get("key"), "run_dir": run_dir, "split": split}
-        meta_note = None
-        if run_dir and a.get("thumbs", True):
-            try:
-                ctx = self.context(run_dir)
-                data = ctx.source(split, job)
-                if len(indices) and int(indices.max()) >= len(data):
-                    raise ValueError(f"the snapshot's indices go up to {int(indices.max())}, the dataset has "
-                                     f"{len(data)} images")
-                first["thumbs"] = _thumbs(data, indices)
-                first["class_names"] = list(data.class_names or [])
-                paths = getattr(data, "paths", None)
-                first["paths"] = [str(paths[i]) for i in indices.tolist()] if paths else None
-                if labels is None and data.labels is not None:
-                    first["labels"] = labels = data.get_labels(indices).cpu().numpy()
-                elif labels is not None and data.labels is not None:
-                    mine = data.get_labels(indices).cpu().numpy()
-                    if not np.array_equal(mine, labels):
-                        meta_note = ("the run's dataset changed since this snapshot was taken: thumbnails may "
-                                     "not match the points")
-            except Exception as exc:  # the map still works without thumbnails
-                meta_note = f"thumbnails unavailable: {_user_message(exc)}"
-        if meta_note:
-            first["note"] = meta_note
+
+        # thumbnails, class names and paths come from the run's data: with the first map when the data is
+        # in memory already, else in a "meta" stage right after it (the map shows before the data is read)
+        want_meta = bool(run_dir) and a.get("thumbs", True)
+        ready = want_meta and self.context(run_dir)._datasets is not None
+        if ready:
+            first.update(self._map_meta(job, run_dir, split, indices, labels))
+            labels = first.get("labels")
         first["seconds"] = round(time.perf_counter() - t0, 3)
         job.send("partial", {"stage": "first", **first})
+        if want_meta and not ready:
+            meta = self._map_meta(job, run_dir, split, indices, labels)
+            labels = meta.get("labels", labels)
+            job.send("partial", {"stage": "meta", "key": a.get("key"), **meta})
+            first.update(meta)
 
         # extras: clusters, neighbour agreement, image properties
         job.check()
@@ -400,6 +392,31 @@ class AnalysisWorker:
         return {"coords": coords, "projection": projection, "key": a.get("key"),
                 "seconds": round(time.perf_counter() - t0, 3), "projection_s": round(time.perf_counter() - t1, 3)}
 
+    def _map_meta(self, job: Job, run_dir, split: str, indices: np.ndarray, labels) -> dict:
+        out: dict = {}
+        try:
+            ctx = self.context(run_dir)
+            data = ctx.source(split, job)
+            if len(indices) and int(indices.max()) >= len(data):
+                raise ValueError(f"the snapshot's indices go up to {int(indices.max())}, the dataset has "
+                                 f"{len(data)} images")
+            out["thumbs"] = _thumbs(data, indices)
+            out["class_names"] = list(data.class_names or [])
+            paths = getattr(data, "paths", None)
+            out["paths"] = [str(paths[i]) for i in indices.tolist()] if paths else None
+            if data.labels is not None:
+                mine = data.get_labels(indices).cpu().numpy()
+                if labels is None:
+                    out["labels"] = mine
+                elif not np.array_equal(mine, labels):
+                    out["note"] = ("the run's dataset changed since this snapshot was taken: thumbnails may not "
+                                   "match the points")
+        except Exception as exc:  # the map still works without thumbnails
+            if job.cancel.is_set():
+                raise
+            out["note"] = f"thumbnails unavailable: {_user_message(exc)}"
+        return out
+
     def op_project(self, job: Job) -> dict:
         """Only a layout of given features (no thumbnails, no extras)."""
         from engine.eval.projection import project
@@ -407,9 +424,10 @@ class AnalysisWorker:
         a = job.args
         if a.get("projection", "umap") == "umap":
             self.warm.wait()
-        return {"coords": project(np.asarray(a["features"], np.float32), a.get("projection", "umap"),
-                                  init=a.get("init"), seed=a.get("seed"), cancel=job.cancel),
-                "key": a.get("key")}
+        t0 = time.perf_counter()
+        coords = project(np.asarray(a["features"], np.float32), a.get("projection", "umap"), init=a.get("init"),
+                         seed=a.get("seed"), cancel=job.cancel)
+        return {"coords": coords, "key": a.get("key"), "seconds": round(time.perf_counter() - t0, 3)}
 
     # -- retrieval ---------------------------------------------------------------------------------------
     def op_retrieve(self, job: Job) -> dict:
@@ -798,11 +816,7 @@ def serve(requests, replies, device: str = "cpu", warm: bool = True, runs_roots:
         except (OSError, ValueError):  # the GUI went away
             pass
 
-    threads = os.environ.get("SSLWB_ANALYSIS_THREADS")
-    if threads:
-        import torch
-
-        torch.set_num_threads(max(1, int(threads)))
+    limit_threads(analysis_threads())
     emit(Reply(0, "start", "status", {"state": "ready", "pid": os.getpid()}))
     dispatcher = Dispatcher(emit, device, warm, runs_roots)
     parent = multiprocessing.parent_process()
@@ -821,3 +835,38 @@ def serve(requests, replies, device: str = "cpu", warm: bool = True, runs_roots:
             dispatcher.submit(req)
     finally:
         dispatcher.stop()
+        try:  # deliver what is queued, then leave without running finalizers in numba/OpenMP threads
+            replies.close()
+            replies.join_thread()
+        except Exception:
+            pass
+        os._exit(0)
+
+
+def analysis_threads() -> int:
+    """Threads for the analysis process: ``SSLWB_ANALYSIS_THREADS``, else 1 on machines with 4 cores or
+    fewer (the training engine and the GUI need them; thread pools that wait on each other on a busy
+    2-core machine run 5-20x slower than one thread), else a quarter of the cores."""
+    env = os.environ.get("SSLWB_ANALYSIS_THREADS")
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            pass
+    cores = os.cpu_count() or 1
+    return 1 if cores <= 4 else max(1, cores // 4)
+
+
+def limit_threads(n: int) -> None:
+    """BLAS/OpenMP pools of numpy and scikit-learn, torch and numba's UMAP path, all at ``n`` threads."""
+    from engine.eval.projection import set_threads
+
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(n)  # runtimes loaded from now on (scikit-learn's OpenMP, torch) read these
+    set_threads(n)
+    try:  # and those already loaded (numpy's OpenBLAS)
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except Exception:  # pragma: no cover - threadpoolctl missing: the pools keep their defaults
+        pass

@@ -198,8 +198,17 @@ def test_worker_map_stages_match_the_run(tiny_run, worker):
     assert [s["epoch"] for s in snaps] == [1.0, 2.0]
     out = run_op(worker, "map", run_dir=run_dir, snapshot="latest", projection="pca", key="k1")
     kinds = [(r.kind, r.data.get("stage")) for r in out if r.kind != "progress"]
+    # the dataset is not read yet: the map comes first, its thumbnails and class names right after
+    assert kinds == [("partial", "first"), ("partial", "meta"), ("partial", "extras"), ("result", None)]
+    first, meta, extras, result = [r.data for r in out if r.kind != "progress"]
+    assert "thumbs" not in first and meta["key"] == "k1"
+    # once the data is in memory, one stage carries both
+    out = run_op(worker, "map", run_dir=run_dir, snapshot="latest", projection="pca", key="k2")
+    kinds = [(r.kind, r.data.get("stage")) for r in out if r.kind != "progress"]
     assert kinds == [("partial", "first"), ("partial", "extras"), ("result", None)]
-    first, extras, result = [r.data for r in out if r.kind != "progress"]
+    first2 = out[0].data if out[0].kind == "partial" else out[1].data
+    assert np.array_equal(first2["thumbs"], meta["thumbs"])
+    first.update(meta)
     with np.load(snaps[-1]["path"]) as z:
         assert np.array_equal(first["features"], z["features"])
         assert np.array_equal(first["indices"], z["indices"])

@@ -279,6 +279,7 @@ class EmbeddingMap(QWidget):
         size = 7 if n < 2000 else 6 if n < 6000 else 5
         brushes = self._brushes(n)
         self.scatter.setData(x=c[:, 0], y=c[:, 1], size=size, brush=brushes, pen=None)
+        self._colored_count = n if len(self._color_index) == n else -1
         self.index = GridIndex(c)
         self.marks.clear()
         self.focus.clear()
@@ -385,10 +386,19 @@ class EmbeddingMap(QWidget):
 
     def set_colors(self, color_index: np.ndarray, palette: list[QColor], dim: np.ndarray | None = None) -> None:
         """Colour point i with ``palette[color_index[i]]``; ``dim`` (bool) greys points out."""
-        self._color_index = np.asarray(color_index, dtype=np.int64)
+        color_index = np.asarray(color_index, dtype=np.int64)
+        dim = None if dim is None else np.asarray(dim, bool)
+        same = (len(color_index) == len(self._color_index) and np.array_equal(color_index, self._color_index)
+                and [c.rgba() for c in palette] == [c.rgba() for c in self._palette]
+                and ((dim is None and self._dim is None) or
+                     (dim is not None and self._dim is not None and np.array_equal(dim, self._dim))))
+        if same and getattr(self, "_colored_count", -1) == self.count:
+            return  # brushes are costly to rebuild (tens of ms at 10,000 points): only on a change
+        self._color_index = color_index
         self._palette = list(palette)
-        self._dim = None if dim is None else np.asarray(dim, bool)
+        self._dim = dim
         if self.count and len(self._color_index) == self.count:
+            self._colored_count = self.count
             self.scatter.setBrush(list(self._brushes(self.count)))
 
     # -- overlays ---------------------------------------------------------------------------------------------

@@ -607,16 +607,7 @@ class EmbeddingPanel(QWidget):
             if entry is not None and entry.step is None and d.get("step") is not None:
                 entry.step, entry.epoch = d.get("step"), d.get("epoch")
                 self._update_timeline_label()
-            tkey = self._thumb_key(state.indices, entry or Entry(key, None, None, "snapshot"))
-            if d.get("thumbs") is not None:
-                self.thumb_cache[tkey] = (d["thumbs"], d.get("class_names") or [], d.get("paths"))
-            if tkey in self.thumb_cache:
-                thumbs, names, paths = self.thumb_cache[tkey]
-                state.thumbs, state.paths = thumbs, paths
-                state.class_names = state.class_names or list(names)
-            if state.labels is None and d.get("labels") is not None:
-                state.labels = np.asarray(d["labels"])
-            state.note = d.get("note", "")
+            self._apply_meta(state, d, entry)
             state.layouts["pca"] = np.asarray(d["coords"], np.float32)
             if not self._warm_start or self.current is None or not state.same_points(self.current):
                 self._display(state, state.layouts["pca"], animate=True)
@@ -628,6 +619,15 @@ class EmbeddingPanel(QWidget):
             return
         state = self.states.get(key)
         if state is None:
+            return
+        if reply.kind == "partial" and d.get("stage") == "meta":
+            entry = next((e for e in self.entries if e.key == key), None)
+            self._apply_meta(state, d, entry)
+            if state is self.current:
+                self.map.thumbs = state.thumbs
+                self._fill_color_choices()
+                self._set_status(self._summary(state) + (f" · computing {PROJECTION_TITLES[self.projection_name]}…"
+                                                         if self.request_id is not None else ""))
             return
         if reply.kind == "partial" and d.get("stage") == "extras":
             state.clusters = d.get("clusters")
@@ -645,6 +645,20 @@ class EmbeddingPanel(QWidget):
             if state is self.current:
                 self.map.move_to(state.layouts[proj], animate=True)
             self._finish(state, proj, d.get("seconds"))
+
+    def _apply_meta(self, state: MapState, d: dict, entry: Entry | None) -> None:
+        """Thumbnails, class names, paths (and labels of unlabeled snapshots) from a reply, or the cache."""
+        tkey = self._thumb_key(state.indices, entry or Entry(state.key, None, None, "snapshot"))
+        if d.get("thumbs") is not None:
+            self.thumb_cache[tkey] = (d["thumbs"], d.get("class_names") or [], d.get("paths"))
+        if tkey in self.thumb_cache:
+            thumbs, names, paths = self.thumb_cache[tkey]
+            state.thumbs, state.paths = thumbs, paths
+            state.class_names = state.class_names or list(names)
+        if state.labels is None and d.get("labels") is not None:
+            state.labels = np.asarray(d["labels"])
+        if d.get("note"):
+            state.note = d["note"]
 
     def _finish(self, state: MapState, proj: str, seconds=None) -> None:
         self.request_id = None
@@ -693,7 +707,7 @@ class EmbeddingPanel(QWidget):
         keep = self.color_by.currentText()
         self.color_by.blockSignals(True)
         self.color_by.clear()
-        if s is not None and s.labels is not None and s.class_names:
+        if s is not None and s.labels is not None and (s.labels >= 0).any():
             self.color_by.addItem(COLOR_CLASS)
         self.color_by.addItem(COLOR_CLUSTER)
         for name in (s.properties if s is not None else {}):

@@ -19,6 +19,7 @@ the functions that need them, so the GUI process can use the cheap helpers.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -35,6 +36,23 @@ UMAP_NEGATIVE_RATE = 3
 UMAP_MIN_DIST = 0.1
 
 PartialFn = Callable[[np.ndarray, float], None]
+
+# numba's parallel SGD only pays off with cores to spare: on a small machine shared with training
+# and the GUI, threads that wait on each other are slower than one (see set_threads)
+_PARALLEL = (os.cpu_count() or 1) > 4
+
+
+def set_threads(n: int) -> None:
+    """Use ``n`` threads for the UMAP optimisation (1: the serial code path)."""
+    global _PARALLEL
+    _PARALLEL = n > 1
+    if n > 1:
+        try:
+            import numba
+
+            numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
+        except Exception:  # pragma: no cover - numba missing or refusing: keep its default
+            pass
 
 
 class ProjectionCancelled(RuntimeError):
@@ -177,7 +195,7 @@ def umap_layout(x: np.ndarray, init: np.ndarray | None = None, n_neighbors: int 
     ``init``: a previous (N, 2) layout to start from (fewer epochs, lower learning rate);
     otherwise PCA. ``partial(coords, fraction)`` is called about every ``partial_every_s``
     seconds; ``cancel`` (an Event) stops the optimisation with :class:`ProjectionCancelled`.
-    ``seed`` makes the layout reproducible (single-threaded); None runs on all cores.
+    ``seed`` makes the layout reproducible (single-threaded); otherwise the thread setting decides.
     """
     x = np.asarray(x, dtype=np.float32)
     n = x.shape[0]
@@ -220,7 +238,7 @@ def umap_layout(x: np.ndarray, init: np.ndarray | None = None, n_neighbors: int 
     epoch_of_next_negative_sample = epochs_per_negative_sample.copy()
     epoch_of_next_sample = epochs_per_sample.copy()
     if parallel is None:
-        parallel = seed is None
+        parallel = seed is None and _PARALLEL
     optimize_fn = _get_optimize_layout_euclidean_single_epoch_fn(parallel)
     initial_alpha = 0.5 if warm else 1.0
     alpha = initial_alpha
@@ -296,6 +314,6 @@ def warmup(n: int = 300, dim: int = 32) -> float:
     t0 = time.perf_counter()
     rng = np.random.default_rng(0)
     x = rng.normal(size=(n, dim)).astype(np.float32)
-    umap_layout(x, n_epochs=5, parallel=True)
-    umap_layout(x, init=pca_2d(x), n_epochs=3, parallel=True)
+    umap_layout(x, n_epochs=5)
+    umap_layout(x, init=pca_2d(x), n_epochs=3)
     return time.perf_counter() - t0
