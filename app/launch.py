@@ -1,11 +1,126 @@
-"""Start-up of the workbench window (placeholder until the window lands: runs a short headless demo)."""
+"""Start-up of the workbench window: ``python main.py [--data SPEC] [--open RUN_DIR]
+[--screenshot PATH [--view NAME]]``.
+
+Only Qt, numpy and the torch-free parts of the engine load here, so the window shows in about a
+second; the helper processes import torch in the background.
+"""
 
 from __future__ import annotations
 
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+T0 = time.perf_counter()
+RESOURCES = Path(__file__).resolve().parents[1] / "resources"
+VIEWS = ("data", "pretext", "run", "curves", "embedding", "inspector", "history")
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="main.py", description="SSL Workbench: the window. For the headless engine "
+                                "see `python main.py train --help`.")
+    p.add_argument("--data", metavar="SPEC", help="the dataset to open (builtin:shapes[:N], a folder, "
+                   "torchvision:NAME[@SPLIT][:ROOT])")
+    p.add_argument("--open", metavar="RUN_DIR", help="show a run folder's curves (live if it is running)")
+    p.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window once the view has drawn, then exit")
+    p.add_argument("--view", metavar="NAME", default="data", choices=VIEWS,
+                   help=f"with --screenshot: the view to show ({', '.join(VIEWS)}; default data)")
+    p.add_argument("--size", metavar="WxH", default="1400x900", help="with --screenshot: window size (default "
+                   "1400x900)")
+    p.add_argument("--timeout", type=float, default=120.0, help="with --screenshot: give up after this many "
+                   "seconds (default 120)")
+    return p.parse_args(argv)
+
+
+def make_app(argv: list[str] | None = None):
+    from PySide6.QtGui import QIcon
+    from PySide6.QtWidgets import QApplication
+
+    from app.settings import APP, ORG
+
+    app = QApplication.instance() or QApplication([sys.argv[0]] + list(argv or []))
+    app.setOrganizationName(ORG)
+    app.setApplicationName(APP)
+    icon = RESOURCES / "icons" / "app.svg"
+    if icon.exists():
+        app.setWindowIcon(QIcon(str(icon)))
+    qss = RESOURCES / "style.qss"
+    if qss.exists() and not app.property("sslwb_styled"):
+        app.setStyleSheet(app.styleSheet() + qss.read_text())
+        app.setProperty("sslwb_styled", True)
+    return app
+
+
+class Screenshot:
+    """Waits until the view has really drawn (data loaded, preview arrived, ...), saves, quits."""
+
+    def __init__(self, window, view: str, path: str, timeout: float):
+        from PySide6.QtCore import QTimer
+
+        self.window, self.view, self.path, self.timeout = window, view, path, timeout
+        self.t0 = time.monotonic()
+        self.ready_since: float | None = None
+        self.code = 1
+        self.timer = QTimer()
+        self.timer.setInterval(100)
+        self.timer.timeout.connect(self.tick)
+
+    def start(self) -> None:
+        self.window.show_view(self.view)
+        self.timer.start()
+
+    def tick(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
+        self.window.show_view(self.view)
+        ready = self.window.is_view_ready(self.view) and self.window.catalogue_fresh
+        now = time.monotonic()
+        if ready:
+            self.ready_since = self.ready_since or now
+            if now - self.ready_since < 0.6:  # let layouts settle and the plots redraw
+                return
+        elif now - self.t0 < self.timeout:
+            self.ready_since = None
+            return
+        self.timer.stop()
+        QApplication.processEvents()
+        Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        ok = self.window.grab().save(self.path, "PNG")
+        if ready and ok:
+            self.code = 0
+            print(f"saved {self.path} ({self.view})", file=sys.stderr)
+        else:
+            print(f"error: the {self.view} view did not finish drawing within {self.timeout:.0f} s; saved what "
+                  f"was shown to {self.path}" if ok else f"error: could not write {self.path}", file=sys.stderr)
+        self.window.confirm_quit = False
+        self.window.close()
+        QApplication.instance().exit(self.code)
+
 
 def launch(argv: list[str]) -> int:
-    print("The workbench window is not built yet: running a 1-minute headless SimCLR demo on the built-in "
-          "shapes instead.")
-    from engine.cli import main
+    args = parse_args(argv)
+    if args.screenshot and not os.environ.get("QT_QPA_PLATFORM") and not os.environ.get("DISPLAY") \
+            and sys.platform.startswith("linux"):
+        os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display: draw offscreen
+    app = make_app()
+    from app.main_window import MainWindow
 
-    return main(["train", "--method", "simclr", "--data", "builtin:shapes", "--minutes", "1"])
+    win = MainWindow(data_spec=args.data, open_run=args.open)
+    shot = None
+    if args.screenshot:
+        try:
+            w, h = (int(v) for v in args.size.lower().split("x"))
+        except ValueError:
+            print(f"error: --size takes WIDTHxHEIGHT, e.g. 1400x900, got {args.size!r}", file=sys.stderr)
+            return 2
+        win.resize(w, h)
+        shot = Screenshot(win, args.view, args.screenshot, args.timeout)
+    win.show()
+    if os.environ.get("SSLWB_REPORT_STARTUP"):
+        print(f"window shown after {time.perf_counter() - T0:.2f} s", file=sys.stderr)
+    if shot is not None:
+        shot.start()
+    code = app.exec()
+    return shot.code if shot is not None else code

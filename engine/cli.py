@@ -164,6 +164,82 @@ def config_from_args(args):
     return RunConfig.from_dict(base)
 
 
+# -- config -> command line (the GUI's "copy as command") ----------------------------------------
+_FLAGGED = {("data", "spec"), ("data", "eval_spec"), ("data", "image_size"), ("data", "download"),
+            ("", "epochs"), ("", "minutes"), ("optim", "batch_size"), ("optim", "lr"), ("", "backbone"),
+            ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method")}
+
+
+def _set_value(value) -> str:
+    if isinstance(value, str):
+        try:
+            json.loads(value)
+        except ValueError:
+            return value  # a plain word stays plain
+        return json.dumps(value)  # "1", "true", "null" ... must stay strings
+    return json.dumps(value, separators=(",", ":"))
+
+
+def config_to_command(config: dict, base: dict | None = None, program: str = "python main.py") -> str:
+    """The ``python main.py train ...`` line that reproduces ``config`` exactly.
+
+    Common fields become flags, every other field that differs from ``base`` a ``--set KEY=VALUE``.
+    ``base`` is what the CLI starts from for the config's method (``default_config(method).to_dict()``);
+    it is computed when not given (that imports the methods, hence torch; a GUI passes its own).
+    """
+    import shlex
+
+    if base is None:
+        from engine.config import default_config
+
+        base = default_config(config.get("method", "simclr")).to_dict()
+    args = ["train", "--method", str(config["method"])]
+    data, bdata = config.get("data", {}), base.get("data", {})
+    args += ["--data", str(data.get("spec", bdata.get("spec", "builtin:shapes")))]
+    if data.get("eval_spec"):
+        args += ["--eval-data", str(data["eval_spec"])]
+    if data.get("image_size", bdata.get("image_size")) != bdata.get("image_size"):
+        args += ["--image-size", str(data["image_size"])]
+    if data.get("download"):
+        args.append("--download")
+    epochs, minutes = config.get("epochs", 0), config.get("minutes", 0.0)
+    if epochs:
+        args += ["--epochs", str(epochs)]
+        if minutes:
+            args += ["--set", f"minutes={_set_value(minutes)}"]
+    elif minutes:
+        args += ["--minutes", repr(float(minutes))]
+    optim, boptim = config.get("optim", {}), base.get("optim", {})
+    if optim.get("batch_size", boptim.get("batch_size")) != boptim.get("batch_size"):
+        args += ["--batch-size", str(optim["batch_size"])]
+    if optim.get("lr", boptim.get("lr")) != boptim.get("lr"):
+        args += ["--lr", repr(float(optim["lr"]))]
+    for key, flag in (("backbone", "--backbone"), ("seed", "--seed"), ("runs_root", "--runs-root")):
+        if key in config and config[key] != base.get(key):
+            args += [flag, str(config[key])]
+    if config.get("name"):
+        args += ["--name", str(config["name"])]
+    if config.get("device", "auto") != "auto":
+        args += ["--device", str(config["device"])]
+    if config.get("eval", {}).get("final_eval") is False:
+        args.append("--no-final-eval")
+    top = set(base)
+    for key, value in config.items():
+        if isinstance(value, dict) and key != "method_options":
+            for sub, v in value.items():
+                if (key, sub) not in _FLAGGED and v != base.get(key, {}).get(sub):
+                    args += ["--set", f"{key}.{sub}={_set_value(v)}"]
+        elif key == "method_options":
+            bopts = base.get("method_options", {})
+            for sub, v in (value or {}).items():
+                if v != bopts.get(sub):
+                    name = f"method_options.{sub}" if sub in top else sub
+                    args += ["--set", f"{name}={_set_value(v)}"]
+        elif ("", key) not in _FLAGGED and value != base.get(key):
+            args += ["--set", f"{key}={_set_value(value)}"]
+    return " ".join([program] + [shlex.quote(a) for a in args])
+
+
 class ProgressPrinter:
     """Prints a one-line progress bar (redrawn in place on a terminal, a line every 10 s otherwise)."""
 

@@ -1,0 +1,410 @@
+"""Process entry points for front ends: the training process and the long-lived service process.
+
+Nothing here imports Qt, and nothing at module level imports torch: a GUI imports this module to
+name the targets of its ``multiprocessing`` (spawn) processes without paying for torch itself.
+
+- :func:`train_process` runs one :class:`engine.session.Session`; every message goes to
+  ``out_queue``, commands (:class:`engine.messages.Command`) come from ``cmd_queue``.
+- :func:`service_main` answers requests ``(request_id, name, args)`` from a request queue on a
+  response queue, as tuples ``(kind, request_id, payload)`` with kind ``ready`` (once, at start),
+  ``progress`` (an :class:`engine.messages.Progress`), ``result``, ``error`` (a dict with
+  ``message``, ``path`` and ``traceback``) or ``cancelled``. Requests:
+
+  ``catalogue``       the methods, backbones, datasets, augmentation fields and the device;
+  ``validate_config`` ``{"config": dict}`` -> ``{"ok": bool, "errors": [{"path", "message"}]}``;
+  ``load_dataset``    ``{"spec", "image_size", "download", "max_thumbs"}``: decodes the dataset
+                      (with progress, cancellable) and writes its images as one uint8
+                      ``(N, H, W, 3)`` ``.npy`` file the caller memory-maps;
+  ``preview``         ``{"method", "options", "seed", "images" | "indices", "backbone"}``: the
+                      method's pretext preview as plain dicts (no torch, no engine classes);
+  ``cancel``          ``{"id": request_id}``: cancel a running ``load_dataset``;
+  ``ping``            answers ``"pong"`` (liveness);
+  ``crash``           ends the process at once (tests of the front end's recovery).
+
+Every answer is made of python scalars, strings, lists, dicts and numpy arrays, so the receiving
+process never imports torch when it unpickles one.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+import traceback
+from pathlib import Path
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _lower_priority(nice: int) -> None:
+    """Make this process yield the CPU to the window's event loop (a 2-core laptop stays smooth)."""
+    if nice and hasattr(os, "nice"):
+        try:
+            os.nice(int(nice))
+        except OSError:
+            pass
+
+
+def _put(q, item) -> None:
+    try:
+        q.put(item)
+    except (OSError, ValueError, EOFError):  # the consumer is gone: nothing left to tell
+        pass
+
+
+# -- the training process -------------------------------------------------------------------------
+
+
+def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue,
+                  nice: int = 0) -> None:
+    """Entry point of the engine process: run one session, send every message to ``out_queue``."""
+    _lower_priority(nice)
+    from engine import messages as M
+
+    try:
+        from engine.config import RunConfig
+        from engine.params import ConfigError
+        from engine.session import QueueControl, Session, resume_config
+
+        try:
+            if resume and run_dir:
+                cfg = resume_config(run_dir)
+                if config_dict:  # a resumed run may change its budget and device, nothing else
+                    d = cfg.to_dict()
+                    for key in ("epochs", "minutes", "device"):
+                        if key in config_dict:
+                            d[key] = config_dict[key]
+                    cfg = RunConfig.from_dict(d)
+                    cfg.save(Path(run_dir) / "config.json")
+            else:
+                cfg = RunConfig.from_dict(config_dict)
+                cfg.check()
+        except ConfigError as exc:
+            _put(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
+            return
+        Session(cfg, emit=out_queue.put, control=QueueControl(cmd_queue), run_dir=run_dir, resume=resume).run()
+    except BaseException as exc:  # noqa: BLE001 - the front end must hear about anything
+        _put(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
+    finally:
+        # let the queue's feeder thread hand everything over before the process ends
+        try:
+            out_queue.close()
+            out_queue.join_thread()
+        except (OSError, ValueError, AttributeError):
+            pass
+
+
+# -- the service process --------------------------------------------------------------------------
+
+
+class _Reply:
+    def __init__(self, resp_q, rid: int):
+        self.q, self.rid = resp_q, rid
+
+    def progress(self, task: str, done: int, total: int, detail: str = "") -> None:
+        from engine.messages import Progress
+
+        _put(self.q, ("progress", self.rid, Progress(task, int(done), int(total), str(detail))))
+
+    def result(self, payload) -> None:
+        _put(self.q, ("result", self.rid, payload))
+
+    def error(self, message: str, path: str = "", tb: str = "") -> None:
+        _put(self.q, ("error", self.rid, {"message": message, "path": path, "traceback": tb}))
+
+    def cancelled(self) -> None:
+        _put(self.q, ("cancelled", self.rid, None))
+
+
+def catalogue() -> dict:
+    """Everything a front end needs to build its pickers and forms, as plain data."""
+    import torch
+
+    from engine.augment import PRESETS, AugmentConfig, preset
+    from engine.config import DataConfig, EvalConfig, OptimConfig, RunConfig
+    from engine.data.tv import DATASETS, SPLITS
+    from engine.methods import method_catalogue
+    from engine.models.backbones import BACKBONES
+    from engine.params import field_specs, to_dict
+    from engine.session import device_name, resolve_device
+
+    dev = resolve_device("auto")
+    return {
+        "methods": method_catalogue(),
+        "backbones": [{"name": k, "help": v} for k, v in BACKBONES.items()],
+        "datasets": [{"name": k, "splits": list(SPLITS[k]), "files": v[3]} for k, v in DATASETS.items()],
+        "augment": field_specs(AugmentConfig),
+        # the recipes differ for small images (<= 48 px: no blur) and larger ones
+        "augment_presets": {"small": {p: [to_dict(v) for v in preset(p, 32)] for p in PRESETS},
+                            "large": {p: [to_dict(v) for v in preset(p, 224)] for p in PRESETS}},
+        "sections": {"run": field_specs(RunConfig), "data": field_specs(DataConfig),
+                     "optim": field_specs(OptimConfig), "eval": field_specs(EvalConfig)},
+        "device": dev.type, "device_name": device_name(dev), "torch": torch.__version__,
+        "cuda": bool(torch.cuda.is_available()),
+    }
+
+
+def validate_config(config: dict) -> dict:
+    """Full validation of a run config (what the training process will accept), without running it."""
+    from engine.config import RunConfig
+    from engine.methods import get_method_class
+    from engine.models.backbones import BACKBONES, _vit_patch
+    from engine.params import ConfigError
+
+    errors = []
+    try:
+        cfg = RunConfig.from_dict(config)
+        cfg.check()
+        if not cfg.epochs and not cfg.minutes:
+            raise ConfigError("epochs", "set a budget: epochs or minutes (one must be above 0)")
+        cls = get_method_class(cfg.method)
+        if cfg.backbone != "auto":
+            if cfg.backbone not in BACKBONES:
+                raise ConfigError("backbone", f"unknown backbone {cfg.backbone!r}; choose auto or one of: "
+                                              f"{', '.join(BACKBONES)}")
+            kind = "vit" if cfg.backbone.startswith("vit") else "cnn"
+            if cls.backbone_kind != "any" and kind != cls.backbone_kind:
+                raise ConfigError("backbone", f"{cfg.method} needs a {cls.backbone_kind.upper()} backbone; "
+                                              f"{cfg.backbone} is a {kind.upper()} (choose auto)")
+            if kind == "vit" and cfg.data.image_size % _vit_patch(cfg.data.image_size):
+                raise ConfigError("data.image_size", "ViTs need an image size divisible by their patch "
+                                                     f"size {_vit_patch(cfg.data.image_size)}")
+        spec_error = _check_spec(cfg.data.spec, "data.spec")
+        if spec_error:
+            raise spec_error
+        if cfg.data.eval_spec:
+            spec_error = _check_spec(cfg.data.eval_spec, "data.eval_spec")
+            if spec_error:
+                raise spec_error
+    except ConfigError as exc:
+        errors.append({"path": exc.path, "message": exc.message})
+    return {"ok": not errors, "errors": errors}
+
+
+def _check_spec(spec: str, path: str):
+    """A cheap check of a dataset spec (syntax, folder existence), without loading it."""
+    from engine.data import DataError
+    from engine.data import _split_spec as split_spec
+    from engine.params import ConfigError
+
+    try:
+        kind, rest = split_spec(spec)
+        if kind == "builtin":
+            from engine.data.shapes import parse_shapes_spec
+
+            name, _, count = rest.partition(":")
+            if name.strip().lower() not in ("shapes", "shapes-test"):
+                return ConfigError(path, f"unknown built-in dataset {name!r}; use builtin:shapes[:N]")
+            parse_shapes_spec(count.strip())
+        elif kind == "torchvision":
+            from engine.data.tv import parse_tv_spec
+
+            parse_tv_spec(rest)
+        else:
+            p = Path(rest).expanduser()
+            if not p.is_dir():
+                return ConfigError(path, f"folder {p} does not exist" if not p.exists()
+                                   else f"{p} is a file, not a folder of images")
+    except (DataError, ValueError) as exc:
+        return ConfigError(path, str(exc))
+    return None
+
+
+def _thumbs_path(spec: str, image_size: int) -> Path:
+    import hashlib
+
+    from engine.data.folder import cache_dir
+
+    key = hashlib.sha1(f"{spec}|{image_size}".encode()).hexdigest()[:16]
+    return cache_dir() / "gui" / f"images-{key}-{image_size}.npy"
+
+
+def load_dataset_for_view(args: dict, reply: _Reply, cancel: threading.Event) -> dict:
+    """Decode a dataset and write its images as one ``(N, H, W, 3)`` uint8 ``.npy`` file."""
+    import numpy as np
+
+    from engine.data import load_dataset
+
+    spec = str(args.get("spec", "")).strip()
+    size = int(args.get("image_size", 32))
+    max_thumbs = int(args.get("max_thumbs", 200_000))
+
+    def progress(done, total, detail):
+        if cancel.is_set():
+            from engine.data import Cancelled
+
+            raise Cancelled("loading was cancelled")
+        reply.progress("data", done, total, detail)
+
+    data = load_dataset(spec, size, download=bool(args.get("download", False)), progress=progress,
+                        cancel=cancel, memory_limit_mb=int(args.get("memory_limit_mb", 2048)),
+                        workers=int(args.get("workers", 2)))
+    if cancel.is_set():
+        return {"cancelled": True}
+    n = len(data)
+    notes = list(getattr(data, "notes", []))
+    count = min(n, max_thumbs)
+    if count < n:
+        notes.append(f"the grid shows the first {count} of {n} images")
+    path = _thumbs_path(spec, size)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
+    chunk = 2048 if not data.streaming else 256
+    for start in range(0, count, chunk):
+        if cancel.is_set():
+            del out
+            tmp.unlink(missing_ok=True)
+            return {"cancelled": True}
+        idx = np.arange(start, min(count, start + chunk))
+        out[start:start + len(idx)] = data.get(idx).permute(0, 2, 3, 1).cpu().numpy()
+        if data.streaming:
+            reply.progress("data", start + len(idx), count, "decoding thumbnails")
+    out.flush()
+    del out
+    os.replace(tmp, path)  # a grid that maps the old file keeps its own copy of it
+    labels = None
+    if data.labels is not None:
+        labels = data.labels[:count].cpu().numpy().astype(np.int64)
+    summary = data.summary()
+    return {
+        "spec": spec, "image_size": size, "images_path": str(path), "count": count, "total": n,
+        "name": data.name, "source": data.source, "labels": labels,
+        "class_names": list(data.class_names) if data.class_names else None,
+        "labelled": bool(data.labelled), "paths": list(data.paths[:count]) if data.paths else None,
+        "skipped": [list(s) for s in getattr(data, "skipped", [])], "notes": notes, "summary": summary,
+        "eval_source": getattr(data, "eval_source", ""), "streaming": bool(data.streaming),
+    }
+
+
+def preview_plain(args: dict, datasets: dict) -> dict:
+    """The method's pretext preview as plain dicts: rows of tiles (uint8 images, captions, overlays)."""
+    import numpy as np
+
+    from engine.preview import preview
+
+    images = args.get("images")
+    if images is None:
+        key = args.get("dataset")
+        if key not in datasets:
+            raise ValueError("no dataset is loaded in the service; load one first")
+        images = np.load(datasets[key], mmap_mode="r")[np.asarray(args["indices"], dtype=np.int64)]
+    images = np.ascontiguousarray(np.asarray(images, dtype=np.uint8))
+    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+        raise ValueError(f"preview needs (N, H, W, 3) uint8 images, got shape {images.shape}")
+    t0 = time.perf_counter()
+    res = preview(args["method"], images, int(args.get("seed", 0)), options=args.get("options") or None,
+                  backbone=args.get("backbone", "auto") or "auto")
+    rows = [{"title": r.title, "tiles": [{"image": np.ascontiguousarray(t.image), "caption": t.caption,
+                                         "grid": int(t.grid), "boxes": [tuple(b) for b in t.boxes],
+                                         "highlight": bool(t.highlight)} for t in r.tiles]}
+            for r in res.rows]
+    return {"method": res.method, "kind": res.kind, "seed": res.seed, "info": res.info, "rows": rows,
+            "seconds": round(time.perf_counter() - t0, 4)}
+
+
+def service_main(req_q, resp_q, nice: int = 0) -> None:
+    """The long-lived helper process: imports torch once, then answers requests until ``None``."""
+    _lower_priority(nice)
+    import torch  # noqa: F401 - the expensive import, done once at start
+
+    import engine.methods  # noqa: F401
+
+    try:
+        torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    except RuntimeError:
+        pass
+    _put(resp_q, ("ready", 0, {"pid": os.getpid()}))
+    cancels: dict[int, threading.Event] = {}
+    datasets: dict[str, str] = {}
+    lock = threading.Lock()
+    # loads may take minutes: they get their own thread so previews stay quick meanwhile
+    jobs: queue.Queue = queue.Queue()
+    quick: queue.Queue = queue.Queue()
+
+    def run(q: queue.Queue) -> None:
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            rid, name, args = item
+            reply = _Reply(resp_q, rid)
+            cancel = cancels.get(rid) or threading.Event()
+            try:
+                if name == "catalogue":
+                    reply.result(catalogue())
+                elif name == "validate_config":
+                    reply.result(validate_config(args.get("config") or {}))
+                elif name == "load_dataset":
+                    out = load_dataset_for_view(args, reply, cancel)
+                    if out.get("cancelled") or cancel.is_set():
+                        reply.cancelled()
+                    else:
+                        with lock:
+                            datasets[f"{out['spec']}|{out['image_size']}"] = out["images_path"]
+                        reply.result(out)
+                elif name == "preview":
+                    reply.result(preview_plain(args, datasets))
+                elif name == "sleep":  # tests: a request that takes a while
+                    end = time.monotonic() + float(args.get("seconds", 1.0))
+                    while time.monotonic() < end and not cancel.is_set():
+                        time.sleep(0.02)
+                    reply.cancelled() if cancel.is_set() else reply.result(True)
+                else:
+                    reply.error(f"unknown request {name!r}")
+            except BaseException as exc:  # noqa: BLE001
+                from engine.data import Cancelled
+                from engine.params import ConfigError
+
+                if isinstance(exc, Cancelled) or cancel.is_set():
+                    reply.cancelled()
+                elif isinstance(exc, ConfigError):
+                    reply.error(exc.message, exc.path)
+                elif isinstance(exc, ValueError):  # DataError and friends carry a user-facing message
+                    reply.error(str(exc))
+                else:
+                    reply.error(f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
+            finally:
+                with lock:
+                    cancels.pop(rid, None)
+
+    threads = [threading.Thread(target=run, args=(q,), daemon=True, name=n) for q, n in
+               ((jobs, "jobs"), (quick, "quick"))]
+    for t in threads:
+        t.start()
+    while True:
+        try:
+            item = req_q.get()
+        except (EOFError, OSError, KeyboardInterrupt):
+            break
+        if item is None:
+            break
+        rid, name, args = item
+        args = args or {}
+        if name == "cancel":
+            ev = cancels.get(int(args.get("id", -1)))
+            if ev is not None:
+                ev.set()
+            continue
+        if name == "ping":
+            _put(resp_q, ("result", rid, "pong"))
+            continue
+        if name == "crash":
+            os._exit(int(args.get("code", 3)))
+        with lock:
+            cancels[rid] = threading.Event()
+        (jobs if name in ("load_dataset", "sleep") else quick).put((rid, name, args))
+    jobs.put(None)
+    quick.put(None)
+    for t in threads:  # let a running job finish its native calls before the interpreter goes
+        t.join(timeout=5.0)
+    try:
+        resp_q.close()
+        resp_q.join_thread()
+    except (OSError, ValueError, AttributeError):
+        pass
+
+
+__all__ = ["train_process", "service_main", "catalogue", "validate_config", "load_dataset_for_view",
+           "preview_plain"]
