@@ -330,3 +330,28 @@ def test_gui_modules_never_import_torch():
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=120, env={**__import__("os").environ, "QT_QPA_PLATFORM": "offscreen"})
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_window_shows_both_views_and_opens_runs_in_them(qtbot, run, monkeypatch, tmp_path):
+    monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")
+    monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
+    from app.main_window import MainWindow
+    from app.widgets.embedding import EmbeddingView
+    from app.widgets.inspector import InspectorView
+
+    win = MainWindow(start_service=False)
+    win.confirm_quit = False
+    qtbot.addWidget(win)
+    win.show()
+    emb, ins = win.view("embedding"), win.view("inspector")
+    assert isinstance(emb, EmbeddingView) and isinstance(ins, InspectorView)
+    assert emb.client is ins.client is win.analysis
+    emb.projection.setCurrentIndex(emb.projection.findData("pca"))
+    win.open_run(run[0], live=False)
+    assert emb.run_dir == ins.run_dir == run[0]
+    win.show_view("embedding")
+    qtbot.waitUntil(lambda: win.is_view_ready("embedding") and emb.current is not None, timeout=60_000)
+    assert emb.map.count == 200 and "rotnet" in ins.header.text()
+    proc = win.analysis._proc
+    win.close()
+    qtbot.waitUntil(lambda: proc is None or not proc.is_alive(), timeout=10_000)

@@ -184,10 +184,13 @@ class EmbeddingPanel(QWidget):
         self.isolated: int | None = None
         self._warm_start = False
         self._dialogs: list = []
+        self.error_shown = False
         self._build()
         self.map.describe = self._describe
         self._play = QTimer(self, interval=1400)
         self._play.timeout.connect(self._play_step)
+        self._poll = QTimer(self, interval=10_000)  # a live run's new snapshots on disk (headless jobs too)
+        self._poll.timeout.connect(self._poll_snapshots)
         self._update_enabled()
 
     # -- layout --------------------------------------------------------------------------------------------
@@ -406,6 +409,9 @@ class EmbeddingPanel(QWidget):
         self.map.set_points(np.zeros((0, 2), np.float32))
         self._reset_timeline()
         self._update_enabled()
+        self._poll.stop()
+        if live and self.run_dir:
+            self._poll.start()
         if not self.run_dir:
             self.map.set_message("No run open")
             return
@@ -425,7 +431,24 @@ class EmbeddingPanel(QWidget):
             self._add_entry(entry, show=self.follow.isChecked() or self.current is None)
         elif kind in ("RunFinished", "RunFailed"):
             self.live = False
+            self._poll.stop()
             self._update_enabled()
+            if kind == "RunFinished" and self.client is not None and self.run_dir:
+                self.client.request("snapshots", self._on_new_snapshots, run_dir=self.run_dir)
+
+    def _poll_snapshots(self) -> None:
+        if self.client is not None and self.run_dir and self.client.alive:
+            self.client.request("snapshots", self._on_new_snapshots, run_dir=self.run_dir)
+
+    def _on_new_snapshots(self, reply) -> None:
+        if reply.kind != "result" or reply.data.get("run_dir") != self.run_dir:
+            return
+        known = {e.key for e in self.entries}
+        new = [s for s in reply.data.get("snapshots", []) if f"step:{s['step']}" not in known]
+        for i, s in enumerate(new):
+            last = i == len(new) - 1
+            self._add_entry(Entry(f"step:{s['step']}", s["step"], s.get("epoch"), "snapshot"),
+                            show=last and self.follow.isChecked() and self.request_id is None)
 
     def refresh(self) -> None:
         """A live run: ask the engine for a snapshot; otherwise map features from the checkpoint."""
@@ -989,6 +1012,7 @@ class EmbeddingPanel(QWidget):
                 self._set_status(text)
 
     def _set_status(self, text: str, error: bool = False) -> None:
+        self.error_shown = error
         self.status.setStyleSheet("color: #b00020;" if error else "")
         self.status.setText(text)
         self.statusMessage.emit(text)

@@ -214,7 +214,7 @@ class EvaluationTab(_Tab):
         self.result = None
         self.request("evaluate", self._on_reply, run_dir=self.panel.run_dir, supervised=sup,
                      supervised_minutes=self.minutes.value(), probe_epochs=self.probe_epochs.value(),
-                     roots=list(self.panel.runs_roots))
+                     roots=self.panel.all_roots())
 
     def _on_reply(self, reply) -> None:
         d = reply.data
@@ -316,7 +316,7 @@ class CompareTab(_Tab):
         if self.panel.run_dir:
             cfg = read_json(Path(self.panel.run_dir) / "config.json", {}) or {}
             ref = (cfg.get("data") or {}).get("spec")
-        roots = list(self.panel.runs_roots) + ([str(Path(self.panel.run_dir).parent)] if self.panel.run_dir else [])
+        roots = self.panel.all_roots() + ([str(Path(self.panel.run_dir).parent)] if self.panel.run_dir else [])
         for info in list_runs(*roots):
             if self.same_data.isChecked() and ref and info.data != ref:
                 continue
@@ -678,6 +678,7 @@ class InspectorPanel(QWidget):
         self.run_dir: str | None = None
         self.live = False
         self.runs_roots = tuple(str(r) for r in runs_roots)
+        self.roots_provider = None  # callable -> folders of runs (the window's run history)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.header = QLabel("No run open")
@@ -703,6 +704,12 @@ class InspectorPanel(QWidget):
 
     def set_client(self, client) -> None:
         self.client = client
+
+    def all_roots(self) -> list[str]:
+        roots = list(self.runs_roots)
+        if self.roots_provider is not None:
+            roots += [str(r) for r in self.roots_provider()]
+        return list(dict.fromkeys(roots))
 
     def set_run(self, run_dir: str | None, live: bool = False) -> None:
         self.run_dir = str(run_dir) if run_dir else None
