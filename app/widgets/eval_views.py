@@ -85,9 +85,11 @@ class ThumbGrid(QScrollArea):
 
     clicked = Signal(int)
 
-    def __init__(self, tile: int = 72, captions: int = 1, parent=None, empty_text: str = "", columns: int = 0):
+    def __init__(self, tile: int = 72, captions: int = 1, parent=None, empty_text: str = "", columns: int = 0,
+                 group: int = 1):
         super().__init__(parent)
         self.fixed_columns = columns
+        self.group = max(1, group)  # columns come in multiples of this (image triplets stay on one row)
         self.tile = tile
         self.caption_lines = captions
         self.empty_text = empty_text
@@ -125,12 +127,14 @@ class ThumbGrid(QScrollArea):
     def _columns(self) -> int:
         if self.fixed_columns:
             return self.fixed_columns
-        return max(1, (self.viewport().width() - 4) // self._cell().width())
+        n = max(1, (self.viewport().width() - 4) // self._cell().width())
+        return max(self.group, n // self.group * self.group)
 
     def _relayout(self) -> None:
         cell = self._cell()
         rows = (len(self.images) + self._columns() - 1) // self._columns()
-        w = max(self.viewport().width(), self._columns() * cell.width() + 4 if self.fixed_columns else 0)
+        w = max(self.viewport().width(), self._columns() * cell.width() + 4 if self.fixed_columns or
+                self.group > 1 else 0)
         self.canvas.resize(w, max(self.viewport().height(), rows * cell.height() + 4))
 
     def resizeEvent(self, ev):  # noqa: N802

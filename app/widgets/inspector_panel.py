@@ -195,6 +195,29 @@ class EvaluationTab(_Tab):
         self.lay.addWidget(split, 1)
         self.result: dict | None = None
 
+    def show_saved(self) -> None:
+        """The run's own final evaluation (results.json), until the user asks for the comparison."""
+        from engine.runs import read_json
+
+        self.table.setRowCount(0)
+        self.result = None
+        self.notes.setText("")
+        res = read_json(Path(self.panel.run_dir) / "results.json", {}) if self.panel.run_dir else {}
+        if not isinstance(res, dict) or "knn_top1" not in res:
+            self.per_class.set_data([], [])
+            self.confusion.set_data(np.zeros((0, 0)), [])
+            self.set_status("Press Evaluate to score this run next to a random-init and a supervised encoder"
+                            + (f" ({res['note']})" if isinstance(res, dict) and res.get("note") else ""))
+            return
+        row = {k: res.get(k) for k in ("knn_top1", "knn_top5", "linear_top1", "knn_per_class", "knn_confusion",
+                                       "linear_per_class", "linear_confusion", "step")}
+        row.update(name=f"this run ({res.get('method', '?')}), final evaluation", kind="run")
+        self._on_reply(type("R", (), {"kind": "result", "data": {
+            "rows": [row], "class_names": res.get("class_names") or [], "num_test": res.get("num_test", 0),
+            "num_bank": res.get("num_train", 0), "notes": []}})())
+        self.set_status(f"The run's final evaluation ({res.get('num_test', 0):,} held-out images). Press Evaluate to "
+                        "compare with a random-init and a supervised encoder on the same split.")
+
     def _on_sup_choice(self, *_):
         choice = self.supervised.currentData()
         self.minutes.setEnabled(choice == "train")
@@ -470,7 +493,7 @@ class ReconstructionTab(_Tab):
         row.addWidget(self.live_label, 1)
         self.lay.addLayout(row)
         self.lay.addWidget(self.status)
-        self.grid = ThumbGrid(tile=96, captions=1, columns=3,
+        self.grid = ThumbGrid(tile=96, captions=1, group=3,
                               empty_text="Reconstruction methods (MAE, ...) show original / what the model saw / "
                                          "its reconstruction here.")
         self.lay.addWidget(self.grid, 1)
@@ -509,8 +532,16 @@ class PretextTab(_Tab):
         self.lay.addLayout(row)
         self.lay.addWidget(self.status)
         split = QSplitter(Qt.Orientation.Horizontal)
+        first = QWidget()
+        fl = QVBoxLayout(first)
+        fl.setContentsMargins(0, 0, 0, 0)
         self.confusion = Heatmap(title="Pretext confusion")
-        split.addWidget(self.confusion)
+        fl.addWidget(self.confusion)
+        self.hamming = BarChart(title="Tiles misplaced per puzzle", percent=False)
+        self.hamming.hide()
+        fl.addWidget(self.hamming)
+        fl.addStretch(0)
+        split.addWidget(first)
         self.chart = BarChart(title="")
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -524,7 +555,7 @@ class PretextTab(_Tab):
         split.setSizes([360, 380, 380])
         self.lay.addWidget(split, 1)
         self.lay.addWidget(QLabel("Errors the head was most sure about"))
-        self.grid = ThumbGrid(tile=72, captions=2, empty_text="")
+        self.grid = ThumbGrid(tile=72, captions=3, empty_text="")
         self.lay.addWidget(self.grid, 1)
         self.result = None
 
@@ -541,7 +572,10 @@ class PretextTab(_Tab):
             self.per_class.set_data([], [])
             self.grid.clear()
             return
-        if d["method"] == "rotnet":
+        rot = d["method"] == "rotnet"
+        self.confusion.setVisible(rot)
+        self.hamming.setVisible(not rot)
+        if rot:
             self.confusion.set_data(d["confusion"], d["classes"], title="Rotation: true (rows) vs predicted")
             self.chart.set_data(d["classes"], [("accuracy", d["per_target"], None)], vmax=1.0,
                                 title="Accuracy per rotation")
@@ -549,6 +583,8 @@ class PretextTab(_Tab):
         else:
             hist = np.asarray(d["hamming_hist"])
             self.confusion.set_data(np.zeros((0, 0)), [])
+            self.hamming.set_data([f"{k} of 9" for k in range(len(hist))], [("puzzles", hist.tolist(), None)],
+                                  title="Tiles misplaced per puzzle (0: solved)")
             self.chart.set_data([f"cell {i + 1}" for i in range(9)],
                                 [("tile in the right place", list(d["position_accuracy"]), None)], vmax=1.0,
                                 title="Tiles put in the right cell")
@@ -560,8 +596,10 @@ class PretextTab(_Tab):
             self.per_class.set_data(d["class_names"], [("pretext accuracy", d["per_image_class"], None)], vmax=1.0)
         else:
             self.per_class.set_data([], [])
-        self.grid.set_items(list(d["examples"]), [c.split(": ", 1)[-1].replace(", said", "\nsaid") for c in
-                                                  d["captions"]], d["captions"], smooth=True)
+        short = [f"true {t}\nsaid {p}\n{x}" for t, p, x in zip(d.get("example_true", []),
+                                                                      d.get("example_pred", []),
+                                                                      d.get("example_extra", []))]
+        self.grid.set_items(list(d["examples"]), short or d["captions"], d["captions"], smooth=True)
 
 
 # -- filters ------------------------------------------------------------------------------------------------------------
@@ -724,6 +762,7 @@ class InspectorPanel(QWidget):
         self.header.setText(f"{Path(self.run_dir).name} · {cfg.get('method', '?')} on {data}" +
                             (" · training" if live else ""))
         self._loaded: set[str] = set()
+        self.evaluation.show_saved()
         self._on_tab(self.tabs.currentIndex())
 
     def on_engine_message(self, msg) -> None:

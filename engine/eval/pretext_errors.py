@@ -52,13 +52,16 @@ def rotation_errors(method, x: torch.Tensor, labels: np.ndarray | None, class_na
     wrong = np.flatnonzero(~correct)
     conf_wrong = prob[wrong, pred[wrong]].numpy() if len(wrong) else np.zeros(0)
     wrong = wrong[np.argsort(-conf_wrong)][:max_examples]
-    examples, captions = [], []
+    examples, captions, ex_true, ex_pred, ex_extra = [], [], [], [], []
     for r in wrong.tolist():
         i, t, p = int(src_np[r]), int(tgt[r]), int(pred[r])
         examples.append(to_uint8(torch.rot90(x[i:i + 1], t, dims=(2, 3)))[0])
         cls = f" · {class_names[labels[i]]}" if labels is not None and class_names else ""
         captions.append(f"#{i}: true {ROTATION_LABELS[t]}, said {ROTATION_LABELS[p]} "
                         f"({float(prob[r, p]):.0%}){cls}")
+        ex_true.append(ROTATION_LABELS[t])
+        ex_pred.append(ROTATION_LABELS[p])
+        ex_extra.append(f"{float(prob[r, p]):.0%}")
     return {
         "method": "rotnet", "accuracy": float(correct.mean()), "num_images": int(x.shape[0]),
         "num_inputs": int(len(correct)),
@@ -68,7 +71,7 @@ def rotation_errors(method, x: torch.Tensor, labels: np.ndarray | None, class_na
         "class_names": list(class_names or []),
         "image_accuracy_hist": np.bincount((img_acc * 4).round().astype(int), minlength=5).astype(np.int64),
         "examples": np.stack(examples) if examples else np.zeros((0, *x.shape[2:], 3), np.uint8),
-        "captions": captions,
+        "captions": captions, "example_true": ex_true, "example_pred": ex_pred, "example_extra": ex_extra,
     }
 
 
@@ -105,12 +108,15 @@ def jigsaw_errors(method, x: torch.Tensor, labels: np.ndarray | None, class_name
     position_acc = (pm[pred.numpy()] == pm[tgt.numpy()]).mean(0)
     wrong = np.flatnonzero(~correct)
     wrong = wrong[np.argsort(-pconf[wrong])][:max_examples]
-    examples, captions = [], []
+    examples, captions, ex_true, ex_pred, ex_extra = [], [], [], [], []
     for r in wrong.tolist():
         examples.append(shown[r // batch_size][r % batch_size])
         cls = f" · {class_names[labels[r]]}" if labels is not None and class_names else ""
         captions.append(f"#{r}: true #{int(tgt[r])}, said #{int(pred[r])}, {int(hamming[r])} of 9 tiles "
                         f"misplaced{cls}")
+        ex_true.append(f"#{int(tgt[r])}")
+        ex_pred.append(f"#{int(pred[r])}")
+        ex_extra.append(f"{int(hamming[r])} off")
     return {
         "method": "jigsaw", "accuracy": float(correct.mean()), "num_images": int(x.shape[0]),
         "num_inputs": int(len(correct)),
@@ -121,7 +127,7 @@ def jigsaw_errors(method, x: torch.Tensor, labels: np.ndarray | None, class_name
         "per_image_class": _per_class(correct, labels, class_names),
         "class_names": list(class_names or []),
         "examples": np.stack(examples) if examples else np.zeros((0, 3, 3, 3), np.uint8),
-        "captions": captions,
+        "captions": captions, "example_true": ex_true, "example_pred": ex_pred, "example_extra": ex_extra,
     }
 
 
