@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SAMPLE = 5000
+PREVIEW_SIZE = 800  # a map from the checkpoint shows this many images first, while the rest are extracted
 THUMB_SIZE = 48
 
 
@@ -137,11 +138,24 @@ class RunContext:
                 self._method_key = key
             return self._method
 
+    def _feature_key(self, split: str, indices) -> tuple:
+        return (split, len(indices), hash(np.asarray(indices).tobytes()), self._encoder_key)
+
+    def has_features(self, split: str, indices) -> bool:
+        with self.lock:
+            return self._feature_key(split, indices) in self._features
+
+    def store_features(self, split: str, indices, feats: np.ndarray) -> None:
+        with self.lock:
+            if len(self._features) > 6:
+                self._features.clear()
+            self._features[self._feature_key(split, indices)] = feats
+
     def features(self, split: str, indices: np.ndarray, job: Job | None = None) -> np.ndarray:
         from engine.eval.features import extract_features
 
         enc = self.encoder()
-        key = (split, len(indices), hash(np.asarray(indices).tobytes()), self._encoder_key)
+        key = self._feature_key(split, indices)
         with self.lock:
             hit = self._features.get(key)
         if hit is not None:
@@ -312,7 +326,6 @@ class AnalysisWorker:
             # the eval split's sample is drawn like the session's snapshots: the same points at the same size
             n = int(a.get("sample", DEFAULT_SAMPLE))
             indices = sample_indices(len(data), n, seed=ctx.cfg.seed + (5 if split == "eval" else 7))
-            feats = ctx.features(split, indices, job)
             lab = data.get_labels(indices)
             labels = None if lab is None else lab.cpu().numpy()
             from engine.runs import read_json
@@ -320,6 +333,24 @@ class AnalysisWorker:
             st = read_json(Path(run_dir) / "status.json", {}) or {}
             step, epoch = st.get("step"), st.get("epoch")
             source_kind = "checkpoint"
+            preview = int(a.get("preview", PREVIEW_SIZE))
+            ctx.encoder()  # (re)loads a newer checkpoint, so the cache check below is current
+            if preview and len(indices) > 2 * preview and not ctx.has_features(split, indices):
+                # extraction takes seconds on a CPU: a map of an evenly spread part of the sample first
+                pick = np.linspace(0, len(indices) - 1, preview).round().astype(np.int64)
+                fsub = ctx.features(split, indices[pick], job)
+                job.send("partial", {"stage": "preview", "features": fsub, "indices": indices[pick],
+                                     "labels": None if labels is None else labels[pick],
+                                     "coords": project(fsub, "pca"), "key": a.get("key"), "step": step,
+                                     "epoch": epoch, "split": split, "total": len(indices),
+                                     **self._map_meta(job, run_dir, split, indices[pick], None)})
+                rest = np.setdiff1d(np.arange(len(indices)), pick)
+                frest = ctx.features(split, indices[rest], job)
+                feats = np.empty((len(indices), fsub.shape[1]), np.float32)
+                feats[pick], feats[rest] = fsub, frest
+                ctx.store_features(split, indices, feats)
+            else:
+                feats = ctx.features(split, indices, job)
         else:
             raise ValueError("a map needs features or a run folder")
         job.check()
@@ -817,6 +848,10 @@ def serve(requests, replies, device: str = "cpu", warm: bool = True, runs_roots:
             pass
 
     limit_threads(analysis_threads())
+    try:  # below the window (0), above the training process (the engine client runs it at 10)
+        os.nice(int(os.environ.get("SSLWB_ANALYSIS_NICE", "5")))
+    except (OSError, ValueError, AttributeError):
+        pass
     emit(Reply(0, "start", "status", {"state": "ready", "pid": os.getpid()}))
     dispatcher = Dispatcher(emit, device, warm, runs_roots)
     parent = multiprocessing.parent_process()

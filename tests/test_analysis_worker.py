@@ -226,11 +226,19 @@ def test_worker_map_stages_match_the_run(tiny_run, worker):
     agree = extras["properties"]["neighbour agreement"]
     assert agree.shape == (len(idx),) and 0 <= agree.min() and agree.max() <= 1
 
-    # a map extracted from the checkpoint: the session's sample, features of the final encoder
-    out = run_op(worker, "map", run_dir=run_dir, projection="pca", sample=120, thumbs=False)
-    first = next(r.data for r in out if r.data.get("stage") == "first")
-    assert len(first["indices"]) == 120 and "thumbs" not in first
-    assert out[-1].kind == "result"
+    # a map extracted from the checkpoint: the session's sample, features of the final encoder; a part of
+    # it is shown first while the rest is extracted
+    out = run_op(worker, "map", run_dir=run_dir, projection="pca", sample=120, thumbs=False, preview=40)
+    stages = [r.data.get("stage") for r in out if r.kind == "partial"]
+    assert stages == ["preview", "first", "extras"] and out[-1].kind == "result"
+    pre, first = [r.data for r in out if r.data.get("stage") in ("preview", "first")]
+    assert len(first["indices"]) == 120 and len(pre["indices"]) == 40 and "thumbs" not in first
+    pos = np.searchsorted(first["indices"], pre["indices"])
+    assert np.array_equal(first["indices"][pos], pre["indices"])
+    assert np.allclose(first["features"][pos], pre["features"], atol=1e-6)
+    assert pre["thumbs"].shape == (40, 32, 32, 3)
+    again = run_op(worker, "map", run_dir=run_dir, projection="pca", sample=120, thumbs=False, preview=40)
+    assert "preview" not in [r.data.get("stage") for r in again], "features are cached: no preview needed"
 
 
 def test_worker_evaluate_retrieve_pretext_filters(tiny_run, worker):

@@ -211,7 +211,8 @@ class EmbeddingPanel(QWidget):
         bar.addWidget(self.projection)
         bar.addWidget(QLabel("Colour"))
         self.color_by = QComboBox()
-        self.color_by.setMinimumContentsLength(14)
+        self.color_by.setMinimumContentsLength(18)
+        self.color_by.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.color_by.currentIndexChanged.connect(self._recolor)
         bar.addWidget(self.color_by)
         bar.addSpacing(8)
@@ -259,17 +260,20 @@ class EmbeddingPanel(QWidget):
         root.addLayout(bar)
 
         status = QHBoxLayout()
+        # nothing in this row may change its size: a relayout would resize the map (tens of ms at 5,000 points)
         self.status = QLabel("Open a run to see its embedding map")
         self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.status.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
+        self.status.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.progress = QProgressBar()
-        self.progress.setMaximumWidth(180)
-        self.progress.setMaximumHeight(14)
+        self.progress.setFixedSize(180, 14)
         self.progress.setTextVisible(False)
-        self.progress.hide()
         self.cancel_btn = QPushButton("Cancel")
         self.cancel_btn.clicked.connect(self.cancel)
-        self.cancel_btn.hide()
+        for w in (self.progress, self.cancel_btn):
+            sp = w.sizePolicy()
+            sp.setRetainSizeWhenHidden(True)
+            w.setSizePolicy(sp)
+            w.hide()
         status.addWidget(self.status, 1)
         status.addWidget(self.progress)
         status.addWidget(self.cancel_btn)
@@ -286,7 +290,12 @@ class EmbeddingPanel(QWidget):
         fl.addWidget(self.map, 1)
         legend_box = QVBoxLayout()
         self.legend_title = QLabel("")
-        self.legend_title.setWordWrap(True)
+        self.legend_title.setTextFormat(Qt.TextFormat.PlainText)
+        f = self.legend_title.font()
+        f.setBold(True)
+        self.legend_title.setFont(f)
+        self.legend_title.setFixedWidth(170)
+        self.legend_title.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
         legend_box.addWidget(self.legend_title)
         self.legend = QListWidget()
         self.legend.setIconSize(QSize(12, 12))
@@ -375,7 +384,7 @@ class EmbeddingPanel(QWidget):
         self.timeline.valueChanged.connect(self._on_timeline)
         tl.addWidget(self.timeline, 1)
         self.timeline_label = QLabel("no snapshots")
-        self.timeline_label.setMinimumWidth(220)
+        self.timeline_label.setFixedWidth(260)
         tl.addWidget(self.timeline_label)
         self.follow = QCheckBox("Follow training")
         self.follow.setChecked(True)
@@ -619,6 +628,18 @@ class EmbeddingPanel(QWidget):
         if reply.kind == "cancelled":
             return
         key = d.get("key") or self.pending_key
+        if reply.kind == "partial" and d.get("stage") == "preview":
+            # part of the sample while the rest is extracted: drawn at once, replaced by the full map
+            pkey = f"{key}#preview"
+            state = MapState(pkey, d["features"], np.asarray(d["indices"]), d.get("labels"),
+                             list(d.get("class_names") or []), thumbs=d.get("thumbs"), paths=d.get("paths"),
+                             step=d.get("step"), epoch=d.get("epoch"), split=d.get("split", "eval"))
+            state.layouts["pca"] = np.asarray(d["coords"], np.float32)
+            self._display(state, state.layouts["pca"], animate=False)
+            self._set_status(self._summary(state) + f" · a first look at {len(state.indices):,} of "
+                                                    f"{d.get('total', 0):,} images; extracting the rest…")
+            self.mapShown.emit(pkey)
+            return
         if reply.kind == "partial" and d.get("stage") == "first":
             state = self.states.get(key)
             if state is None:
@@ -728,13 +749,17 @@ class EmbeddingPanel(QWidget):
     def _fill_color_choices(self) -> None:
         s = self.current
         keep = self.color_by.currentText()
+        items = []
+        if s is not None and s.labels is not None and (s.labels >= 0).any():
+            items.append(COLOR_CLASS)
+        items.append(COLOR_CLUSTER)
+        items += list(s.properties if s is not None else {})
+        if items == [self.color_by.itemText(i) for i in range(self.color_by.count())]:
+            self._recolor()
+            return
         self.color_by.blockSignals(True)
         self.color_by.clear()
-        if s is not None and s.labels is not None and (s.labels >= 0).any():
-            self.color_by.addItem(COLOR_CLASS)
-        self.color_by.addItem(COLOR_CLUSTER)
-        for name in (s.properties if s is not None else {}):
-            self.color_by.addItem(name)
+        self.color_by.addItems(items)
         i = self.color_by.findText(keep)
         self.color_by.setCurrentIndex(i if i >= 0 else 0)
         self.color_by.blockSignals(False)
@@ -742,8 +767,9 @@ class EmbeddingPanel(QWidget):
 
     def _recolor(self, *_) -> None:
         s = self.current
-        self.legend.clear()
         if s is None:
+            self.legend.clear()
+            self._legend_key = None
             return
         mode = self.color_by.currentText() or COLOR_CLUSTER
         n = len(s.indices)
@@ -756,18 +782,18 @@ class EmbeddingPanel(QWidget):
             names = list(s.class_names) + [f"class {i}" for i in range(len(s.class_names), k)]
             palette = [class_color(i) for i in range(k)] + [class_color(-1)]
             idx = np.where(idx < 0, k, idx)
-            self.legend_title.setText(f"<b>Class</b> ({k})")
+            self._legend_title(f"Class ({k})")
             self._fill_legend(names, palette, np.bincount(idx, minlength=k + 1)[:k])
         elif mode == COLOR_CLUSTER or mode not in s.properties:
             if s.clusters is None:
                 idx = np.zeros(n, np.int64)
                 palette = [QColor("#4e79a7")]
-                self.legend_title.setText("<b>k-means clusters</b> (computing…)")
+                self._legend_title("k-means clusters (computing…)")
             else:
                 idx = np.asarray(s.clusters, np.int64)
                 k = int(idx.max()) + 1 if n else 0
                 palette = [class_color(i) for i in range(k)]
-                self.legend_title.setText(f"<b>k-means cluster</b> ({k}, on features)")
+                self._legend_title(f"k-means cluster ({k})")
                 self._fill_legend([f"cluster {i + 1}" for i in range(k)], palette, np.bincount(idx, minlength=k))
         else:
             v = np.asarray(s.properties[mode], np.float64)
@@ -775,6 +801,8 @@ class EmbeddingPanel(QWidget):
             levels = gradient_palette(32)
             idx = np.clip(((v - lo) / max(hi - lo, 1e-12) * 31).round(), 0, 31).astype(np.int64)
             palette = levels
+            self.legend.clear()
+            self._legend_key = None
             self.legend.hide()
             self.legend_title.hide()
             self.gradient_box.show()
@@ -790,7 +818,16 @@ class EmbeddingPanel(QWidget):
         self._color_idx, self._palette = idx, palette
         self.map.set_colors(idx, palette, dim)
 
+    def _legend_title(self, text: str) -> None:
+        if self.legend_title.text() != text:
+            self.legend_title.setText(text)
+
     def _fill_legend(self, names, palette, counts) -> None:
+        key = (tuple(names), tuple(c.rgba() for c in palette[:len(names)]), tuple(int(c) for c in counts),
+               self.isolated)
+        if key == getattr(self, "_legend_key", None) and self.legend.count() == len(names):
+            return
+        self._legend_key = key
         self.legend.clear()
         for i, name in enumerate(names):
             pm = QPixmap(12, 12)
@@ -1012,9 +1049,13 @@ class EmbeddingPanel(QWidget):
                 self._set_status(text)
 
     def _set_status(self, text: str, error: bool = False) -> None:
+        if text == self.status.text() and error == self.error_shown:
+            return  # a label change costs a layout pass of the whole panel
+        if error != self.error_shown:
+            self.status.setStyleSheet("color: #b00020;" if error else "")
         self.error_shown = error
-        self.status.setStyleSheet("color: #b00020;" if error else "")
         self.status.setText(text)
+        self.status.setToolTip(text)
         self.statusMessage.emit(text)
 
     def _update_enabled(self) -> None:
