@@ -503,7 +503,7 @@ class AnalysisWorker:
                                      "file") from None
             else:
                 img = np.asarray(a["image"], dtype=np.uint8)
-            x = torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None]
+            x = torch.from_numpy(np.array(img, dtype=np.uint8)).permute(2, 0, 1)[None]
             if x.shape[-1] != size or x.shape[-2] != size:
                 from engine.data.base import resize_uint8
 
