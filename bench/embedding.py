@@ -8,7 +8,7 @@ Prints progress to stderr and ONE JSON object on its last stdout line:
 - ``first_map_s``: a live embedding snapshot (5,000 images) handed to the panel -> the first map
   drawn (PCA, with thumbnails; target < 1 s); also ``first_map_open_s`` (opening a run: its
   latest snapshot is read, the thumbnails follow), ``first_map_extract_s`` (a run without
-  snapshots: features are extracted from the checkpoint, the first 800 shown first) and
+  snapshots: features are extracted from the checkpoint, the first 500 shown first) and
   ``full_map_extract_s`` (all 5,000 extracted and drawn);
 - ``hover_frame_ms``: p95 of one hover step at 10,000 points (mouse move -> nearest point ->
   marker -> repaint; target < 33 ms), with ``hover_frame_ms_median`` and ``pan_frame_ms``;
@@ -317,6 +317,9 @@ def main(argv=None) -> int:
         f"pan p95 {out['pan_frame_ms']} ms")
     m.close()
     client.shutdown()
+    import shutil
+
+    shutil.rmtree(tmp, ignore_errors=True)
 
     # 5. map quality next to umap-learn's defaults (a child process) -------------------------------------------
     if not args.no_quality:

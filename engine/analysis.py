@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SAMPLE = 5000
-PREVIEW_SIZE = 800  # a map from the checkpoint shows this many images first, while the rest are extracted
+PREVIEW_SIZE = 500  # a map from the checkpoint shows this many images first, while the rest are extracted
 THUMB_SIZE = 48
 
 
