@@ -9,8 +9,9 @@ session. This process never imports torch.
 Other views plug in with :meth:`MainWindow.add_view`. A module ``app.widgets.embedding`` or
 ``app.widgets.inspector`` that defines ``create_view(window) -> QWidget`` replaces the
 placeholder tab of the same title. A view that has ``on_engine_message(msg)`` receives every
-engine message; one with ``set_dataset(ViewDataset)`` gets each loaded dataset; one with
-``is_ready()`` tells ``--screenshot`` when it has drawn.
+engine message; one with ``set_run(run_dir, live)`` each run folder the user opens; one with
+``set_dataset(ViewDataset)`` gets each loaded dataset; one with ``is_ready()`` tells
+``--screenshot`` when it has drawn.
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class Banner(QWidget):
 
 class MainWindow(QMainWindow):
     dataset_changed = Signal(object)  # ViewDataset
+    run_opened = Signal(str, bool)  # (run_dir, live): a run folder opened from history or the File menu
 
     def __init__(self, data_spec: str | None = None, open_run: str | None = None, start_service: bool = True):
         super().__init__()
@@ -181,6 +183,8 @@ class MainWindow(QMainWindow):
         self.views[title] = widget
         if hasattr(widget, "on_engine_message"):
             self.engine.message.connect(widget.on_engine_message)
+        if hasattr(widget, "set_run"):
+            self.run_opened.connect(widget.set_run)
         if hasattr(widget, "set_dataset"):
             self.dataset_changed.connect(widget.set_dataset)
             if self.dataset is not None:
@@ -435,6 +439,7 @@ class MainWindow(QMainWindow):
             info = run_info(run_dir)
             live = bool(info and info.live)
         self.curves.open_run(run_dir, live=live)
+        self.run_opened.emit(str(run_dir), bool(live))
         parent = str(Path(run_dir).resolve().parent)
         if parent not in self.history.roots and str(Path(run_dir).resolve()) not in self.history.extra:
             self.history.add_folder(run_dir)

@@ -683,7 +683,7 @@ class Session:
         if self.batch_in_epoch >= self.steps_per_epoch:  # the budget ended exactly with an epoch
             self.epoch += 1
             self.batch_in_epoch = 0
-            self._end_of_epoch()
+            self._end_of_epoch()  # its kNN monitor, reconstructions and embedding snapshot too
         return reason or "completed"
 
     def _log_step(self, values: dict) -> None:

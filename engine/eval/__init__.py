@@ -1,9 +1,28 @@
-"""Evaluation: features with BatchNorm in eval mode, weighted kNN, linear probe, collapse indicator."""
+"""Evaluation: features with BatchNorm in eval mode, weighted kNN, linear probe, collapse indicator.
 
-from engine.eval.features import extract_features, raw_pixel_features
-from engine.eval.knn import knn_accuracy, knn_predict
-from engine.eval.linear import linear_probe
-from engine.eval.metrics import collapse_std, confusion_matrix, per_class_accuracy
+The names below are imported lazily, so the numpy-only modules of this package
+(:mod:`engine.eval.projection`'s helpers, :mod:`engine.eval.export`, :mod:`engine.eval.neighbors`)
+can be used without importing torch (the GUI process does).
+"""
 
-__all__ = ["extract_features", "raw_pixel_features", "knn_accuracy", "knn_predict", "linear_probe", "collapse_std",
-           "confusion_matrix", "per_class_accuracy"]
+from __future__ import annotations
+
+import importlib
+
+_LAZY = {
+    "extract_features": "engine.eval.features", "raw_pixel_features": "engine.eval.features",
+    "knn_accuracy": "engine.eval.knn", "knn_predict": "engine.eval.knn", "linear_probe": "engine.eval.linear",
+    "collapse_std": "engine.eval.metrics", "confusion_matrix": "engine.eval.metrics",
+    "per_class_accuracy": "engine.eval.metrics",
+}
+
+__all__ = list(_LAZY)
+
+
+def __getattr__(name: str):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError(f"module 'engine.eval' has no attribute {name!r}")
+    value = getattr(importlib.import_module(mod), name)
+    globals()[name] = value
+    return value
