@@ -65,16 +65,44 @@ def _put(q, item) -> None:
 # -- the training process -------------------------------------------------------------------------
 
 
+def _parent_watch_control(cmd_queue, parent_pid: int):
+    """A QueueControl that also stops the run (with a checkpoint) when the window's process dies,
+    so no orphaned training process keeps the machine busy; the run can be resumed later."""
+    from engine.messages import STOP, Command
+    from engine.session import QueueControl
+
+    class ParentWatch(QueueControl):
+        orphaned = False
+
+        def _gone(self) -> bool:
+            if os.getppid() != parent_pid:
+                self.orphaned = True
+            return self.orphaned
+
+        def poll(self):
+            cmds = super().poll()
+            return cmds + [Command(STOP)] if self._gone() else cmds
+
+        def wait(self, timeout):
+            cmd = super().wait(timeout)
+            return Command(STOP) if cmd is None and self._gone() else cmd
+
+    return ParentWatch(cmd_queue)
+
+
 def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue,
                   nice: int = 0) -> None:
     """Entry point of the engine process: run one session, send every message to ``out_queue``."""
+    parent = os.getppid()
     _lower_priority(nice)
     from engine import messages as M
+
+    control = None
 
     try:
         from engine.config import RunConfig
         from engine.params import ConfigError
-        from engine.session import QueueControl, Session, resume_config
+        from engine.session import Session, resume_config
 
         try:
             if resume and run_dir:
@@ -92,12 +120,16 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
         except ConfigError as exc:
             _put(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
             return
-        Session(cfg, emit=out_queue.put, control=QueueControl(cmd_queue), run_dir=run_dir, resume=resume).run()
+        control = _parent_watch_control(cmd_queue, parent)
+        Session(cfg, emit=out_queue.put, control=control, run_dir=run_dir, resume=resume).run()
     except BaseException as exc:  # noqa: BLE001 - the front end must hear about anything
         _put(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
     finally:
-        # let the queue's feeder thread hand everything over before the process ends
+        # let the queue's feeder thread hand everything over before the process ends (unless
+        # nobody is left to read it: then a full pipe would hang the exit)
         try:
+            if control is not None and control.orphaned:
+                out_queue.cancel_join_thread()
             out_queue.close()
             out_queue.join_thread()
         except (OSError, ValueError, AttributeError):

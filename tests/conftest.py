@@ -21,6 +21,7 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SSLWB_CACHE_DIR", str(base / "cache"))
     monkeypatch.setenv("SSLWB_DATA_DIR", str(base / "tvdata"))
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(base / "config"))
+    monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")  # the window's analysis process skips the UMAP warm-up
 
 
 @pytest.fixture
