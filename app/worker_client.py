@@ -140,7 +140,7 @@ class WorkerClient(QObject):
             self._req.put((rid, name, args or {}))
         except (OSError, ValueError) as exc:
             err = {"message": f"cannot reach the {self._name}: {exc}", "path": "", "traceback": ""}
-            QTimer.singleShot(0, lambda: self._finish(rid, "error", err))
+            QTimer.singleShot(0, self, lambda: self._finish(rid, "error", err))
         return rid
 
     def cancel(self, rid: int) -> None:

@@ -40,7 +40,8 @@ def shared_client(window) -> AnalysisClient:
         client = AnalysisClient(window, start=False, warm=warm)
         window.analysis = client
         window.installEventFilter(_CloseWatcher(window, client))
-        QTimer.singleShot(START_DELAY_MS, lambda: client.start() if window.isVisible() else None)
+        # the window is the timer's context: a window closed (and deleted) before it fires cancels it
+        QTimer.singleShot(START_DELAY_MS, window, lambda: client.start() if window.isVisible() else None)
     return client
 
 

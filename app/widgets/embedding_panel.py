@@ -230,7 +230,11 @@ class EmbeddingPanel(QWidget):
             self.mode_buttons[mode] = act
         self.mode_buttons["pan"].setChecked(True)
         group.triggered.connect(lambda a: self.map.set_mode(a.data()))
-        bar.addSpacing(8)
+        bar.addStretch(1)
+        root.addLayout(bar)
+        # a second row keeps the panel narrow enough for a 1024-pixel-wide screen
+        bar = QHBoxLayout()
+        bar.setSpacing(6)
         bar.addWidget(QLabel("Images"))
         self.sample = QSpinBox()
         self.sample.setRange(50, 100000)
