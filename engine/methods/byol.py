@@ -21,7 +21,7 @@ from engine.pretext.views import multi_view
 @dataclass
 class BYOLConfig(ContrastiveViews):
     views: str = param("byol", "Augmentation recipe of the two views", choices=("simclr", "byol", "light"))
-    momentum: float = param(0.99, "Base momentum of the target network (the paper: 0.996), raised to 1 along "
+    momentum: float = param(0.98, "Base momentum of the target network (the paper: 0.996 for long runs), raised to 1 along "
                                   "a cosine when the schedule is on", min=0.0, max=1.0)
     momentum_schedule: bool = param(True, "Raise the momentum to 1 along a cosine over the run (the paper)")
     proj_hidden: int = param(1024, "Hidden width of the projector and predictor (the paper: 4096)", min=8,
@@ -45,7 +45,7 @@ class BYOL(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 256}}
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)

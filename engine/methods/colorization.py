@@ -35,7 +35,7 @@ class ColorizationConfig(ReconstructionOptions):
                       choices=("classification", "regression"))
     rebalance: float = param(0.0, "Class rebalancing: weight rare colours up (the paper's lambda mix with a "
                                   "uniform prior is 0.5; 0: off). Classification only", min=0.0, max=1.0)
-    out_stride: int = param(2, "The ab prediction is this many times smaller than the image", choices=(1, 2, 4))
+    out_stride: int = param(4, "The ab prediction is this many times smaller than the image", choices=(1, 2, 4))
 
 
 class Colorization(ReconstructionMethod):

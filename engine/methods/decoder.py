@@ -49,7 +49,7 @@ def map_shape(backbone: nn.Module, image_size: int) -> tuple[int, int]:
 
 class UpDecoder(nn.Module):
     """1x1 conv to ``width``, then (2x bilinear upsampling, 3x3 conv, BN, ReLU) until the map
-    reaches ``out_size``, halving the width each time (not below 32), then a 3x3 conv to
+    reaches ``out_size``, halving the width each time (not below 32, or ``width`` if smaller), then a 3x3 conv to
     ``out_channels``."""
 
     def __init__(self, in_channels: int, in_size: int, out_size: int, out_channels: int, width: int = 128):
@@ -58,8 +58,9 @@ class UpDecoder(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(in_channels, width, 1, bias=False), nn.BatchNorm2d(width),
                                    nn.ReLU(inplace=True)]
         size, w = in_size, width
+        floor = min(32, width)
         while size < out_size:
-            nw = max(32, w // 2)
+            nw = max(floor, w // 2)
             layers += [nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                        nn.Conv2d(w, nw, 3, padding=1, bias=False), nn.BatchNorm2d(nw), nn.ReLU(inplace=True)]
             size, w = size * 2, nw

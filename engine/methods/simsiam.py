@@ -45,7 +45,7 @@ class SimSiam(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 256}}
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)

@@ -20,11 +20,12 @@ NEIGHBOUR_NAMES = ("top-left", "top", "top-right", "left", "right", "bottom-left
 
 
 def context_geometry(cell: int, gap: float, jitter: float) -> tuple[int, int, int]:
-    """(patch size, centred offset of a patch in its cell, largest random shift) in pixels."""
+    """(patch size, centred offset of a patch in its cell, largest random shift) in pixels.
+    The shift is capped so that a gap of at least one pixel always remains (when ``gap > 0``)."""
     patch = max(2, int(round(cell * (1 - gap))))
     slack = cell - patch
     centre = slack // 2
-    shift = min(int(round(jitter * cell)), centre, slack - centre)
+    shift = max(0, min(int(round(jitter * cell)), (slack - 1) // 2))
     return patch, centre, shift
 
 
