@@ -245,6 +245,13 @@ def test_moco_queue_takes_the_keys():
 
 
 # -- options and the catalogue ---------------------------------------------------------------------
+def test_multitask_default_options_fit_any_task_choice():
+    cfg = from_dict(METHODS["multitask"].Config, {"tasks": {"context": 1.0}}, "method_options")
+    assert cfg.task_options  # the default options of an unchosen task are kept and ignored
+    m = METHODS["multitask"](cfg, tiny_backbone("cnn"), DataInfo(32))
+    assert list(m.tasks) == ["context"]
+
+
 def test_multitask_shares_one_encoder_and_sums_weighted_losses():
     m = build("multitask", {"tasks": {"rotnet": 2.0, "denoising": 0.5}})
     assert all(t.backbone is m.backbone for t in m.tasks.values())
@@ -261,6 +268,7 @@ def test_multitask_shares_one_encoder_and_sums_weighted_losses():
     ("multitask", {"tasks": {"supervised": 1.0}}, "cannot be a task"),
     ("multitask", {"tasks": {"rotnet": 0.0}}, "weight above 0"),
     ("multitask", {"tasks": {"rotnet": 1.0}, "task_options": {"rotnet": {"bogus": 1}}}, "bogus"),
+    ("multitask", {"tasks": {"rotnet": 1.0}, "task_options": {"rotnet_": {}}}, "not a method"),
     ("cpc", {"grid": 3, "steps": 3}, "smaller than the grid"),
     ("denoising", {"noise": "pink"}, "choose one of"),
 ])

@@ -1,9 +1,13 @@
 """Shared parts of the reconstruction methods (inpainting, denoising, super-resolution,
-colorization): the encoder's spatial feature map and a small upsampling decoder.
+colorization): a bottleneck and a small upsampling decoder.
 
-CNN backbones expose ``forward_map`` (SmallCNN, ResNet); for a ViT the patch tokens are laid
-back on their grid. The decoder has no skip connections on purpose: everything it paints must
-pass through the encoder's bottleneck, which is what makes the encoder learn.
+By default the decoder paints from the pooled feature vector, the same features kNN and the
+linear probe read (like the channel-wise fully connected layer of Pathak et al.'s context
+encoder, but narrower): the image has to be summarised in that vector. With
+``bottleneck="spatial"`` it paints from the encoder's spatial map instead (CNN backbones expose
+``forward_map``; a ViT's patch tokens are laid back on their grid): sharper reconstructions,
+features that describe where things are more than what they are. The decoder has no skip
+connections on purpose: everything it paints must pass through the encoder.
 """
 
 from __future__ import annotations
@@ -76,6 +80,9 @@ class UpDecoder(nn.Module):
 
 @dataclass
 class ReconstructionOptions:
+    bottleneck: str = param("pooled", "What the decoder paints from: the pooled feature vector (the very "
+                                      "features that are evaluated; a strong bottleneck) or the encoder's spatial "
+                                      "map (sharper pictures, less global features)", choices=("pooled", "spatial"))
     decoder_width: int = param(128, "Channels of the decoder's first layer (halved at each upsampling)",
                                min=8, max=2048)
     crop_scale_min: float = param(0.35, "Light random crops and flips before the corruption (smallest area; "
@@ -99,6 +106,11 @@ class ReconstructionMethod(Method):
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
         ch, side = map_shape(backbone, info.image_size)
+        if cfg.bottleneck == "pooled":
+            # a fully connected layer spreads the pooled vector back over a small map
+            self.expand = nn.Linear(backbone.feature_dim, cfg.decoder_width * side * side)
+            self.expand_shape = (cfg.decoder_width, side, side)
+            ch = cfg.decoder_width
         self.decoder = UpDecoder(ch, side, self.decoder_size(info.image_size), self.out_channels, cfg.decoder_width)
         self.aug = AugmentConfig(crop=cfg.crop_scale_min < 1.0, crop_scale_min=cfg.crop_scale_min, jitter_p=0.0,
                                  gray_p=0.0)
@@ -113,6 +125,9 @@ class ReconstructionMethod(Method):
         return self.corrupt(augment(x, self.aug, g), g)
 
     def decode(self, inputs: torch.Tensor) -> torch.Tensor:
+        if self.cfg.bottleneck == "pooled":
+            f = self.expand(self.backbone(inputs))
+            return self.decoder(F.relu(f).view(f.shape[0], *self.expand_shape))
         return self.decoder(feature_map(self.backbone, inputs))
 
     def predict(self, inputs: torch.Tensor) -> torch.Tensor:

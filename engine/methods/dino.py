@@ -29,7 +29,8 @@ class DINOConfig(ContrastiveViews):
                          min=16, max=262144)
     head_hidden: int = param(512, "Hidden width of the head's MLP (the paper: 2048)", min=8, max=16384)
     bottleneck: int = param(128, "Bottleneck before the prototypes (the paper: 256)", min=8, max=4096)
-    head_bn: bool = param(False, "BatchNorm in the head's MLP (the paper does this for ResNets)")
+    head_bn: bool = param(True, "BatchNorm in the head's MLP (the paper uses it with ResNets, not with ViTs; "
+                                "it keeps a small CNN's teacher from flattening to a uniform output early on)")
     student_temp: float = param(0.1, "Student softmax temperature", min=0.01, max=1.0)
     teacher_temp: float = param(0.04, "Teacher softmax temperature (sharpening; lower is sharper)", min=0.001,
                                 max=1.0)

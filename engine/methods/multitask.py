@@ -25,8 +25,9 @@ class MultiTaskConfig:
     tasks: dict = param({"context": 1.0, "rotnet": 1.0, "simclr": 1.0},
                         "Tasks and their loss weights, e.g. {\"context\": 1, \"colorization\": 0.5}: any "
                         "self-supervised method that fits the backbone")
-    task_options: dict = param({}, "Options of each task, e.g. {\"colorization\": {\"mode\": \"regression\"}}",
-                               advanced=True)
+    task_options: dict = param({"rotnet": {"all_four": False}}, "Options of each task, e.g. "
+                               "{\"colorization\": {\"mode\": \"regression\"}} (default: one rotation per image, "
+                               "to keep the step cheap)", advanced=True)
 
     def check(self, path: str = "") -> None:
         from engine.methods import METHODS
@@ -42,10 +43,10 @@ class MultiTaskConfig:
                 raise ConfigError(where, f"the weight of {name} must be a number >= 0, got {w!r}")
         if not any(float(w) > 0 for w in self.tasks.values()):
             raise ConfigError(where, "at least one task needs a weight above 0")
-        for name, opts in self.task_options.items():
-            if name not in self.tasks:
+        for name, opts in self.task_options.items():  # options of tasks not chosen are kept, unused
+            if name not in allowed:
                 raise ConfigError(f"{path}.task_options" if path else "task_options",
-                                  f"options given for {name!r}, which is not among the tasks")
+                                  f"options given for {name!r}, which is not a method that can be a task")
             if not isinstance(opts, dict):
                 raise ConfigError(f"{path}.task_options" if path else "task_options",
                                   f"the options of {name} must be a dict")
