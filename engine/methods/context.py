@@ -46,8 +46,9 @@ class ContextPrediction(Method):
     summary = "Transformation prediction: which of the 8 neighbours of the centre patch is this patch?"
     description = ("Learns object parts and their layout (a wheel goes below a car door). Only 8 classes, so the "
                    "task is easy to saturate; low-level shortcuts (edges continuing across patches, chromatic "
-                   "aberration) must be blocked with the gap, jitter and grey images. Features are learned on "
-                   "small patches and evaluated on whole images (a train-eval gap).")
+                   "aberration) must be blocked by the gap and jitter (and, as options, grey images and per-patch "
+                   "normalisation, which also hide colour from the encoder). Features are learned on small "
+                   "patches and evaluated on whole images (a train-eval gap).")
     paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
     family = "transformation"
     backbone_kind = "cnn"
