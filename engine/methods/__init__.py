@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
+from engine.methods.barlow_twins import BarlowTwins
 from engine.methods.base import DataInfo, Method, StepOutput
+from engine.methods.byol import BYOL
+from engine.methods.colorization import Colorization
+from engine.methods.context import ContextPrediction
+from engine.methods.cpc import CPC
+from engine.methods.denoising import Denoising
+from engine.methods.dino import DINO
+from engine.methods.inpainting import Inpainting
 from engine.methods.jigsaw import Jigsaw
 from engine.methods.mae import MAE
+from engine.methods.moco import MoCo
+from engine.methods.multitask import MultiTask
 from engine.methods.random_init import RandomInit
 from engine.methods.rotnet import RotNet
 from engine.methods.simclr import SimCLR
+from engine.methods.simsiam import SimSiam
+from engine.methods.superres import SuperRes
 from engine.methods.supervised import Supervised
+from engine.methods.vicreg import VICReg
 from engine.params import ConfigError
 
 METHODS: dict[str, type[Method]] = {
     "rotnet": RotNet,
     "jigsaw": Jigsaw,
-    "simclr": SimCLR,
+    "context": ContextPrediction,
+    "colorization": Colorization,
+    "inpainting": Inpainting,
+    "denoising": Denoising,
+    "superres": SuperRes,
     "mae": MAE,
+    "simclr": SimCLR,
+    "moco": MoCo,
+    "cpc": CPC,
+    "byol": BYOL,
+    "simsiam": SimSiam,
+    "dino": DINO,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
+    "multitask": MultiTask,
     "supervised": Supervised,
     "random_init": RandomInit,
 }

@@ -37,3 +37,57 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, tempe
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """2 - 2 cos(p, z) with z a detached target (BYOL, Grill et al. 2020)."""
     return 2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+
+
+def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
+    n = m.shape[0]
+    return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
+
+
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> tuple[torch.Tensor, dict]:
+    """Drive the cross-correlation matrix of the two views' standardised embeddings to the
+    identity (Barlow Twins, Zbontar et al. 2021): invariance on the diagonal, redundancy
+    reduction off it. Returns (loss, parts)."""
+    b = z1.shape[0]
+    z1, z2 = z1.float(), z2.float()
+    z1 = (z1 - z1.mean(0)) / z1.std(0).clamp(min=1e-5)
+    z2 = (z2 - z2.mean(0)) / z2.std(0).clamp(min=1e-5)
+    c = z1.t() @ z2 / b
+    on = (torch.diagonal(c) - 1).pow(2).sum()
+    off = _off_diagonal(c).pow(2).sum()
+    return on + lambd * off, {"on_diag": on.detach(), "off_diag": off.detach()}
+
+
+def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_coeff: float = 25.0, std_coeff: float = 25.0,
+                cov_coeff: float = 1.0) -> tuple[torch.Tensor, dict]:
+    """Variance-Invariance-Covariance regularisation (VICReg, Bardes et al. 2022): MSE between the
+    views, a hinge keeping every dimension's std above 1, and decorrelated dimensions."""
+    z1, z2 = z1.float(), z2.float()
+    b, d = z1.shape
+    inv = F.mse_loss(z1, z2)
+    z1 = z1 - z1.mean(0)
+    z2 = z2 - z2.mean(0)
+    std1 = torch.sqrt(z1.var(0) + 1e-4)
+    std2 = torch.sqrt(z2.var(0) + 1e-4)
+    var = (F.relu(1 - std1).mean() + F.relu(1 - std2).mean()) / 2
+    cov1 = z1.t() @ z1 / (b - 1)
+    cov2 = z2.t() @ z2 / (b - 1)
+    cov = (_off_diagonal(cov1).pow(2).sum() + _off_diagonal(cov2).pow(2).sum()) / d
+    loss = sim_coeff * inv + std_coeff * var + cov_coeff * cov
+    return loss, {"invariance": inv.detach(), "variance": var.detach(), "covariance": cov.detach()}
+
+
+def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,
+              student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
+    """Cross-entropy between the centred, sharpened teacher distribution of each global view and
+    the student's distribution of every other view (DINO, Caron et al. 2021)."""
+    targets = [F.softmax((t.float() - center) / teacher_temp, dim=-1).detach() for t in teacher]
+    logps = [F.log_softmax(s.float() / student_temp, dim=-1) for s in student]
+    total, n = 0.0, 0
+    for ti, t in enumerate(targets):
+        for si, lp in enumerate(logps):
+            if si == ti:  # a view is never its own target
+                continue
+            total = total + (-(t * lp).sum(-1)).mean()
+            n += 1
+    return total / max(1, n)

@@ -1,0 +1,190 @@
+"""Compare every method under the same time budget: kNN top-1 on a labelled validation set.
+
+    python bench/methods.py                       # every method, 3 minutes each, on the CPU
+    python bench/methods.py --minutes 0.5 --methods rotnet,simclr,byol
+
+Each method trains with its own recommended settings (``default_config``: its optimiser, learning
+rate, batch size and options; backbone ``auto``) on ``--data`` for ``--minutes`` of training time
+through the engine's :class:`Session`, exactly as ``main.py train`` does; the encoder is then scored
+by weighted kNN (k=20, T=0.07) on ``--eval-data`` with the training images as the memory bank.
+Baselines in the same table: the untrained encoder (random init, the lower bound), raw pixels,
+and the same encoder trained with labels for the same time (supervised, the upper bound).
+
+Writes the table as markdown (``--out``, for the README) and prints one JSON object as its last line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-small"
+REFERENCES = ("random_init", "supervised")
+
+
+def ssl_methods() -> list[str]:
+    from engine.methods import METHODS
+
+    return [n for n, cls in METHODS.items() if cls.trains and not cls.needs_labels]
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="bench/methods.py", description=__doc__.split("\n\n")[0])
+    p.add_argument("--minutes", type=float, default=3.0, help="training time per method (default 3)")
+    p.add_argument("--methods", default="all", help="comma-separated methods (default: every self-supervised "
+                   "method); random init, raw pixels and supervised are always added")
+    p.add_argument("--data", default=str(DEFAULT_DATA / "train"), help="training images (class folders)")
+    p.add_argument("--eval-data", default=str(DEFAULT_DATA / "val"), help="labelled images to score")
+    p.add_argument("--image-size", type=int, default=32, help="image size in pixels (default 32)")
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
+                   help="where to train (default cpu: the table compares the CPU defaults)")
+    p.add_argument("--backbone", default="auto", help="encoder for every method (default auto: small_cnn on "
+                   "the CPU, vit_mini for ViT-only methods; resnet18 / vit_tiny on a GPU)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=0, help="CPU threads for torch (default 0: torch's choice; "
+                   "1 is often faster on a CPU that other jobs share)")
+    p.add_argument("--probe-epochs", type=int, default=0, help="also run a linear probe of this many epochs "
+                   "(default 0: kNN only)")
+    p.add_argument("--no-supervised", action="store_true", help="skip the supervised upper bound")
+    p.add_argument("--runs-root", default="", help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "methods.md"),
+                   help="markdown table to write (default bench/results/methods.md)")
+    return p.parse_args(argv)
+
+
+def run_method(method: str, args, runs_root: str) -> dict:
+    from engine import messages as M
+    from engine.config import default_config
+    from engine.session import Session
+
+    cfg = default_config(
+        method, minutes=args.minutes, epochs=0, device=args.device, seed=args.seed, backbone=args.backbone,
+        runs_root=runs_root, name=f"bench-{method}", checkpoint_every_minutes=0.0,
+        data={"spec": args.data, "eval_spec": args.eval_data, "image_size": args.image_size},
+        eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
+              "linear_probe_epochs": args.probe_epochs})
+    last: dict = {}
+
+    def emit(msg):
+        if isinstance(msg, M.StepMetrics):
+            last.update(msg.values)
+        elif isinstance(msg, M.RunFailed):
+            last["error"] = msg.error
+
+    t0 = time.time()
+    summary = Session(cfg, emit).run()
+    out = {"method": method, "wall_s": round(time.time() - t0, 1)}
+    if summary.get("reason") == "failed":
+        out["error"] = summary.get("error") or last.get("error", "failed")
+        return out
+    results = json.loads((Path(summary["run_dir"]) / "results.json").read_text())
+    out.update({k: results.get(k) for k in ("backbone", "knn_top1", "knn_top5", "linear_top1")})
+    images = summary["step"] * min(cfg.optim.batch_size, results.get("num_train") or cfg.optim.batch_size)
+    out.update({"steps": summary["step"], "train_time_s": summary["train_time_s"],
+                "epochs": round(images / results["num_train"], 2) if results.get("num_train") else None,
+                "batch_size": cfg.optim.batch_size, "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr,
+                "final_loss": round(last["loss"], 4) if "loss" in last else None})
+    if "images_per_s" in last:
+        out["images_per_s"] = round(last["images_per_s"], 1)
+    return out
+
+
+def raw_pixels(args) -> dict:
+    from engine.data import load_dataset
+    from engine.eval import knn_accuracy, raw_pixel_features
+
+    train = load_dataset(args.data, args.image_size)
+    test = load_dataset(args.eval_data, args.image_size)
+    top1, top5 = knn_accuracy(raw_pixel_features(train), train.labels, raw_pixel_features(test), test.labels,
+                              test.num_classes, 20, 0.07)
+    return {"method": "raw_pixels", "knn_top1": top1, "knn_top5": top5, "backbone": "-"}
+
+
+def fmt(v, spec=".3f") -> str:
+    return "-" if v is None else format(v, spec)
+
+
+def markdown(rows: list[dict], args, baseline: float | None) -> str:
+    from engine.methods import METHODS
+
+    lines = [f"kNN top-1 on `{Path(args.eval_data).name}` (k=20) after {args.minutes:g} min of training per method "
+             f"on `{Path(args.data).name}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
+             f"Made by `python bench/methods.py --minutes {args.minutes:g}`.", "",
+             "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        name = r["method"]
+        fam = METHODS[name].family if name in METHODS else "reference"
+        if "error" in r:
+            lines.append(f"| {name} | {fam} | - | - | - | - | failed: {r['error'][:60]} | - | - |")
+            continue
+        delta = "-" if baseline is None or r.get("knn_top1") is None or name == "random_init" else \
+            f"{r['knn_top1'] - baseline:+.3f}"
+        lines.append(f"| {name} | {fam} | {r.get('backbone', '-')} | {r.get('batch_size', '-')} | "
+                     f"{r.get('steps', '-')} | {fmt(r.get('epochs'), '.2f')} | {fmt(r.get('knn_top1'))} | "
+                     f"{fmt(r.get('knn_top5'))} | {delta} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    from engine.methods import METHODS
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    methods = ssl_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"error: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    for p in (args.data, args.eval_data):
+        if ":" not in p.split("/")[0] and not Path(p).exists():
+            print(f"error: {p} does not exist; pass --data / --eval-data", file=sys.stderr)
+            return 2
+    refs = ["random_init"] + ([] if args.no_supervised else ["supervised"])
+    order = refs[:1] + [m for m in methods if m not in REFERENCES] + refs[1:]
+    tmp = None
+    runs_root = args.runs_root
+    if not runs_root:
+        tmp = tempfile.TemporaryDirectory(prefix="sslwb-bench-")
+        runs_root = tmp.name
+    rows = []
+    try:
+        for i, m in enumerate(order):
+            print(f"[{i + 1}/{len(order) + 1}] {m}: training {args.minutes:g} min ...", file=sys.stderr, flush=True)
+            r = run_method(m, args, runs_root)
+            rows.append(r)
+            print(f"    {m}: kNN top-1 {fmt(r.get('knn_top1'))}" + (f"  ERROR {r['error']}" if "error" in r else ""),
+                  file=sys.stderr, flush=True)
+        print(f"[{len(order) + 1}/{len(order) + 1}] raw pixels", file=sys.stderr, flush=True)
+        rows.insert(1, raw_pixels(args))
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    baseline = next((r.get("knn_top1") for r in rows if r["method"] == "random_init"), None)
+    table = markdown(rows, args, baseline)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(table)
+    print(table, file=sys.stderr)
+    not_beating = [r["method"] for r in rows if r["method"] not in ("random_init", "raw_pixels")
+                   and baseline is not None and (r.get("knn_top1") is None or r["knn_top1"] <= baseline)]
+    print(json.dumps({"minutes": args.minutes, "device": args.device, "data": args.data, "eval_data": args.eval_data,
+                      "random_init_knn_top1": baseline, "not_beating_random_init": not_beating,
+                      "markdown": str(out), "results": rows}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

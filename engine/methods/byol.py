@@ -1,0 +1,76 @@
+"""BYOL: predict the target network's projection of the other view; the target is an EMA.
+
+Grill et al. "Bootstrap Your Own Latent: A New Approach to Self-Supervised Learning",
+NeurIPS 2020. No negatives: the predictor and the slowly moving target prevent collapse.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
+from engine.methods.losses import byol_loss
+from engine.methods.simclr import ContrastiveViews, build_views
+from engine.models.heads import projection_head
+from engine.params import param
+from engine.pretext.views import multi_view
+
+
+@dataclass
+class BYOLConfig(ContrastiveViews):
+    views: str = param("byol", "Augmentation recipe of the two views", choices=("simclr", "byol", "light"))
+    momentum: float = param(0.98, "Base momentum of the target network (the paper: 0.996 for long runs), raised to 1 along "
+                                  "a cosine when the schedule is on", min=0.0, max=1.0)
+    momentum_schedule: bool = param(True, "Raise the momentum to 1 along a cosine over the run (the paper)")
+    proj_hidden: int = param(1024, "Hidden width of the projector and predictor (the paper: 4096)", min=8,
+                             max=16384)
+    proj_dim: int = param(256, "Output width of the projector", min=2, max=16384)
+
+
+class BYOL(Method):
+    name = "byol"
+    title = "BYOL (bootstrap your own latent)"
+    summary = "Distillation: an online network predicts an EMA target network's view of another crop."
+    description = ("Learns augmentation-invariant features without negatives, so it works with small batches "
+                   "and is less sensitive to the colour recipe than SimCLR. It can collapse to a constant: the "
+                   "predictor, BatchNorm in the heads and a slow target are what keep it alive; watch the "
+                   "collapse indicator. Learns slowly in short runs.")
+    paper = "Grill et al., Bootstrap Your Own Latent, NeurIPS 2020"
+    family = "distillation"
+    backbone_kind = "any"
+    preview_kind = "views"
+    Config = BYOLConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        self.views = build_views(cfg.views, cfg.augment, info.image_size)
+        self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
+        self.predictor = projection_head(cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim)
+        self.target_backbone = momentum_copy(backbone)
+        self.target_projector = momentum_copy(self.projector)
+
+    def make_batch(self, x, g, preview=False):
+        return multi_view(x, self.views, g, with_params=preview)
+
+    def momentum_at(self, progress: float) -> float:
+        return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
+
+    def training_step(self, x, labels, g):
+        v1, v2 = self.make_batch(x, g).inputs
+        both = torch.cat([v1, v2])
+        p1, p2 = self.predictor(self.projector(self.backbone(both))).chunk(2)
+        with torch.no_grad():
+            z1, z2 = self.target_projector(self.target_backbone(both)).chunk(2)
+        loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
+        return StepOutput(loss, {})
+
+    def after_step(self, progress):
+        m = self.momentum_at(progress)
+        ema_update(self.target_backbone, self.backbone, m)
+        ema_update(self.target_projector, self.projector, m)

@@ -1,0 +1,123 @@
+"""Colorization: predict the colour (ab) of an image from its lightness (L).
+
+Zhang, Isola, Efros. "Colorful Image Colorization", ECCV 2016. The encoder is the L branch: it
+sees L replicated to three grey channels (so the same encoder takes RGB images at evaluation,
+where it meets colour it never saw: a small train-eval gap). The decoder predicts ab at half the
+image resolution, as a distribution over quantised in-gamut ab bins (soft-encoded targets, the
+paper's classification, optionally class-rebalanced) or by regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.methods.base import StepOutput
+from engine.methods.decoder import ReconstructionMethod, ReconstructionOptions
+from engine.params import param
+from engine.pretext.color import (
+    AB_RANGE,
+    ab_bins,
+    colorization,
+    decode_ab,
+    lab_to_rgb,
+    lightness_image,
+    rgb_to_lab,
+)
+
+
+@dataclass
+class ColorizationConfig(ReconstructionOptions):
+    mode: str = param("classification", "Predict a distribution over quantised ab bins (the paper: vivid "
+                                        "colours) or regress ab (greyish averages)",
+                      choices=("classification", "regression"))
+    rebalance: float = param(0.0, "Class rebalancing: weight rare colours up (the paper's lambda mix with a "
+                                  "uniform prior is 0.5; 0: off). Classification only", min=0.0, max=1.0)
+    out_stride: int = param(4, "The ab prediction is this many times smaller than the image", choices=(1, 2, 4))
+
+
+class Colorization(ReconstructionMethod):
+    name = "colorization"
+    title = "Colorization"
+    summary = "Reconstruction: predict an image's colours (ab) from its lightness (L)."
+    description = ("Learns what things are from their shape and texture, because colour depends on it (sky is "
+                   "blue, grass green). Fails where colour is ambiguous (cars, clothes): the pixel-wise average "
+                   "is grey, hence classification over colour bins. The encoder never sees colour while "
+                   "training, and grey inputs differ from the RGB images it is evaluated on.")
+    paper = "Zhang et al., Colorful Image Colorization, ECCV 2016"
+    preview_kind = "color"
+    Config = ColorizationConfig
+
+    def __init__(self, cfg, backbone, info):
+        self.out_channels = 2 if cfg.mode == "regression" else len(ab_bins())
+        super().__init__(cfg, backbone, info)
+        self.register_buffer("bins", ab_bins().clone(), persistent=False)
+        # running frequency of every ab bin (for rebalancing), kept in checkpoints
+        self.register_buffer("prior", torch.full((len(self.bins),), 1.0 / len(self.bins)))
+
+    def decoder_size(self, image_size):
+        return max(1, image_size // self.cfg.out_stride)
+
+    def corrupt(self, x, g):
+        return colorization(x, self.decoder_size(x.shape[-1]), self.cfg.mode, self.bins)
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        out = self.decode(batch.inputs).float()
+        if self.cfg.mode == "regression":
+            loss = F.mse_loss(torch.tanh(out), batch.targets.float())
+            return StepOutput(loss, {})
+        soft = batch.targets.float()
+        ce = -(soft * F.log_softmax(out, dim=1)).sum(1)  # (B, h, w)
+        hard = batch.meta["bins"]
+        if self.cfg.rebalance > 0:
+            with torch.no_grad():
+                freq = torch.bincount(hard.flatten(), minlength=len(self.bins)).float()
+                self.prior.mul_(0.99).add_(freq / freq.sum(), alpha=0.01)
+                lam = self.cfg.rebalance
+                w = 1.0 / ((1 - lam) * self.prior + lam / len(self.bins))
+                w = w / (w * self.prior).sum()  # expected weight 1 under the prior
+            ce = ce * w[hard]
+        acc = (out.argmax(1) == hard).float().mean()
+        return StepOutput(ce.mean(), {"pretext_acc": acc})
+
+    def predict_ab(self, inputs):
+        out = self.decode(inputs).float()
+        if self.cfg.mode == "regression":
+            return torch.tanh(out) * AB_RANGE
+        return decode_ab(out, self.bins)
+
+    @torch.no_grad()
+    def reconstruct(self, x, g):
+        lab = rgb_to_lab(x)
+        inputs = lightness_image(lab)
+        ab = F.interpolate(self.predict_ab(inputs), size=x.shape[-2:], mode="bilinear", align_corners=False)
+        return inputs, lab_to_rgb(torch.cat([lab[:, :1], ab], 1))
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        lab = batch.meta["lab"]
+        size = x.shape[-2:]
+        src = to_uint8(lab_to_rgb(lab))
+        light = to_uint8(batch.inputs)
+        flat_l = torch.full_like(lab[:, :1], 65.0)
+        ab_only = to_uint8(lab_to_rgb(torch.cat([flat_l, lab[:, 1:]], 1)))
+        if self.cfg.mode == "classification":
+            q = self.bins[batch.meta["bins"]].permute(0, 3, 1, 2)  # the bin centres the targets name
+            target_cap = f"target: ab in {len(self.bins)} bins (shown at L=65)"
+        else:
+            q = batch.meta["ab"]
+            target_cap = "target: ab values (shown at L=65)"
+        q = F.interpolate(q, size=size, mode="nearest")
+        tgt = to_uint8(lab_to_rgb(torch.cat([flat_l, q], 1)))
+        return [PreviewRow(f"image {i + 1}", [
+            PreviewTile(src[i], "image (after crop and flip)"),
+            PreviewTile(light[i], "encoder input: lightness L"),
+            PreviewTile(ab_only[i], "colour ab alone (at L=65)"),
+            PreviewTile(tgt[i], target_cap),
+        ]) for i in range(x.shape[0])]

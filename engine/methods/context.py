@@ -1,0 +1,101 @@
+"""Context prediction: where is this patch relative to that one? (relative patch location)
+
+Doersch, Gupta, Efros. "Unsupervised Visual Representation Learning by Context Prediction",
+ICCV 2015. A centre patch and one of its 8 neighbours (cut with a gap and a random jitter) go
+through the same (siamese) encoder; a classifier on the two feature vectors predicts which of
+the 8 positions the neighbour came from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import AugmentConfig, augment
+from engine.methods.base import Method, StepOutput
+from engine.models.heads import mlp
+from engine.params import param
+from engine.pretext.context import NEIGHBOUR_NAMES, context_pairs
+
+
+@dataclass
+class ContextConfig:
+    cell: int = param(16, "Pixels per grid cell (the image is resized to 3 cells a side)", min=4, max=128)
+    gap: float = param(0.25, "Part of each cell left out between patches (no matching edges)", min=0.0, max=0.6)
+    jitter: float = param(0.1, "Random shift of each patch inside its cell, as a fraction of the cell",
+                          min=0.0, max=0.3)
+    patch_norm: bool = param(False, "Normalise each patch on its own (blocks brightness and colour shortcuts, "
+                                    "but the encoder then never sees colour, and kNN on whole images suffers)")
+    gray_p: float = param(0.0, "Probability of turning an image grey (against chromatic-aberration shortcuts)",
+                          min=0.0, max=1.0)
+    head_hidden: int = param(512, "Hidden width of the 8-way classifier", min=8, max=8192)
+
+
+def normalize_patches(p: torch.Tensor) -> torch.Tensor:
+    """Per-patch mean/std normalisation, mapped back into [0, 1] for the backbone."""
+    mean = p.mean(dim=(1, 2, 3), keepdim=True)
+    std = p.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+    return ((p - mean) / std * 0.25 + 0.45).clamp(0, 1)
+
+
+class ContextPrediction(Method):
+    name = "context"
+    title = "Context prediction (relative patch location)"
+    summary = "Transformation prediction: which of the 8 neighbours of the centre patch is this patch?"
+    description = ("Learns object parts and their layout (a wheel goes below a car door). Only 8 classes, so the "
+                   "task is easy to saturate; low-level shortcuts (edges continuing across patches, chromatic "
+                   "aberration) must be blocked by the gap and jitter (and, as options, grey images and per-patch "
+                   "normalisation, which also hide colour from the encoder). Features are learned on small "
+                   "patches and evaluated on whole images (a train-eval gap).")
+    paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
+    family = "transformation"
+    backbone_kind = "cnn"
+    preview_kind = "context"
+    Config = ContextConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        d = backbone.feature_dim
+        self.head = mlp([(2 * d, cfg.head_hidden, True, True), (cfg.head_hidden, 8, False, False)])
+        self.pre = AugmentConfig(crop=False, flip_p=0.0, jitter_p=0.0, gray_p=cfg.gray_p)
+
+    def make_batch(self, x, g, preview=False):
+        # no flips: a flip would swap left and right, and so the labels
+        return context_pairs(augment(x, self.pre, g), g, self.cfg.cell, self.cfg.gap, self.cfg.jitter)
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        centre, neigh = batch.inputs
+        both = torch.cat([centre, neigh])
+        if self.cfg.patch_norm:
+            both = normalize_patches(both)
+        fc, fn = self.backbone(both).chunk(2)
+        logits = self.head(torch.cat([fc, fn], 1))
+        loss = F.cross_entropy(logits, batch.targets)
+        return StepOutput(loss, {"pretext_acc": (logits.argmax(1) == batch.targets).float().mean()})
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        img = to_uint8(batch.meta["image"])
+        centre, neigh = (to_uint8(p) for p in batch.inputs)
+        rows = []
+        for i in range(x.shape[0]):
+            k = int(batch.targets[i])
+            cb = [int(v) for v in batch.meta["centre_box"][i]]
+            nb = [int(v) for v in batch.meta["neighbour_box"][i]]
+            rows.append(PreviewRow(f"image {i + 1}", [
+                PreviewTile(img[i], "3x3 cells: centre and neighbour patch", grid=3,
+                            boxes=[(*cb, "#40a0ff", "centre"), (*nb, "#ffd040", f"{k}")]),
+                PreviewTile(centre[i], "centre patch"),
+                PreviewTile(neigh[i], f"neighbour: label {k} = {NEIGHBOUR_NAMES[k]}"),
+            ]))
+        return rows

@@ -1,0 +1,158 @@
+"""DINO: self-distillation with no labels. A student matches the centred, sharpened output of an
+EMA teacher across views (optionally with extra small local crops: multi-crop).
+
+Caron, Touvron, Misra, Jegou, Mairal, Bojanowski, Joulin. "Emerging Properties in
+Self-Supervised Vision Transformers", ICCV 2021. Works with ViT and CNN backbones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
+from engine.methods.losses import dino_loss
+from engine.methods.simclr import ContrastiveViews, build_views
+from engine.params import param
+from engine.pretext.base import PretextBatch
+from engine.pretext.views import multi_view
+
+
+@dataclass
+class DINOConfig(ContrastiveViews):
+    views: str = param("byol", "Augmentation recipe of the two global views (the paper uses BYOL's)",
+                       choices=("simclr", "byol", "light"))
+    out_dim: int = param(1024, "Number of prototypes: the output width of the head (the paper: 65536)",
+                         min=16, max=262144)
+    head_hidden: int = param(512, "Hidden width of the head's MLP (the paper: 2048)", min=8, max=16384)
+    bottleneck: int = param(128, "Bottleneck before the prototypes (the paper: 256)", min=8, max=4096)
+    head_bn: bool = param(True, "BatchNorm in the head's MLP (the paper uses it with ResNets, not with ViTs; "
+                                "it keeps a small CNN's teacher from flattening to a uniform output early on)")
+    student_temp: float = param(0.1, "Student softmax temperature", min=0.01, max=1.0)
+    teacher_temp: float = param(0.04, "Teacher softmax temperature (sharpening; lower is sharper)", min=0.001,
+                                max=1.0)
+    center_momentum: float = param(0.9, "EMA rate of the centre subtracted from the teacher's outputs",
+                                   min=0.0, max=1.0)
+    momentum: float = param(0.98, "Base momentum of the teacher (the paper: 0.996 for long runs), raised to 1 along a cosine",
+                            min=0.0, max=1.0)
+    momentum_schedule: bool = param(True, "Raise the teacher momentum to 1 along a cosine over the run")
+    global_crop_min: float = param(0.3, "Smallest global crop (fraction of the area; the paper: 0.4)", min=0.05,
+                                   max=1.0)
+    local_crops: int = param(2, "Small local crops seen only by the student (multi-crop; 0: off; the paper: "
+                                "6-10)", min=0, max=16)
+    local_size: float = param(0.5, "Side of a local crop relative to the image", min=0.25, max=1.0)
+    local_crop_max: float = param(0.3, "Largest local crop (fraction of the area)", min=0.02, max=1.0)
+
+
+class DINOHead(nn.Module):
+    """MLP -> L2-normalised bottleneck -> weight-normalised prototypes (norm fixed to 1)."""
+
+    def __init__(self, in_dim: int, hidden: int, bottleneck: int, out_dim: int, bn: bool = False):
+        super().__init__()
+        layers: list[nn.Module] = []
+        d = in_dim
+        for _ in range(2):
+            layers.append(nn.Linear(d, hidden))
+            if bn:
+                layers.append(nn.BatchNorm1d(hidden))
+            layers.append(nn.GELU())
+            d = hidden
+        layers.append(nn.Linear(d, bottleneck))
+        self.mlp = nn.Sequential(*layers)
+        self.prototypes = nn.Parameter(torch.empty(out_dim, bottleneck))
+        nn.init.trunc_normal_(self.prototypes, std=0.02)
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.zeros_(m.bias)
+
+    def forward(self, x):
+        z = F.normalize(self.mlp(x), dim=-1)
+        return F.linear(z, F.normalize(self.prototypes, dim=-1))
+
+
+class DINO(Method):
+    name = "dino"
+    title = "DINO (self-distillation)"
+    summary = "Distillation: a student matches an EMA teacher's sharpened, centred prototypes across crops."
+    description = ("Learns augmentation- and scale-invariant features (local crops must agree with global "
+                   "views); with ViTs its attention maps segment objects. Collapse is held off only by the "
+                   "balance of centering (against one dominant prototype) and sharpening (against a uniform "
+                   "output): temperatures and momentum matter, and it needs long runs and many crops.")
+    paper = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021"
+    family = "distillation"
+    backbone_kind = "any"
+    preview_kind = "views"
+    Config = DINOConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.04, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        v1, v2 = build_views(cfg.views, cfg.augment, info.image_size)
+        self.views = (replace(v1, crop_scale_min=cfg.global_crop_min), replace(v2, crop_scale_min=cfg.global_crop_min))
+        self.local_view = replace(v2, crop_scale_min=min(0.05, cfg.local_crop_max), crop_scale_max=cfg.local_crop_max,
+                                  blur_p=min(v2.blur_p, 0.5), solarize_p=0.0)
+        self.local_size = max(8, int(round(info.image_size * cfg.local_size)))
+        if getattr(backbone, "kind", "") == "vit":  # local crops must tile into whole patches
+            p = backbone.patch
+            self.local_size = max(p, self.local_size // p * p)
+        self.head = DINOHead(backbone.feature_dim, cfg.head_hidden, cfg.bottleneck, cfg.out_dim, cfg.head_bn)
+        self.teacher_backbone = momentum_copy(backbone)
+        self.teacher_head = momentum_copy(self.head)
+        self.register_buffer("center", torch.zeros(1, cfg.out_dim))
+
+    def make_batch(self, x, g, preview=False):
+        glob = multi_view(x, self.views, g, with_params=preview)
+        if not self.cfg.local_crops:
+            return glob
+        loc = multi_view(x, (self.local_view,) * self.cfg.local_crops, g, out_size=self.local_size,
+                         with_params=preview)
+        meta = {"num_views": 2 + self.cfg.local_crops, "num_global": 2}
+        if preview:
+            meta["params"] = glob.meta["params"] + loc.meta["params"]
+        return PretextBatch(glob.inputs + loc.inputs, None, meta)
+
+    def momentum_at(self, progress: float) -> float:
+        return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
+
+    @torch.no_grad()
+    def update_center(self, teacher_out: torch.Tensor) -> None:
+        """center <- m * center + (1 - m) * batch mean of the teacher's outputs."""
+        m = self.cfg.center_momentum
+        self.center.mul_(m).add_(teacher_out.float().mean(0, keepdim=True), alpha=1 - m)
+
+    def training_step(self, x, labels, g):
+        views = self.make_batch(x, g).inputs
+        b = x.shape[0]
+        glob = torch.cat(views[:2])
+        with torch.no_grad():
+            t = self.teacher_head(self.teacher_backbone(glob))
+        s_out = list(self.head(self.backbone(glob)).split(b))
+        if len(views) > 2:
+            s_out += list(self.head(self.backbone(torch.cat(views[2:]))).split(b))
+        t_out = list(t.split(b))
+        loss = dino_loss(s_out, t_out, self.center, self.cfg.student_temp, self.cfg.teacher_temp)
+        with torch.no_grad():
+            probs = F.softmax((t.float() - self.center) / self.cfg.teacher_temp, dim=-1)
+            entropy = -(probs * probs.clamp(min=1e-12).log()).sum(-1).mean()
+        self.update_center(t)
+        return StepOutput(loss, {"teacher_entropy": entropy})
+
+    def after_step(self, progress):
+        m = self.momentum_at(progress)
+        ema_update(self.teacher_backbone, self.backbone, m)
+        ema_update(self.teacher_head, self.head, m)
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import views_rows
+
+        titles = ("global 1 (teacher + student)", "global 2 (teacher + student)") + tuple(
+            f"local {i + 1} (student only)" for i in range(self.cfg.local_crops))
+        return views_rows(x, self.make_batch(x, g, preview=True), titles=titles)

@@ -1,0 +1,65 @@
+"""SimSiam: a siamese network with a predictor and a stop-gradient, no momentum, no negatives.
+
+Chen, He. "Exploring Simple Siamese Representation Learning", CVPR 2021.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.methods.base import Method, StepOutput
+from engine.methods.simclr import ContrastiveViews, build_views
+from engine.models.heads import mlp
+from engine.params import param
+from engine.pretext.views import multi_view
+
+
+@dataclass
+class SimSiamConfig(ContrastiveViews):
+    proj_dim: int = param(512, "Width of the projector (the paper: 2048)", min=8, max=16384)
+    pred_hidden: int = param(128, "Bottleneck width of the predictor (the paper: 512, a quarter of the "
+                                  "projector)", min=4, max=16384)
+
+
+def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """-cos(p, stopgrad(z)) (SimSiam's D)."""
+    return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
+
+
+class SimSiam(Method):
+    name = "simsiam"
+    title = "SimSiam (stop-gradient)"
+    summary = "Distillation: two views predict each other through a predictor; a stop-gradient prevents collapse."
+    description = ("Learns augmentation-invariant features with no negatives and no momentum encoder: the "
+                   "simplest siamese method. The stop-gradient is essential (without it the output collapses to "
+                   "a constant in a few steps); it is sensitive to the predictor's learning rate and to "
+                   "BatchNorm in the heads, and learns slowly in short runs.")
+    paper = "Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021"
+    family = "distillation"
+    backbone_kind = "any"
+    preview_kind = "views"
+    Config = SimSiamConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        self.views = build_views(cfg.views, cfg.augment, info.image_size)
+        d, p = backbone.feature_dim, cfg.proj_dim
+        self.projector = mlp([(d, p, True, True), (p, p, True, True), (p, p, True, False)])
+        self.predictor = mlp([(p, cfg.pred_hidden, True, True), (cfg.pred_hidden, p, False, False)])
+
+    def make_batch(self, x, g, preview=False):
+        return multi_view(x, self.views, g, with_params=preview)
+
+    def training_step(self, x, labels, g):
+        v1, v2 = self.make_batch(x, g).inputs
+        z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
+        p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
+        loss = (neg_cosine(p1, z2) + neg_cosine(p2, z1)) / 2
+        return StepOutput(loss, {})

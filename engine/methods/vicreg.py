@@ -1,0 +1,61 @@
+"""VICReg: variance, invariance and covariance terms on the two views' embeddings.
+
+Bardes, Ponce, LeCun. "VICReg: Variance-Invariance-Covariance Regularization for
+Self-Supervised Learning", ICLR 2022.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from engine.methods.base import Method, StepOutput
+from engine.methods.losses import vicreg_loss
+from engine.methods.simclr import ContrastiveViews, build_views
+from engine.models.heads import projection_head
+from engine.params import param
+from engine.pretext.views import multi_view
+
+
+@dataclass
+class VICRegConfig(ContrastiveViews):
+    views: str = param("byol", "Augmentation recipe of the two views (the paper uses BYOL's)",
+                       choices=("simclr", "byol", "light"))
+    sim_coeff: float = param(25.0, "Weight of the invariance term (MSE between the views)", min=0.0, max=1000.0)
+    std_coeff: float = param(25.0, "Weight of the variance term (every dimension's std kept above 1)",
+                             min=0.0, max=1000.0)
+    cov_coeff: float = param(1.0, "Weight of the covariance term (decorrelated dimensions)", min=0.0, max=1000.0)
+    proj_dim: int = param(1024, "Width of the 3-layer expander (the paper: 8192)", min=8, max=32768)
+
+
+class VICReg(Method):
+    name = "vicreg"
+    title = "VICReg"
+    summary = "Regularised invariance: match two views while keeping every dimension's variance up and decorrelated."
+    description = ("Learns augmentation-invariant features and prevents collapse explicitly (variance) instead of "
+                   "with negatives, momentum or stop-gradients; works with small batches. Three loss weights to "
+                   "balance, and like Barlow Twins it wants a wide expander.")
+    paper = "Bardes et al., VICReg: Variance-Invariance-Covariance Regularization, ICLR 2022"
+    family = "redundancy reduction"
+    backbone_kind = "any"
+    preview_kind = "views"
+    Config = VICRegConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        self.views = build_views(cfg.views, cfg.augment, info.image_size)
+        self.projector = projection_head(backbone.feature_dim, cfg.proj_dim, cfg.proj_dim, layers=3)
+
+    def make_batch(self, x, g, preview=False):
+        return multi_view(x, self.views, g, with_params=preview)
+
+    def training_step(self, x, labels, g):
+        v1, v2 = self.make_batch(x, g).inputs
+        z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
+        loss, parts = vicreg_loss(z1, z2, self.cfg.sim_coeff, self.cfg.std_coeff, self.cfg.cov_coeff)
+        return StepOutput(loss, parts)
