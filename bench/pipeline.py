@@ -32,7 +32,7 @@ from engine.config import default_config  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.methods import DataInfo, get_method_class  # noqa: E402
 from engine.models import build_backbone  # noqa: E402
-from engine.session import build_optimizer, epoch_order, step_generator  # noqa: E402
+from engine.session import build_optimizer, epoch_order, place_model, step_generator  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-small" / "train"
 
@@ -74,7 +74,8 @@ def main() -> None:
     data = load_dataset(args.data, 32)
     cls = get_method_class("simclr")
     torch.manual_seed(0)
-    method = cls(cfg.method_config(), build_backbone("small_cnn", 32), DataInfo(32, 0))
+    method = place_model(cls(cfg.method_config(), build_backbone("small_cnn", 32), DataInfo(32, 0)),
+                         torch.device("cpu"))
     method.train()
     opt = build_optimizer(method, cfg)
     order = epoch_order(len(data), 0, 0)
