@@ -24,7 +24,8 @@ def default_run_config() -> dict:
     d.update(method="simclr", backbone="auto", minutes=2.0, epochs=0, device="auto", seed=0)
     d["data"].update(spec="builtin:shapes:2000", image_size=32)
     d["optim"].update(optimizer="adamw", lr=2e-3, weight_decay=1e-4, batch_size=64)
-    d["eval"].update(knn_every_epochs=1, monitor_size=500, bank_size=2000, linear_probe_epochs=30)
+    d["eval"].update(knn_every_epochs=1, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
+                     embed_every_epochs=1)  # the embedding map follows the run live
     d["method_options"] = {}
     return d
 

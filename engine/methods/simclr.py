@@ -55,7 +55,9 @@ class SimCLR(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 256}}
+        # measured on cifar10-small, 2 CPU cores, 10 minutes: batch 128 and lr 1e-3 beat batch 256 / 2e-3
+        # (more steps in the same time, and small batches run faster per image on a CPU)
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
