@@ -20,7 +20,8 @@ from engine.pretext.views import multi_view
 
 @dataclass
 class BYOLConfig(ContrastiveViews):
-    views: str = param("byol", "Augmentation recipe of the two views", choices=("simclr", "byol", "light"))
+    views: str = param("simclr", "Augmentation recipe of the two views (the paper uses BYOL's; SimCLR's stronger "
+                                  "colour jitter learns faster in short CPU runs)", choices=("simclr", "byol", "light"))
     momentum: float = param(0.98, "Base momentum of the target network (the paper: 0.996 for long runs), raised to 1 along "
                                   "a cosine when the schedule is on", min=0.0, max=1.0)
     momentum_schedule: bool = param(True, "Raise the momentum to 1 along a cosine over the run (the paper)")
@@ -45,7 +46,8 @@ class BYOL(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+        # measured on cifar10-small, 2 CPU cores, 1.5 minutes: lr 1e-3 with SimCLR's views beat lr 2e-3 with BYOL's
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)

@@ -30,6 +30,9 @@ from engine.pretext.color import (
 
 @dataclass
 class ColorizationConfig(ReconstructionOptions):
+    bottleneck: str = param("spatial", "What the decoder paints from: the encoder's spatial map (the default here: "
+                                       "kNN 0.39 against 0.33 pooled after a short CPU run) or the pooled feature vector (the very features that are "
+                                       "evaluated; a strong bottleneck)", choices=("pooled", "spatial"))
     mode: str = param("classification", "Predict a distribution over quantised ab bins (the paper: vivid "
                                         "colours) or regress ab (greyish averages)",
                       choices=("classification", "regression"))

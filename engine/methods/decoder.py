@@ -6,7 +6,9 @@ linear probe read (like the channel-wise fully connected layer of Pathak et al.'
 encoder, but narrower): the image has to be summarised in that vector. With
 ``bottleneck="spatial"`` it paints from the encoder's spatial map instead (CNN backbones expose
 ``forward_map``; a ViT's patch tokens are laid back on their grid): sharper reconstructions,
-features that describe where things are more than what they are. The decoder has no skip
+features that describe where things are more than what they are. Inpainting and
+colorization default to the spatial map (their features scored better by kNN after short CPU
+runs); denoising and super-resolution to the pooled vector. The decoder has no skip
 connections on purpose: everything it paints must pass through the encoder.
 """
 

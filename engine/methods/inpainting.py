@@ -22,6 +22,9 @@ from engine.pretext.corrupt import block_mask
 
 @dataclass
 class InpaintingConfig(ReconstructionOptions):
+    bottleneck: str = param("spatial", "What the decoder paints from: the encoder's spatial map (the default here: "
+                                       "kNN 0.41 against 0.36 pooled after a short CPU run) or the pooled feature vector (the very features that are "
+                                       "evaluated; a strong bottleneck)", choices=("pooled", "spatial"))
     mask: str = param("random", "Where the block is: the image centre (the paper's central region) or a "
                                 "random place per image", choices=("center", "random"))
     block_size: float = param(0.5, "Side of the block as a fraction of the image side (0.5 hides a quarter "

@@ -45,7 +45,8 @@ class SimSiam(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+        # measured on cifar10-small, 2 CPU cores, 1.5 minutes: lr 1e-3 with SimCLR's views beat lr 2e-3 with BYOL's
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)

@@ -20,7 +20,8 @@ from engine.pretext.views import multi_view
 
 @dataclass
 class VICRegConfig(ContrastiveViews):
-    views: str = param("byol", "Augmentation recipe of the two views (the paper uses BYOL's)",
+    views: str = param("simclr", "Augmentation recipe of the two views (the paper uses BYOL's; SimCLR's stronger "
+                                  "colour jitter learns faster in short CPU runs)",
                        choices=("simclr", "byol", "light"))
     sim_coeff: float = param(25.0, "Weight of the invariance term (MSE between the views)", min=0.0, max=1000.0)
     std_coeff: float = param(25.0, "Weight of the variance term (every dimension's std kept above 1)",
@@ -44,7 +45,8 @@ class VICReg(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+        # measured on cifar10-small, 2 CPU cores, 1.5 minutes: lr 1e-3 with SimCLR's views beat lr 2e-3 with BYOL's
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
