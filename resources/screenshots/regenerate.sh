@@ -5,6 +5,7 @@
 set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 PY=${PYTHON:-python}
+case "$PY" in */*) PY=$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY") ;; esac  # the script changes folder
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 export SSLWB_CONFIG_DIR="$WORK/config" SSLWB_CACHE_DIR="$WORK/cache" QT_QPA_PLATFORM=${QT_QPA_PLATFORM:-offscreen}
