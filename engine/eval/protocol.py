@@ -140,13 +140,13 @@ def score_features(fb: torch.Tensor, yb: torch.Tensor, ft: torch.Tensor, yt: tor
     top1, top5, pred = knn_accuracy(fb, yb, ft, yt, num_classes, k, temperature, return_predictions=True)
     conf = confusion_matrix(pred, yt, num_classes)
     row = {"knn_top1": float(top1), "knn_top5": None if top5 is None else float(top5),
-           "knn_per_class": per_class_accuracy(conf), "knn_confusion": conf.numpy().astype(np.int64)}
+           "knn_per_class": per_class_accuracy(conf), "knn_confusion": conf.cpu().numpy().astype(np.int64)}
     if probe_epochs:
         lin, lpred = linear_probe(fb, yb, ft, yt, num_classes, epochs=probe_epochs, seed=seed,
                                   return_predictions=True)
         lconf = confusion_matrix(lpred, yt, num_classes)
         row.update({"linear_top1": float(lin), "linear_per_class": per_class_accuracy(lconf),
-                    "linear_confusion": lconf.numpy().astype(np.int64)})
+                    "linear_confusion": lconf.cpu().numpy().astype(np.int64)})
     return row
 
 

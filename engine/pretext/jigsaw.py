@@ -51,7 +51,9 @@ def jigsaw(x: torch.Tensor, perms: np.ndarray | torch.Tensor, g: torch.Generator
     """
     b, c, h, w = x.shape
     dev = x.device
-    perms_t = torch.as_tensor(np.asarray(perms), dtype=torch.long, device=dev)
+    # a tensor (the method's buffer, on the training device) is used as it is; numpy arrays are copied over
+    perms_t = perms.to(dev, torch.long) if isinstance(perms, torch.Tensor) else \
+        torch.as_tensor(np.asarray(perms), dtype=torch.long, device=dev)
     n = grid * grid
     cell = cell or max(4, h // grid)
     side = cell * grid
