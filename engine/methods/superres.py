@@ -22,8 +22,9 @@ class SuperResConfig(ReconstructionOptions):
     factor: int = param(4, "Down-scaling factor", choices=(2, 4, 8))
     upsample: str = param("bicubic", "How the low-resolution copy is scaled back up for the encoder",
                           choices=("bicubic", "bilinear", "nearest"))
-    residual: bool = param(True, "Predict the missing detail added to the blurry input (easier to train) "
-                                 "instead of the whole image")
+    residual: bool = param(False, "Predict only the missing detail added to the blurry input (easier to train, "
+                                  "but the encoder then learns edges, not content: kNN 0.34 against 0.46 for the "
+                                  "whole image after a short CPU run) instead of the whole image")
     loss: str = param("l1", "Pixel loss", choices=("l1", "mse"))
 
 
