@@ -7,8 +7,14 @@ Each method trains with its own recommended settings (``default_config``: its op
 rate, batch size and options; backbone ``auto``) on ``--data`` for ``--minutes`` of training time
 through the engine's :class:`Session`, exactly as ``main.py train`` does; the encoder is then scored
 by weighted kNN (k=20, T=0.07) on ``--eval-data`` with the training images as the memory bank.
-Baselines in the same table: the untrained encoder (random init, the lower bound), raw pixels,
-and the same encoder trained with labels for the same time (supervised, the upper bound).
+Baselines in the same table: the untrained encoder (random init, the lower bound) of every backbone
+the methods used (each method is compared with the random init of its own backbone: MAE's ViT
+with a random ViT), raw pixels, and the same encoder trained with labels for the same time
+(supervised, the upper bound).
+
+With ``--runs-root DIR`` the run folders are kept, and a later call with the same settings and the
+same DIR reuses every run that finished there instead of training it again: an interrupted
+comparison goes on where it stopped.
 
 Writes the table as markdown (``--out``, for the README) and prints one JSON object as its last line.
 """
@@ -54,23 +60,48 @@ def parse_args(argv=None):
     p.add_argument("--probe-epochs", type=int, default=0, help="also run a linear probe of this many epochs "
                    "(default 0: kNN only)")
     p.add_argument("--no-supervised", action="store_true", help="skip the supervised upper bound")
-    p.add_argument("--runs-root", default="", help="keep the run folders here (default: a temporary folder)")
+    p.add_argument("--runs-root", default="", help="keep the run folders here (default: a temporary folder); "
+                   "runs that finished there with the same settings are reused, not trained again")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "methods.md"),
                    help="markdown table to write (default bench/results/methods.md)")
     return p.parse_args(argv)
 
 
-def run_method(method: str, args, runs_root: str) -> dict:
+SAME_RUN_KEYS = ("method", "backbone", "minutes", "device", "seed", "data", "optim", "method_options")
+
+
+def finished_run(cfg, runs_root: str) -> Path | None:
+    """A run folder in ``runs_root`` that trained ``cfg`` to the end (same settings), if any."""
+    want = cfg.to_dict()
+    for d in sorted(Path(runs_root).glob(f"*-{cfg.name}"), reverse=True):
+        try:
+            have = json.loads((d / "config.json").read_text())
+            status = json.loads((d / "status.json").read_text())
+            if not (d / "results.json").exists() or status.get("state") not in ("finished", "completed", None):
+                continue
+        except (OSError, ValueError):
+            continue
+        if all(have.get(k) == want.get(k) for k in SAME_RUN_KEYS) and \
+                have.get("eval", {}).get("linear_probe_epochs") == want["eval"]["linear_probe_epochs"]:
+            return d
+    return None
+
+
+def run_method(method: str, args, runs_root: str, backbone: str | None = None, name: str = "") -> dict:
     from engine import messages as M
     from engine.config import default_config
     from engine.session import Session
 
     cfg = default_config(
-        method, minutes=args.minutes, epochs=0, device=args.device, seed=args.seed, backbone=args.backbone,
-        runs_root=runs_root, name=f"bench-{method}", checkpoint_every_minutes=0.0,
+        method, minutes=args.minutes, epochs=0, device=args.device, seed=args.seed,
+        backbone=backbone or args.backbone, runs_root=runs_root, name=f"bench-{name or method}",
+        checkpoint_every_minutes=0.0,
         data={"spec": args.data, "eval_spec": args.eval_data, "image_size": args.image_size},
         eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
               "linear_probe_epochs": args.probe_epochs})
+    done = finished_run(cfg, runs_root) if args.runs_root else None
+    if done is not None:
+        return row_from_run(method, done, cfg, reused=True)
     last: dict = {}
 
     def emit(msg):
@@ -81,19 +112,30 @@ def run_method(method: str, args, runs_root: str) -> dict:
 
     t0 = time.time()
     summary = Session(cfg, emit).run()
-    out = {"method": method, "wall_s": round(time.time() - t0, 1)}
     if summary.get("reason") == "failed":
-        out["error"] = summary.get("error") or last.get("error", "failed")
-        return out
-    results = json.loads((Path(summary["run_dir"]) / "results.json").read_text())
-    out.update({k: results.get(k) for k in ("backbone", "knn_top1", "knn_top5", "linear_top1")})
-    images = summary["step"] * min(cfg.optim.batch_size, results.get("num_train") or cfg.optim.batch_size)
-    out.update({"steps": summary["step"], "train_time_s": summary["train_time_s"],
-                "epochs": round(images / results["num_train"], 2) if results.get("num_train") else None,
-                "batch_size": cfg.optim.batch_size, "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr,
-                "final_loss": round(last["loss"], 4) if "loss" in last else None})
+        return {"method": method, "wall_s": round(time.time() - t0, 1),
+                "error": summary.get("error") or last.get("error", "failed")}
+    out = row_from_run(method, Path(summary["run_dir"]), cfg)
+    out["wall_s"] = round(time.time() - t0, 1)
+    if "loss" in last:
+        out["final_loss"] = round(last["loss"], 4)
     if "images_per_s" in last:
         out["images_per_s"] = round(last["images_per_s"], 1)
+    return out
+
+
+def row_from_run(method: str, run_dir: Path, cfg, reused: bool = False) -> dict:
+    results = json.loads((run_dir / "results.json").read_text())
+    status = json.loads((run_dir / "status.json").read_text())
+    step = int(results.get("step", status.get("step", 0)) or 0)
+    out = {"method": method, "run_dir": str(run_dir)}
+    out.update({k: results.get(k) for k in ("backbone", "knn_top1", "knn_top5", "linear_top1")})
+    images = step * min(cfg.optim.batch_size, results.get("num_train") or cfg.optim.batch_size)
+    out.update({"steps": step, "train_time_s": results.get("train_time_s", status.get("train_time_s")),
+                "epochs": round(images / results["num_train"], 2) if results.get("num_train") else None,
+                "batch_size": cfg.optim.batch_size, "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr})
+    if reused:
+        out["reused"] = True
     return out
 
 
@@ -112,22 +154,35 @@ def fmt(v, spec=".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
+def baselines(rows: list[dict]) -> dict[str, float]:
+    """kNN top-1 of the random-init encoder of each backbone."""
+    return {r["backbone"]: r["knn_top1"] for r in rows
+            if r["method"] == "random_init" and r.get("knn_top1") is not None and r.get("backbone")}
+
+
+def own_baseline(row: dict, base: dict[str, float], default: float | None) -> float | None:
+    return base.get(row.get("backbone"), default)
+
+
 def markdown(rows: list[dict], args, baseline: float | None) -> str:
     from engine.methods import METHODS
 
     lines = [f"kNN top-1 on `{Path(args.eval_data).name}` (k=20) after {args.minutes:g} min of training per method "
              f"on `{Path(args.data).name}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
              f"Made by `python bench/methods.py --minutes {args.minutes:g}`.", "",
-             "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init |",
+             "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init "
+             "(same backbone) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    base = baselines(rows)
     for r in rows:
         name = r["method"]
         fam = METHODS[name].family if name in METHODS else "reference"
         if "error" in r:
             lines.append(f"| {name} | {fam} | - | - | - | - | failed: {r['error'][:60]} | - | - |")
             continue
-        delta = "-" if baseline is None or r.get("knn_top1") is None or name == "random_init" else \
-            f"{r['knn_top1'] - baseline:+.3f}"
+        ref = own_baseline(r, base, baseline)
+        delta = "-" if ref is None or r.get("knn_top1") is None or name == "random_init" else \
+            f"{r['knn_top1'] - ref:+.3f}"
         lines.append(f"| {name} | {fam} | {r.get('backbone', '-')} | {r.get('batch_size', '-')} | "
                      f"{r.get('steps', '-')} | {fmt(r.get('epochs'), '.2f')} | {fmt(r.get('knn_top1'))} | "
                      f"{fmt(r.get('knn_top5'))} | {delta} |")
@@ -167,8 +222,15 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"    {m}: kNN top-1 {fmt(r.get('knn_top1'))}" + (f"  ERROR {r['error']}" if "error" in r else ""),
                   file=sys.stderr, flush=True)
+        # the lower bound of every other backbone the methods used (MAE's ViT, say): an untrained one
+        first = rows[0].get("backbone") if rows and rows[0]["method"] == "random_init" else None
+        extra = sorted({r.get("backbone") for r in rows if r.get("backbone") and r["method"] != "random_init"}
+                       - {first, None, "-"}) if first else []
+        for b in extra:
+            print(f"    random init of {b}", file=sys.stderr, flush=True)
+            rows.insert(1, run_method("random_init", args, runs_root, backbone=b, name=f"random_init-{b}"))
         print(f"[{len(order) + 1}/{len(order) + 1}] raw pixels", file=sys.stderr, flush=True)
-        rows.insert(1, raw_pixels(args))
+        rows.insert(1 + len(extra), raw_pixels(args))
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -178,10 +240,13 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
     print(table, file=sys.stderr)
+    base = baselines(rows)
     not_beating = [r["method"] for r in rows if r["method"] not in ("random_init", "raw_pixels")
-                   and baseline is not None and (r.get("knn_top1") is None or r["knn_top1"] <= baseline)]
+                   and own_baseline(r, base, baseline) is not None
+                   and (r.get("knn_top1") is None or r["knn_top1"] <= own_baseline(r, base, baseline))]
     print(json.dumps({"minutes": args.minutes, "device": args.device, "data": args.data, "eval_data": args.eval_data,
-                      "random_init_knn_top1": baseline, "not_beating_random_init": not_beating,
+                      "random_init_knn_top1": baseline, "random_init_by_backbone": base,
+                      "not_beating_random_init": not_beating,
                       "markdown": str(out), "results": rows}))
     return 0
 

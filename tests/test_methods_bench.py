@@ -33,3 +33,26 @@ def test_bench_writes_the_table_and_one_json_line(tmp_path):
     assert table.count("\n| ") == 4  # header + 3 rows
     for name in rows:
         assert f"| {name} |" in table
+
+
+def test_bench_compares_with_the_same_backbone_and_reuses_finished_runs(tmp_path):
+    """MAE (a ViT) is compared with a random ViT, not the CNN; a second call reuses the finished runs."""
+    args = [sys.executable, "bench/methods.py", "--minutes", "0.01", "--methods", "mae", "--no-supervised",
+            "--data", "builtin:shapes:64", "--eval-data", "builtin:shapes:48", "--threads", "1",
+            "--runs-root", str(tmp_path / "runs"), "--out", str(tmp_path / "table.md")]
+    first = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert first.returncode == 0, first.stderr[-2000:]
+    res = json.loads(first.stdout.strip().splitlines()[-1])
+    inits = {r["backbone"]: r for r in res["results"] if r["method"] == "random_init"}
+    mae = next(r for r in res["results"] if r["method"] == "mae")
+    assert mae["backbone"] in inits and len(inits) == 2  # the CNN's and the ViT's lower bounds
+    assert res["random_init_by_backbone"][mae["backbone"]] == inits[mae["backbone"]]["knn_top1"]
+    row = next(line for line in (tmp_path / "table.md").read_text().splitlines() if line.startswith("| mae |"))
+    assert row.rstrip(" |").endswith(f"{mae['knn_top1'] - inits[mae['backbone']]['knn_top1']:+.3f}")
+
+    again = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert again.returncode == 0, again.stderr[-2000:]
+    res2 = json.loads(again.stdout.strip().splitlines()[-1])
+    mae2 = next(r for r in res2["results"] if r["method"] == "mae")
+    assert mae2.get("reused") and mae2["run_dir"] == mae["run_dir"] and mae2["knn_top1"] == mae["knn_top1"]
+    assert len(list((tmp_path / "runs").iterdir())) == 3  # nothing trained twice
