@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 from PySide6.QtCore import QCoreApplication, QObject, Signal
 
+from app.child_process import stop_child
 from engine.analysis import Reply, Request
 
 TERMINAL = ("result", "error", "cancelled")
@@ -100,14 +101,7 @@ class AnalysisClient(QObject):
             self._dispatcher = None
         if self._proc is not None:
             proc, self._proc = self._proc, None
-            try:
-                self._req_q.put(None)
-            except (OSError, ValueError):
-                pass
-            proc.join(timeout)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(1.0)
+            stop_child(proc, self._req_q, timeout)
         self._set_state("stopped")
 
     def _set_state(self, state: str) -> None:

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.child_process import stop_child
+
 
 def describe_exit(code: int | None) -> str:
     if code is None:
@@ -109,17 +111,7 @@ class WorkerClient(QObject):
         proc = self._proc
         if proc is None:
             return
-        try:
-            self._req.put(None)
-        except (OSError, ValueError):
-            pass
-        proc.join(timeout)
-        if proc.is_alive():
-            proc.terminate()
-            proc.join(1.0)
-        if proc.is_alive():
-            proc.kill()
-            proc.join(1.0)
+        stop_child(proc, self._req, timeout)
         for q in (self._req, self._resp):
             try:
                 q.cancel_join_thread()

@@ -24,6 +24,18 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")  # the window's analysis process skips the UMAP warm-up
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny networks on a shared CPU: one torch thread is faster than two fighting over it.
+    Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
 @pytest.fixture
 def cifar_small():
     if not CIFAR_SMALL.exists():

@@ -39,13 +39,7 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: one thread is faster than two fighting over a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def tiny_backbone(kind: str):

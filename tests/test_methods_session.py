@@ -11,14 +11,7 @@ from engine import messages as M
 from engine.config import default_config
 from engine.session import Control, Session
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small networks on a shared CPU: one thread is faster than two fighting."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def _config(method, tmp_path, **kw):

@@ -22,14 +22,7 @@ from engine.pretext.corrupt import FILL, add_noise, block_mask, downscale
 from engine.pretext.jigsaw import jigsaw, jigsaw_permutations
 from engine.pretext.patches import patch_grid
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These networks are tiny: one thread is faster than two fighting over a shared CPU."""
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
 
 def _images(n=8, size=32, seed=0):

@@ -1,0 +1,17 @@
+"""Ending the window's helper processes (the service worker, the analysis process) the same way."""
+
+from __future__ import annotations
+
+
+def stop_child(proc, requests, timeout: float) -> None:
+    """Ask ``proc`` to end (``None`` on its request queue), wait ``timeout`` s, then terminate, then kill."""
+    try:
+        requests.put(None)
+    except (OSError, ValueError):
+        pass  # the queue is already closed: go straight to waiting
+    proc.join(timeout)
+    for end in (proc.terminate, proc.kill):
+        if not proc.is_alive():
+            return
+        end()
+        proc.join(1.0)
