@@ -95,7 +95,9 @@ class RunContext:
         self.backbone = None
 
     def _ckpt_key(self):
-        for p in (self.run_dir / "checkpoints" / "last.pt", self.run_dir / "encoder.safetensors"):
+        from engine.runs import checkpoint_path, encoder_path
+
+        for p in (checkpoint_path(self.run_dir), encoder_path(self.run_dir)):
             try:
                 st = p.stat()
                 return (str(p), st.st_mtime_ns, st.st_size)
@@ -106,11 +108,11 @@ class RunContext:
     def datasets(self, job: Job | None = None) -> dict:
         with self.lock:
             if self._datasets is None:
-                from engine.eval.protocol import run_datasets
+                from engine.training.rundata import prepare_data
 
                 if job:
                     job.progress(0, 1, f"reading the dataset {self.cfg.data.spec}")
-                self._datasets = run_datasets(self.cfg)
+                self._datasets = prepare_data(self.cfg, download=False, tolerate_missing_eval=True)
             return self._datasets
 
     def source(self, split: str = "eval", job: Job | None = None):
@@ -121,7 +123,7 @@ class RunContext:
         with self.lock:
             key = self._ckpt_key()
             if self._encoder is None or key != self._encoder_key:
-                from engine.cli import load_run_encoder
+                from engine.training.checkpoints import load_run_encoder
 
                 self._encoder, _, self.backbone = load_run_encoder(self.run_dir, self.device)
                 self._encoder_key = key
@@ -132,7 +134,7 @@ class RunContext:
         with self.lock:
             key = self._ckpt_key()
             if self._method is None or key != self._method_key:
-                from engine.eval.protocol import load_run_method
+                from engine.training.checkpoints import load_run_method
 
                 self._method, _, self.backbone = load_run_method(self.run_dir, self.device)
                 self._method_key = key
@@ -541,27 +543,30 @@ class AnalysisWorker:
         return out
 
     def op_pretext(self, job: Job) -> dict:
-        from engine.eval.pretext_errors import pretext_errors
         from engine.eval.protocol import sample_indices
+        from engine.seeds import PRETEXT_SAMPLE_SEED
 
         ctx = self.context(job.args["run_dir"])
-        if ctx.cfg.method not in ("rotnet", "jigsaw"):
-            return {"method": ctx.cfg.method, "note": f"pretext error analysis applies to RotNet and Jigsaw; "
-                                                      f"this run is {ctx.cfg.method}"}
-        data = ctx.source("eval", job)
-        idx = sample_indices(len(data), int(job.args.get("n", 512)), seed=21)
-        lab = data.get_labels(idx)
         method = ctx.method()
+        data = ctx.source("eval", job)
+        idx = sample_indices(len(data), int(job.args.get("n", 512)), seed=PRETEXT_SAMPLE_SEED)
+        lab = data.get_labels(idx)
         job.progress(0, 1, "scoring the pretext task")
-        return pretext_errors(method, data.get(idx).cpu(), None if lab is None else lab.cpu().numpy(),
-                              data.class_names, device=ctx.device)
+        out = method.pretext_errors(data.get(idx).to(ctx.device).float().div(255),
+                                    None if lab is None else lab.cpu().numpy(), data.class_names)
+        if out is None:  # the method's hook: no pretext classifier to score
+            return {"method": ctx.cfg.method, "note": f"pretext error analysis applies to methods that classify "
+                                                      f"their pretext task (RotNet, Jigsaw); this run is {ctx.cfg.method}"}
+        return out
 
     def op_reconstruct(self, job: Job) -> dict:
         from engine.eval.pretext_errors import reconstruction_triplets
 
         ctx = self.context(job.args["run_dir"])
         data = ctx.source("eval", job)
-        rng = np.random.default_rng(ctx.cfg.seed + 5)
+        from engine.seeds import snapshot_rng
+
+        rng = snapshot_rng(ctx.cfg.seed)
         idx = rng.choice(len(data), size=min(int(job.args.get("n", 8)), len(data)), replace=False)
         out = reconstruction_triplets(ctx.method(), data.get(idx).cpu(), device=ctx.device)
         from engine.runs import read_json
@@ -579,7 +584,8 @@ class AnalysisWorker:
         """
         import torch
 
-        from engine.eval.protocol import Readout, find_supervised_runs, run_summary, train_supervised
+        from engine.bounds import train_supervised
+        from engine.eval.protocol import Readout, find_supervised_runs, run_summary
         from engine.models import build_backbone
 
         a = job.args

@@ -572,26 +572,18 @@ class PretextTab(_Tab):
             self.per_class.set_data([], [])
             self.grid.clear()
             return
-        rot = d["method"] == "rotnet"
-        self.confusion.setVisible(rot)
-        self.hamming.setVisible(not rot)
-        if rot:
-            self.confusion.set_data(d["confusion"], d["classes"], title="Rotation: true (rows) vs predicted")
-            self.chart.set_data(d["classes"], [("accuracy", d["per_target"], None)], vmax=1.0,
-                                title="Accuracy per rotation")
-            self.set_status(f"Rotation accuracy {d['accuracy']:.1%} on {d['num_images']} images × 4 rotations")
+        hist, chart = d.get("histogram"), d["chart"]
+        self.confusion.setVisible(d.get("confusion_labels") is not None)
+        self.hamming.setVisible(hist is not None)
+        if d.get("confusion_labels") is not None:
+            self.confusion.set_data(d["confusion"], d["confusion_labels"], title=d.get("confusion_title"))
         else:
-            hist = np.asarray(d["hamming_hist"])
             self.confusion.set_data(np.zeros((0, 0)), [])
-            self.hamming.set_data([f"{k} of 9" for k in range(len(hist))], [("puzzles", hist.tolist(), None)],
-                                  title="Tiles misplaced per puzzle (0: solved)")
-            self.chart.set_data([f"cell {i + 1}" for i in range(9)],
-                                [("tile in the right place", list(d["position_accuracy"]), None)], vmax=1.0,
-                                title="Tiles put in the right cell")
-            self.set_status(f"Permutation accuracy {d['accuracy']:.1%} (top-5 {d['top5']:.1%}) on {d['num_images']} "
-                            f"puzzles of {d['permutations']} permutations; on average {d['tiles_right_mean']:.1f} of 9 "
-                            f"tiles right; misplaced tiles: " + ", ".join(f"{k}: {int(c)}" for k, c in enumerate(hist)
-                                                                          if c))
+        if hist is not None:
+            self.hamming.set_data(hist["labels"], [(hist["series"], hist["values"], None)], title=hist["title"])
+        self.chart.set_data(chart["labels"], [(chart["series"], chart["values"], None)], vmax=1.0,
+                            title=chart["title"])
+        self.set_status(d["summary"])
         if d.get("per_image_class"):
             self.per_class.set_data(d["class_names"], [("pretext accuracy", d["per_image_class"], None)], vmax=1.0)
         else:

@@ -100,6 +100,14 @@ class Method(nn.Module):
         """(what the model saw, its reconstruction) for reconstruction methods; None otherwise."""
         return None
 
+    def pretext_errors(self, x: torch.Tensor, labels, class_names: list[str] | None, seed: int = 0,
+                       max_examples: int = 24) -> dict | None:
+        """Where the trained pretext classifier errs on clean pretext batches of ``x`` (float in [0, 1] on
+        the method's device; ``labels``: numpy image classes or None). None for methods without a
+        classification pretext to inspect. The dict's keys are described in
+        :mod:`engine.methods.pretext_errors` (a view draws it without knowing the method)."""
+        return None
+
     def param_groups(self, weight_decay: float) -> list[dict]:
         """Biases and norm weights get no weight decay (and no LARS adaptation)."""
         decay, no_decay = [], []
