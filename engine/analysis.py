@@ -584,8 +584,8 @@ class AnalysisWorker:
         """
         import torch
 
-        from engine.bounds import train_supervised
-        from engine.eval.protocol import Readout, find_supervised_runs, run_summary
+        from engine.bounds import find_supervised_runs, train_supervised
+        from engine.eval.protocol import Readout, run_summary
         from engine.models import build_backbone
 
         a = job.args
@@ -680,7 +680,7 @@ class AnalysisWorker:
                 "num_bank": len(readout.bank_idx), "num_test": len(readout.test_idx), "notes": notes}
 
     def op_supervised_runs(self, job: Job) -> dict:
-        from engine.eval.protocol import find_supervised_runs
+        from engine.bounds import find_supervised_runs
 
         ctx = self.context(job.args["run_dir"])
         roots = [ctx.run_dir.parent, *job.args.get("roots", []), *self.runs_roots]

@@ -1,5 +1,5 @@
 """The evaluation readout around run folders: kNN + linear probe of an encoder on a fixed labelled bank
-and test set, the finished supervised runs that can serve as the upper bound, run summaries.
+and test set, run summaries.
 
 The run's data splits come from :func:`engine.training.rundata.prepare_data`, its encoder and full
 model from :mod:`engine.training.checkpoints`, and training a supervised upper bound from
@@ -16,7 +16,7 @@ import torch
 
 from engine import seeds
 from engine.data import DataError
-from engine.runs import last_checkpoint, read_json
+from engine.runs import read_json
 
 ProgressFn = Callable[[int, int, str], None]
 
@@ -109,27 +109,6 @@ class Readout:
         fb, ft = self.features(encoder, device, cancel)
         _check(cancel)
         return score_features(fb, self.yb, ft, self.yt, self.num_classes, k, temperature, probe_epochs)
-
-
-def find_supervised_runs(roots, backbone: str, data_spec: str, image_size: int) -> list[dict]:
-    """Finished supervised runs of the same backbone, dataset and image size, newest first."""
-    from engine.runs import list_runs
-
-    out = []
-    for info in list_runs(*roots):
-        if info.method != "supervised" or info.live:
-            continue
-        cfg = read_json(Path(info.path) / "config.json", {}) or {}
-        d = read_json(Path(info.path) / "data.json", {}) or {}
-        bname = d.get("backbone") or cfg.get("backbone")
-        if bname != backbone or (cfg.get("data") or {}).get("spec") != data_spec:
-            continue
-        if int((cfg.get("data") or {}).get("image_size", 0)) != int(image_size):
-            continue
-        if last_checkpoint(info.path) is None:
-            continue
-        out.append({"path": info.path, "step": info.step, "knn_top1": info.knn_top1, "started": info.started})
-    return out
 
 
 def run_summary(run_dir: str | Path) -> dict:

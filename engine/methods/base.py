@@ -46,6 +46,7 @@ class Method(nn.Module):
     trains: ClassVar[bool] = True
     backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
+    bound: ClassVar[str] = ""  # "upper" / "lower": the evaluation protocol's reference encoder it trains
     Config: ClassVar[type] = NoOptions
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
