@@ -37,7 +37,7 @@ class FakeService:
         self.calls.append((name, args))
 
         class Reply:
-            def progress(self, task, done, total, detail=""):
+            def progress(self, done, total, detail="", task=""):
                 from engine.messages import Progress
 
                 if on_progress:
