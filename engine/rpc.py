@@ -231,7 +231,7 @@ class Handler:
             job.check()
             job.result({} if result is None else result)
         except Exception as exc:  # noqa: BLE001 - every failure is answered
-            if isinstance(exc, (CancelledError, *self.cancelled_types())) or job.cancel.is_set():
+            if isinstance(exc, CancelledError) or job.cancel.is_set() or isinstance(exc, self.cancelled_types()):
                 job.cancelled()
             else:
                 job.error(*error_fields(exc))
