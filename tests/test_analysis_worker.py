@@ -276,7 +276,7 @@ def test_worker_evaluate_retrieve_pretext_filters(tiny_run, worker):
     assert "note" in d  # RotNet does not reconstruct
 
     bad = run_op(worker, "map", run_dir=run_dir, snapshot=999, projection="pca")[-1]
-    assert bad.kind == "error" and "no embedding snapshot at step 999" in bad.data["error"]
+    assert bad.kind == "error" and "no embedding snapshot at step 999" in bad.data["message"]
 
 
 # -- lanes: cancel and supersede -----------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_lane_supersede_and_cancel():
     lane = Lane(w, "test")
     try:
         emit = w.replies.append
-        jobs = [Job(Request(i, "map", {"supersede": "map"}), emit) for i in (1, 2, 3)]
+        jobs = [Job(Request(i, "map", {}, kind="map"), emit) for i in (1, 2, 3)]
         other = Job(Request(4, "filters", {}), emit)
         lane.submit(jobs[0])
         time.sleep(0.05)

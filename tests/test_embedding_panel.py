@@ -296,14 +296,14 @@ def test_inspector_evaluates_and_shows_its_views(qtbot, client, run, tmp_path):
 
 def test_analysis_process_crash_leaves_the_gui_alive(qtbot, client):
     crashed, replies = [], []
-    client.crashed.connect(crashed.append)
-    client.request("ping", replies.append)
+    client.died.connect(crashed.append)
+    client.request("ping", on_reply=replies.append)
     qtbot.waitUntil(lambda: bool(replies), timeout=30_000)
     client._proc.kill()
     qtbot.waitUntil(lambda: bool(crashed), timeout=10_000)
     assert "stopped unexpectedly" in crashed[0] and client.state == "crashed"
     replies.clear()
-    client.request("ping", replies.append)  # restarts the process
+    client.request("ping", on_reply=replies.append)  # restarts the process
     qtbot.waitUntil(lambda: any(r.kind == "result" for r in replies), timeout=60_000)
     assert client.alive
 

@@ -48,6 +48,7 @@ from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.eval_views import BarChart, ThumbGrid, class_color, qpixmap
 from engine.eval.neighbors import nearest_neighbors
 from engine.eval.projection import PROJECTION_TITLES
+from engine.messages import FeatureSource, MapStage
 
 PROJECTIONS = ("umap", "pca", "tsne")
 COLOR_CLASS, COLOR_CLUSTER = "class", "k-means cluster"
@@ -431,7 +432,8 @@ class EmbeddingPanel(QWidget):
         self.map.set_message("Loading the map…")
         self._set_status(f"Run {Path(self.run_dir).name}: looking for embedding snapshots…")
         if self.client is not None:
-            self.client.request("snapshots", self._on_snapshots, run_dir=self.run_dir)
+            self.client.request("snapshots", {"run_dir": self.run_dir}, kind="snapshots", on_done=self._on_snapshots,
+                                on_error=lambda e: self._set_status(e["message"], error=True))
 
     def on_engine_message(self, msg) -> None:
         """RunStarted / Embedding / RunFinished messages of the live engine session."""
@@ -447,17 +449,18 @@ class EmbeddingPanel(QWidget):
             self._poll.stop()
             self._update_enabled()
             if kind == "RunFinished" and self.client is not None and self.run_dir:
-                self.client.request("snapshots", self._on_new_snapshots, run_dir=self.run_dir)
+                self._poll_snapshots()
 
     def _poll_snapshots(self) -> None:
         if self.client is not None and self.run_dir and self.client.alive:
-            self.client.request("snapshots", self._on_new_snapshots, run_dir=self.run_dir)
+            self.client.request("snapshots", {"run_dir": self.run_dir}, kind="snapshots-poll",
+                                on_done=self._on_new_snapshots)
 
-    def _on_new_snapshots(self, reply) -> None:
-        if reply.kind != "result" or reply.data.get("run_dir") != self.run_dir:
+    def _on_new_snapshots(self, d: dict) -> None:
+        if d.get("run_dir") != self.run_dir:  # a poll of the run shown before
             return
         known = {e.key for e in self.entries}
-        new = [s for s in reply.data.get("snapshots", []) if f"step:{s['step']}" not in known]
+        new = [s for s in d.get("snapshots", []) if f"step:{s['step']}" not in known]
         for i, s in enumerate(new):
             last = i == len(new) - 1
             self._add_entry(Entry(f"step:{s['step']}", s["step"], s.get("epoch"), "snapshot"),
@@ -540,13 +543,8 @@ class EmbeddingPanel(QWidget):
             return
         self.timeline.setValue(i)
 
-    def _on_snapshots(self, reply) -> None:
-        if reply.kind == "error":
-            self._set_status(reply.data.get("error", "error"), error=True)
-            return
-        if reply.kind != "result" or reply.data.get("run_dir") != self.run_dir:
-            return
-        snaps = reply.data.get("snapshots", [])
+    def _on_snapshots(self, d: dict) -> None:
+        snaps = d.get("snapshots", [])
         for s in snaps:
             self._add_entry(Entry(f"step:{s['step']}", s["step"], s.get("epoch"), "snapshot"), show=False)
         if self.entries:
@@ -577,15 +575,14 @@ class EmbeddingPanel(QWidget):
     def _request_map(self, entry: Entry, state: MapState | None) -> None:
         if self.client is None or not self.run_dir:
             return
-        args = {"run_dir": self.run_dir, "projection": self.projection_name, "key": entry.key,
-                "supersede": "map"}
+        args = {"run_dir": self.run_dir, "projection": self.projection_name, "key": entry.key}
         if state is not None:
             args.update(features=state.features, labels=state.labels, indices=state.indices,
                         step=state.step, epoch=state.epoch)
-        elif entry.kind == "live":
+        elif entry.kind == FeatureSource.LIVE:
             args.update(features=entry.features, labels=entry.labels, indices=entry.indices, step=entry.step,
                         epoch=entry.epoch)
-        elif entry.kind == "snapshot":
+        elif entry.kind == FeatureSource.SNAPSHOT:
             args["snapshot"] = entry.step
         else:
             args.update(split=self.split.currentData(), sample=self.sample.value())
@@ -602,97 +599,102 @@ class EmbeddingPanel(QWidget):
                 self._warm_start = True
         tkey = self._thumb_key(indices, entry) if indices is not None else None
         args["thumbs"] = not (tkey is not None and tkey in self.thumb_cache)
-        if self.request_id is not None:
-            self.client.cancel(self.request_id)
         self.pending_key = entry.key
-        self.request_id = self.client.request("map", self._on_map_reply, **args)
+        self.request_id = self.client.request("map", args, kind="map", on_progress=self._on_map_progress,
+                                              on_partial=self._on_map_partial, on_done=self._on_map_done,
+                                              on_error=self._on_map_error)
         self._busy(True, f"Computing the map ({entry.title})…")
 
     def _thumb_key(self, indices, entry: Entry) -> tuple:
         split = "eval" if entry.kind in ("snapshot", "live") else self.split.currentData()
         return (self.run_dir, split, len(indices), hash(np.asarray(indices).tobytes()))
 
-    def _on_map_reply(self, reply) -> None:
-        d = reply.data
-        if reply.id != self.request_id:
-            return
-        if reply.kind == "progress":
-            self.progress.setRange(0, max(1, d.get("total", 1)))
-            self.progress.setValue(d.get("done", 0))
-            if d.get("text"):
-                self._set_status(d["text"] + "…")
-            return
-        if reply.kind == "error":
-            self._busy(False)
-            self.request_id = None
-            self._set_status(d.get("error", "the map failed"), error=True)
-            if self.current is None:
-                self.map.set_message("No map: " + d.get("error", "error"))
-            return
-        if reply.kind == "cancelled":
-            return
+    # -- the map request's replies (one request at a time: the client drops those of a replaced one) --------
+    def _on_map_progress(self, p) -> None:
+        self.progress.setRange(0, max(1, p.total))
+        self.progress.setValue(p.done)
+        if p.detail:
+            self._set_status(p.detail + "…")
+
+    def _on_map_error(self, err: dict) -> None:
+        self._busy(False)
+        self.request_id = None
+        self._set_status(err["message"] or "the map failed", error=True)
+        if self.current is None:
+            self.map.set_message("No map: " + (err["message"] or "error"))
+
+    def _on_map_partial(self, d: dict) -> None:
+        stage = MapStage(d["stage"])
         key = d.get("key") or self.pending_key
-        if reply.kind == "partial" and d.get("stage") == "preview":
-            # part of the sample while the rest is extracted: drawn at once, replaced by the full map
-            pkey = f"{key}#preview"
-            state = MapState(pkey, d["features"], np.asarray(d["indices"]), d.get("labels"),
-                             list(d.get("class_names") or []), thumbs=d.get("thumbs"), paths=d.get("paths"),
-                             step=d.get("step"), epoch=d.get("epoch"), split=d.get("split", "eval"))
-            state.layouts["pca"] = np.asarray(d["coords"], np.float32)
-            self._display(state, state.layouts["pca"], animate=False)
-            self._set_status(self._summary(state) + f" · a first look at {len(state.indices):,} of "
-                                                    f"{d.get('total', 0):,} images; extracting the rest…")
-            self.mapShown.emit(pkey)
-            return
-        if reply.kind == "partial" and d.get("stage") == "first":
-            state = self.states.get(key)
-            if state is None:
-                state = MapState(key, d["features"], np.asarray(d["indices"]), d.get("labels"),
-                                 list(d.get("class_names") or []), step=d.get("step"), epoch=d.get("epoch"),
-                                 split=d.get("split", "eval"))
-                self.states[key] = state
-            entry = next((e for e in self.entries if e.key == key), None)
-            if entry is not None and entry.step is None and d.get("step") is not None:
-                entry.step, entry.epoch = d.get("step"), d.get("epoch")
-                self._update_timeline_label()
-            self._apply_meta(state, d, entry)
-            state.layouts["pca"] = np.asarray(d["coords"], np.float32)
-            if not self._warm_start or self.current is None or not state.same_points(self.current):
-                self._display(state, state.layouts["pca"], animate=True)
-            else:
-                self._display(state, None)
-            if not d.get("final"):
-                self._set_status(self._summary(state) + f" · computing {PROJECTION_TITLES[self.projection_name]}…")
-            self.mapShown.emit(key)
-            return
+        if stage is MapStage.PREVIEW:
+            self._on_map_preview(key, d)
+        elif stage is MapStage.FIRST:
+            self._on_map_first(key, d)
+        elif (state := self.states.get(key)) is not None:
+            {MapStage.META: self._on_map_meta, MapStage.EXTRAS: self._on_map_extras,
+             MapStage.LAYOUT: self._on_map_layout}[stage](state, d)
+
+    def _on_map_preview(self, key: str, d: dict) -> None:
+        # part of the sample while the rest is extracted: drawn at once, replaced by the full map
+        pkey = f"{key}#preview"
+        state = MapState(pkey, d["features"], np.asarray(d["indices"]), d.get("labels"),
+                         list(d.get("class_names") or []), thumbs=d.get("thumbs"), paths=d.get("paths"),
+                         step=d.get("step"), epoch=d.get("epoch"), split=d.get("split", "eval"))
+        state.layouts["pca"] = np.asarray(d["coords"], np.float32)
+        self._display(state, state.layouts["pca"], animate=False)
+        self._set_status(self._summary(state) + f" · a first look at {len(state.indices):,} of "
+                                                f"{d.get('total', 0):,} images; extracting the rest…")
+        self.mapShown.emit(pkey)
+
+    def _on_map_first(self, key: str, d: dict) -> None:
         state = self.states.get(key)
         if state is None:
+            state = MapState(key, d["features"], np.asarray(d["indices"]), d.get("labels"),
+                             list(d.get("class_names") or []), step=d.get("step"), epoch=d.get("epoch"),
+                             split=d.get("split", "eval"))
+            self.states[key] = state
+        entry = next((e for e in self.entries if e.key == key), None)
+        if entry is not None and entry.step is None and d.get("step") is not None:
+            entry.step, entry.epoch = d.get("step"), d.get("epoch")
+            self._update_timeline_label()
+        self._apply_meta(state, d, entry)
+        state.layouts["pca"] = np.asarray(d["coords"], np.float32)
+        if not self._warm_start or self.current is None or not state.same_points(self.current):
+            self._display(state, state.layouts["pca"], animate=True)
+        else:
+            self._display(state, None)
+        if not d.get("final"):
+            self._set_status(self._summary(state) + f" · computing {PROJECTION_TITLES[self.projection_name]}…")
+        self.mapShown.emit(key)
+
+    def _on_map_meta(self, state: MapState, d: dict) -> None:
+        entry = next((e for e in self.entries if e.key == state.key), None)
+        self._apply_meta(state, d, entry)
+        if state is self.current:
+            self.map.thumbs = state.thumbs
+            self._fill_color_choices()
+            self._set_status(self._summary(state) + (f" · computing {PROJECTION_TITLES[self.projection_name]}…"
+                                                     if self.request_id is not None else ""))
+
+    def _on_map_extras(self, state: MapState, d: dict) -> None:
+        state.clusters = d.get("clusters")
+        state.properties = dict(d.get("properties") or {})
+        if state is self.current:
+            self._fill_color_choices()
+
+    def _on_map_layout(self, state: MapState, d: dict) -> None:
+        if state is self.current:
+            self.map.move_to(d["coords"], animate=True, duration_ms=250)
+
+    def _on_map_done(self, d: dict) -> None:
+        state = self.states.get(d.get("key") or self.pending_key)
+        if state is None:
             return
-        if reply.kind == "partial" and d.get("stage") == "meta":
-            entry = next((e for e in self.entries if e.key == key), None)
-            self._apply_meta(state, d, entry)
-            if state is self.current:
-                self.map.thumbs = state.thumbs
-                self._fill_color_choices()
-                self._set_status(self._summary(state) + (f" · computing {PROJECTION_TITLES[self.projection_name]}…"
-                                                         if self.request_id is not None else ""))
-            return
-        if reply.kind == "partial" and d.get("stage") == "extras":
-            state.clusters = d.get("clusters")
-            state.properties = dict(d.get("properties") or {})
-            if state is self.current:
-                self._fill_color_choices()
-            return
-        if reply.kind == "partial" and d.get("stage") == "layout":
-            if state is self.current:
-                self.map.move_to(d["coords"], animate=True, duration_ms=250)
-            return
-        if reply.kind == "result":
-            proj = d.get("projection", self.projection_name)
-            state.layouts[proj] = np.asarray(d["coords"], np.float32)
-            if state is self.current:
-                self.map.move_to(state.layouts[proj], animate=True)
-            self._finish(state, proj, d.get("seconds"))
+        proj = d.get("projection", self.projection_name)
+        state.layouts[proj] = np.asarray(d["coords"], np.float32)
+        if state is self.current:
+            self.map.move_to(state.layouts[proj], animate=True)
+        self._finish(state, proj, d.get("seconds"))
 
     def _apply_meta(self, state: MapState, d: dict, entry: Entry | None) -> None:
         """Thumbnails, class names, paths (and labels of unlabeled snapshots) from a reply, or the cache."""
@@ -922,16 +924,11 @@ class EmbeddingPanel(QWidget):
         if s is None or self.clicked_row < 0 or self.client is None:
             return
         self._set_status("Searching all images…")
-        self.client.request("retrieve", self._on_retrieved, run_dir=self.run_dir, index=int(s.indices[self.clicked_row]),
-                            split=s.split, k=self.k.value())
+        self.client.request("retrieve", {"run_dir": self.run_dir, "index": int(s.indices[self.clicked_row]),
+                                         "split": s.split, "k": self.k.value()}, kind="retrieve",
+                            on_done=self._on_retrieved, on_error=lambda e: self._set_status(e["message"], error=True))
 
-    def _on_retrieved(self, reply) -> None:
-        if reply.kind == "error":
-            self._set_status(reply.data.get("error", "error"), error=True)
-            return
-        if reply.kind != "result":
-            return
-        d = reply.data
+    def _on_retrieved(self, d: dict) -> None:
         names = d.get("class_names") or []
         labels = d.get("labels")
         caps = []
@@ -982,16 +979,12 @@ class EmbeddingPanel(QWidget):
             return None
         coords = self.map.coords
 
-        def done(reply):
-            if reply.kind == "result":
-                self._set_status(f"Saved {reply.data['csv']} and .npy files next to it")
-            elif reply.kind == "error":
-                self._set_status(reply.data.get("error", "export failed"), error=True)
-            if callback:
-                callback(reply)
-
-        return self.client.request("export_embedding", done, path=path, features=s.features, coords=coords,
-                                   labels=s.labels, indices=s.indices, paths=s.paths, class_names=s.class_names)
+        args = {"path": path, "features": s.features, "coords": coords, "labels": s.labels, "indices": s.indices,
+                "paths": s.paths, "class_names": s.class_names}
+        return self.client.request(
+            "export_embedding", args, on_reply=callback,
+            on_done=lambda d: self._set_status(f"Saved {d['csv']} and .npy files next to it"),
+            on_error=lambda e: self._set_status(e["message"] or "export failed", error=True))
 
     def save_png(self, path: str) -> bool:
         ok = self.figure.grab().save(path)
@@ -1002,20 +995,16 @@ class EmbeddingPanel(QWidget):
         if not self.run_dir or self.client is None:
             return None
 
-        def done(reply):
-            if reply.kind == "result":
-                self._set_status(f"Saved the encoder to {reply.data['path']}")
-                if show:
-                    dlg = EncoderExampleDialog(self, reply.data["path"], {f"{reply.data['format']} form":
-                                                                          reply.data["example"]})
-                    self._dialogs.append(dlg)
-                    dlg.show()
-            elif reply.kind == "error":
-                self._set_status(reply.data.get("error", "export failed"), error=True)
-            if callback:
-                callback(reply)
+        def done(d: dict) -> None:
+            self._set_status(f"Saved the encoder to {d['path']}")
+            if show:
+                dlg = EncoderExampleDialog(self, d["path"], {f"{d['format']} form": d["example"]})
+                self._dialogs.append(dlg)
+                dlg.show()
 
-        return self.client.request("export_encoder", done, run_dir=self.run_dir, path=path, format=fmt)
+        return self.client.request("export_encoder", {"run_dir": self.run_dir, "path": path, "format": fmt},
+                                   on_reply=callback, on_done=done,
+                                   on_error=lambda e: self._set_status(e["message"] or "export failed", error=True))
 
     def _default_dir(self) -> str:
         return str(Path(self.run_dir) / "export") if self.run_dir else ""
