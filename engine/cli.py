@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from engine.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, WorkbenchError, exit_code_for
+from engine.errors import EXIT_INTERRUPTED, EXIT_USAGE, WorkbenchError, exit_code_for, run_exit_code
 
 
 class Parser(argparse.ArgumentParser):
@@ -184,7 +184,7 @@ def config_from_args(args):
         base["data"]["spec"] = args.data
     if args.eval_data:
         base["data"]["eval_spec"] = args.eval_data
-    if args.image_size:
+    if args.image_size is not None:
         base["data"]["image_size"] = args.image_size
     if args.download:
         base["data"]["download"] = True
@@ -424,38 +424,14 @@ def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
         return code
     if int(os.environ.get("RANK", 0)) != 0:
         return code  # under torchrun only rank 0 reports
+    from engine.runs import skipped_files
+
     skipped = skipped_files(summary.get("run_dir", ""))
     if skipped:
         summary["skipped"] = len(skipped)
     print(_summary_text(summary, skipped), file=sys.stderr)
     print(json.dumps(summary))
     return code
-
-
-def run_exit_code(summary: dict) -> int:
-    """The exit status of a finished session: 0 done, 130 stopped by Ctrl-C or interrupted,
-    1 failed; a session that names its own ``exit_code`` (2 for bad input) is believed."""
-    if isinstance(summary.get("exit_code"), int):
-        return summary["exit_code"]
-    reason = summary.get("reason")
-    if reason == "stopped":
-        return EXIT_INTERRUPTED
-    if reason == "failed":
-        return EXIT_INTERRUPTED if summary.get("error") == "interrupted" else EXIT_FAILED
-    return EXIT_OK
-
-
-def skipped_files(run_dir: str | Path) -> list[tuple[str, str]]:
-    """Every file a run left out (training and evaluation parts, each file once), from data.json."""
-    from engine.runs import read_json
-
-    info = read_json(Path(run_dir) / "data.json", {}) if run_dir else {}
-    out: dict[str, str] = {}
-    for part in (info or {}, (info or {}).get("eval") or {}):
-        for item in part.get("skipped_files") or []:
-            if isinstance(item, (list, tuple)) and len(item) == 2:
-                out.setdefault(str(item[0]), str(item[1]))
-    return sorted(out.items())
 
 
 SHOW_SKIPPED = 5

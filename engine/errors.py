@@ -71,16 +71,19 @@ def exit_code_for(exc: BaseException) -> int:
     return EXIT_FAILED
 
 
-def one_line(exc: BaseException) -> str:
-    """A one-line message for ``exc``: its text (first line), or its type when it has none."""
-    text = str(exc).strip()
-    if isinstance(exc, WorkbenchError) or isinstance(exc, ValueError) and text:
-        return text.splitlines()[0] if text else type(exc).__name__
-    if isinstance(exc, OSError) and exc.strerror:
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror}{where}"
-    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+def run_exit_code(summary: dict) -> int:
+    """The exit status of a session from its summary: 0 done, 130 stopped (Ctrl-C) or interrupted,
+    1 failed; a summary that carries its own ``exit_code`` (2 for bad input) is believed."""
+    if isinstance(summary.get("exit_code"), int):
+        return summary["exit_code"]
+    reason = summary.get("reason")
+    if reason == "stopped":
+        return EXIT_INTERRUPTED
+    if reason == "failed":
+        return EXIT_INTERRUPTED if summary.get("error") == "interrupted" else EXIT_FAILED
+    return EXIT_OK
 
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "WorkbenchError", "BadInput",
-           "UsageError", "RunBusy", "RunFailed", "Interrupted", "exit_code_for", "one_line"]
+           "UsageError", "RunBusy", "RunFailed", "Interrupted", "exit_code_for",
+           "run_exit_code"]

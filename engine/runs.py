@@ -240,6 +240,18 @@ def list_runs(*roots: str | Path) -> list[RunInfo]:
     return out
 
 
+def skipped_files(run_dir: str | Path) -> list[tuple[str, str]]:
+    """Every file a run left out, training and evaluation parts, each file once (from data.json)."""
+    info = read_json(Path(run_dir) / "data.json", {}) if run_dir else {}
+    info = info if isinstance(info, dict) else {}
+    out: dict[str, str] = {}
+    for part in (info, info.get("eval") or {}):
+        for item in part.get("skipped_files") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                out.setdefault(str(item[0]), str(item[1]))
+    return sorted(out.items())
+
+
 def last_checkpoint(run_dir: str | Path) -> Path | None:
     p = Path(run_dir) / "checkpoints" / "last.pt"
     return p if p.exists() else None

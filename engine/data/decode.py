@@ -9,17 +9,16 @@ from pathlib import Path
 
 import numpy as np
 
-_QUIET = []
-
 
 def _quiet_bomb_warning() -> None:
     """PIL warns (on stderr) about very large images; :func:`decode_image` reports them as a
-    skipped file's reason instead, so the warning is silenced once per process."""
-    if not _QUIET:
-        from PIL import Image
+    skipped file's reason instead, so that warning is ignored (re-added if a caller such as
+    ``warnings.catch_warnings`` reset the filters)."""
+    from PIL import Image
 
-        warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
-        _QUIET.append(True)
+    category = Image.DecompressionBombWarning
+    if not any(f[0] == "ignore" and f[2] is category for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=category)
 
 
 def open_regular(path: str | Path):
