@@ -394,6 +394,8 @@ def cmd_train(args) -> int:
                 check_run_config(cfg)
                 if args.run_dir and main_rank:
                     lock = acquire_writer(run_dir)
+                    if (run_dir / "config.json").exists():  # another start won the race to it
+                        return usage_error(f"{run_dir} already holds a run; choose another --run-dir")
         except (ConfigError, DataError, ValueError) as exc:
             return usage_error(str(exc))
         if lock is not None and lock.took_over:

@@ -50,9 +50,6 @@ class FolderScan:
     notes: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) never opened
 
-    def __iter__(self):  # (paths, labels, classes, notes) as before
-        return iter((self.paths, self.labels, self.classes, self.notes))
-
 
 class _Walker:
     """Walks image folders once each: directory links are followed only to folders outside the
