@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-EXIT_USAGE = 2
+from engine.errors import EXIT_INTERRUPTED, EXIT_USAGE, WorkbenchError, exit_code_for, run_exit_code
 
 
 class Parser(argparse.ArgumentParser):
@@ -23,6 +23,53 @@ class Parser(argparse.ArgumentParser):
 def usage_error(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return EXIT_USAGE
+
+
+def check_run_folder(path: str | Path, flag: str = "--run") -> Path:
+    """``path`` as a run folder, or a :class:`UsageError` saying what it is instead."""
+    from engine.errors import UsageError
+
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise UsageError(f"{flag} {path} does not exist; give a run folder that `python main.py train` wrote")
+    if not path.is_dir():
+        raise UsageError(f"{flag} {path} is a file, not a run folder; give the folder that holds config.json")
+    if not (path / "config.json").is_file():
+        raise UsageError(f"{flag} {path} is not a run folder (it has no config.json); give a folder that "
+                         "`python main.py train` wrote")
+    return path
+
+
+def check_run_config(cfg) -> None:
+    """Refuse a bad dataset, device or backbone before any run folder is made, so that bad input
+    never leaves a stub run behind (raises DataError/ConfigError; cheap: a folder scan, one
+    decoded image, the backbone built on the meta device)."""
+    import torch
+
+    from engine.data import check_dataset
+    from engine.methods import get_method_class
+    from engine.models import build_backbone, default_backbone
+    from engine.params import ConfigError
+    from engine.training.device import resolve_device
+
+    cls = get_method_class(cfg.method)
+    if not cfg.epochs and not cfg.minutes:
+        raise ConfigError("epochs", "set a budget: --epochs E or --minutes M (one must be above 0)")
+    device = resolve_device(cfg.device)
+    name = cfg.backbone
+    if name == "auto":
+        name = default_backbone(device.type, "vit" if cls.backbone_kind == "vit" else "cnn")
+    with torch.device("meta"):
+        kind = getattr(build_backbone(name, cfg.data.image_size), "kind", "cnn")
+    if cls.backbone_kind != "any" and kind != cls.backbone_kind:
+        raise ConfigError("backbone", f"{cfg.method} needs a {'ViT' if cls.backbone_kind == 'vit' else 'CNN'} "
+                                      f"backbone, not {name}; choose another --backbone or auto")
+    info = check_dataset(cfg.data.spec, cfg.data.image_size)
+    if cfg.data.eval_spec:
+        check_dataset(cfg.data.eval_spec, cfg.data.image_size)
+    if cls.needs_labels and info.get("labelled") is False:
+        raise ConfigError("method", f"{cfg.method} needs labels, and {cfg.data.spec} is unlabeled; "
+                                    "choose a dataset with class folders or another method")
 
 
 def _add_common_data(p):
@@ -137,7 +184,7 @@ def config_from_args(args):
         base["data"]["spec"] = args.data
     if args.eval_data:
         base["data"]["eval_spec"] = args.eval_data
-    if args.image_size:
+    if args.image_size is not None:
         base["data"]["image_size"] = args.image_size
     if args.download:
         base["data"]["download"] = True
@@ -302,39 +349,65 @@ def _fmt_s(s: float | None) -> str:
 
 
 def cmd_train(args) -> int:
+    from engine.data import DataError
     from engine.params import ConfigError
+    from engine.runs import acquire_writer
     from engine.session import FlagControl, Session, resume_config
 
+    main_rank = int(os.environ.get("RANK", 0)) == 0
     resume = False
     run_dir = None
+    lock = None
     try:
-        if args.resume:
-            run_dir = Path(args.resume)
-            cfg = resume_config(run_dir)
-            if args.minutes is not None or args.epochs is not None:
-                # extending a finished run's budget is allowed
-                d = cfg.to_dict()
-                if args.minutes is not None:
-                    d["minutes"] = args.minutes
-                if args.epochs is not None:
-                    d["epochs"] = args.epochs
-                from engine.config import RunConfig
+        try:
+            if args.resume:
+                run_dir = check_run_folder(args.resume, "--resume")
+                cfg = resume_config(run_dir)
+                if not (run_dir / "checkpoints" / "last.pt").is_file():
+                    return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
+                                       "missing); start a new run")
+                if main_rank:
+                    lock = acquire_writer(run_dir)  # before anything in the folder changes
+                if args.minutes is not None or args.epochs is not None:
+                    # extending a finished run's budget is allowed
+                    d = cfg.to_dict()
+                    if args.minutes is not None:
+                        d["minutes"] = args.minutes
+                    if args.epochs is not None:
+                        d["epochs"] = args.epochs
+                    from engine.config import RunConfig
 
-                cfg = RunConfig.from_dict(d)
-                cfg.save(run_dir / "config.json")
-            if args.device != "auto":
-                cfg.device = args.device
-            resume = True
-        else:
-            cfg = config_from_args(args)
-            if args.run_dir:
-                run_dir = Path(args.run_dir)
-                if (run_dir / "config.json").exists():
-                    return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                                       "or choose another --run-dir")
-    except (ConfigError, ValueError) as exc:
-        return usage_error(str(exc))
+                    cfg = RunConfig.from_dict(d)
+                check_run_config(cfg)
+                if args.minutes is not None or args.epochs is not None:
+                    cfg.save(run_dir / "config.json")
+                if args.device != "auto":
+                    cfg.device = args.device  # for this session only
+                resume = True
+            else:
+                cfg = config_from_args(args)
+                if args.run_dir:
+                    run_dir = Path(args.run_dir)
+                    if (run_dir / "config.json").exists():
+                        return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                           "or choose another --run-dir")
+                check_run_config(cfg)
+                if args.run_dir and main_rank:
+                    lock = acquire_writer(run_dir)
+                    if (run_dir / "config.json").exists():  # another start won the race to it
+                        return usage_error(f"{run_dir} already holds a run; choose another --run-dir")
+        except (ConfigError, DataError, ValueError) as exc:
+            return usage_error(str(exc))
+        if lock is not None and lock.took_over:
+            print(f"note: took over {run_dir} from process {lock.took_over}, which ended without "
+                  "releasing it", file=sys.stderr)
+        return _train(args, cfg, run_dir, resume, Session, FlagControl)
+    finally:
+        if lock is not None:
+            lock.release()
 
+
+def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
     control = FlagControl()
     printer = ProgressPrinter(quiet=args.quiet or int(os.environ.get("RANK", 0)) != 0)
 
@@ -348,22 +421,35 @@ def cmd_train(args) -> int:
         summary = Session(cfg, printer, control, run_dir=run_dir, resume=resume).run()
     finally:
         signal.signal(signal.SIGINT, old)
+    code = run_exit_code(summary)
     if summary.get("reason") == "failed":
-        err = summary.get("error", "")
-        return EXIT_USAGE if err and not err.startswith(("RuntimeError", "Error")) else 1
+        return code
     if int(os.environ.get("RANK", 0)) != 0:
-        return 0  # under torchrun only rank 0 reports
-    print(_summary_text(summary), file=sys.stderr)
+        return code  # under torchrun only rank 0 reports
+    from engine.runs import skipped_files
+
+    skipped = skipped_files(summary.get("run_dir", ""))
+    if skipped:
+        summary["skipped"] = len(skipped)
+    print(_summary_text(summary, skipped), file=sys.stderr)
     print(json.dumps(summary))
-    return 0
+    return code
 
 
-def _summary_text(s: dict) -> str:
+SHOW_SKIPPED = 5
+
+
+def _summary_text(s: dict, skipped: list[tuple[str, str]] = ()) -> str:
     lines = [f"finished ({s['reason']}) after {s['step']} steps, {s['epoch']} epochs, "
              f"{_fmt_s(s.get('train_time_s'))} of training", f"run folder: {s['run_dir']}"]
     if "knn_top1" in s:
         lines.append(f"kNN top-1 {s['knn_top1']:.4f}" + (f", linear probe top-1 {s['linear_top1']:.4f}"
                                                          if "linear_top1" in s else ""))
+    if skipped:
+        shown = "; ".join(f"{p} ({r})" for p, r in skipped[:SHOW_SKIPPED])
+        more = len(skipped) - SHOW_SKIPPED
+        lines.append(f"skipped {len(skipped)} file(s) that could not be used: {shown}"
+                     + (f"; and {more} more (see {Path(s['run_dir']) / 'data.json'})" if more > 0 else ""))
     if s["reason"] == "stopped":
         lines.append(f"continue with: python main.py train --resume {s['run_dir']}")
     return "\n".join(lines)
@@ -381,6 +467,7 @@ def cmd_eval(args) -> int:
     from engine.training.device import resolve_device
 
     try:
+        check_run_folder(args.run)
         device = resolve_device(args.device)
         enc, cfg, bname = load_run_encoder(args.run, device)
         size = args.image_size or cfg.data.image_size
@@ -434,6 +521,7 @@ def cmd_embed(args) -> int:
     from engine.training.device import resolve_device
 
     try:
+        check_run_folder(args.run)
         device = resolve_device(args.device)
         enc, cfg, _ = load_run_encoder(args.run, device)
         data = load_dataset(args.data, args.image_size or cfg.data.image_size)
@@ -463,18 +551,24 @@ def cmd_methods(args) -> int:
     return 0
 
 
+COMMANDS = {"train": "cmd_train", "eval": "cmd_eval", "embed": "cmd_embed", "methods": "cmd_methods"}
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command == "train":
-        return cmd_train(args)
-    if args.command == "eval":
-        return cmd_eval(args)
-    if args.command == "embed":
-        return cmd_embed(args)
-    if args.command == "methods":
-        return cmd_methods(args)
-    return -1  # no command: the caller opens the GUI
+    """Run one command; the exit status says how it ended (see :mod:`engine.errors`):
+    0 done, 1 the run failed, 2 usage or bad input, 130 interrupted."""
+    try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command not in COMMANDS:
+            return -1  # no command: the caller opens the GUI
+        return globals()[COMMANDS[args.command]](args)
+    except KeyboardInterrupt:
+        print("interrupted (Ctrl-C)", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except WorkbenchError as exc:  # raised with a message for the user, e.g. UsageError, RunBusy
+        print(f"error: {exc}", file=sys.stderr)
+        return exit_code_for(exc)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -75,7 +75,7 @@ class RunConfig:
     device: str = param("auto", "auto, cpu, cuda or mps", choices=DEVICES)
     precision: str = param("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16",
                            choices=PRECISIONS, advanced=True)
-    seed: int = param(0, "Random seed: the same seed reproduces the run on the CPU", min=0)
+    seed: int = param(0, "Random seed: the same seed reproduces the run on the CPU", min=0, max=2**31 - 1)
     checkpoint_every_minutes: float = param(5.0, "Write a checkpoint every N minutes (0: off)", min=0.0,
                                             advanced=True)
     checkpoint_every_epochs: int = param(0, "Keep a checkpoint every N epochs (0: only the last)", min=0,
@@ -111,21 +111,58 @@ class RunConfig:
 
     @classmethod
     def load(cls, path: str | Path) -> RunConfig:
+        """Read a config JSON file; every problem is a one-line :class:`ConfigError` naming the file."""
         path = Path(path)
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise ConfigError("", f"config file {path} does not exist") from None
-        except json.JSONDecodeError as exc:
-            raise ConfigError("", f"config file {path} is not valid JSON ({exc})") from None
+        data = read_config_json(path)
         if not isinstance(data, dict):
-            raise ConfigError("", f"config file {path} must hold a JSON object")
-        return cls.from_dict(data)
+            raise ConfigError("", f"config file {path} must hold a JSON object ({{...}}), "
+                                  f"not a {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as exc:
+            raise ConfigError(exc.path, f"{exc.message} (in config file {path})") from None
 
     def save(self, path: str | Path) -> None:
         from engine.runs import atomic_write_text
 
         atomic_write_text(Path(path), self.to_json())
+
+
+MAX_CONFIG_BYTES = 4 * 2**20
+
+
+def read_config_json(path: Path):
+    """The parsed content of a config file, checked to be a readable, not too large UTF-8 JSON file."""
+    import os
+    import stat
+
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise ConfigError("", f"config file {path} does not exist") from None
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path} ({exc.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        hint = " (a run folder's config is its config.json)" if (path / "config.json").exists() else ""
+        raise ConfigError("", f"{path} is a folder, not a config file; give a config JSON file{hint}")
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError("", f"{path} is not a regular file (a pipe or device?); give a config JSON file")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError("", f"{path} is {st.st_size / 2**20:.0f} MB, too large for a config file; "
+                              "give a config JSON file")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError("", f"cannot read config file {path} ({exc.strerror})") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise ConfigError("", f"config file {path} is not a text (UTF-8 JSON) file; "
+                              "give a config JSON file such as a run's config.json") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError("", f"config file {path} is not valid JSON ({exc})") from None
 
 
 def default_config(method: str = "simclr", **overrides) -> RunConfig:

@@ -13,8 +13,10 @@ import typing
 from dataclasses import MISSING, field
 from typing import Any
 
+from engine.errors import BadInput
 
-class ConfigError(ValueError):
+
+class ConfigError(BadInput, ValueError):
     """A config value is wrong. ``path`` names the field (``optim.lr``)."""
 
     def __init__(self, path: str, message: str):
@@ -167,7 +169,13 @@ def from_dict(cls, data: dict | None, path: str = ""):
 
     Unknown keys are an error that lists the allowed ones (a typo never goes unnoticed).
     """
-    data = dict(data or {})
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        where = path or "the config"
+        raise ConfigError(path, f"{where} is a section of options and takes a JSON object such as "
+                                f'{{"key": value}}, not {data!r}')
+    data = dict(data)
     hints = _resolve_types(cls)
     kwargs = {}
     names = {f.name for f in dataclasses.fields(cls)}

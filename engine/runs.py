@@ -246,6 +246,18 @@ def checkpoint_path(run_dir: str | Path, epoch: int | None = None) -> Path:
     return Path(run_dir) / "checkpoints" / name
 
 
+def skipped_files(run_dir: str | Path) -> list[tuple[str, str]]:
+    """Every file a run left out, training and evaluation parts, each file once (from data.json)."""
+    info = read_json(Path(run_dir) / "data.json", {}) if run_dir else {}
+    info = info if isinstance(info, dict) else {}
+    out: dict[str, str] = {}
+    for part in (info, info.get("eval") or {}):
+        for item in part.get("skipped_files") or []:
+            if isinstance(item, (list, tuple)) and len(item) == 2:
+                out.setdefault(str(item[0]), str(item[1]))
+    return sorted(out.items())
+
+
 def last_checkpoint(run_dir: str | Path) -> Path | None:
     """The run's latest checkpoint, or None when it has none yet."""
     p = checkpoint_path(run_dir)
@@ -255,3 +267,128 @@ def last_checkpoint(run_dir: str | Path) -> Path | None:
 def encoder_path(run_dir: str | Path) -> Path:
     """Where a run's trained encoder weights (safetensors) are written."""
     return Path(run_dir) / "encoder.safetensors"
+
+
+# -- one writer per run folder -------------------------------------------------------------------
+LOCK_FILE = ".writer.lock"
+
+
+class RunLock:
+    """This process's claim to write a run folder; released by :meth:`release`, by leaving a
+    ``with`` block, or by the process ending in any way (the kernel drops the lock of a killed
+    process, so a stale claim never needs cleaning up). ``took_over`` is the pid of a dead
+    writer whose claim this one replaced, else 0."""
+
+    def __init__(self, run_dir: Path, fd: int, took_over: int = 0):
+        self.run_dir = run_dir
+        self.path = run_dir / LOCK_FILE
+        self._fd: int | None = fd
+        self.took_over = took_over
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            os.ftruncate(fd, 0)  # an ended claim (cleared while still held: no race with a next writer)
+            if _fcntl is not None:
+                _fcntl.flock(fd, _fcntl.LOCK_UN)
+        except OSError:
+            pass
+        os.close(fd)
+
+    def __enter__(self) -> RunLock:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def __del__(self):  # pragma: no cover - a dropped lock object frees its claim
+        try:
+            self.release()
+        except Exception:
+            pass
+
+
+try:
+    import fcntl as _fcntl
+except ImportError:  # pragma: no cover - Windows
+    _fcntl = None
+
+
+def _holder_text(info: dict) -> str:
+    pid, host = info.get("pid", "?"), info.get("host") or "?"
+    where = "" if host == socket.gethostname() else f" on {host}"
+    return f"process {pid}{where}"
+
+
+def live_writer(run_dir: str | Path) -> dict | None:
+    """``{"pid", "host", ...}`` of another live process writing ``run_dir`` according to its
+    ``status.json`` heartbeat (an active state refreshed within ``STALE_AFTER_S`` by a pid that
+    is alive, or on another host), else None."""
+    status = read_json(Path(run_dir) / "status.json", {}) or {}
+    if status.get("state") not in ACTIVE_STATES:
+        return None
+    try:
+        pid, updated = int(status.get("pid", 0)), float(status.get("updated", 0))
+    except (TypeError, ValueError):
+        return None
+    if time.time() - updated >= STALE_AFTER_S:
+        return None
+    same_host = status.get("host") in (None, socket.gethostname())
+    if same_host and (pid == os.getpid() or not _pid_alive(pid)):
+        return None
+    return {"pid": pid, "host": status.get("host") or socket.gethostname(), "updated": updated}
+
+
+def acquire_writer(run_dir: str | Path) -> RunLock:
+    """Claim ``run_dir`` (created if missing) for writing, or raise :class:`engine.errors.RunBusy`
+    naming the live writer. A run folder has one writer: a second process (a second ``--resume``,
+    the window and a headless job) is refused while the first lives; the claim of a process that
+    died (killed, crashed, machine rebooted) is taken over."""
+    from engine.errors import RunBusy
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / LOCK_FILE
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        previous = _read_lock(fd)
+        if _fcntl is not None:
+            try:
+                _fcntl.flock(fd, _fcntl.LOCK_EX | _fcntl.LOCK_NB)
+            except OSError:
+                raise RunBusy(f"{run_dir} is being written by {_holder_text(previous)}; a run folder has one "
+                              "writer: wait for it to end or stop it, then try again",
+                              int(previous.get("pid", 0) or 0), str(previous.get("host", ""))) from None
+        elif previous.get("host") == socket.gethostname() and _pid_alive(int(previous.get("pid", 0) or 0)) \
+                and int(previous.get("pid", 0)) != os.getpid():
+            raise RunBusy(f"{run_dir} is being written by {_holder_text(previous)}; a run folder has one "
+                          "writer: wait for it to end or stop it, then try again", int(previous["pid"]))
+        live = live_writer(run_dir)  # a writer that holds no lock (an older version, another host)
+        if live is not None:
+            raise RunBusy(f"{run_dir} is being written by {_holder_text(live)} (its status.json heartbeat is "
+                          f"{time.time() - live['updated']:.0f} s old); a run folder has one writer: wait for it "
+                          "to end or stop it, then try again", live["pid"], live["host"])
+        mine = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "since": time.time()})
+        os.ftruncate(fd, 0)
+        os.lseek(fd, 0, os.SEEK_SET)
+        os.write(fd, mine.encode())
+    except BaseException:
+        os.close(fd)
+        raise
+    old_pid = int(previous.get("pid", 0) or 0)
+    return RunLock(run_dir, fd, took_over=old_pid if old_pid and old_pid != os.getpid() else 0)
+
+
+def _read_lock(fd: int) -> dict:
+    try:
+        os.lseek(fd, 0, os.SEEK_SET)
+        info = json.loads(os.read(fd, 4096) or b"{}")
+    except (OSError, ValueError):
+        return {}
+    return info if isinstance(info, dict) else {}

@@ -41,3 +41,37 @@ def cifar_small():
     if not CIFAR_SMALL.exists():
         pytest.skip(f"{CIFAR_SMALL} is not on this machine")
     return CIFAR_SMALL
+
+
+# -- the fault matrix (issue 12): every fault case is a test marked @pytest.mark.fault("case") -----
+_FAULT_MATRIX: dict[str, dict] = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "fault(case): a case of the fault matrix (bad inputs, crashes, "
+                                       "signals); counted in the 'fault matrix: N cases, N held' line")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    marker = item.get_closest_marker("fault")
+    if marker is None:
+        return
+    case = _FAULT_MATRIX.setdefault(item.nodeid, {"case": marker.args[0] if marker.args else item.name,
+                                                  "held": None})
+    if rep.failed or rep.skipped:
+        case["held"] = False  # a skipped case is not counted as held
+    elif rep.when == "call" and case["held"] is None:
+        case["held"] = True
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _FAULT_MATRIX:
+        return
+    held = sum(1 for c in _FAULT_MATRIX.values() if c["held"])
+    for nodeid, c in _FAULT_MATRIX.items():
+        if not c["held"]:
+            terminalreporter.write_line(f"fault case not held: {c['case']} ({nodeid})")
+    terminalreporter.write_line(f"fault matrix: {len(_FAULT_MATRIX)} cases, {held} held")

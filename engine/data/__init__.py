@@ -83,4 +83,34 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
                        max_images=max_images, memory_limit_mb=memory_limit_mb, workers=workers)
 
 
-__all__ = ["load_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES"]
+def check_dataset(spec: str, image_size: int = 32) -> dict:
+    """A quick check that ``spec`` can be loaded, without loading it: the spec parses, a folder
+    exists and holds images of which at least one decodes (and so does its ``val/`` split).
+    Raises :class:`DataError` with the same message loading would give. Entry points call it
+    before they create a run folder, so a bad dataset never leaves a stub run behind.
+    Returns ``{"kind", "labelled"}`` (``labelled`` is None when only loading can tell)."""
+    if not 8 <= int(image_size) <= 512:
+        raise DataError(f"image size {image_size} is out of range; choose 8 to 512 pixels")
+    kind, rest = _split_spec(spec)
+    if kind == "builtin":
+        from engine.data.shapes import parse_shapes_spec
+
+        name, _, count = rest.partition(":")
+        if name.strip().lower() not in BUILTIN + ("shapes-test",):
+            raise DataError(f"unknown built-in dataset {name.strip().lower()!r}; choose one of: {', '.join(BUILTIN)}")
+        try:
+            parse_shapes_spec(count.strip())
+        except ValueError as exc:
+            raise DataError(str(exc)) from None
+        return {"kind": kind, "labelled": True}
+    if kind == "torchvision":
+        from engine.data.tv import parse_tv_spec
+
+        parse_tv_spec(rest)
+        return {"kind": kind, "labelled": True}
+    from engine.data.folder import check_folder
+
+    return {"kind": kind, "labelled": check_folder(Path(rest).expanduser(), image_size)}
+
+
+__all__ = ["load_dataset", "check_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES"]

@@ -8,14 +8,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from engine.errors import BadInput, Interrupted
+
 ProgressFn = Callable[[int, int, str], None]
 
 
-class DataError(ValueError):
+class DataError(BadInput, ValueError):
     """A dataset cannot be used; the message says why and what to do."""
 
 
-class Cancelled(RuntimeError):
+class Cancelled(Interrupted, RuntimeError):
     """Loading was cancelled by the user."""
 
 
@@ -24,7 +26,8 @@ class ImageData:
     """A dataset held as one uint8 tensor ``(N, 3, H, W)`` (on the CPU or the training device).
 
     ``labels`` is None for unlabeled data, ``paths`` is None for generated or packed datasets.
-    ``skipped`` lists ``(path, reason)`` for every file that could not be read.
+    ``skipped`` lists ``(path, reason)`` for every file of the source that could not be used
+    (unreadable, not a regular file, a duplicate link); a subset keeps its source's list.
     """
 
     name: str
@@ -80,7 +83,7 @@ class ImageData:
             labels=None if self.labels is None else self.labels.index_select(0, idx.to(self.labels.device)),
             class_names=self.class_names,
             paths=None if self.paths is None else [self.paths[i] for i in idx.tolist()],
-            skipped=[],
+            skipped=list(self.skipped),  # the files of the source that could not be used
             notes=list(self.notes),
             eval_source=self.eval_source,
         )
@@ -105,6 +108,7 @@ class ImageData:
             "labelled": self.labelled,
             "class_names": list(self.class_names or []),
             "skipped": len(self.skipped),
+            "skipped_files": [list(s) for s in self.skipped],
             "streaming": self.streaming,
         }
         if self.labels is not None and self.class_names:

@@ -2,31 +2,76 @@
 
 from __future__ import annotations
 
+import os
+import stat
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 
-def decode_image(path: str | Path, size: int) -> np.ndarray:
-    """Read any supported image as ``(size, size, 3)`` uint8: shorter side resized, centre-cropped."""
+def _quiet_bomb_warning() -> None:
+    """PIL warns (on stderr) about very large images; :func:`decode_image` reports them as a
+    skipped file's reason instead, so that warning is ignored (re-added if a caller such as
+    ``warnings.catch_warnings`` reset the filters)."""
     from PIL import Image
 
-    with Image.open(path) as img:
-        if img.format == "JPEG":
-            img.draft("RGB", (size, size))  # decode JPEG at a reduced scale when it is large
-        img.load()
-        img = to_rgb(img)
-        w, h = img.size
-        if w < 1 or h < 1:
-            raise ValueError("empty image")
-        scale = size / min(w, h)
-        nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.BICUBIC if scale > 1 else Image.LANCZOS, reducing_gap=3.0
-                             if scale < 0.5 else None)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        img = img.crop((left, top, left + size, top + size))
-        arr = np.asarray(img, dtype=np.uint8)
+    category = Image.DecompressionBombWarning
+    if not any(f[0] == "ignore" and f[2] is category for f in warnings.filters):
+        warnings.filterwarnings("ignore", category=category)
+
+
+def open_regular(path: str | Path):
+    """Open ``path`` for reading without ever blocking: a named pipe, socket or device is refused
+    (``O_NONBLOCK`` makes even the open of a pipe return at once)."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kind = "a named pipe" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode) \
+                else "a special file"
+            raise ValueError(f"not a regular file ({kind}); not read")
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def decode_image(path: str | Path, size: int) -> np.ndarray:
+    """Read any supported image as ``(size, size, 3)`` uint8: turned upright by its EXIF orientation,
+    shorter side resized, centre-cropped. Raises (with a one-line reason) for a file that cannot be
+    used, including an image over PIL's pixel limit (a possible decompression bomb)."""
+    from PIL import Image, ImageOps
+
+    _quiet_bomb_warning()
+    with open_regular(path) as fh:
+        try:
+            img = Image.open(fh)
+        except Image.DecompressionBombError:
+            raise ValueError(f"too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; "
+                             "a possible decompression bomb)") from None
+        with img:
+            w, h = img.size
+            limit = Image.MAX_IMAGE_PIXELS
+            if limit and w * h > limit:
+                raise ValueError(f"too large to decode safely ({w} x {h} pixels, over {limit / 1e6:.0f} "
+                                 "megapixels; a possible decompression bomb)")
+            if img.format == "JPEG":
+                img.draft("RGB", (size, size))  # decode JPEG at a reduced scale when it is large
+            img.load()
+            img = ImageOps.exif_transpose(img) or img  # a phone's portrait photo stands upright
+            img = to_rgb(img)
+            w, h = img.size
+            if w < 1 or h < 1:
+                raise ValueError("empty image")
+            scale = size / min(w, h)
+            nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
+            if (nw, nh) != (w, h):
+                img = img.resize((nw, nh), Image.BICUBIC if scale > 1 else Image.LANCZOS, reducing_gap=3.0
+                                 if scale < 0.5 else None)
+            left, top = (nw - size) // 2, (nh - size) // 2
+            img = img.crop((left, top, left + size, top + size))
+            arr = np.asarray(img, dtype=np.uint8)
     if arr.shape != (size, size, 3):
         raise ValueError(f"unexpected decoded shape {arr.shape}")
     return arr

@@ -34,7 +34,8 @@ class StreamingFolderData:
     streaming = True
 
     def __init__(self, folder: Path, paths: list[Path], labels: list[int] | None, classes: list[str] | None,
-                 image_size: int, notes: list[str], eval_source: str = "", workers: int = 2):
+                 image_size: int, notes: list[str], eval_source: str = "", workers: int = 2,
+                 skipped: list[tuple[str, str]] | None = None):
         self.name = folder.name
         self.source = str(folder)
         self.paths = [str(p) for p in paths]
@@ -42,7 +43,8 @@ class StreamingFolderData:
         self.class_names = classes
         self._size = image_size
         self.notes = list(notes) + [f"{len(paths)} images are streamed from disk (too large to keep in memory)"]
-        self.skipped: list[tuple[str, str]] = []
+        self.skipped: list[tuple[str, str]] = list(skipped or [])  # files found bad so far
+        self._skipped_paths = {p for p, _ in self.skipped}
         self.eval_source = eval_source
         self.device = torch.device("cpu")
         self.workers = workers
@@ -87,7 +89,7 @@ class StreamingFolderData:
         return ImageData(name=self.name, source=self.source, images=self.get(idx).cpu(),
                          labels=None if self.labels is None else self.labels[torch.as_tensor(idx)],
                          class_names=self.class_names, paths=[self.paths[i] for i in idx.tolist()],
-                         notes=list(self.notes), eval_source=self.eval_source)
+                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped))
 
     def batches(self, batch_size: int, order: torch.Tensor, drop_last: bool = True,
                 start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
@@ -101,7 +103,10 @@ class StreamingFolderData:
         for images, idx, errors in loader:
             bad = [k for k, e in enumerate(errors) if e]
             for k in bad:
-                self.skipped.append((self.paths[int(idx[k])], errors[k]))
+                path = self.paths[int(idx[k])]
+                if path not in self._skipped_paths:  # reported once, not once an epoch
+                    self._skipped_paths.add(path)
+                    self.skipped.append((path, errors[k]))
             if bad:
                 keep = torch.as_tensor([k for k in range(len(errors)) if not errors[k]], dtype=torch.long)
                 images, idx = images[keep], idx[keep]
@@ -111,7 +116,8 @@ class StreamingFolderData:
     def summary(self) -> dict:
         info = {"name": self.name, "source": self.source, "num_images": len(self), "image_size": self._size,
                 "labelled": self.labelled, "class_names": list(self.class_names or []),
-                "skipped": len(self.skipped), "streaming": True}
+                "skipped": len(self.skipped), "skipped_files": [list(x) for x in self.skipped],
+                "streaming": True}
         if self.labels is not None and self.class_names:
             counts = torch.bincount(self.labels, minlength=len(self.class_names)).tolist()
             info["class_counts"] = dict(zip(self.class_names, counts))
