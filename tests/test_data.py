@@ -10,7 +10,7 @@ from PIL import Image
 from engine.data import DataError, load_dataset
 from engine.data.base import Cancelled, stratified_split
 from engine.data.decode import decode_image
-from engine.data.shapes import SHAPES, generate_shapes
+from engine.data.shapes import BG_TONES, SHAPES, _hsv_to_rgb, generate_shapes
 
 
 def test_shapes_deterministic_and_sized():
@@ -62,13 +62,15 @@ def test_shapes_shortcut_colour_makes_colour_identify_the_image():
     assert load_dataset("builtin:shapes?shortcut=color", 16, max_images=50).source.endswith("?shortcut=colour")
     found_short, found_plain = _crop_colour_retrieval(short.images), _crop_colour_retrieval(plain.images)
     assert found_short > 0.35 and found_plain < 0.22 and found_short > 2 * found_plain
-    # the default set's corner (background) colours: a handful, each shared by every class
-    corner = plain.images[:, :, 0, 0].long()
-    tones = {tuple((c // 16).tolist()) for c in corner}
-    assert len(tones) <= 12
-    for tone in tones:
-        classes = {int(y) for c, y in zip(corner, plain.labels) if tuple((c // 16).tolist()) == tone}
-        assert len(classes) >= 6 or sum(tuple((c // 16).tolist()) == tone for c in corner) < 20
+    # the default set's backgrounds: one of a few tones each, every tone behind (nearly) every class
+    corner = plain.images[:, :, :3, :3].float().mean(dim=(2, 3))
+    tones = torch.stack([_hsv_to_rgb(torch.tensor(h), torch.tensor(s), torch.tensor(v))
+                         for h, s, v in BG_TONES]) * 255
+    dist = torch.cdist(corner, tones)
+    assert dist.min(dim=1).values.max() < 20
+    nearest = dist.argmin(dim=1)
+    for t in range(len(BG_TONES)):
+        assert len(set(plain.labels[nearest == t].tolist())) == len(SHAPES)
     for bad, match in (("builtin:shapes:100?shortcut=texture", "shortcut must be one of"),
                        ("builtin:shapes:100?colour", "one option")):
         with pytest.raises(DataError, match=match):
