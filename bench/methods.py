@@ -2,11 +2,14 @@
 
     python bench/methods.py                       # every method, 3 minutes each, on the CPU
     python bench/methods.py --minutes 0.5 --methods rotnet,simclr,byol
+    python bench/methods.py --data builtin:shapes:2000 --minutes 2   # the built-in shapes
 
 Each method trains with its own recommended settings (``default_config``: its optimiser, learning
 rate, batch size and options; backbone ``auto``) on ``--data`` for ``--minutes`` of training time
 through the engine's :class:`Session`, exactly as ``main.py train`` does; the encoder is then scored
 by weighted kNN (k=20, T=0.07) on ``--eval-data`` with the training images as the memory bank.
+A dataset with its own test split (``builtin:shapes[:N]``, torchvision train splits) is scored on
+that split unless ``--eval-data`` names another set.
 Baselines in the same table: the untrained encoder (random init, the lower bound) of every backbone
 the methods used (each method is compared with the random init of its own backbone: MAE's ViT
 with a random ViT), raw pixels, and the same encoder trained with labels for the same time
@@ -47,8 +50,10 @@ def parse_args(argv=None):
     p.add_argument("--minutes", type=float, default=3.0, help="training time per method (default 3)")
     p.add_argument("--methods", default="all", help="comma-separated methods (default: every self-supervised "
                    "method); random init, raw pixels and supervised are always added")
-    p.add_argument("--data", default=str(DEFAULT_DATA / "train"), help="training images (class folders)")
-    p.add_argument("--eval-data", default=str(DEFAULT_DATA / "val"), help="labelled images to score")
+    p.add_argument("--data", default=str(DEFAULT_DATA / "train"), help="training images: class folders or any "
+                   "dataset spec, e.g. builtin:shapes:2000 (default: cifar10-small/train)")
+    p.add_argument("--eval-data", default=None, help="labelled images to score (default: the data's own test "
+                   "split when it has one, as builtin:shapes does; else cifar10-small/val)")
     p.add_argument("--image-size", type=int, default=32, help="image size in pixels (default 32)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train (default cpu: the table compares the CPU defaults)")
@@ -62,9 +67,42 @@ def parse_args(argv=None):
     p.add_argument("--no-supervised", action="store_true", help="skip the supervised upper bound")
     p.add_argument("--runs-root", default="", help="keep the run folders here (default: a temporary folder); "
                    "runs that finished there with the same settings are reused, not trained again")
-    p.add_argument("--out", default=str(ROOT / "bench" / "results" / "methods.md"),
-                   help="markdown table to write (default bench/results/methods.md)")
-    return p.parse_args(argv)
+    p.add_argument("--out", default="", help="markdown table to write (default bench/results/methods.md; "
+                   "bench/results/methods_shapes.md for the built-in shapes)")
+    args = p.parse_args(argv)
+    if args.eval_data is None:
+        args.eval_data = "" if has_own_test_split(args.data) else str(DEFAULT_DATA / "val")
+    if not args.out:
+        name = "methods_shapes.md" if is_builtin(args.data) else "methods.md"
+        args.out = str(ROOT / "bench" / "results" / name)
+    return args
+
+
+def is_builtin(spec: str) -> bool:
+    from engine.data import describe_spec
+
+    try:
+        return describe_spec(spec) == "builtin"
+    except Exception:  # noqa: BLE001 - an empty spec is reported later
+        return False
+
+
+def has_own_test_split(spec: str) -> bool:
+    """Built-in and torchvision train sets name their test split themselves (``eval_source``)."""
+    from engine.data import describe_spec
+
+    try:
+        kind = describe_spec(spec)
+    except Exception:  # noqa: BLE001
+        return False
+    return kind == "builtin" or (kind == "torchvision" and "@" not in spec.split(":", 2)[1])
+
+
+def eval_name(args) -> str:
+    """What the table says it scored on."""
+    if args.eval_data:
+        return Path(args.eval_data).name if not is_builtin(args.eval_data) else args.eval_data
+    return "the test split of " + (args.data if is_builtin(args.data) else Path(args.data).name)
 
 
 SAME_RUN_KEYS = ("method", "backbone", "minutes", "device", "seed", "data", "optim", "method_options")
@@ -144,7 +182,7 @@ def raw_pixels(args) -> dict:
     from engine.eval import knn_accuracy, raw_pixel_features
 
     train = load_dataset(args.data, args.image_size)
-    test = load_dataset(args.eval_data, args.image_size)
+    test = load_dataset(args.eval_data or train.eval_source, args.image_size)
     top1, top5 = knn_accuracy(raw_pixel_features(train), train.labels, raw_pixel_features(test), test.labels,
                               test.num_classes, 20, 0.07)
     return {"method": "raw_pixels", "knn_top1": top1, "knn_top5": top5, "backbone": "-"}
@@ -167,9 +205,12 @@ def own_baseline(row: dict, base: dict[str, float], default: float | None) -> fl
 def markdown(rows: list[dict], args, baseline: float | None) -> str:
     from engine.methods import METHODS
 
-    lines = [f"kNN top-1 on `{Path(args.eval_data).name}` (k=20) after {args.minutes:g} min of training per method "
-             f"on `{Path(args.data).name}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
-             f"Made by `python bench/methods.py --minutes {args.minutes:g}`.", "",
+    data = args.data if is_builtin(args.data) else Path(args.data).name
+    command = f"python bench/methods.py --minutes {args.minutes:g}" + \
+        (f" --data {args.data}" if is_builtin(args.data) else "")
+    lines = [f"kNN top-1 on `{eval_name(args)}` (k=20) after {args.minutes:g} min of training per method "
+             f"on `{data}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
+             f"Made by `{command}`.", "",
              "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init "
              "(same backbone) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -204,7 +245,7 @@ def main(argv=None) -> int:
         print(f"error: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
         return 2
     for p in (args.data, args.eval_data):
-        if ":" not in p.split("/")[0] and not Path(p).exists():
+        if p and ":" not in p.split("/")[0] and not Path(p).exists():
             print(f"error: {p} does not exist; pass --data / --eval-data", file=sys.stderr)
             return 2
     refs = ["random_init"] + ([] if args.no_supervised else ["supervised"])

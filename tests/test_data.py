@@ -10,7 +10,7 @@ from PIL import Image
 from engine.data import DataError, load_dataset
 from engine.data.base import Cancelled, stratified_split
 from engine.data.decode import decode_image
-from engine.data.shapes import SHAPES, generate_shapes
+from engine.data.shapes import BG_TONES, SHAPES, _hsv_to_rgb, generate_shapes
 
 
 def test_shapes_deterministic_and_sized():
@@ -35,6 +35,46 @@ def test_builtin_spec_has_a_disjoint_test_split():
         load_dataset("builtin:shapes:abc", 32)
     with pytest.raises(DataError, match="unknown built-in"):
         load_dataset("builtin:circles", 32)
+
+
+def _crop_colour_retrieval(images: torch.Tensor) -> float:
+    """How often the mean colour of one random crop of an image finds another crop of the same
+    image among all images: what SimCLR's views share when colour jitter is weak."""
+    from engine.augment import AugmentConfig, augment
+
+    cfg = AugmentConfig(crop_scale_min=0.4, jitter_p=0.0, gray_p=0.0)
+    x = images.float() / 255
+    a = augment(x, cfg, torch.Generator().manual_seed(1)).mean(dim=(2, 3))
+    b = augment(x, cfg, torch.Generator().manual_seed(2)).mean(dim=(2, 3))
+    nearest = torch.cdist(a, b).argmin(dim=1)
+    return (nearest == torch.arange(len(x))).float().mean().item()
+
+
+def test_shapes_shortcut_colour_makes_colour_identify_the_image():
+    """Default: a few foreground colours and background tones, independent of the class, shared by
+    many images. ``?shortcut=colour``: every image has its own colours, so colour finds the image."""
+    plain = load_dataset("builtin:shapes:400", 32)
+    short = load_dataset("builtin:shapes:400?shortcut=colour", 32)
+    assert short.source == "builtin:shapes:400?shortcut=colour" and plain.source == "builtin:shapes:400"
+    assert short.eval_source.endswith("?shortcut=colour") and "shortcut" not in plain.eval_source
+    assert torch.equal(plain.labels, short.labels) and not torch.equal(plain.images, short.images)
+    assert load_dataset(short.eval_source, 32).source == short.eval_source
+    assert load_dataset("builtin:shapes?shortcut=color", 16, max_images=50).source.endswith("?shortcut=colour")
+    found_short, found_plain = _crop_colour_retrieval(short.images), _crop_colour_retrieval(plain.images)
+    assert found_short > 0.35 and found_plain < 0.22 and found_short > 2 * found_plain
+    # the default set's backgrounds: one of a few tones each, every tone behind (nearly) every class
+    corner = plain.images[:, :, :3, :3].float().mean(dim=(2, 3))
+    tones = torch.stack([_hsv_to_rgb(torch.tensor(h), torch.tensor(s), torch.tensor(v))
+                         for h, s, v in BG_TONES]) * 255
+    dist = torch.cdist(corner, tones)
+    assert dist.min(dim=1).values.max() < 20
+    nearest = dist.argmin(dim=1)
+    for t in range(len(BG_TONES)):
+        assert len(set(plain.labels[nearest == t].tolist())) == len(SHAPES)
+    for bad, match in (("builtin:shapes:100?shortcut=texture", "shortcut must be one of"),
+                       ("builtin:shapes:100?colour", "one option")):
+        with pytest.raises(DataError, match=match):
+            load_dataset(bad, 32)
 
 
 def _save(path, arr, mode=None, fmt=None):

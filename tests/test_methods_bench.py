@@ -19,7 +19,7 @@ def test_bench_writes_the_table_and_one_json_line(tmp_path):
     assert proc.returncode == 2 and "bogus" in proc.stderr  # a typo is refused before any training
     proc = subprocess.run(
         [sys.executable, "bench/methods.py", "--minutes", "0.02", "--methods", "denoising", "--no-supervised",
-         "--data", "builtin:shapes:64", "--eval-data", "builtin:shapes:48", "--threads", "1", "--out", str(out)],
+         "--data", "builtin:shapes:64", "--threads", "1", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -30,6 +30,9 @@ def test_bench_writes_the_table_and_one_json_line(tmp_path):
     assert rows["denoising"]["steps"] > 0 and rows["random_init"]["steps"] == 0
     assert result["random_init_knn_top1"] == rows["random_init"]["knn_top1"]
     table = out.read_text()
+    # built-in data without --eval-data is scored on its own test split (200 generated test images)
+    assert result["eval_data"] == "" and "the test split of builtin:shapes:64" in table
+    assert "--data builtin:shapes:64" in table
     assert table.count("\n| ") == 4  # header + 3 rows
     for name in rows:
         assert f"| {name} |" in table

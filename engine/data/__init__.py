@@ -1,7 +1,8 @@
 """Datasets: the built-in shapes, image folders and torchvision datasets behind one spec string.
 
 ``load_dataset(spec, image_size)`` accepts:
-- ``builtin:shapes`` (``builtin:shapes:N`` for N images; ``shapes`` works too),
+- ``builtin:shapes`` (``builtin:shapes:N`` for N images; ``shapes`` works too;
+  ``builtin:shapes:N?shortcut=colour`` brings back the colour shortcut, see ``engine.data.shapes``),
 - a folder path (class sub-folders give labels; a flat folder is unlabeled),
 - ``torchvision:NAME[@SPLIT][:ROOT]`` (cifar10, cifar100, stl10, mnist, fashionmnist, svhn).
 """
@@ -28,12 +29,20 @@ def _split_spec(spec: str) -> tuple[str, str]:
         raise DataError("no dataset given; use builtin:shapes, a folder path, or torchvision:NAME[:ROOT]")
     low = spec.lower()
     if low.startswith("builtin:"):
-        return "builtin", spec[len("builtin:"):]
-    if low in BUILTIN or low.startswith("shapes:"):
-        return "builtin", spec
+        return "builtin", _query_after_colon(spec[len("builtin:"):])
+    if low in BUILTIN or low.startswith(("shapes:", "shapes?")):
+        return "builtin", _query_after_colon(spec)
     if low.startswith("torchvision:") or low.startswith("tv:"):
         return "torchvision", spec.split(":", 1)[1]
     return "folder", spec
+
+
+def _query_after_colon(rest: str) -> str:
+    """``shapes?shortcut=colour`` -> ``shapes:?shortcut=colour``: the name, a colon, then count and options."""
+    name, sep, query = rest.partition("?")
+    if sep and ":" not in name:
+        return f"{name}:?{query}"
+    return rest
 
 
 def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
@@ -45,7 +54,7 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
         raise DataError(f"image size {image_size} is out of range; choose 8 to 512 pixels")
     kind, rest = _split_spec(spec)
     if kind == "builtin":
-        from engine.data.shapes import load_shapes, parse_shapes_spec
+        from engine.data.shapes import load_shapes, parse_shapes_query
 
         name, _, count = rest.partition(":")
         name = name.strip().lower()
@@ -55,14 +64,14 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
         if name not in BUILTIN:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of: {', '.join(BUILTIN)}")
         try:
-            n = parse_shapes_spec(count.strip())
+            n, options = parse_shapes_query(count)
         except ValueError as exc:
             raise DataError(str(exc)) from None
         if max_images:
             n = min(n, max_images)
         if progress:
             progress(0, n, "generating shapes")
-        data = load_shapes(n, image_size, split=split, seed=seed)
+        data = load_shapes(n, image_size, split=split, seed=seed, shortcut=options["shortcut"])
         if progress:
             progress(n, n, "generated")
         return data

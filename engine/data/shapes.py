@@ -16,6 +16,8 @@ from engine.data.base import ImageData
 
 SHAPES = ("circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart")
 DEFAULT_COUNT = 6000
+SCALE = (0.42, 0.8)  # shape size, as a fraction of the image half-width
+SHORTCUTS = ("none", "colour")
 
 
 def _inside(kind: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -64,9 +66,45 @@ def _hsv_to_rgb(h: torch.Tensor, s: torch.Tensor, v: torch.Tensor) -> torch.Tens
     return rgb  # (..., 3)
 
 
+# Colours of the default set: a few vivid foreground hues and a few dark background tones, drawn
+# independently of each other and of the class. Many images share every combination, so colour can
+# neither name the class nor tell two images apart: the shape is what makes an image itself.
+FG_HUES = (0.0, 0.08, 0.15, 0.33, 0.55, 0.8)  # red, orange, yellow, green, blue, purple
+BG_TONES = ((0.6, 0.35, 0.3), (0.1, 0.3, 0.3), (0.0, 0.0, 0.3), (0.35, 0.3, 0.25))  # (hue, sat, value)
+
+
+def _colours(n: int, g: torch.Generator, shortcut: str, knobs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Foreground, top and bottom background colours ``(n, 3)`` each."""
+    if shortcut == "colour":
+        # every image its own colours: a foreground hue, and a background of another hue
+        fh = torch.rand(n, generator=g)
+        fs = 0.55 + 0.45 * torch.rand(n, generator=g)
+        fv = 0.55 + 0.45 * torch.rand(n, generator=g)
+        bh = torch.remainder(fh + 0.25 + 0.5 * torch.rand(n, generator=g), 1.0)
+        bs = 0.25 + 0.5 * torch.rand(n, generator=g)
+        bv = 0.25 + 0.45 * torch.rand(n, generator=g)
+        top = _hsv_to_rgb(bh, bs, bv)
+        bottom = _hsv_to_rgb(torch.remainder(bh + 0.1, 1.0), bs, bv * 0.6)
+        return _hsv_to_rgb(fh, fs, fv), top, bottom
+    hues = torch.tensor(knobs.get("fg_hues", FG_HUES))
+    fh = hues[torch.randint(len(hues), (n,), generator=g)]
+    fg = _hsv_to_rgb(fh, torch.full((n,), 0.8), torch.full((n,), 0.95))
+    tones = torch.tensor(knobs.get("bg_tones", BG_TONES))
+    t = tones[torch.randint(len(tones), (n,), generator=g)]
+    top = _hsv_to_rgb(t[:, 0], t[:, 1], t[:, 2])
+    return fg, top, top * 0.7
+
+
 def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int = 0,
-                    chunk: int = 512) -> tuple[torch.Tensor, torch.Tensor]:
-    """``count`` images ``(count, 3, S, S)`` uint8 and their labels, the same for the same seed."""
+                    chunk: int = 512, shortcut: str = "none", **knobs) -> tuple[torch.Tensor, torch.Tensor]:
+    """``count`` images ``(count, 3, S, S)`` uint8 and their labels, the same for the same seed.
+
+    ``shortcut="colour"`` gives every image its own foreground and background colours (drawn from
+    the whole colour circle), so colour alone tells any two images apart: the lesson set on which
+    SimCLR without strong colour jitter learns colour instead of shape.
+    """
+    if shortcut not in SHORTCUTS:
+        raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
     g = torch.Generator().manual_seed(int(seed))
     labels = torch.arange(count) % len(SHAPES)
     labels = labels[torch.randperm(count, generator=g)]
@@ -75,39 +113,24 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     big = image_size * ss
     lin = (torch.arange(big, dtype=torch.float32) + 0.5) / big * 2 - 1
     gy, gx = torch.meshgrid(lin, lin, indexing="ij")
+    lo, hi = knobs.get("scale", SCALE)
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
         lab = labels[start:start + n]
         # shape pose
-        scale = 0.42 + 0.38 * torch.rand(n, generator=g)
+        scale = lo + (hi - lo) * torch.rand(n, generator=g)
         margin = 1 - scale
         cx = (torch.rand(n, generator=g) * 2 - 1) * margin * 0.9
         cy = (torch.rand(n, generator=g) * 2 - 1) * margin * 0.9
         tilt = (torch.rand(n, generator=g) * 2 - 1) * math.radians(20)
-        # colours: foreground and two background colours far enough apart in value/hue
-        fh = torch.rand(n, generator=g)
-        fs = 0.55 + 0.45 * torch.rand(n, generator=g)
-        fv = 0.55 + 0.45 * torch.rand(n, generator=g)
-        bh = torch.remainder(fh + 0.25 + 0.5 * torch.rand(n, generator=g), 1.0)
-        bs = 0.15 + 0.5 * torch.rand(n, generator=g)
-        bv = 0.2 + 0.5 * torch.rand(n, generator=g)
-        fg = _hsv_to_rgb(fh, fs, fv)  # (n, 3)
-        bg1 = _hsv_to_rgb(bh, bs, bv)
-        bg2 = _hsv_to_rgb(torch.remainder(bh + 0.1, 1.0), bs, torch.clamp(bv * 0.6, 0, 1))
-        # background: vertical light gradient + oriented stripes + noise
+        fg, top, bottom = _colours(n, g, shortcut, knobs)
+        # background: the same vertical light gradient in every image (light at the top) and fine
+        # pixel noise; neither says which image it is
         x = gx.expand(n, -1, -1)
         y = gy.expand(n, -1, -1)
-        grad = ((y + 1) / 2).unsqueeze(1)  # light at the top, darker below
-        bg = bg1[:, :, None, None] * (1 - grad) + bg2[:, :, None, None] * grad
-        freq = 2 + 6 * torch.rand(n, generator=g)
-        ang = torch.rand(n, generator=g) * math.pi
-        amp = 0.04 + 0.08 * torch.rand(n, generator=g)
-        phase = torch.rand(n, generator=g) * 2 * math.pi
-        stripes = torch.sin(freq[:, None, None] * math.pi * (x * torch.cos(ang)[:, None, None]
-                                                              + y * torch.sin(ang)[:, None, None])
-                            + phase[:, None, None])
-        bg = bg + (amp[:, None, None] * stripes).unsqueeze(1)
-        bg = bg + 0.03 * torch.randn(n, 1, big, big, generator=g)
+        grad = ((y + 1) / 2).unsqueeze(1)
+        bg = top[:, :, None, None] * (1 - grad) + bottom[:, :, None, None] * grad
+        bg = bg + knobs.get("noise", 0.03) * torch.randn(n, 1, big, big, generator=g)
         # shape occupancy in local coordinates
         cos, sin = torch.cos(tilt)[:, None, None], torch.sin(tilt)[:, None, None]
         dx = (x - cx[:, None, None]) / scale[:, None, None]
@@ -127,27 +150,51 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     return out, labels
 
 
-def parse_shapes_spec(rest: str) -> int:
-    """``builtin:shapes`` or ``builtin:shapes:N`` -> N images."""
-    if not rest:
-        return DEFAULT_COUNT
+SPEC_HELP = "builtin:shapes[:N][?shortcut=colour]"
+
+
+def parse_shapes_query(rest: str) -> tuple[int, dict]:
+    """``N`` or ``N?shortcut=colour`` (either part may be empty) -> (N images, options)."""
+    rest = (rest or "").strip()
+    count, _, query = rest.partition("?")
+    count = count.strip()
+    options = {"shortcut": "none"}
+    for item in filter(None, (q.strip() for q in query.split("&"))):
+        key, sep, value = item.partition("=")
+        key, value = key.strip().lower(), value.strip().lower()
+        if key != "shortcut" or not sep:
+            raise ValueError(f"builtin:shapes has one option, shortcut=colour ({SPEC_HELP}); got {item!r}")
+        value = "colour" if value == "color" else value
+        if value not in SHORTCUTS:
+            raise ValueError(f"builtin:shapes shortcut must be one of {', '.join(SHORTCUTS)}, got {value!r}")
+        options["shortcut"] = value
+    if not count:
+        return DEFAULT_COUNT, options
     try:
-        n = int(rest)
+        n = int(count)
     except ValueError:
-        raise ValueError(f"builtin:shapes takes an image count after a colon, got {rest!r}") from None
+        raise ValueError(f"builtin:shapes takes an image count after a colon ({SPEC_HELP}), got {count!r}") from None
     if not 16 <= n <= 500_000:
         raise ValueError(f"builtin:shapes count must be between 16 and 500000, got {n}")
-    return n
+    return n, options
 
 
-def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0) -> ImageData:
+def parse_shapes_spec(rest: str) -> int:
+    """``builtin:shapes``, ``builtin:shapes:N`` or ``builtin:shapes:N?shortcut=colour`` -> N images
+    (the options are checked too)."""
+    return parse_shapes_query(rest)[0]
+
+
+def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0,
+                shortcut: str = "none") -> ImageData:
     # train and test come from different seeds so they never share an image
     split_seed = {"train": 1000 + seed, "test": 2000 + seed}[split]
-    images, labels = generate_shapes(count, image_size, split_seed)
-    eval_source = f"builtin:shapes-test:{max(200, count // 5)}" if split == "train" else ""
+    images, labels = generate_shapes(count, image_size, split_seed, shortcut=shortcut)
+    query = f"?shortcut={shortcut}" if shortcut != "none" else ""
+    eval_source = f"builtin:shapes-test:{max(200, count // 5)}{query}" if split == "train" else ""
     return ImageData(
-        name="shapes" if split == "train" else "shapes (test)",
-        source=f"builtin:shapes:{count}" if split == "train" else f"builtin:shapes-test:{count}",
+        name=("shapes" if split == "train" else "shapes (test)") + (f", {shortcut} shortcut" if query else ""),
+        source=(f"builtin:shapes:{count}" if split == "train" else f"builtin:shapes-test:{count}") + query,
         images=images,
         labels=labels,
         class_names=list(SHAPES),

@@ -46,7 +46,9 @@ class SimCLR(Method):
     summary = "Contrastive: pull two augmented views of an image together, push other images away."
     description = ("Learns features invariant to the augmentations (crop, colour, blur): strong "
                    "semantic features when the augmentations are strong. Fails without colour jitter "
-                   "(colour histograms solve the task) and needs many negatives: large batches help.")
+                   "(colour histograms solve the task) and needs many negatives: large batches help. "
+                   "See it on builtin:shapes:2000?shortcut=colour, where every image has its own colours: "
+                   "with hue jitter 0.1 the map sorts by colour, with hue and grey at 0.5 by shape.")
     paper = "Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020"
     family = "contrastive"
     backbone_kind = "any"
