@@ -26,7 +26,9 @@ def default_run_config() -> dict:
     d["optim"].update(optimizer="adamw", lr=2e-3, weight_decay=1e-4, batch_size=64)
     d["eval"].update(knn_every_epochs=1, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
                      embed_every_epochs=1)  # the embedding map follows the run live
-    d["method_options"] = {}
+    # strong hue/grey jitter and crops of at least 40%: the views must not be told apart by colour,
+    # so the encoder learns shape (README "Methods": the colour shortcut and its lesson)
+    d["method_options"] = {"augment": {"hue": 0.5, "gray_p": 0.5, "crop_scale_min": 0.4}}
     return d
 
 
