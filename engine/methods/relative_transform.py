@@ -19,7 +19,7 @@ from engine.augment import AugmentConfig, augment
 from engine.methods.base import Method, StepOutput
 from engine.methods.decoder import feature_map, map_shape
 from engine.models.heads import mlp
-from engine.params import ConfigError, param
+from engine.params import param
 from engine.pretext.affine import (
     decompose,
     describe,
@@ -47,9 +47,6 @@ class RelativeTransformConfig:
     head_hidden: int = param(256, "Hidden width of the regression head", min=8, max=8192)
     crop_scale_min: float = param(0.5, "Light random crops of view 1 (smallest area; 1: none)", min=0.05, max=1.0)
 
-    def check(self, path: str = "") -> None:
-        if self.scale_min > self.scale_max:
-            raise ConfigError(f"{path}.scale_min" if path else "scale_min", "must not exceed scale_max")
 
 
 class RelativeTransform(Method):
