@@ -80,7 +80,7 @@ def method_catalogue() -> list[dict]:
             "name": name, "title": cls.title, "summary": cls.summary, "description": cls.description,
             "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
             "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
-            "reconstruct_captions": list(getattr(cls, "reconstruct_captions", ())),
+            "reconstruct_captions": list(cls.reconstruct_captions),
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
         })
     return out

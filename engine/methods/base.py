@@ -47,6 +47,8 @@ class Method(nn.Module):
     backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
     Config: ClassVar[type] = NoOptions
+    # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
+    reconstruct_captions: ClassVar[tuple] = ()
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
         super().__init__()

@@ -41,8 +41,9 @@ def similarity_matrix(angle: torch.Tensor, scale: torch.Tensor, shift: torch.Ten
 
 def invert(m: torch.Tensor) -> torch.Tensor:
     """Inverse of ``(B, 2, 3)`` affine transforms."""
-    a_inv = torch.linalg.inv(m[:, :, :2].float())
-    return torch.cat([a_inv, -(a_inv @ m[:, :, 2:].float())], -1)
+    with torch.autocast(m.device.type, enabled=False):  # exact in float32, also inside a bf16 training step
+        a_inv = torch.linalg.inv(m[:, :, :2].float())
+        return torch.cat([a_inv, -(a_inv @ m[:, :, 2:].float())], -1)
 
 
 def decompose(m: torch.Tensor) -> dict:
