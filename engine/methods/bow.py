@@ -85,18 +85,25 @@ class BoW(Method):
         self.register_buffer("vocab", torch.zeros(cfg.words, ch))
         self.register_buffer("usage", torch.full((cfg.words,), 1.0 / cfg.words))
         self.register_buffer("vocab_ready", torch.zeros((), dtype=torch.bool))
+        # running mean of the teacher's local features, taken off before normalising: the features of a
+        # (young) network all point much the same way, and centring spreads them over the words
+        self.register_buffer("feat_mean", torch.zeros(ch))
 
     # -- the teacher's words -----------------------------------------------------------------------
     @torch.no_grad()
-    def local_features(self, x: torch.Tensor) -> torch.Tensor:
-        """The teacher's L2-normalised local features ``(B, h, w, C)``."""
+    def local_features(self, x: torch.Tensor, with_mean: bool = False):
+        """The teacher's centred, L2-normalised local features ``(B, h, w, C)`` (and, ``with_mean``, the
+        batch mean of the uncentred ones)."""
         was = self.teacher_backbone.training
         self.teacher_backbone.eval()
         try:
             f = feature_map(self.teacher_backbone, x).float()
         finally:
             self.teacher_backbone.train(was)
-        return F.normalize(f.permute(0, 2, 3, 1), dim=-1)
+        f = f.permute(0, 2, 3, 1)
+        raw_mean = f.reshape(-1, f.shape[-1]).mean(0)
+        out = F.normalize(f - (self.feat_mean if bool(self.vocab_ready) else raw_mean), dim=-1)
+        return (out, raw_mean) if with_mean else out
 
     @staticmethod
     def initial_vocab(locals_: torch.Tensor, k: int) -> torch.Tensor:
@@ -124,23 +131,28 @@ class BoW(Method):
         from engine.augment import augment
 
         original = x
-        locals_ = self.local_features(original)
+        locals_, raw_mean = self.local_features(original, with_mean=True)
         vocab = self.current_vocab(locals_)
         a = self.assign(locals_, vocab)
         hist = a.mean(dim=(1, 2))
         student = augment(x, self.view, g)
         return PretextBatch(student, hist, {"word_map": a.argmax(-1), "locals": locals_, "original": original,
-                                            "vocab": vocab})
+                                            "vocab": vocab, "raw_mean": raw_mean})
 
     @torch.no_grad()
-    def update_vocab(self, locals_: torch.Tensor, g) -> None:
+    def update_vocab(self, locals_: torch.Tensor, g, raw_mean: torch.Tensor | None = None) -> None:
         """One online k-means step: every word moves towards the mean of the locations nearest to it;
-        words unused for long are re-seeded with random locations of this batch."""
+        words unused for long are re-seeded with random locations of this batch. ``raw_mean``: the
+        batch mean of the uncentred features (the centre follows it)."""
         flat = locals_.reshape(-1, locals_.shape[-1])
         if not bool(self.vocab_ready):
             self.vocab.copy_(self.initial_vocab(locals_, self.cfg.words))
+            if raw_mean is not None:
+                self.feat_mean.copy_(raw_mean)
             self.vocab_ready.fill_(True)
             return
+        if raw_mean is not None:
+            self.feat_mean.mul_(0.99).add_(raw_mean, alpha=0.01)
         k = self.cfg.words
         near = (flat @ self.vocab.t()).argmax(1)
         counts = torch.bincount(near, minlength=k).float()
@@ -166,7 +178,7 @@ class BoW(Method):
         with torch.no_grad():
             ent = -(target * target.clamp(min=1e-12).log()).sum(1).mean()
             words_used = (batch.meta["word_map"].flatten().bincount(minlength=self.cfg.words) > 0).float().sum()
-        self.update_vocab(batch.meta["locals"], g)
+        self.update_vocab(batch.meta["locals"], g, batch.meta["raw_mean"])
         return StepOutput(loss, {"target_entropy": ent, "words_used": words_used})
 
     def after_step(self, progress):
