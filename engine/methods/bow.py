@@ -35,7 +35,8 @@ class BoWConfig:
     assign_temp: float = param(0.0, "How a location is assigned to the words: 0 = hard, the nearest word (BoWNet; "
                                     "kNN 0.318 against 0.305 soft after 78 CPU steps), else a softmax over cosine "
                                     "similarities at this temperature (OBoW-like)", min=0.0, max=1.0)
-    vocab_momentum: float = param(0.99, "EMA rate of the online k-means update of the words", min=0.0, max=1.0)
+    vocab_momentum: float = param(0.99, "EMA rate of the online k-means update of the words (1: the words stay "
+                                        "where the first batch put them)", min=0.0, max=1.0)
     momentum: float = param(0.99, "Base momentum of the teacher (raised to 1 along a cosine; 1: the teacher stays "
                                   "the random init and the vocabulary its k-means)", min=0.0, max=1.0)
     views: str = param("simclr", "Augmentation recipe of the student's perturbed view", choices=("simclr", "byol",
@@ -152,6 +153,8 @@ class BoW(Method):
             if raw_mean is not None:
                 self.feat_mean.copy_(raw_mean)
             self.vocab_ready.fill_(True)
+            return
+        if self.cfg.vocab_momentum >= 1:
             return
         if raw_mean is not None:
             self.feat_mean.mul_(0.99).add_(raw_mean, alpha=0.01)
