@@ -35,7 +35,12 @@ SMALL = {
     "mae": {"decoder_dim": 32, "decoder_depth": 1},
     "multitask": {"tasks": {"context": 1.0, "rotnet": 0.5, "denoising": 1.0},
                   "task_options": {"denoising": {"decoder_width": 16}}},
-    **{n: {"decoder_width": 16} for n in ("colorization", "inpainting", "denoising", "superres")},
+    **{n: {"decoder_width": 16} for n in ("colorization", "inpainting", "denoising", "superres", "split_brain")},
+    "exemplar": {"copies": 3, "proj_hidden": 32, "proj_dim": 16},
+    "relative_transform": {"head_hidden": 32},
+    "counting": {"count_dim": 16, "head_hidden": 32},
+    "bow": {"words": 16, "head_hidden": 32},
+    "ssgan": {"z_dim": 16, "gen_width": 8},
 }
 
 
@@ -100,7 +105,8 @@ def test_training_steps_are_finite_and_change_the_encoder(name):
 # DINO's loss is a cross-entropy to a moving target: on one fixed batch of noise the centre soon
 # equals the teacher's output and the target flattens, so its loss may rise while the student
 # learns. With the teacher and the centre held still, the student's loss must fall.
-LOSS_OPTIONS = {"dino": {"momentum": 1.0, "momentum_schedule": False, "center_momentum": 1.0}}
+LOSS_OPTIONS = {"dino": {"momentum": 1.0, "momentum_schedule": False, "center_momentum": 1.0},
+                "bow": {"momentum": 1.0, "vocab_momentum": 1.0}}  # BoW's targets move with teacher and words too
 
 
 @pytest.mark.parametrize("name", TRAINABLE)
@@ -144,7 +150,8 @@ def test_preview_rows_have_images(name):
     assert m.paper
 
 
-@pytest.mark.parametrize("name", ["colorization", "inpainting", "denoising", "superres", "mae", "multitask"])
+@pytest.mark.parametrize("name", ["colorization", "inpainting", "denoising", "superres", "mae", "multitask",
+                                  "split_brain", "ssgan"])
 def test_reconstruction_methods_show_input_and_output(name):
     options = {"tasks": {"inpainting": 1.0, "rotnet": 1.0},
                "task_options": {"inpainting": {"decoder_width": 16}}} if name == "multitask" else None

@@ -4,21 +4,27 @@ from __future__ import annotations
 
 from engine.methods.barlow_twins import BarlowTwins
 from engine.methods.base import DataInfo, Method, StepOutput
+from engine.methods.bow import BoW
 from engine.methods.byol import BYOL
 from engine.methods.colorization import Colorization
 from engine.methods.context import ContextPrediction
+from engine.methods.counting import Counting
 from engine.methods.cpc import CPC
 from engine.methods.denoising import Denoising
 from engine.methods.dino import DINO
+from engine.methods.exemplar import Exemplar
 from engine.methods.inpainting import Inpainting
 from engine.methods.jigsaw import Jigsaw
 from engine.methods.mae import MAE
 from engine.methods.moco import MoCo
 from engine.methods.multitask import MultiTask
 from engine.methods.random_init import RandomInit
+from engine.methods.relative_transform import RelativeTransform
 from engine.methods.rotnet import RotNet
 from engine.methods.simclr import SimCLR
 from engine.methods.simsiam import SimSiam
+from engine.methods.split_brain import SplitBrain
+from engine.methods.ssgan import SSGAN
 from engine.methods.superres import SuperRes
 from engine.methods.supervised import Supervised
 from engine.methods.vicreg import VICReg
@@ -28,17 +34,23 @@ METHODS: dict[str, type[Method]] = {
     "rotnet": RotNet,
     "jigsaw": Jigsaw,
     "context": ContextPrediction,
+    "relative_transform": RelativeTransform,
+    "counting": Counting,
     "colorization": Colorization,
+    "split_brain": SplitBrain,
     "inpainting": Inpainting,
     "denoising": Denoising,
     "superres": SuperRes,
     "mae": MAE,
+    "ssgan": SSGAN,
     "simclr": SimCLR,
     "moco": MoCo,
     "cpc": CPC,
+    "exemplar": Exemplar,
     "byol": BYOL,
     "simsiam": SimSiam,
     "dino": DINO,
+    "bow": BoW,
     "barlow_twins": BarlowTwins,
     "vicreg": VICReg,
     "multitask": MultiTask,
@@ -73,6 +85,7 @@ def method_catalogue() -> list[dict]:
             "name": name, "title": cls.title, "summary": cls.summary, "description": cls.description,
             "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
             "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
+            "reconstruct_captions": list(cls.reconstruct_captions),
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
         })
     return out

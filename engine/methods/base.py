@@ -48,6 +48,8 @@ class Method(nn.Module):
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
     bound: ClassVar[str] = ""  # "upper" / "lower": the evaluation protocol's reference encoder it trains
     Config: ClassVar[type] = NoOptions
+    # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
+    reconstruct_captions: ClassVar[tuple] = ()
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
         super().__init__()

@@ -1,0 +1,115 @@
+"""Counting visual primitives: the features of an image's 4 tiles add up to those of the whole.
+
+Noroozi, Pirsiavash, Favaro. "Representation Learning by Learning to Count", ICCV 2017. A
+counting vector ``phi`` (non-negative: a ReLU head on the encoder) must satisfy
+``phi(D x) = sum_i phi(T_i x)`` for the down-scaled image ``D x`` and its 2x2 tiles ``T_i x``;
+a contrastive term ``max(0, M - |phi(D y) - sum_i phi(T_i x)|^2)`` against another image ``y``
+rules out the trivial all-zero counts. The loss is both terms, in squared distances summed over
+the counting vector and averaged over the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import AugmentConfig, augment
+from engine.methods.base import Method, StepOutput
+from engine.models.heads import mlp
+from engine.params import param
+from engine.pretext.counting import counting_tiles
+
+
+@dataclass
+class CountingConfig:
+    count_dim: int = param(256, "Length of the counting vector (the paper: 1000)", min=2, max=8192)
+    head_hidden: int = param(512, "Hidden width of the counting head (0: linear)", min=0, max=8192)
+    margin: float = param(10.0, "Margin M of the contrastive term (the paper: 10)", min=0.0, max=1000.0)
+    input_size: str = param("image", "Size the tiles and the down-scaled image are fed at: the image's own size "
+                                     "(scaled back up, as the encoder is evaluated) or half of it (the paper's "
+                                     "tile size)", choices=("image", "half"))
+    crop_scale_min: float = param(0.5, "Light random crops and flips first (smallest area; 1: none)", min=0.05,
+                                  max=1.0)
+    jitter_p: float = param(0.0, "Colour jitter before tiling (the same for tiles and whole; 0: off)", min=0.0,
+                            max=1.0)
+
+
+class Counting(Method):
+    name = "counting"
+    title = "Counting (tile features sum to the whole)"
+    summary = "Transformation prediction: the counts of an image's 4 tiles must add up to the down-scaled image's."
+    description = ("Learns features that behave like counts of visual primitives (parts, textures, edges): "
+                   "invariant to scaling, additive over tiles. The contrastive term only says that different "
+                   "images differ, so counts of colour or brightness already satisfy it (low-level solutions); "
+                   "tiles cut objects in pieces whose parts do not always add up, and the encoder trains on "
+                   "tiles and down-scaled images rather than whole ones.")
+    paper = "Noroozi et al., Representation Learning by Learning to Count, ICCV 2017"
+    family = "transformation"
+    backbone_kind = "any"
+    preview_kind = "counting"
+    Config = CountingConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        d = backbone.feature_dim
+        blocks = [(d, cfg.head_hidden, True, True), (cfg.head_hidden, cfg.count_dim, False, False)] \
+            if cfg.head_hidden else [(d, cfg.count_dim, False, False)]
+        self.head = mlp(blocks)
+        self.pre = AugmentConfig(crop=cfg.crop_scale_min < 1.0, crop_scale_min=cfg.crop_scale_min,
+                                 jitter_p=cfg.jitter_p, gray_p=0.0)
+        size = info.image_size
+        if getattr(backbone, "kind", "") == "vit":  # a ViT takes only the size it was built for
+            self.out_size = size
+        else:
+            self.out_size = size if cfg.input_size == "image" else None
+
+    def make_batch(self, x, g, preview=False):
+        return counting_tiles(augment(x, self.pre, g), self.out_size)
+
+    def counts(self, batch) -> dict:
+        """Counting vectors: ``tiles`` ``(B, 4, D)``, ``down`` and ``other`` ``(B, D)``."""
+        tiles, down, other = batch.inputs
+        b = down.shape[0]
+        flat = torch.cat([tiles.flatten(0, 1), down, other])
+        phi = F.relu(self.head(self.backbone(flat))).float()
+        return {"tiles": phi[:4 * b].view(b, 4, -1), "down": phi[4 * b:5 * b], "other": phi[5 * b:]}
+
+    def loss_terms(self, c: dict) -> dict:
+        total = c["tiles"].sum(1)
+        d_pos = (c["down"] - total).pow(2).sum(1)
+        d_neg = (c["other"] - total).pow(2).sum(1)
+        return {"sum": d_pos.mean(), "contrast": F.relu(self.cfg.margin - d_neg).mean(), "d_pos": d_pos,
+                "d_neg": d_neg}
+
+    def training_step(self, x, labels, g):
+        t = self.loss_terms(self.counts(self.make_batch(x, g)))
+        return StepOutput(t["sum"] + t["contrast"], {
+            "sum_term": t["sum"].detach(), "contrast_term": t["contrast"].detach(),
+            "pretext_acc": (t["d_pos"] < t["d_neg"]).float().mean()})
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        tiles, down, other = batch.inputs
+        img = to_uint8(batch.meta["image"])
+        t8 = [to_uint8(tiles[:, k]) for k in range(4)]
+        d8, o8 = to_uint8(down), to_uint8(other)
+        names = ("top-left", "top-right", "bottom-left", "bottom-right")
+        colors = ("#ff4040", "#40a0ff", "#40ff80", "#ffd040")
+        boxes = [(*(int(v) for v in batch.meta["boxes"][k]), colors[k], str(k + 1)) for k in range(4)]
+        rows = []
+        for i in range(x.shape[0]):
+            j = int(batch.meta["other_index"][i])
+            rows.append(PreviewRow(f"image {i + 1}", [PreviewTile(img[i], "image (after crop and flip)", boxes=boxes)]
+                                   + [PreviewTile(t8[k][i], f"tile {k + 1} ({names[k]})") for k in range(4)]
+                                   + [PreviewTile(d8[i], "down-scaled whole: its counts = the sum of the 4 tiles'"),
+                                      PreviewTile(o8[i], f"another image (image {j + 1}): its counts must differ")]))
+        return rows

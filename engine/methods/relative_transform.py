@@ -1,0 +1,138 @@
+"""Relative transformation prediction (AET): regress the transformation between two views.
+
+Zhang, Qi, Wang, Luo. "AET vs. AED: Unsupervised Representation Learning by Auto-Encoding
+Transformations rather than Data", CVPR 2019. View 1 is the image (lightly cropped and flipped);
+view 2 is view 1 under a random rotation, scaling and shift. The shared encoder sees both and a
+head regresses the transformation's 2x3 matrix ``[A | t]`` (which maps view 1's coordinates onto
+view 2's, in the normalised coordinates of :mod:`engine.pretext.affine`) by mean squared error.
+Regressing the matrix instead of the angle keeps the target continuous over the whole circle.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import AugmentConfig, augment
+from engine.methods.base import Method, StepOutput
+from engine.methods.decoder import feature_map, map_shape
+from engine.models.heads import mlp
+from engine.params import param
+from engine.pretext.affine import (
+    decompose,
+    describe,
+    grid_overlay,
+    random_similarity,
+    similarity_matrix,
+    warp,
+)
+from engine.pretext.base import PretextBatch
+
+
+@dataclass
+class RelativeTransformConfig:
+    max_angle: float = param(180.0, "Largest rotation between the views in degrees (AET: the whole circle)",
+                             min=0.0, max=180.0)
+    scale_min: float = param(0.8, "Smallest scaling between the views", min=0.3, max=1.0)
+    scale_max: float = param(1.25, "Largest scaling between the views", min=1.0, max=3.0)
+    max_shift: float = param(0.2, "Largest shift between the views, as a fraction of the image side", min=0.0,
+                             max=0.5)
+    padding: str = param("reflection", "What view 2 shows where it leaves view 1 (black corners tell the angle "
+                                        "away more easily than mirrored ones)", choices=("reflection", "zeros", "border"))
+    head_input: str = param("map", "What the head compares: both views' spatial feature maps (where things moved) "
+                                   "or their pooled feature vectors (AET's global features; shifts are hard to "
+                                   "see after pooling)", choices=("map", "pooled"))
+    head_hidden: int = param(256, "Hidden width of the regression head", min=8, max=8192)
+    crop_scale_min: float = param(0.5, "Light random crops of view 1 (smallest area; 1: none)", min=0.05, max=1.0)
+
+
+
+class RelativeTransform(Method):
+    name = "relative_transform"
+    title = "Relative transformation (AET)"
+    summary = "Transformation prediction: regress the rotation, scale and shift that map one view onto another."
+    description = ("Learns how image content is laid out and oriented: to tell how far a view turned or moved, the "
+                   "encoder must find the same structures in both views. Regressing a rotation needs a canonical "
+                   "orientation (as RotNet); scale and shift can be read from low-level cues (borders, padding, "
+                   "texture density), so the features are less semantic than a classifier's, and the encoder "
+                   "sees warped images with filled corners that evaluation never shows.")
+    paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
+    family = "transformation"
+    backbone_kind = "any"
+    preview_kind = "relative_transform"
+    Config = RelativeTransformConfig
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 5e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        if cfg.head_input == "map":
+            ch, side = map_shape(backbone, info.image_size)
+            d_in = 2 * ch * side * side
+        else:
+            d_in = 2 * backbone.feature_dim
+        self.head = mlp([(d_in, cfg.head_hidden, True, True), (cfg.head_hidden, 6, False, False)])
+        self.pre = AugmentConfig(crop=cfg.crop_scale_min < 1.0, crop_scale_min=cfg.crop_scale_min, jitter_p=0.0,
+                                 gray_p=0.0)
+
+    def make_batch(self, x, g, preview=False):
+        """Inputs (view 1, view 2); targets ``(B, 6)``: the flattened 2x3 matrix ``[A | t]`` with
+        ``view2 = warp(view1, A, t)`` (see :func:`engine.pretext.affine.warp`)."""
+        v1 = augment(x, self.pre, g)
+        c = self.cfg
+        sim = random_similarity(x.shape[0], g, x.device, c.max_angle, (c.scale_min, c.scale_max), c.max_shift)
+        m = similarity_matrix(**sim)
+        v2 = warp(v1, m.to(v1.dtype), padding=c.padding).clamp(0, 1)
+        return PretextBatch((v1, v2), m.flatten(1), {"angle": sim["angle"].cpu(), "scale": sim["scale"].cpu(),
+                                                     "shift": sim["shift"].cpu(), "padding": c.padding})
+
+    def features(self, v1, v2):
+        both = torch.cat([v1, v2])
+        if self.cfg.head_input == "map":
+            f = feature_map(self.backbone, both).flatten(1)
+        else:
+            f = self.backbone(both)
+        f1, f2 = f.chunk(2)
+        return torch.cat([f1, f2], 1)
+
+    def predict(self, v1, v2) -> torch.Tensor:
+        return self.head(self.features(v1, v2)).float()
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        pred = self.predict(*batch.inputs)
+        loss = F.mse_loss(pred, batch.targets.float())
+        with torch.no_grad():
+            dp, dt = decompose(pred.view(-1, 2, 3)), decompose(batch.targets.view(-1, 2, 3))
+            ang = (dp["angle"] - dt["angle"] + 180) % 360 - 180
+        return StepOutput(loss, {"angle_err_deg": ang.abs().mean(),
+                                 "scale_err": (dp["scale"] - dt["scale"]).abs().mean(),
+                                 "shift_err_px": (dp["shift"] - dt["shift"]).norm(dim=1).mean() * x.shape[-1]})
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        v1, v2 = batch.inputs
+        m = batch.targets.view(-1, 2, 3)
+        drawn = warp(grid_overlay(v1), m.to(v1.dtype), padding=self.cfg.padding)
+        a, b, c = to_uint8(v1), to_uint8(v2), to_uint8(drawn)
+        g1 = to_uint8(grid_overlay(v1))
+        size = x.shape[-1]
+        rows = []
+        for i in range(x.shape[0]):
+            t = m[i].tolist()
+            numbers = f"target [{t[0][0]:+.2f} {t[0][1]:+.2f} {t[0][2]:+.2f} / {t[1][0]:+.2f} {t[1][1]:+.2f} {t[1][2]:+.2f}]"
+            what = describe(float(batch.meta["angle"][i]), float(batch.meta["scale"][i]), batch.meta["shift"][i], size)
+            rows.append(PreviewRow(f"image {i + 1}", [
+                PreviewTile(a[i], "view 1 (after crop and flip)"),
+                PreviewTile(b[i], f"view 2: {what}"),
+                PreviewTile(g1[i], "view 1 with a grid"),
+                PreviewTile(c[i], f"the grid carried into view 2; {numbers}"),
+            ]))
+        return rows

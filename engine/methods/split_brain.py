@@ -1,0 +1,147 @@
+"""Split-brain autoencoder: one half predicts colour (ab) from lightness (L), the other L from ab.
+
+Zhang, Isola, Efros. "Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel
+Prediction", CVPR 2017. The paper splits the network's channels into two disjoint sub-networks,
+one per direction, and the representation is both halves together.
+
+Here the workbench evaluates, exports and reloads one backbone of a registered architecture, so
+the split is made on its output: the first half of the encoder's feature channels (computed from
+the L split) predicts ab, the second half (computed from the ab split) predicts L; the layers
+below are shared by both directions. The pooled representation holds both halves. Each direction
+has its own small decoder and predicts at ``1/out_stride`` of the image size, by classification
+over quantised values (the paper's choice: ab in the 313 in-gamut bins of colorization, L in
+``l_bins`` bins) or by regression.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from engine.augment import AugmentConfig, augment
+from engine.methods.base import Method, StepOutput
+from engine.methods.decoder import UpDecoder, feature_map, map_shape
+from engine.params import param
+from engine.pretext.color import AB_RANGE, ab_bins, decode_ab, lab_to_rgb
+from engine.pretext.split import AB_VIEW_L, split_brain
+
+
+@dataclass
+class SplitBrainConfig:
+    mode: str = param("classification", "Predict distributions over quantised values (the paper) or regress "
+                                        "the values", choices=("classification", "regression"))
+    l_bins: int = param(50, "Lightness bins of the ab -> L direction (classification)", min=2, max=100)
+    out_stride: int = param(4, "The predictions are this many times smaller than the image", choices=(1, 2, 4))
+    decoder_width: int = param(128, "Channels of each decoder's first layer (halved at each upsampling)", min=8,
+                               max=2048)
+    crop_scale_min: float = param(0.35, "Light random crops and flips first (smallest area; 1: none)", min=0.05,
+                                  max=1.0)
+
+
+class SplitBrain(Method):
+    name = "split_brain"
+    title = "Split-brain autoencoder"
+    summary = "Reconstruction: half the features predict colour from lightness, the other half lightness from colour."
+    description = ("Learns what things are from two directions: shape and texture explain colour (as colorization), "
+                   "colour layout explains lightness (shading, what is bright). Each half sees only its channels "
+                   "while training and whole RGB images at evaluation (a train-eval gap); ab -> L is easy "
+                   "from colour edges and teaches less than L -> ab; ambiguous colours still average to grey "
+                   "without the classification loss.")
+    paper = "Zhang et al., Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction, CVPR 2017"
+    family = "reconstruction"
+    backbone_kind = "any"
+    preview_kind = "split_brain"
+    Config = SplitBrainConfig
+    reconstruct_captions = ("original", "the L split the encoder saw", "L from ab, ab from L: both predictions")
+
+    @classmethod
+    def run_defaults(cls) -> dict:
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
+
+    def __init__(self, cfg, backbone, info):
+        super().__init__(cfg, backbone, info)
+        ch, side = map_shape(backbone, info.image_size)
+        self.half = ch // 2
+        self.register_buffer("bins", ab_bins().clone(), persistent=False)
+        classify = cfg.mode == "classification"
+        self.target_size = max(1, info.image_size // cfg.out_stride)
+        self.to_ab = UpDecoder(self.half, side, self.target_size, len(self.bins) if classify else 2, cfg.decoder_width)
+        self.to_l = UpDecoder(ch - self.half, side, self.target_size, cfg.l_bins if classify else 1, cfg.decoder_width)
+        self.aug = AugmentConfig(crop=cfg.crop_scale_min < 1.0, crop_scale_min=cfg.crop_scale_min, jitter_p=0.0,
+                                 gray_p=0.0)
+
+    def split(self, x):
+        return split_brain(x, self.target_size, self.cfg.mode, self.bins, self.cfg.l_bins)
+
+    def make_batch(self, x, g, preview=False):
+        return self.split(augment(x, self.aug, g))
+
+    def predict(self, l_split, ab_split):
+        """Raw outputs of both directions: (ab from the L split, L from the ab split)."""
+        f_l = feature_map(self.backbone, l_split)
+        f_ab = feature_map(self.backbone, ab_split)
+        return self.to_ab(f_l[:, :self.half]).float(), self.to_l(f_ab[:, self.half:]).float()
+
+    def training_step(self, x, labels, g):
+        batch = self.make_batch(x, g)
+        ab_out, l_out = self.predict(*batch.inputs)
+        ab_t, l_t = batch.targets
+        if self.cfg.mode == "regression":
+            ab_loss = F.mse_loss(torch.tanh(ab_out), ab_t.float())
+            l_loss = F.mse_loss(torch.sigmoid(l_out), l_t.float())
+            return StepOutput(ab_loss + l_loss, {"ab_loss": ab_loss.detach(), "l_loss": l_loss.detach()})
+        ab_loss = -(ab_t.float() * F.log_softmax(ab_out, 1)).sum(1).mean()
+        l_loss = F.cross_entropy(l_out, l_t)
+        return StepOutput(ab_loss + l_loss, {"ab_loss": ab_loss.detach(), "l_loss": l_loss.detach(),
+                                             "ab_acc": (ab_out.argmax(1) == batch.meta["bins"]).float().mean(),
+                                             "l_acc": (l_out.argmax(1) == l_t).float().mean()})
+
+    def predicted_lab(self, l_split, ab_split, size) -> torch.Tensor:
+        ab_out, l_out = self.predict(l_split, ab_split)
+        if self.cfg.mode == "regression":
+            ab, lum = torch.tanh(ab_out) * AB_RANGE, torch.sigmoid(l_out) * 100
+        else:
+            ab = decode_ab(ab_out, self.bins)
+            width = 100.0 / self.cfg.l_bins
+            centres = (torch.arange(self.cfg.l_bins, device=l_out.device) + 0.5) * width
+            lum = torch.einsum("bqhw,q->bhw", l_out.softmax(1), centres).unsqueeze(1)
+        lab = torch.cat([lum, ab], 1)
+        return F.interpolate(lab, size=size, mode="bilinear", align_corners=False)
+
+    @torch.no_grad()
+    def reconstruct(self, x, g):
+        batch = self.split(x)
+        return batch.inputs[0], lab_to_rgb(self.predicted_lab(*batch.inputs, x.shape[-2:]))
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
+
+        batch = self.make_batch(x, g, preview=True)
+        lab = batch.meta["lab"]
+        size = x.shape[-2:]
+        src = to_uint8(lab_to_rgb(lab))
+        l_split, ab_split = (to_uint8(t) for t in batch.inputs)
+        flat = torch.full_like(lab[:, :1], AB_VIEW_L)
+        if self.cfg.mode == "classification":
+            q_ab = self.bins[batch.meta["bins"]].permute(0, 3, 1, 2)
+            width = 100.0 / self.cfg.l_bins
+            q_l = (batch.targets[1].unsqueeze(1).float() + 0.5) * width
+            cap_ab, cap_l = f"target of the L half: ab in {len(self.bins)} bins", f"target of the ab half: L in {self.cfg.l_bins} bins"
+        else:
+            q_ab, q_l = batch.meta["ab"], batch.meta["L"]
+            cap_ab, cap_l = "target of the L half: ab values", "target of the ab half: L values"
+        q_ab = F.interpolate(q_ab, size=size, mode="nearest")
+        q_l = F.interpolate(q_l, size=size, mode="nearest")
+        t_ab = to_uint8(lab_to_rgb(torch.cat([flat, q_ab], 1)))
+        t_l = to_uint8((q_l / 100).clamp(0, 1).expand(-1, 3, -1, -1))
+        return [PreviewRow(f"image {i + 1}", [
+            PreviewTile(src[i], "image (after crop and flip)"),
+            PreviewTile(l_split[i], "split 1: lightness L (input of the first half)"),
+            PreviewTile(t_ab[i], f"{cap_ab} (shown at L={AB_VIEW_L:g})"),
+            PreviewTile(ab_split[i], f"split 2: colour ab at L={AB_VIEW_L:g} (input of the second half)"),
+            PreviewTile(t_l[i], cap_l),
+        ]) for i in range(x.shape[0])]
+

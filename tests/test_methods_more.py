@@ -1,0 +1,290 @@
+"""Issue 14's methods: exemplar, relative_transform, split_brain, counting, bow, ssgan. Their
+targets say what was really done to the images (steps, loss and previews of every registered
+method are covered by test_methods_catalogue)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from engine.methods import METHODS, DataInfo, method_catalogue
+from engine.models.backbones import SmallCNN
+from engine.params import from_dict
+from engine.pretext.affine import decompose, random_similarity, similarity_matrix, warp
+from engine.pretext.base import generator_for
+from engine.pretext.color import AB_RANGE, rgb_to_lab
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
+
+NEW = ("exemplar", "relative_transform", "split_brain", "counting", "bow", "ssgan")
+
+
+def build(name, **options):
+    torch.manual_seed(0)
+    cls = METHODS[name]
+    cfg = from_dict(cls.Config, options, "method_options")
+    return cls(cfg, SmallCNN(widths=(8, 16, 32, 32)), DataInfo(image_size=32))
+
+
+def images(n=8, seed=0, size=32):
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def test_all_six_are_registered_with_their_texts():
+    cat = {c["name"]: c for c in method_catalogue()}
+    for name in NEW:
+        c = cat[name]
+        assert c["trains"] and c["description"] and c["paper"] and c["options"] is not None
+    assert cat["ssgan"]["reconstruct_captions"][2] == "what the generator draws"
+    assert cat["rotnet"]["reconstruct_captions"] == []
+
+
+# -- affine warps ----------------------------------------------------------------------------------
+def test_similarity_warp_of_90_degrees_is_rot90_and_decompose_inverts_it():
+    x = images(2, size=8)
+    m = similarity_matrix(torch.tensor([90.0, 90.0]), torch.ones(2), torch.zeros(2, 2))
+    torch.testing.assert_close(warp(x, m), torch.rot90(x, 1, dims=(2, 3)), atol=1e-5, rtol=0)
+    p = random_similarity(64, generator_for(1), "cpu", 180.0, (0.7, 1.4), 0.3)
+    d = decompose(similarity_matrix(**p))
+    torch.testing.assert_close(d["angle"], p["angle"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(d["scale"], p["scale"], atol=1e-5, rtol=0)
+    torch.testing.assert_close(d["shift"], p["shift"], atol=1e-6, rtol=0)
+
+
+# -- relative transformation -----------------------------------------------------------------------
+def _blob(n, size=32):
+    """Images with one bright Gaussian blob each, away from the centre (an orientation to track)."""
+    ys, xs = torch.meshgrid(torch.arange(size).float(), torch.arange(size).float(), indexing="ij")
+    g = torch.Generator().manual_seed(5)
+    c = 10 + 12 * torch.rand(n, 2, generator=g)
+    blob = torch.exp(-((xs - c[:, 0, None, None]) ** 2 + (ys - c[:, 1, None, None]) ** 2) / (2 * 1.5 ** 2))
+    return blob.unsqueeze(1).expand(n, 3, size, size).contiguous()
+
+
+def _centroid(img):
+    """Centre of mass of channel 0 in normalised coordinates (x, y) in [-1, 1]."""
+    w = img[:, 0].clamp(min=0) ** 2
+    size = img.shape[-1]
+    coords = (torch.arange(size).float() + 0.5) / size * 2 - 1
+    tot = w.sum((1, 2))
+    return torch.stack([(w.sum(1) * coords).sum(1) / tot, (w.sum(2) * coords).sum(1) / tot], 1)
+
+
+def test_relative_transform_targets_map_view1_onto_view2():
+    m = build("relative_transform", crop_scale_min=1.0, max_shift=0.1, scale_min=0.9, scale_max=1.1,
+              padding="zeros")
+    x = _blob(16)
+    batch = m.make_batch(x, generator_for(3))
+    v1, v2 = batch.inputs
+    mat = batch.targets.view(-1, 2, 3)
+    c1, c2 = _centroid(v1), _centroid(v2)
+    where = torch.einsum("bij,bj->bi", mat[:, :, :2], c1) + mat[:, :, 2]  # the target carries the blob here
+    assert (where - c2).abs().max() < 2.0 / 32  # within a pixel (normalised units: 2 = the side)
+    d = decompose(mat)
+    torch.testing.assert_close(d["angle"], batch.meta["angle"], atol=1e-3, rtol=0)
+    torch.testing.assert_close(d["scale"], batch.meta["scale"], atol=1e-5, rtol=0)
+    assert batch.meta["angle"].abs().max() > 90  # the whole circle by default
+
+
+# -- split-brain -----------------------------------------------------------------------------------
+@pytest.mark.parametrize("mode", ["regression", "classification"])
+def test_split_brain_targets_are_the_other_channels(mode):
+    m = build("split_brain", mode=mode, crop_scale_min=1.0, out_stride=2, decoder_width=16)
+    x = images(4)
+    batch = m.split(x)
+    lab = rgb_to_lab(x)
+    l_split, ab_split = batch.inputs
+    # split 1 is lightness only: three equal channels holding L / 100
+    torch.testing.assert_close(l_split[:, 0], (lab[:, 0] / 100).clamp(0, 1), atol=1e-5, rtol=0)
+    assert torch.equal(l_split[:, 0], l_split[:, 1]) and torch.equal(l_split[:, 1], l_split[:, 2])
+    # split 2 is colour only: constant lightness, the image's ab (where in gamut)
+    lab2 = rgb_to_lab(ab_split)
+    assert (lab2[:, 0] - 65).abs().median() < 1.0
+    ab_t, l_t = batch.targets
+    pooled = F.adaptive_avg_pool2d(lab, 16)
+    if mode == "regression":
+        torch.testing.assert_close(ab_t * AB_RANGE, pooled[:, 1:], atol=1e-3, rtol=0)  # L's target: ab
+        torch.testing.assert_close(l_t * 100, pooled[:, :1], atol=1e-3, rtol=0)  # ab's target: L
+    else:
+        assert torch.equal(l_t, (pooled[:, 0] / 2).floor().clamp(0, 49).long())  # 50 bins of 2 units
+        assert torch.equal(ab_t.argmax(1), batch.meta["bins"])
+        torch.testing.assert_close(ab_t.sum(1), torch.ones_like(ab_t[:, 0]))
+
+
+def test_split_brain_halves_see_only_their_own_split():
+    m = build("split_brain", decoder_width=16).eval()
+    x, y = images(2, seed=1), images(2, seed=2)
+    bx, by = m.split(x), m.split(y)
+    ab_from_l, l_from_ab = m.predict(bx.inputs[0], bx.inputs[1])
+    ab_from_l2, l_from_ab2 = m.predict(bx.inputs[0], by.inputs[1])  # another colour split
+    torch.testing.assert_close(ab_from_l, ab_from_l2)  # the L half ignores colour
+    assert not torch.allclose(l_from_ab, l_from_ab2)
+    seen, recon = m.reconstruct(x, generator_for(0))
+    assert seen.shape == recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
+
+
+# -- counting --------------------------------------------------------------------------------------
+@pytest.mark.parametrize("input_size", ["half", "image"])
+def test_counting_tiles_down_scaled_image_and_shapes(input_size):
+    from engine.pretext.tiles import assemble_tiles
+
+    m = build("counting", input_size=input_size, crop_scale_min=1.0, count_dim=16, head_hidden=32)
+    x = images(5)
+    batch = m.make_batch(x, generator_for(0))
+    tiles, down, other = batch.inputs
+    s = 16 if input_size == "half" else 32
+    assert tiles.shape == (5, 4, 3, s, s) and down.shape == other.shape == (5, 3, s, s)
+    img = batch.meta["image"]  # the image after the (flip-only) augmentation
+    if input_size == "half":
+        torch.testing.assert_close(assemble_tiles(tiles, 2), img)
+        torch.testing.assert_close(down, F.avg_pool2d(img, 2))
+    assert torch.equal(other, down[torch.tensor([1, 2, 3, 4, 0])])
+    c = m.counts(batch)
+    assert c["tiles"].shape == (5, 4, 16) and c["down"].shape == c["other"].shape == (5, 16)
+    assert (c["tiles"] >= 0).all() and (c["down"] >= 0).all()  # counts are non-negative
+
+
+def test_counting_contrastive_term_separates_different_images():
+    m = build("counting", count_dim=16, head_hidden=32, margin=10.0)
+    batch = m.make_batch(images(6), generator_for(0))
+    c = m.counts(batch)
+    t = m.loss_terms(c)
+    total = c["tiles"].sum(1)
+    assert (t["d_neg"] > 0).all()  # different images: different counts
+    torch.testing.assert_close(t["d_neg"], (c["other"] - total).pow(2).sum(1))
+    torch.testing.assert_close(t["contrast"], F.relu(10.0 - t["d_neg"]).mean())
+    zero = {k: torch.zeros_like(v) for k, v in c.items()}  # the trivial all-zero counts
+    tz = m.loss_terms(zero)
+    assert float(tz["sum"]) == 0.0 and float(tz["contrast"]) == pytest.approx(10.0)
+
+
+# -- bag of words ----------------------------------------------------------------------------------
+@pytest.mark.parametrize("assign_temp", [0.0, 0.05])
+def test_bow_histograms_sum_to_one_and_count_the_word_map(assign_temp):
+    m = build("bow", words=16, head_hidden=32, assign_temp=assign_temp)
+    x = images(6)
+    batch = m.make_batch(x, generator_for(0))
+    hist = batch.targets
+    assert hist.shape == (6, 16) and (hist >= 0).all()
+    torch.testing.assert_close(hist.sum(1), torch.ones(6))
+    wm = batch.meta["word_map"]
+    assert wm.shape == (6, 4, 4) and batch.inputs.shape == x.shape
+    if assign_temp == 0:  # hard words: the histogram is the word map's normalised count
+        counts = torch.stack([torch.bincount(w.flatten(), minlength=16) for w in wm]).float() / 16
+        torch.testing.assert_close(hist, counts)
+    assert not torch.allclose(hist[0], hist[1])  # images differ in their bags
+
+
+def test_bow_vocabulary_is_initialised_then_follows_the_teacher():
+    m = build("bow", words=16, head_hidden=32, vocab_momentum=0.5)
+    assert not bool(m.vocab_ready)
+    x = images(8)
+    m.training_step(x, None, generator_for(0))
+    assert bool(m.vocab_ready)
+    torch.testing.assert_close(m.vocab.norm(dim=1), torch.ones(16))
+    before = m.vocab.clone()
+    locals_ = m.local_features(images(8, seed=3))
+    m.update_vocab(locals_, generator_for(1))
+    flat = locals_.reshape(-1, locals_.shape[-1])
+    near = (flat @ before.t()).argmax(1)
+    w = int(near.mode().values)  # the most used word moves towards the mean of its locations
+    mean = flat[near == w].mean(0)
+    assert F.cosine_similarity(m.vocab[w], mean, dim=0) > F.cosine_similarity(before[w], mean, dim=0)
+    assert m.state_dict()["vocab"].shape == (16, 32)  # checkpointed
+
+
+# -- SSGAN -----------------------------------------------------------------------------------------
+def test_ssgan_discriminator_sees_rotated_real_and_generated_images_with_their_labels():
+    m = build("ssgan", z_dim=16, gen_width=8).eval()
+    x = images(32)
+    batch = m.make_batch(x, generator_for(2))
+    real, fake, real_rot, fake_rot = batch.inputs
+    t_real, t_fake = batch.targets
+    assert set(t_real.tolist()) == set(range(4)) and set(t_fake.tolist()) == set(range(4))
+    for i in range(32):
+        assert torch.equal(real_rot[i], torch.rot90(real[i], int(t_real[i]), dims=(1, 2)))
+        assert torch.equal(fake_rot[i], torch.rot90(fake[i], int(t_fake[i]), dims=(1, 2)))
+    torch.testing.assert_close(fake, m.generator(batch.meta["z"]))  # the fakes are the generator's drawing
+    flipped = real == x.flip(-1)
+    assert all(bool(flipped[i].all()) or torch.equal(real[i], x[i]) for i in range(32))  # real: flips only
+
+
+@pytest.mark.parametrize("term", ["generator", "discriminator"])
+def test_ssgan_terms_train_only_their_network(term):
+    opts = {"alpha": 1.0, "beta": 0.0, "gan_weight": 0.0} if term == "generator" else \
+        {"alpha": 0.0, "beta": 1.0, "gan_weight": 0.0}
+    m = build("ssgan", z_dim=16, gen_width=8, **opts)
+    bn_before = m.backbone.features[1].running_mean.clone()
+    out = m.training_step(images(8), None, generator_for(0))
+    out.loss.backward()
+    gen = [p.grad for p in m.generator.parameters()]
+    enc = [p.grad for p in m.backbone.parameters()]
+    has = [g is not None and bool(g.abs().sum() > 0) for g in gen]
+    has_enc = [g is not None and bool(g.abs().sum() > 0) for g in enc]
+    if term == "generator":  # G's rotation term flows through a detached D
+        assert any(has) and not any(has_enc)
+    else:
+        assert any(has_enc) and not any(has)
+    assert not torch.equal(bn_before, m.backbone.features[1].running_mean)  # real images update BN
+
+
+def test_ssgan_fakes_do_not_touch_the_encoders_batchnorm_statistics():
+    m = build("ssgan", z_dim=16, gen_width=8)
+    x = images(8)
+    twin = build("ssgan", z_dim=16, gen_width=8)
+    m.training_step(x, None, generator_for(0))
+    real = m.make_batch(x, generator_for(0)).inputs  # same draw as the step's
+    twin.backbone.train()
+    twin.backbone(torch.cat([real[0], real[2]]))  # only the real images (and their rotations)
+    for (k, a), (_, b) in zip(m.backbone.named_buffers(), twin.backbone.named_buffers()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_ssgan_samples_show_the_same_noise_every_time():
+    m = build("ssgan", z_dim=16, gen_width=8).eval()
+    x = images(4)
+    a = m.reconstruct(x, generator_for(0))
+    b = m.reconstruct(x, generator_for(0))
+    assert a[0].shape == a[1].shape == x.shape
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert a[1].min() >= 0 and a[1].max() <= 1
+
+
+def test_ssgan_session_sends_live_generator_samples(tmp_path):
+    from engine import messages as M
+    from engine.config import default_config
+    from engine.session import Session
+
+    cfg = default_config("ssgan", epochs=1, device="cpu", runs_root=str(tmp_path), backbone="small_cnn",
+                         checkpoint_every_minutes=0.0, method_options={"z_dim": 16, "gen_width": 8},
+                         data={"spec": "builtin:shapes:48", "image_size": 32, "holdout_fraction": 0.25},
+                         optim={"batch_size": 16},
+                         eval={"knn_every_epochs": 1, "linear_probe_epochs": 0, "bank_size": 32, "monitor_size": 16})
+    got = []
+    summary = Session(cfg, got.append).run()
+    assert summary["reason"] == "completed", summary
+    recs = [m for m in got if isinstance(m, M.Reconstruction)]
+    assert recs and recs[-1].outputs.dtype == np.uint8
+    assert recs[-1].outputs.shape == recs[-1].originals.shape
+
+
+# -- exemplar --------------------------------------------------------------------------------------
+def test_exemplar_copies_are_surrogate_classes():
+    from engine.methods.exemplar import surrogate_logits
+
+    m = build("exemplar", copies=3, proj_hidden=32, proj_dim=16)
+    x = images(5)
+    batch = m.make_batch(x, generator_for(0))
+    assert len(batch.inputs) == 3 and all(v.shape == x.shape for v in batch.inputs)
+    assert torch.equal(batch.targets, torch.arange(5))
+    assert not torch.allclose(batch.inputs[0], batch.inputs[1])  # every copy differs
+    # embeddings that are the same for an image's copies and orthogonal between images: all classified right
+    z = torch.eye(5).unsqueeze(0).repeat(3, 1, 1)
+    logits = surrogate_logits(z, 0.1)
+    assert (logits.argmax(-1) == torch.arange(5)).all()
+    # two copies: the own-class weight is the other copy alone (the copy itself is left out)
+    z2 = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
+    lg = surrogate_logits(z2, 1.0)
+    torch.testing.assert_close(torch.diagonal(lg[0]), F.cosine_similarity(z2[0], z2[1], dim=-1))
