@@ -28,7 +28,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.run_model import RunRef
 from app.tasks import run_in_thread
+from app.view import MenuEntry, View, ViewContext
 from engine import messages as M
 
 # (key, title, source) -- source "step" for StepMetrics values, "eval" for kNN-monitor values
@@ -203,7 +205,7 @@ class RunCurves:
         return s.n if s is not None else 0
 
 
-class CurvesPanel(QWidget):
+class CurvesPanel(QWidget, View):
     changed = Signal()  # something new was drawn
 
     def __init__(self, parent=None):
@@ -243,9 +245,9 @@ class CurvesPanel(QWidget):
         self.clear_btn = QPushButton("Clear overlays")
         self.clear_btn.clicked.connect(self.clear_overlays)
         self.png_btn = QPushButton("Export PNG…")
-        self.png_btn.clicked.connect(self._png_dialog)
+        self.png_btn.clicked.connect(self.export_png_dialog)
         self.csv_btn = QPushButton("Export CSV…")
-        self.csv_btn.clicked.connect(self._csv_dialog)
+        self.csv_btn.clicked.connect(self.export_csv_dialog)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Smoothing"))
         bar.addWidget(self.smooth)
@@ -415,6 +417,30 @@ class CurvesPanel(QWidget):
 
     def overlay_ids(self) -> list[str]:
         return [r for r in self.runs if r != self.main_id]
+
+    # -- the view protocol -----------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> CurvesPanel:
+        panel = cls()
+        ctx.engine.message.connect(panel.on_engine_message)
+        ctx.run.runChanged.connect(panel.show_run)
+        return panel
+
+    def menu_entries(self) -> list[MenuEntry]:
+        return [MenuEntry("File", "Export curves as PNG…", self.export_png_dialog, "Ctrl+E"),
+                MenuEntry("File", "Export curves as CSV…", self.export_csv_dialog, "Ctrl+Shift+E")]
+
+    def show_run(self, ref: RunRef) -> None:
+        """The window's run changed: a started run replaces the curves, a resumed one continues its own
+        (read back from its folder unless they are shown already), an opened one is read from disk."""
+        if ref.origin == "started":
+            self.start_live(ref.name, ref.run_dir)
+        elif ref.origin == "resumed":
+            main = self.runs.get("main")
+            if main is None or main.run_dir != ref.run_dir:
+                self.start_live(ref.name, ref.run_dir, keep_history=True)
+        else:
+            self.open_run(ref.run_dir, live=ref.live)
 
     # -- data in ---------------------------------------------------------------------------
     def on_engine_message(self, msg) -> None:
@@ -607,12 +633,12 @@ class CurvesPanel(QWidget):
                                                         and not run.dirty)
 
     # -- export ----------------------------------------------------------------------------
-    def _png_dialog(self) -> None:
+    def export_png_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the curves as PNG", "curves.png", "PNG (*.png)")
         if path:
             self.export_png(path)
 
-    def _csv_dialog(self) -> None:
+    def export_csv_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the curves as CSV", "curves.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
