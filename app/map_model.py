@@ -62,6 +62,7 @@ class Entry:
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     indices: np.ndarray | None = None
+    split: str = "eval"  # the images a map from the checkpoint shows (snapshots use the evaluation set)
 
     @property
     def title(self) -> str:
@@ -76,7 +77,7 @@ class Entry:
 
     @classmethod
     def checkpoint(cls, split: str, sample: int) -> Entry:
-        return cls(f"ckpt:{split}:{sample}", None, None, "checkpoint")
+        return cls(f"ckpt:{split}:{sample}", None, None, "checkpoint", split=split)
 
     @classmethod
     def live_message(cls, msg) -> Entry:
@@ -191,14 +192,14 @@ class MapStore:
             return {"init": shown.copy(), "init_indices": cur.indices}  # one run's snapshots share their images
         return {}
 
-    def thumb_key(self, indices, entry: Entry, split: str) -> tuple:
-        split = "eval" if entry.kind in ("snapshot", "live") else split
+    def thumb_key(self, indices, entry: Entry) -> tuple:
+        split = "eval" if entry.kind in ("snapshot", "live") else entry.split
         return (self.run_dir, split, len(indices), hash(np.asarray(indices).tobytes()))
 
-    def needs_thumbs(self, entry: Entry, split: str) -> bool:
+    def needs_thumbs(self, entry: Entry) -> bool:
         state = self.states.get(entry.key)
         indices = state.indices if state is not None else entry.indices
-        return indices is None or self.thumb_key(indices, entry, split) not in self.thumb_cache
+        return indices is None or self.thumb_key(indices, entry) not in self.thumb_cache
 
     def first_map(self, key: str, d: dict) -> MapState:
         """The first stage of a map arrived: its state (kept), its entry's step, its PCA layout."""
@@ -212,9 +213,9 @@ class MapStore:
         state.layouts["pca"] = np.asarray(d["coords"], np.float32)
         return state
 
-    def apply_meta(self, state: MapState, d: dict, entry: Entry | None, split: str = "eval") -> None:
+    def apply_meta(self, state: MapState, d: dict, entry: Entry | None) -> None:
         """Thumbnails, class names, paths (and labels of unlabeled snapshots) from a reply, or the cache."""
-        tkey = self.thumb_key(state.indices, entry or Entry(state.key, None, None, "snapshot"), split)
+        tkey = self.thumb_key(state.indices, entry or Entry(state.key, None, None, "snapshot"))
         if d.get("thumbs") is not None:
             self.thumb_cache[tkey] = (d["thumbs"], d.get("class_names") or [], d.get("paths"))
         if tkey in self.thumb_cache:

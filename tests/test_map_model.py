@@ -75,7 +75,8 @@ def test_map_sources_and_warm_start():
     init = store.warm_start(other, coords)  # another snapshot of the run: the same images, start from here
     assert np.array_equal(init["init"], coords) and init["init"] is not coords
     assert store.warm_start(other, coords[:5]) == {}  # the map draws something else
-    ckpt = Entry.checkpoint("eval", 30)
+    ckpt = Entry.checkpoint("train", 30)
+    assert ckpt.split == "train" and ckpt.key == "ckpt:train:30"
     assert store.warm_start(ckpt, coords) == {}  # other images (unknown until mapped)
     assert store.cached_layout(snap, "pca") is state.layouts["pca"] and store.cached_layout(snap, "umap") is None
 
@@ -86,10 +87,10 @@ def test_thumbnails_are_cached_and_reused():
     e = Entry.snapshot({"step": 40})
     store.add_entry(e)
     thumbs = np.zeros((30, 4, 4, 3), np.uint8)
-    assert store.needs_thumbs(e, "eval")
+    assert store.needs_thumbs(e)
     state = store.first_map(e.key, reply(thumbs=thumbs, paths=[f"p{i}.png" for i in range(30)]))
     assert state.thumbs is thumbs and state.paths[3] == "p3.png"
-    assert not store.needs_thumbs(e, "eval")
+    assert not store.needs_thumbs(e)
     other = store.first_map("step:80", reply())  # the same images in another snapshot: thumbnails from the cache
     assert other.thumbs is thumbs
     # an unlabeled snapshot gets its labels (and a note) from a later stage
