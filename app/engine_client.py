@@ -5,26 +5,23 @@ connect to it), next to specific signals for the common ones. The training runs 
 process (``engine.worker.train_process``, spawned), never on the GUI thread. If the process dies
 without saying goodbye (killed, out of memory, a crash in native code), ``died`` tells why, the
 window keeps everything it has shown, and :meth:`resume_last` continues from the last checkpoint.
+Spawning, reading and noticing the death are :class:`app.process_client.ProcessClient`'s.
 """
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import os
-import queue
-import time
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QTimer, Signal
+from PySide6.QtCore import QObject, Signal
 
-from app.worker_client import describe_exit
+from app.process_client import ProcessClient, describe_exit
 from engine import messages as M
 
 IDLE, STARTING, FINISHED, STOPPED, FAILED, DIED = "idle", "starting", "finished", "stopped", "failed", "died"
 ACTIVE = ("starting", "loading", "running", "paused", "stopping", "evaluating")
 
 
-class EngineClient(QObject):
+class EngineClient(ProcessClient):
     message = Signal(object)  # every engine message, in order
     run_started = Signal(object)  # RunStarted
     step = Signal(object)  # StepMetrics
@@ -35,15 +32,15 @@ class EngineClient(QObject):
     state_changed = Signal(str)  # idle, starting, loading, running, paused, stopping, evaluating, finished,...
     finished = Signal(object)  # RunFinished
     failed = Signal(object)  # RunFailed
-    died = Signal(str)  # the process ended without a word: a sentence for the user
+    # died(str) (ProcessClient): the process ended without a word: a sentence for the user
 
-    def __init__(self, parent: QObject | None = None, nice: int | None = None, poll_ms: int = 20, budget_ms: float = 8.0):
-        super().__init__(parent)
-        # helper processes yield the CPU to the window (SSLWB_NICE overrides, e.g. 0 in tests)
-        self._nice = nice if nice is not None else int(os.environ.get("SSLWB_NICE", 10))
-        self._budget = budget_ms / 1000.0
-        self._proc = None
-        self._out = self._cmd = None
+    LABEL = "training"
+    PROCESS_NAME = "sslwb-train"
+    RESTART = "never"  # a run is resumed by the user (resume_last), never behind their back
+    DEFAULT_NICE = 10
+
+    def __init__(self, parent: QObject | None = None, *, nice: int | None = None, budget_ms: float = 8.0):
+        super().__init__(parent, nice=nice, budget_ms=budget_ms)
         self.state = IDLE
         self.run_dir: str | None = None
         self.config: dict | None = None
@@ -51,19 +48,12 @@ class EngineClient(QObject):
         self.last_checkpoint_step: int | None = None
         self.started_msg: M.RunStarted | None = None
         self._terminal = False
-        self._last_check = 0.0
-        self._timer = QTimer(self)
-        self._timer.setInterval(poll_ms)
-        self._timer.timeout.connect(self._drain)
+        self._resume = False
 
     # -- queries ----------------------------------------------------------------------------
     @property
     def active(self) -> bool:
         return self.state in ACTIVE
-
-    @property
-    def pid(self) -> int | None:
-        return self._proc.pid if self._proc is not None else None
 
     def can_resume(self) -> bool:
         return (not self.active and self.run_dir is not None
@@ -90,16 +80,15 @@ class EngineClient(QObject):
         self._terminal = False
         if not resume:
             self.last_checkpoint_step = None
-        ctx = mp.get_context("spawn")
-        self._out, self._cmd = ctx.Queue(), ctx.Queue()
+        self._resume = resume
+        self._spawn()
+        self._set_state(STARTING)
+        return self.run_dir
+
+    def _spawn_args(self, requests, messages):
         from engine.worker import train_process
 
-        self._proc = ctx.Process(target=train_process, args=(config, self.run_dir, resume, self._out, self._cmd,
-                                                             self._nice), daemon=True, name="sslwb-train")
-        self._proc.start()
-        self._set_state(STARTING)
-        self._timer.start()
-        return self.run_dir
+        return train_process, (self.config, self.run_dir, self._resume, messages, requests, self._nice), {}
 
     def resume_last(self, budget: dict | None = None) -> str:
         """Continue the last run from its checkpoint (after a stop, a failure or a crash)."""
@@ -108,11 +97,7 @@ class EngineClient(QObject):
         return self.start(budget or {}, self.run_dir, resume=True)
 
     def send(self, name: str, **args) -> None:
-        if self._cmd is not None and self._proc is not None and self._proc.is_alive():
-            try:
-                self._cmd.put(M.Command(name, args))
-            except (OSError, ValueError):
-                pass
+        self._send(M.Command(name, args))
 
     def pause(self) -> None:
         self.send(M.PAUSE)
@@ -134,26 +119,13 @@ class EngineClient(QObject):
 
     def kill(self) -> None:
         """End the process at once (no checkpoint): the window then reports it like any crash."""
-        if self._proc is not None and self._proc.is_alive():
+        if self.alive:
             self._proc.kill()
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop a run cleanly (checkpoint) and wait for the process; used when the window closes."""
-        proc = self._proc
-        if proc is None:
-            return
-        if proc.is_alive():
-            self.send(M.STOP)
-            end = time.monotonic() + timeout
-            while proc.is_alive() and time.monotonic() < end:
-                proc.join(0.1)
-                self._drain_all(emit=False)
-            if proc.is_alive():
-                proc.terminate()
-                proc.join(2.0)
-        self._timer.stop()
-        self._close_queues()
-        self._proc = None
+        if self._proc is not None:
+            super().shutdown(timeout, goodbye=M.Command(M.STOP))
 
     # -- messages ---------------------------------------------------------------------------
     def _set_state(self, state: str) -> None:
@@ -161,43 +133,8 @@ class EngineClient(QObject):
             self.state = state
             self.state_changed.emit(state)
 
-    def _drain(self) -> None:
-        if self._out is None:
-            return
-        end = time.perf_counter() + self._budget
-        while time.perf_counter() < end:
-            try:
-                msg = self._out.get_nowait()
-            except queue.Empty:
-                break
-            except (EOFError, OSError, ValueError):
-                break
-            self._handle(msg)
-        now = time.monotonic()
-        if now - self._last_check > 0.25:
-            self._last_check = now
-            self._check_process()
-
-    def _drain_all(self, emit: bool = True) -> None:
-        while self._out is not None:
-            try:
-                msg = self._out.get_nowait()
-            except (queue.Empty, EOFError, OSError, ValueError):
-                return
-            if emit:
-                self._handle(msg)
-
-    def _check_process(self) -> None:
-        proc = self._proc
-        if proc is None or proc.is_alive():
-            return
-        proc.join(0.1)
-        self._drain_all()  # what it managed to send before it ended
-        code = proc.exitcode
-        self._timer.stop()
-        self._close_queues()
-        self._proc = None
-        if self._terminal:
+    def _child_ended(self, code: int | None) -> None:
+        if self._terminal:  # it said goodbye (RunFinished / RunFailed) before it ended
             return
         self._set_state(DIED)  # before can_resume(): a dead run is no longer active
         step = f" at step {self.last_step}" if self.last_step else ""
@@ -206,19 +143,7 @@ class EngineClient(QObject):
             tail = f" Resume continues from the last checkpoint{ckpt}."
         else:
             tail = " No checkpoint was written, so the run cannot be resumed; start it again."
-        text = f"The training process {describe_exit(code)}{step}. Everything shown so far is kept.{tail}"
-        self.died.emit(text)
-
-    def _close_queues(self) -> None:
-        for q in (self._out, self._cmd):
-            if q is None:
-                continue
-            try:
-                q.cancel_join_thread()
-                q.close()
-            except (OSError, ValueError, AttributeError):
-                pass
-        self._out = self._cmd = None
+        self.died.emit(f"The training process {describe_exit(code)}{step}. Everything shown so far is kept.{tail}")
 
     def _handle(self, msg) -> None:
         if isinstance(msg, M.StepMetrics):

@@ -268,7 +268,7 @@ class MainWindow(QMainWindow):
 
     # -- catalogue -------------------------------------------------------------------------
     def _request_catalogue(self) -> None:
-        self.service.request("catalogue", on_result=self._catalogue, on_error=lambda e: self.banner.show_message(
+        self.service.request("catalogue", on_done=self._catalogue, on_error=lambda e: self.banner.show_message(
             f"The engine could not list its methods: {e.get('message')}", error=True))
 
     def _catalogue(self, cat: dict) -> None:
@@ -525,6 +525,6 @@ class MainWindow(QMainWindow):
         for view in self.views.values():
             view.shutdown()
         self.engine.shutdown(timeout=15.0)
-        self.service.stop()
+        self.service.shutdown()
         self.analysis.shutdown()
         event.accept()

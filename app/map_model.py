@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from engine.eval.neighbors import nearest_neighbors
+from engine.messages import FeatureSource
 
 COLOR_CLASS, COLOR_CLUSTER = "class", "k-means cluster"
 GRADIENT_LEVELS = 32
@@ -58,7 +59,7 @@ class Entry:
     key: str
     step: int | None
     epoch: float | None
-    kind: str  # "snapshot", "live", "checkpoint"
+    kind: FeatureSource  # where its features come from: a live message, a snapshot on disk, the checkpoint
     features: np.ndarray | None = None
     labels: np.ndarray | None = None
     indices: np.ndarray | None = None
@@ -68,21 +69,22 @@ class Entry:
     def title(self) -> str:
         ep = f"epoch {self.epoch:g}" if self.epoch is not None else ""
         st = f"step {self.step}" if self.step is not None else ""
-        what = {"checkpoint": "from the checkpoint", "live": "live", "snapshot": ""}[self.kind]
+        what = {FeatureSource.CHECKPOINT: "from the checkpoint", FeatureSource.LIVE: "live",
+                FeatureSource.SNAPSHOT: ""}[FeatureSource(self.kind)]
         return " · ".join(s for s in (ep, st, what) if s) or self.kind
 
     @classmethod
     def snapshot(cls, snap: dict) -> Entry:
-        return cls(f"step:{snap['step']}", snap["step"], snap.get("epoch"), "snapshot")
+        return cls(f"step:{snap['step']}", snap["step"], snap.get("epoch"), FeatureSource.SNAPSHOT)
 
     @classmethod
     def checkpoint(cls, split: str, sample: int) -> Entry:
-        return cls(f"ckpt:{split}:{sample}", None, None, "checkpoint", split=split)
+        return cls(f"ckpt:{split}:{sample}", None, None, FeatureSource.CHECKPOINT, split=split)
 
     @classmethod
     def live_message(cls, msg) -> Entry:
         """From an ``engine.messages.Embedding`` of the live session."""
-        return cls(f"step:{msg.step}", int(msg.step), float(msg.epoch), "live", np.asarray(msg.features),
+        return cls(f"step:{msg.step}", int(msg.step), float(msg.epoch), FeatureSource.LIVE, np.asarray(msg.features),
                    None if msg.labels is None else np.asarray(msg.labels), np.asarray(msg.indices))
 
 
@@ -141,9 +143,9 @@ class MapStore:
                 self.entries[i] = entry
                 return i
         self.entries.append(entry)
-        snaps = sorted((e for e in self.entries if e.kind != "checkpoint"),
+        snaps = sorted((e for e in self.entries if e.kind != FeatureSource.CHECKPOINT),
                        key=lambda e: e.step if e.step is not None else -1)
-        self.entries = snaps + [e for e in self.entries if e.kind == "checkpoint"]
+        self.entries = snaps + [e for e in self.entries if e.kind == FeatureSource.CHECKPOINT]
         return self.entries.index(entry)
 
     def entry(self, key: str) -> Entry | None:
@@ -171,10 +173,10 @@ class MapStore:
         if state is not None:
             return dict(features=state.features, labels=state.labels, indices=state.indices, step=state.step,
                         epoch=state.epoch)
-        if entry.kind == "live":
+        if entry.kind == FeatureSource.LIVE:
             return dict(features=entry.features, labels=entry.labels, indices=entry.indices, step=entry.step,
                         epoch=entry.epoch)
-        if entry.kind == "snapshot":
+        if entry.kind == FeatureSource.SNAPSHOT:
             return {"snapshot": entry.step}
         return {"split": split, "sample": sample}
 
@@ -188,12 +190,12 @@ class MapStore:
         indices = state.indices if state is not None else entry.indices
         if indices is not None and len(indices) == len(cur.indices) and np.array_equal(indices, cur.indices):
             return {"init": shown.copy(), "init_indices": cur.indices}
-        if indices is None and entry.kind == "snapshot" and cur.key.startswith("step:"):
+        if indices is None and entry.kind == FeatureSource.SNAPSHOT and cur.key.startswith("step:"):
             return {"init": shown.copy(), "init_indices": cur.indices}  # one run's snapshots share their images
         return {}
 
     def thumb_key(self, indices, entry: Entry) -> tuple:
-        split = "eval" if entry.kind in ("snapshot", "live") else entry.split
+        split = "eval" if entry.kind != FeatureSource.CHECKPOINT else entry.split
         return (self.run_dir, split, len(indices), hash(np.asarray(indices).tobytes()))
 
     def needs_thumbs(self, entry: Entry) -> bool:
@@ -215,7 +217,7 @@ class MapStore:
 
     def apply_meta(self, state: MapState, d: dict, entry: Entry | None) -> None:
         """Thumbnails, class names, paths (and labels of unlabeled snapshots) from a reply, or the cache."""
-        tkey = self.thumb_key(state.indices, entry or Entry(state.key, None, None, "snapshot"))
+        tkey = self.thumb_key(state.indices, entry or Entry(state.key, None, None, FeatureSource.SNAPSHOT))
         if d.get("thumbs") is not None:
             self.thumb_cache[tkey] = (d["thumbs"], d.get("class_names") or [], d.get("paths"))
         if tkey in self.thumb_cache:

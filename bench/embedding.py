@@ -167,12 +167,12 @@ def main(argv=None) -> int:
     runs = []
     for _ in range(1 if args.quick else 3):
         box = []
-        client.request("project", box.append, features=x, projection="umap")
+        client.request("project", {"features": x, "projection": "umap"}, on_reply=box.append)
         if not wait(app, lambda box=box: any(r.kind in ("result", "error") for r in box), 300):
             raise SystemExit("UMAP did not finish within 300 s")
         r = box[-1]
         if r.kind == "error":
-            raise SystemExit(r.data["error"])
+            raise SystemExit(r.message)
         runs.append(r.data["seconds"])
     out["umap_5k_warm_s"] = round(statistics.median(runs), 2)
     out["umap_5k_runs_s"] = runs

@@ -32,7 +32,9 @@ from engine.config import default_config  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.methods import DataInfo, get_method_class  # noqa: E402
 from engine.models import build_backbone  # noqa: E402
-from engine.session import build_optimizer, epoch_order, place_model, step_generator  # noqa: E402
+from engine.seeds import epoch_order, step_generator  # noqa: E402
+from engine.training.device import place_model  # noqa: E402
+from engine.training.optim import build_optimizer  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-small" / "train"
 

@@ -370,45 +370,6 @@ def _summary_text(s: dict) -> str:
 
 
 # -- eval ------------------------------------------------------------------------------------------
-def load_run_encoder(run_dir: str | Path, device="cpu"):
-    """(encoder module in eval mode, RunConfig) from a run folder's checkpoint or encoder file."""
-    import torch
-
-    from engine.models import build_backbone
-    from engine.params import ConfigError
-    from engine.session import resume_config
-
-    run_dir = Path(run_dir)
-    cfg = resume_config(run_dir)
-    status = {}
-    try:
-        status = json.loads((run_dir / "data.json").read_text())
-    except (OSError, ValueError):
-        pass
-    bname = status.get("backbone") or cfg.backbone
-    ckpt = run_dir / "checkpoints" / "last.pt"
-    enc_file = run_dir / "encoder.safetensors"
-    state = None
-    if ckpt.exists():
-        try:
-            full = torch.load(ckpt, map_location="cpu", weights_only=True)
-            bname = full.get("backbone", bname)
-            state = {k[len("backbone."):]: v for k, v in full["model"].items() if k.startswith("backbone.")}
-        except Exception as exc:
-            raise ConfigError("run", f"the checkpoint {ckpt} cannot be read ({exc})") from None
-    elif enc_file.exists():
-        from safetensors.torch import load_file
-
-        state = load_file(str(enc_file))
-    if bname == "auto":
-        raise ConfigError("run", f"{run_dir} has no checkpoint yet; train it first")
-    enc = build_backbone(bname, cfg.data.image_size)
-    if state is None:
-        raise ConfigError("run", f"{run_dir} has no checkpoint (checkpoints/last.pt) or encoder.safetensors")
-    enc.load_state_dict(state)
-    return enc.to(device).eval(), cfg, bname
-
-
 def cmd_eval(args) -> int:
     import torch
 
@@ -416,7 +377,8 @@ def cmd_eval(args) -> int:
     from engine.eval import extract_features, knn_accuracy, linear_probe, raw_pixel_features
     from engine.models import build_backbone
     from engine.params import ConfigError
-    from engine.session import resolve_device
+    from engine.training.checkpoints import load_run_encoder
+    from engine.training.device import resolve_device
 
     try:
         device = resolve_device(args.device)
@@ -468,7 +430,8 @@ def cmd_embed(args) -> int:
     from engine.eval import extract_features
     from engine.eval.projection import project
     from engine.params import ConfigError
-    from engine.session import resolve_device
+    from engine.training.checkpoints import load_run_encoder
+    from engine.training.device import resolve_device
 
     try:
         device = resolve_device(args.device)

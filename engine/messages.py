@@ -7,6 +7,7 @@ cheaply, never drag torch into the GUI process, and are easy to assert on in tes
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 
 import numpy as np
 
@@ -126,3 +127,22 @@ class Command:
 
 
 PAUSE, RESUME, STOP, SNAPSHOT, EMBED = "pause", "resume", "stop", "snapshot", "embed"
+
+
+# -- analysis requests (engine.analysis <-> the GUI) ------------------------------------------------------
+class MapStage(str, Enum):
+    """The stages of a map request, in the order their ``Partial`` replies arrive (then ``Result``)."""
+
+    PREVIEW = "preview"  # an evenly spread part of the sample, while the rest is extracted
+    FIRST = "first"  # features, labels and the PCA layout: enough to draw the map
+    META = "meta"  # thumbnails, class names and paths (when the run's data was not in memory yet)
+    EXTRAS = "extras"  # k-means clusters, neighbour agreement, image properties
+    LAYOUT = "layout"  # an intermediate UMAP layout (with its ``fraction`` done)
+
+
+class FeatureSource(str, Enum):
+    """Where the features of a map come from."""
+
+    LIVE = "live"  # an Embedding message of the running session (features sent with the request)
+    SNAPSHOT = "snapshot"  # a saved embeddings/step_*.npz of the run
+    CHECKPOINT = "checkpoint"  # extracted now from the run's checkpoint

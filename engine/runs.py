@@ -240,6 +240,18 @@ def list_runs(*roots: str | Path) -> list[RunInfo]:
     return out
 
 
+def checkpoint_path(run_dir: str | Path, epoch: int | None = None) -> Path:
+    """Where a run's checkpoint is written: ``checkpoints/last.pt``, or the copy kept at ``epoch``."""
+    name = "last.pt" if epoch is None else f"epoch_{epoch:04d}.pt"
+    return Path(run_dir) / "checkpoints" / name
+
+
 def last_checkpoint(run_dir: str | Path) -> Path | None:
-    p = Path(run_dir) / "checkpoints" / "last.pt"
+    """The run's latest checkpoint, or None when it has none yet."""
+    p = checkpoint_path(run_dir)
     return p if p.exists() else None
+
+
+def encoder_path(run_dir: str | Path) -> Path:
+    """Where a run's trained encoder weights (safetensors) are written."""
+    return Path(run_dir) / "encoder.safetensors"

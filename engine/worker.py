@@ -5,10 +5,9 @@ name the targets of its ``multiprocessing`` (spawn) processes without paying for
 
 - :func:`train_process` runs one :class:`engine.session.Session`; every message goes to
   ``out_queue``, commands (:class:`engine.messages.Command`) come from ``cmd_queue``.
-- :func:`service_main` answers requests ``(request_id, name, args)`` from a request queue on a
-  response queue, as tuples ``(kind, request_id, payload)`` with kind ``ready`` (once, at start),
-  ``progress`` (an :class:`engine.messages.Progress`), ``result``, ``error`` (a dict with
-  ``message``, ``path`` and ``traceback``) or ``cancelled``. Requests:
+- :func:`service_main` serves :class:`ServiceHandler` over the request/response protocol of
+  :mod:`engine.rpc` (``Request`` in, typed replies out; a ``Status`` reply ``{"state": "ready"}`` once
+  the expensive imports are done). Ops:
 
   ``catalogue``       the methods, backbones, datasets, augmentation fields and the device;
   ``validate_config`` ``{"config": dict}`` -> ``{"ok": bool, "errors": [{"path", "message"}]}``;
@@ -17,9 +16,8 @@ name the targets of its ``multiprocessing`` (spawn) processes without paying for
                       ``(N, H, W, 3)`` ``.npy`` file the caller memory-maps;
   ``preview``         ``{"method", "options", "seed", "images" | "indices", "backbone"}``: the
                       method's pretext preview as plain dicts (no torch, no engine classes);
-  ``cancel``          ``{"id": request_id}``: cancel a running ``load_dataset``;
-  ``ping``            answers ``"pong"`` (liveness);
-  ``crash``           ends the process at once (tests of the front end's recovery).
+  ``ping``            answers ``"pong"`` at once (liveness);
+  ``sleep``, ``crash`` a request that takes a while, and one that ends the process at once (tests).
 
 Every answer is made of python scalars, strings, lists, dicts and numpy arrays, so the receiving
 process never imports torch when it unpickles one.
@@ -28,11 +26,12 @@ process never imports torch when it unpickles one.
 from __future__ import annotations
 
 import os
-import queue
 import threading
 import time
 import traceback
 from pathlib import Path
+
+from engine.rpc import CancelledError, Handler, Job, Status, exit_child, put_quietly, serve_requests
 
 # -- helpers -------------------------------------------------------------------------------------
 
@@ -44,22 +43,6 @@ def _lower_priority(nice: int) -> None:
             os.nice(int(nice))
         except OSError:
             pass
-
-
-def _exit_child() -> None:
-    """In a spawned child: end now. Interpreter finalisation with torch loaded takes seconds on a busy
-    machine and has nothing left to do (queues are flushed, files closed)."""
-    import multiprocessing
-
-    if multiprocessing.parent_process() is not None:
-        os._exit(0)
-
-
-def _put(q, item) -> None:
-    try:
-        q.put(item)
-    except (OSError, ValueError, EOFError):  # the consumer is gone: nothing left to tell
-        pass
 
 
 # -- the training process -------------------------------------------------------------------------
@@ -118,12 +101,12 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
                 cfg = RunConfig.from_dict(config_dict)
                 cfg.check()
         except ConfigError as exc:
-            _put(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
+            put_quietly(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
             return
         control = _parent_watch_control(cmd_queue, parent)
         Session(cfg, emit=out_queue.put, control=control, run_dir=run_dir, resume=resume).run()
     except BaseException as exc:  # noqa: BLE001 - the front end must hear about anything
-        _put(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
+        put_quietly(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
     finally:
         # let the queue's feeder thread hand everything over before the process ends (unless
         # nobody is left to read it: then a full pipe would hang the exit)
@@ -134,29 +117,10 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
             out_queue.join_thread()
         except (OSError, ValueError, AttributeError):
             pass
-        _exit_child()
+        exit_child()
 
 
 # -- the service process --------------------------------------------------------------------------
-
-
-class _Reply:
-    def __init__(self, resp_q, rid: int):
-        self.q, self.rid = resp_q, rid
-
-    def progress(self, task: str, done: int, total: int, detail: str = "") -> None:
-        from engine.messages import Progress
-
-        _put(self.q, ("progress", self.rid, Progress(task, int(done), int(total), str(detail))))
-
-    def result(self, payload) -> None:
-        _put(self.q, ("result", self.rid, payload))
-
-    def error(self, message: str, path: str = "", tb: str = "") -> None:
-        _put(self.q, ("error", self.rid, {"message": message, "path": path, "traceback": tb}))
-
-    def cancelled(self) -> None:
-        _put(self.q, ("cancelled", self.rid, None))
 
 
 def catalogue() -> dict:
@@ -262,8 +226,9 @@ def _thumbs_path(spec: str, image_size: int) -> Path:
     return cache_dir() / "gui" / f"images-{key}-{image_size}.npy"
 
 
-def load_dataset_for_view(args: dict, reply: _Reply, cancel: threading.Event) -> dict:
-    """Decode a dataset and write its images as one ``(N, H, W, 3)`` uint8 ``.npy`` file."""
+def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
+    """Decode a dataset and write its images as one ``(N, H, W, 3)`` uint8 ``.npy`` file; ``job`` gets
+    ``progress(done, total, detail, task="data")`` calls (an :class:`engine.rpc.Job`)."""
     import numpy as np
 
     from engine.data import load_dataset
@@ -277,7 +242,7 @@ def load_dataset_for_view(args: dict, reply: _Reply, cancel: threading.Event) ->
             from engine.data import Cancelled
 
             raise Cancelled("loading was cancelled")
-        reply.progress("data", done, total, detail)
+        job.progress(done, total, detail, task="data")
 
     data = load_dataset(spec, size, download=bool(args.get("download", False)), progress=progress,
                         cancel=cancel, memory_limit_mb=int(args.get("memory_limit_mb", 2048)),
@@ -302,7 +267,7 @@ def load_dataset_for_view(args: dict, reply: _Reply, cancel: threading.Event) ->
         idx = np.arange(start, min(count, start + chunk))
         out[start:start + len(idx)] = data.get(idx).permute(0, 2, 3, 1).cpu().numpy()
         if data.streaming:
-            reply.progress("data", start + len(idx), count, "decoding thumbnails")
+            job.progress(start + len(idx), count, "decoding thumbnails", task="data")
     out.flush()
     del out
     os.replace(tmp, path)  # a grid that maps the old file keeps its own copy of it
@@ -346,6 +311,57 @@ def preview_plain(args: dict, datasets: dict) -> dict:
             "seconds": round(time.perf_counter() - t0, 4)}
 
 
+class ServiceHandler(Handler):
+    """The service process's ops. Loads take minutes: they get a lane of their own so previews stay quick."""
+
+    LANES = {"load_dataset": "jobs", "sleep": "jobs"}
+    DEFAULT_LANE = "quick"
+    INLINE = ("ping", "crash")
+
+    def __init__(self, emit):
+        super().__init__(emit)
+        self.datasets: dict[str, str] = {}  # "spec|size" -> the .npy file of its images
+        self.lock = threading.Lock()
+
+    def cancelled_types(self) -> tuple:
+        from engine.data import Cancelled
+
+        return (Cancelled,)
+
+    def op_ping(self, job: Job) -> str:
+        return "pong"
+
+    def op_crash(self, job: Job) -> None:
+        os._exit(int(job.args.get("code", 3)))
+
+    def op_catalogue(self, job: Job) -> dict:
+        return catalogue()
+
+    def op_validate_config(self, job: Job) -> dict:
+        return validate_config(job.args.get("config") or {})
+
+    def op_load_dataset(self, job: Job) -> dict:
+        out = load_dataset_for_view(job.args, job, job.cancel)
+        job.check()
+        if out.get("cancelled"):
+            raise CancelledError("cancelled")
+        with self.lock:
+            self.datasets[f"{out['spec']}|{out['image_size']}"] = out["images_path"]
+        return out
+
+    def op_preview(self, job: Job) -> dict:
+        with self.lock:
+            datasets = dict(self.datasets)
+        return preview_plain(job.args, datasets)
+
+    def op_sleep(self, job: Job) -> bool:
+        end = time.monotonic() + float(job.args.get("seconds", 1.0))
+        while time.monotonic() < end:
+            job.check()
+            time.sleep(0.02)
+        return True
+
+
 def service_main(req_q, resp_q, nice: int = 0) -> None:
     """The long-lived helper process: imports torch once, then answers requests until ``None``."""
     _lower_priority(nice)
@@ -357,97 +373,13 @@ def service_main(req_q, resp_q, nice: int = 0) -> None:
         torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
     except RuntimeError:
         pass
-    _put(resp_q, ("ready", 0, {"pid": os.getpid()}))
-    cancels: dict[int, threading.Event] = {}
-    datasets: dict[str, str] = {}
-    lock = threading.Lock()
-    # loads may take minutes: they get their own thread so previews stay quick meanwhile
-    jobs: queue.Queue = queue.Queue()
-    quick: queue.Queue = queue.Queue()
 
-    def run(q: queue.Queue) -> None:
-        while True:
-            item = q.get()
-            if item is None:
-                return
-            rid, name, args = item
-            reply = _Reply(resp_q, rid)
-            cancel = cancels.get(rid) or threading.Event()
-            try:
-                if name == "catalogue":
-                    reply.result(catalogue())
-                elif name == "validate_config":
-                    reply.result(validate_config(args.get("config") or {}))
-                elif name == "load_dataset":
-                    out = load_dataset_for_view(args, reply, cancel)
-                    if out.get("cancelled") or cancel.is_set():
-                        reply.cancelled()
-                    else:
-                        with lock:
-                            datasets[f"{out['spec']}|{out['image_size']}"] = out["images_path"]
-                        reply.result(out)
-                elif name == "preview":
-                    reply.result(preview_plain(args, datasets))
-                elif name == "sleep":  # tests: a request that takes a while
-                    end = time.monotonic() + float(args.get("seconds", 1.0))
-                    while time.monotonic() < end and not cancel.is_set():
-                        time.sleep(0.02)
-                    reply.cancelled() if cancel.is_set() else reply.result(True)
-                else:
-                    reply.error(f"unknown request {name!r}")
-            except BaseException as exc:  # noqa: BLE001
-                from engine.data import Cancelled
-                from engine.params import ConfigError
+    def make(emit):
+        emit(Status({"state": "ready", "pid": os.getpid()}))
+        return ServiceHandler(emit)
 
-                if isinstance(exc, Cancelled) or cancel.is_set():
-                    reply.cancelled()
-                elif isinstance(exc, ConfigError):
-                    reply.error(exc.message, exc.path)
-                elif isinstance(exc, ValueError):  # DataError and friends carry a user-facing message
-                    reply.error(str(exc))
-                else:
-                    reply.error(f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
-            finally:
-                with lock:
-                    cancels.pop(rid, None)
-
-    threads = [threading.Thread(target=run, args=(q,), daemon=True, name=n) for q, n in
-               ((jobs, "jobs"), (quick, "quick"))]
-    for t in threads:
-        t.start()
-    while True:
-        try:
-            item = req_q.get()
-        except (EOFError, OSError, KeyboardInterrupt):
-            break
-        if item is None:
-            break
-        rid, name, args = item
-        args = args or {}
-        if name == "cancel":
-            ev = cancels.get(int(args.get("id", -1)))
-            if ev is not None:
-                ev.set()
-            continue
-        if name == "ping":
-            _put(resp_q, ("result", rid, "pong"))
-            continue
-        if name == "crash":
-            os._exit(int(args.get("code", 3)))
-        with lock:
-            cancels[rid] = threading.Event()
-        (jobs if name in ("load_dataset", "sleep") else quick).put((rid, name, args))
-    jobs.put(None)
-    quick.put(None)
-    for t in threads:  # let a running job finish its native calls before the interpreter goes
-        t.join(timeout=5.0)
-    try:
-        resp_q.close()
-        resp_q.join_thread()
-    except (OSError, ValueError, AttributeError):
-        pass
-    _exit_child()
+    serve_requests(req_q, resp_q, make, join_s=5.0)  # a running job finishes its native calls first
 
 
-__all__ = ["train_process", "service_main", "catalogue", "validate_config", "load_dataset_for_view",
+__all__ = ["train_process", "service_main", "ServiceHandler", "catalogue", "validate_config", "load_dataset_for_view",
            "preview_plain"]

@@ -190,8 +190,8 @@ def test_encoder_export_loading_example_restores_the_encoder(tmp_path, backbone,
 
 # -- the worker on a trained run -------------------------------------------------------------------------------------
 def test_worker_map_stages_match_the_run(tiny_run, worker):
-    from engine.eval.protocol import run_datasets
     from engine.session import resume_config
+    from engine.training.rundata import prepare_data
 
     run_dir, msgs = tiny_run
     snaps = list_snapshots(run_dir)
@@ -216,7 +216,7 @@ def test_worker_map_stages_match_the_run(tiny_run, worker):
     live = [m for m in msgs if type(m).__name__ == "Embedding"][-1]
     assert np.array_equal(live.indices, first["indices"]) and np.allclose(live.features, first["features"])
     # thumbnails and labels are those of the dataset images the indices name
-    src = run_datasets(resume_config(run_dir))["embed_source"]
+    src = prepare_data(resume_config(run_dir)).embed_source
     idx = first["indices"]
     assert np.array_equal(first["thumbs"], src.get(idx).permute(0, 2, 3, 1).numpy())
     assert np.array_equal(first["labels"], src.get_labels(idx).numpy())
@@ -276,7 +276,7 @@ def test_worker_evaluate_retrieve_pretext_filters(tiny_run, worker):
     assert "note" in d  # RotNet does not reconstruct
 
     bad = run_op(worker, "map", run_dir=run_dir, snapshot=999, projection="pca")[-1]
-    assert bad.kind == "error" and "no embedding snapshot at step 999" in bad.data["error"]
+    assert bad.kind == "error" and "no embedding snapshot at step 999" in bad.data["message"]
 
 
 # -- lanes: cancel and supersede -----------------------------------------------------------------------------------
@@ -296,7 +296,7 @@ def test_lane_supersede_and_cancel():
     lane = Lane(w, "test")
     try:
         emit = w.replies.append
-        jobs = [Job(Request(i, "map", {"supersede": "map"}), emit) for i in (1, 2, 3)]
+        jobs = [Job(Request(i, "map", {}, kind="map"), emit) for i in (1, 2, 3)]
         other = Job(Request(4, "filters", {}), emit)
         lane.submit(jobs[0])
         time.sleep(0.05)

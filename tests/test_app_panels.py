@@ -26,7 +26,7 @@ class FakeService:
         self.calls = []
         self._n = 0
 
-    def request(self, name, args=None, on_result=None, on_error=None, on_progress=None, on_cancelled=None):
+    def request(self, name, args=None, *, kind=None, on_done=None, on_error=None, on_progress=None, on_cancelled=None):
         import threading
 
         from engine import worker
@@ -37,7 +37,7 @@ class FakeService:
         self.calls.append((name, args))
 
         class Reply:
-            def progress(self, task, done, total, detail=""):
+            def progress(self, done, total, detail="", task=""):
                 from engine.messages import Progress
 
                 if on_progress:
@@ -61,7 +61,7 @@ class FakeService:
             except ValueError as exc:
                 on_error and on_error({"message": str(exc), "path": "", "traceback": ""})
                 return
-            on_result and on_result(res)
+            on_done and on_done(res)
 
         QTimer.singleShot(0, answer)
         return self._n

@@ -13,6 +13,8 @@ import numpy as np
 import pytest
 from PySide6.QtCore import Qt
 
+from engine.runs import last_checkpoint
+
 pytestmark = pytest.mark.gui
 ROOT = Path(__file__).resolve().parents[1]
 WAIT = 120_000  # ms: the machine is shared, processes start slowly
@@ -118,7 +120,7 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: win.curves.point_count("loss") > paused_at + 1, timeout=WAIT)
     qtbot.mouseClick(rp.stop_btn, Qt.MouseButton.LeftButton)
     wait_state(qtbot, win, "stopped")
-    assert (Path(run_dir) / "checkpoints" / "last.pt").exists()
+    assert last_checkpoint(run_dir) is not None
     assert rp.resume_last_btn.isEnabled()
     shown = win.curves.point_count("loss")
 

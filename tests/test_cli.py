@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from engine.cli import main as cli
+from engine.runs import last_checkpoint
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,6 +112,6 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     lines = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     assert len(lines) == 1 and lines[0]["reason"] == "completed"
     runs = list(tmp_path.iterdir())
-    assert len(runs) == 1 and (runs[0] / "checkpoints" / "last.pt").exists()
+    assert len(runs) == 1 and last_checkpoint(runs[0]) is not None
     # 96 training images (the shapes have their own test split) over 2 ranks, 16 a rank a step
     assert lines[0]["step"] == (96 // 2) // 16

@@ -94,8 +94,8 @@ def test_map_appears_after_short_run(panel, qtbot, run):
 
 
 def test_hover_shows_the_right_thumbnail(panel, qtbot, run):
-    from engine.eval.protocol import run_datasets
     from engine.session import resume_config
+    from engine.training.rundata import prepare_data
 
     vp = panel.map.plot.viewport()
     row = isolated_row(panel)
@@ -106,7 +106,7 @@ def test_hover_shows_the_right_thumbnail(panel, qtbot, run):
     qtbot.waitUntil(lambda: panel.map.card.isVisible(), timeout=3_000)
     assert panel.map.hovered == row and panel.map.card.index == row
     # the thumbnail is the dataset image the point stands for
-    src = run_datasets(resume_config(run[0]))["embed_source"]
+    src = prepare_data(resume_config(run[0])).embed_source
     image = src.get([int(panel.current.indices[row])])[0].permute(1, 2, 0).numpy()
     assert np.array_equal(panel.map.thumbs[row], image)
     shown = panel.map.card.image.pixmap().toImage().convertToFormat(QImage.Format.Format_RGB888)
@@ -213,7 +213,7 @@ def test_export_files_load_back(panel, qtbot, tmp_path, run):
     exec(out[-1].data["example"], ns)
     import torch
 
-    from engine.cli import load_run_encoder
+    from engine.training.checkpoints import load_run_encoder
 
     enc, _, _ = load_run_encoder(run[0])
     x = torch.rand(2, 3, 32, 32)
@@ -296,14 +296,14 @@ def test_inspector_evaluates_and_shows_its_views(qtbot, client, run, tmp_path):
 
 def test_analysis_process_crash_leaves_the_gui_alive(qtbot, client):
     crashed, replies = [], []
-    client.crashed.connect(crashed.append)
-    client.request("ping", replies.append)
+    client.died.connect(crashed.append)
+    client.request("ping", on_reply=replies.append)
     qtbot.waitUntil(lambda: bool(replies), timeout=30_000)
     client._proc.kill()
     qtbot.waitUntil(lambda: bool(crashed), timeout=10_000)
     assert "stopped unexpectedly" in crashed[0] and client.state == "crashed"
     replies.clear()
-    client.request("ping", replies.append)  # restarts the process
+    client.request("ping", on_reply=replies.append)  # restarts the process
     qtbot.waitUntil(lambda: any(r.kind == "result" for r in replies), timeout=60_000)
     assert client.alive
 

@@ -10,6 +10,7 @@ import torch
 from engine import messages as M
 from engine.config import default_config
 from engine.session import Control, Session
+from engine.training.checkpoints import load_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny networks: see conftest
 
@@ -54,8 +55,8 @@ def test_momentum_method_stops_and_resumes_exactly(tmp_path):
     assert stopped["reason"] == "stopped" and 0 < stopped["step"] < straight["step"]
     again = Session(cfg, run_dir=tmp_path / "b", resume=True).run()
     assert again["reason"] == "completed" and again["step"] == straight["step"]
-    a = torch.load(tmp_path / "a" / "checkpoints" / "last.pt", weights_only=True)["model"]
-    b = torch.load(tmp_path / "b" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    a = load_checkpoint(tmp_path / "a")["model"]
+    b = load_checkpoint(tmp_path / "b")["model"]
     assert any(k.startswith("target_backbone.") for k in a)
     for k in a:  # online, target and predictor: the EMA state is checkpointed too
         assert torch.allclose(a[k].float(), b[k].float(), atol=1e-5), k

@@ -9,7 +9,7 @@ from PIL import Image
 from engine import messages as M
 from engine.config import default_config
 from engine.methods import METHODS
-from engine.runs import clean_resumed, list_runs, read_metrics, safe_name
+from engine.runs import clean_resumed, last_checkpoint, list_runs, read_metrics, safe_name
 from engine.session import FlagControl, Session
 
 ENGINE_METHODS = ["rotnet", "jigsaw", "simclr", "mae", "supervised", "random_init"]
@@ -103,7 +103,7 @@ def test_run_folder_contents_and_checkpoint_loads_safely(tmp_path):
     for f in ("config.json", "data.json", "status.json", "metrics.jsonl", "results.json",
               "checkpoints/last.pt", "encoder.safetensors"):
         assert (p / f).exists(), f
-    state = torch.load(p / "checkpoints" / "last.pt", weights_only=True)
+    state = torch.load(last_checkpoint(p), weights_only=True)
     assert state["step"] == summary["step"] and "model" in state
     enc = load_file(str(p / "encoder.safetensors"))
     assert any(k.startswith("features.") for k in enc)

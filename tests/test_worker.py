@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from engine import messages as M
+from engine.rpc import Request
 from engine.worker import service_main, train_process
 
 
@@ -24,13 +25,13 @@ class Service:
         self.req, self.resp = queue.Queue(), queue.Queue()
         self.thread = threading.Thread(target=service_main, args=(self.req, self.resp), daemon=True)
         self.thread.start()
-        kind, _, _ = self.resp.get(timeout=120)
-        assert kind == "ready"
+        first = self.resp.get(timeout=120)
+        assert first.kind == "status" and first.data["state"] == "ready"
         self.ids = iter(range(1, 10_000))
 
     def send(self, name, args=None) -> int:
         rid = next(self.ids)
-        self.req.put((rid, name, args or {}))
+        self.req.put(Request(rid, name, args or {}))
         return rid
 
     def wait(self, rid, timeout=120.0):
@@ -38,13 +39,13 @@ class Service:
         progress = []
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            kind, got, payload = self.resp.get(timeout=max(0.1, end - time.monotonic()))
-            if got != rid:
+            reply = self.resp.get(timeout=max(0.1, end - time.monotonic()))
+            if reply.id != rid:
                 continue
-            if kind == "progress":
-                progress.append(payload)
+            if reply.kind == "progress":
+                progress.append(reply)
                 continue
-            return kind, payload, progress
+            return reply.kind, reply.data, progress
         raise TimeoutError(rid)
 
     def close(self):
@@ -123,7 +124,7 @@ def test_cancel_stops_a_long_request(service):
     rid = service.send("sleep", {"seconds": 30})
     time.sleep(0.2)
     t0 = time.monotonic()
-    service.req.put((0, "cancel", {"id": rid}))
+    service.req.put(Request(0, "cancel", {"id": rid}))
     kind, _, _ = service.wait(rid, timeout=10)
     assert kind == "cancelled" and time.monotonic() - t0 < 5
 

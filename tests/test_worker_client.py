@@ -16,7 +16,7 @@ def test_dead_service_is_reported_and_restarted(qtbot, monkeypatch):
     try:
         qtbot.waitUntil(lambda: client.is_ready, timeout=120_000)
         answers = []
-        client.request("ping", on_result=answers.append)
+        client.request("ping", on_done=answers.append)
         qtbot.waitUntil(lambda: answers == ["pong"], timeout=30_000)
         first_pid = client.pid
         errors = []
@@ -29,8 +29,8 @@ def test_dead_service_is_reported_and_restarted(qtbot, monkeypatch):
         assert client.pending() == []
         # the new process answers
         qtbot.waitUntil(lambda: client.is_ready and client.pid != first_pid, timeout=120_000)
-        client.request("ping", on_result=answers.append)
+        client.request("ping", on_done=answers.append)
         qtbot.waitUntil(lambda: answers == ["pong", "pong"], timeout=30_000)
     finally:
-        client.stop()
-    assert not client.is_alive()
+        client.shutdown()
+    assert not client.alive

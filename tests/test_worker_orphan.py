@@ -9,6 +9,8 @@ import textwrap
 import time
 from pathlib import Path
 
+from engine.runs import last_checkpoint
+
 ROOT = Path(__file__).resolve().parents[1]
 
 PARENT = textwrap.dedent("""
@@ -60,4 +62,4 @@ def test_engine_stops_when_its_window_dies(tmp_path):
             parent.kill()
     status = json.loads((run_dir / "status.json").read_text())
     assert status["state"] == "stopped" and status["step"] > 0
-    assert (run_dir / "checkpoints" / "last.pt").exists()
+    assert last_checkpoint(run_dir) is not None

@@ -367,8 +367,6 @@ class DataPanel(QWidget, View):
         self.load(spec, self.size.value(), download=self.kind.currentIndex() == 2 and self.tv_download.isChecked())
 
     def load(self, spec: str, image_size: int, download: bool = False) -> int:
-        if self._rid is not None:
-            self.service.cancel(self._rid)
         self._spec, self._size, self._download = spec, int(image_size), download
         self.bar.setRange(0, 0)  # busy until the first progress report
         self.bar.setFormat("")
@@ -378,22 +376,16 @@ class DataPanel(QWidget, View):
         self.load_btn.setEnabled(False)
         rid = self.service.request("load_dataset", {"spec": spec, "image_size": int(image_size),
                                                     "download": bool(download)},
-                                   on_result=lambda r: self._current(rid) and self._loaded(r),
-                                   on_error=lambda e: self._current(rid) and self._fail(e),
-                                   on_progress=lambda p: self._current(rid) and self._progress(p),
-                                   on_cancelled=lambda: self._current(rid) and self._cancelled())
+                                   kind="load_dataset",  # a newer load replaces this one
+                                   on_done=self._loaded, on_error=self._fail, on_progress=self._progress,
+                                   on_cancelled=self._cancelled)
         self._rid = rid
         self.loading_changed.emit(True)
         return self._rid
 
-    def _current(self, rid: int) -> bool:
-        """Answers of a load that a newer one replaced are dropped."""
-        return rid == self._rid
-
     def cancel(self) -> None:
         if self._rid is not None:
-            self.service.cancel(self._rid)
-            self.status.setText("Cancelling …")
+            self.service.cancel(self._rid)  # runs _cancelled
 
     def _progress(self, p) -> None:
         if p.total > 0:

@@ -181,7 +181,7 @@ class EmbeddingPanel(QWidget):
             self._poll.stop()
             self._update_enabled()
             if kind == "RunFinished" and self.run_dir:
-                self.requests.snapshots(self.run_dir, self._on_new_snapshots)
+                self.requests.snapshots(self.run_dir, self._on_new_snapshots, kind="snapshots-poll")
 
     def refresh(self) -> None:
         """A live run: ask the engine for a snapshot; otherwise map features from the checkpoint."""
@@ -205,7 +205,7 @@ class EmbeddingPanel(QWidget):
     # -- the timeline ------------------------------------------------------------------------------------------
     def _poll_snapshots(self) -> None:
         if self.run_dir and self.requests.alive:
-            self.requests.snapshots(self.run_dir, self._on_new_snapshots)
+            self.requests.snapshots(self.run_dir, self._on_new_snapshots, kind="snapshots-poll")
 
     def _on_new_snapshots(self, d: dict) -> None:
         if d.get("run_dir") != self.run_dir:  # a listing of the run shown before

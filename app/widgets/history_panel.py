@@ -248,9 +248,9 @@ class HistoryPanel(QWidget, View):
         self.where.setText("Runs from: " + "; ".join(roots) if roots else "")
         run_in_thread(list_runs, *roots, on_done=self._listed, on_error=self._list_failed)
 
-    def _list_failed(self, err: str) -> None:
+    def _list_failed(self, err: dict) -> None:
         self._busy = False
-        self.message.emit(f"Could not list runs: {err.splitlines()[0]}")
+        self.message.emit(f"Could not list runs: {err['message']}")
 
     def _listed(self, infos: list) -> None:
         self._busy = False
@@ -425,5 +425,5 @@ class HistoryPanel(QWidget, View):
             self.refresh()
 
         run_in_thread(shutil.rmtree, info.path, on_done=done,
-                      on_error=lambda err: self.message.emit(f"Could not delete {info.path}: {err.splitlines()[0]}"))
+                      on_error=lambda err: self.message.emit(f"Could not delete {info.path}: {err['message']}"))
         return True

@@ -97,36 +97,29 @@ class _Tab(QWidget):
         self.status.setStyleSheet("color: #b00020;" if error else "color: palette(text);")
         self.status.setText(text)
 
-    def request(self, op: str, on_reply, **args):
+    def request(self, op: str, on_result, **args):
+        """Ask the analysis process; ``on_result(data, final)`` gets each partial stage (final False) and
+        the result (final True). A newer request of this tab replaces the older one."""
         client = self.panel.client
         if client is None or not self.panel.run_dir and op != "compare":
             self.set_status("Open a run first", error=True)
             return None
-        if self.request_id is not None:
-            client.cancel(self.request_id)
 
-        def wrapped(reply):
-            if reply.id != self.request_id:
-                return
-            if reply.kind == "progress":
-                d = reply.data
-                self.set_status(f"{d.get('text', 'working')}… ({d.get('done', 0)}/{d.get('total', 0)})")
-                return
-            if reply.kind == "error":
-                self.request_id = None
-                self.set_status(reply.data.get("error", "failed"), error=True)
-                return
-            if reply.kind == "cancelled":
-                self.request_id = None
-                self.set_status("Cancelled")
-                return
-            if reply.kind == "result":
-                self.request_id = None
-            on_reply(reply)
+        def done(data):
+            self.request_id = None
+            on_result(data, True)
 
-        self.request_id = client.request(op, wrapped, **args)
+        self.request_id = client.request(
+            op, args, kind=f"inspector-{id(self)}", on_partial=lambda d: on_result(d, False), on_done=done,
+            on_progress=lambda p: self.set_status(f"{p.detail or 'working'}… ({p.done}/{p.total})"),
+            on_error=lambda e: self._ended(e["message"] or "failed", error=True),
+            on_cancelled=lambda: self._ended("Cancelled"))
         self.set_status("Working…")
         return self.request_id
+
+    def _ended(self, text: str, error: bool = False) -> None:
+        self.request_id = None
+        self.set_status(text, error=error)
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------
@@ -212,9 +205,8 @@ class EvaluationTab(_Tab):
         row = {k: res.get(k) for k in ("knn_top1", "knn_top5", "linear_top1", "knn_per_class", "knn_confusion",
                                        "linear_per_class", "linear_confusion", "step")}
         row.update(name=f"this run ({res.get('method', '?')}), final evaluation", kind="run")
-        self._on_reply(type("R", (), {"kind": "result", "data": {
-            "rows": [row], "class_names": res.get("class_names") or [], "num_test": res.get("num_test", 0),
-            "num_bank": res.get("num_train", 0), "notes": []}})())
+        self._on_reply({"rows": [row], "class_names": res.get("class_names") or [], "num_test": res.get("num_test", 0),
+                        "num_bank": res.get("num_train", 0), "notes": []})
         self.set_status(f"The run's final evaluation ({res.get('num_test', 0):,} held-out images). Press Evaluate to "
                         "compare with a random-init and a supervised encoder on the same split.")
 
@@ -239,8 +231,7 @@ class EvaluationTab(_Tab):
                      supervised_minutes=self.minutes.value(), probe_epochs=self.probe_epochs.value(),
                      roots=self.panel.all_roots())
 
-    def _on_reply(self, reply) -> None:
-        d = reply.data
+    def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
         rows = d.get("rows", [])
         self.table.setRowCount(len(rows))
@@ -257,7 +248,7 @@ class EvaluationTab(_Tab):
         self._show_details()
         notes = list(d.get("notes") or [])
         self.notes.setText(" ".join(notes))
-        done = reply.kind == "result"
+        done = final
         self.set_status((f"Scored on {d.get('num_test', 0):,} held-out images with a bank/probe training set of "
                          f"{d.get('num_bank', 0):,}") + ("" if done else " · still working…"))
 
@@ -370,8 +361,8 @@ class CompareTab(_Tab):
             runs.insert(0, self.panel.run_dir)
         self.request("compare", self._on_reply, run_dirs=runs, probe_epochs=self.probe_epochs.value())
 
-    def _on_reply(self, reply) -> None:
-        rows = reply.data.get("rows", [])
+    def _on_reply(self, d: dict, final: bool = True) -> None:
+        rows = d.get("rows", [])
         self.table.setRowCount(len(rows))
         for i, r in enumerate(rows):
             self.table.setItem(i, 0, _item(r.get("name", "?"), tip=r.get("error", r.get("run_dir", ""))))
@@ -388,8 +379,7 @@ class CompareTab(_Tab):
         self.chart.set_data([f"{r.get('method')} · {r.get('name')}" for r in ok],
                             [("kNN top-1", [r.get("knn_top1") for r in ok], SERIES[0]),
                              ("linear probe", [r.get("linear_top1") for r in ok], SERIES[2])], vmax=1.0)
-        self.set_status(f"Readout: {reply.data.get('readout', '?')}" +
-                        ("" if reply.kind == "result" else " · still working…"))
+        self.set_status(f"Readout: {d.get('readout', '?')}" + ("" if final else " · still working…"))
 
 
 # -- retrieval ------------------------------------------------------------------------------------------------------
@@ -453,8 +443,7 @@ class RetrievalTab(_Tab):
             args["index"] = int(index if index is not None else self.index.value())
         self.request("retrieve", self._on_reply, **args)
 
-    def _on_reply(self, reply) -> None:
-        d = reply.data
+    def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
         names = d.get("class_names") or []
         labels = d.get("labels")
@@ -502,8 +491,7 @@ class ReconstructionTab(_Tab):
     def refresh(self) -> None:
         self.request("reconstruct", self._on_reply, run_dir=self.panel.run_dir, n=8)
 
-    def _on_reply(self, reply) -> None:
-        d = reply.data
+    def _on_reply(self, d: dict, final: bool = True) -> None:
         if "note" in d:
             self.set_status(d["note"])
             return
@@ -562,8 +550,7 @@ class PretextTab(_Tab):
     def analyse(self) -> None:
         self.request("pretext", self._on_reply, run_dir=self.panel.run_dir, n=512)
 
-    def _on_reply(self, reply) -> None:
-        d = reply.data
+    def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
         if "note" in d:
             self.set_status(d["note"])
@@ -572,26 +559,18 @@ class PretextTab(_Tab):
             self.per_class.set_data([], [])
             self.grid.clear()
             return
-        rot = d["method"] == "rotnet"
-        self.confusion.setVisible(rot)
-        self.hamming.setVisible(not rot)
-        if rot:
-            self.confusion.set_data(d["confusion"], d["classes"], title="Rotation: true (rows) vs predicted")
-            self.chart.set_data(d["classes"], [("accuracy", d["per_target"], None)], vmax=1.0,
-                                title="Accuracy per rotation")
-            self.set_status(f"Rotation accuracy {d['accuracy']:.1%} on {d['num_images']} images × 4 rotations")
+        hist, chart = d.get("histogram"), d["chart"]
+        self.confusion.setVisible(d.get("confusion_labels") is not None)
+        self.hamming.setVisible(hist is not None)
+        if d.get("confusion_labels") is not None:
+            self.confusion.set_data(d["confusion"], d["confusion_labels"], title=d.get("confusion_title"))
         else:
-            hist = np.asarray(d["hamming_hist"])
             self.confusion.set_data(np.zeros((0, 0)), [])
-            self.hamming.set_data([f"{k} of 9" for k in range(len(hist))], [("puzzles", hist.tolist(), None)],
-                                  title="Tiles misplaced per puzzle (0: solved)")
-            self.chart.set_data([f"cell {i + 1}" for i in range(9)],
-                                [("tile in the right place", list(d["position_accuracy"]), None)], vmax=1.0,
-                                title="Tiles put in the right cell")
-            self.set_status(f"Permutation accuracy {d['accuracy']:.1%} (top-5 {d['top5']:.1%}) on {d['num_images']} "
-                            f"puzzles of {d['permutations']} permutations; on average {d['tiles_right_mean']:.1f} of 9 "
-                            f"tiles right; misplaced tiles: " + ", ".join(f"{k}: {int(c)}" for k, c in enumerate(hist)
-                                                                          if c))
+        if hist is not None:
+            self.hamming.set_data(hist["labels"], [(hist["series"], hist["values"], None)], title=hist["title"])
+        self.chart.set_data(chart["labels"], [(chart["series"], chart["values"], None)], vmax=1.0,
+                            title=chart["title"])
+        self.set_status(d["summary"])
         if d.get("per_image_class"):
             self.per_class.set_data(d["class_names"], [("pretext accuracy", d["per_image_class"], None)], vmax=1.0)
         else:
@@ -629,8 +608,7 @@ class FiltersTab(_Tab):
     def refresh(self) -> None:
         self.request("filters", self._on_reply, run_dir=self.panel.run_dir)
 
-    def _on_reply(self, reply) -> None:
-        d = reply.data
+    def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
         self.trained.set_items(list(d.get("filters", [])), tooltips=[f"filter {i}" for i in range(len(d["filters"]))])
         rand = d.get("random_filters")
@@ -673,8 +651,8 @@ class ExportTab(_Tab):
     def load_example(self) -> None:
         self.request("loading_example", self._on_example, run_dir=self.panel.run_dir)
 
-    def _on_example(self, reply) -> None:
-        self.examples = dict(reply.data)
+    def _on_example(self, d: dict, final: bool = True) -> None:
+        self.examples = dict(d)
         b = self.examples.pop("backbone", "?")
         text = [f"# the run's encoder ({b}), in the workbench's own backbone:", self.examples.get("own", "")]
         if "torchvision" in self.examples:
@@ -692,12 +670,11 @@ class ExportTab(_Tab):
             self.export(path, fmt)
 
     def export(self, path: str, fmt: str = "own", callback=None) -> None:
-        def done(reply):
-            d = reply.data
+        def done(d: dict, final: bool = True):
             self.set_status(f"Saved {d['path']}")
             self.example.setPlainText(f"# load {d['path']} ({d['format']} form):\n{d['example']}")
             if callback:
-                callback(reply)
+                callback(d)
 
         self.request("export_encoder", done, run_dir=self.panel.run_dir, path=path, format=fmt)
 

@@ -10,6 +10,7 @@ from PySide6.QtCore import QObject, Signal
 from app.map_model import Entry, MapState, MapStore
 from app.widgets.map_requests import MapRequests
 from engine.eval.projection import PROJECTION_TITLES
+from engine.messages import MapStage
 
 
 class MapLoader(QObject):
@@ -86,8 +87,8 @@ class MapLoader(QObject):
 
     def _on_partial(self, d: dict) -> None:
         store = self.store
-        stage, key = d.get("stage"), d.get("key") or self.pending_key
-        if stage == "preview":  # part of the sample while the rest is extracted: replaced by the full map
+        stage, key = MapStage(d["stage"]), d.get("key") or self.pending_key
+        if stage is MapStage.PREVIEW:  # part of the sample while the rest is extracted: replaced by the full map
             state = MapState.from_reply(f"{key}#preview", d, with_meta=True)
             state.layouts["pca"] = np.asarray(d["coords"], np.float32)
             self.display.emit(state, state.layouts["pca"], False)
@@ -95,7 +96,7 @@ class MapLoader(QObject):
                                                     f"{d.get('total', 0):,} images; extracting the rest…", False)
             self.shown.emit(state.key)
             return
-        if stage == "first":
+        if stage is MapStage.FIRST:
             state = store.first_map(key, d)
             self.entryChanged.emit()
             same = self._warm_start and store.current is not None and state.same_points(store.current)
@@ -107,18 +108,18 @@ class MapLoader(QObject):
         state = store.states.get(key)
         if state is None:
             return
-        if stage == "meta":
+        if stage is MapStage.META:
             store.apply_meta(state, d, store.entry(key))
             if state is store.current:
                 self.metaArrived.emit(state)
                 self.status.emit(store.summary(state) + (self._computing() if self.request_id is not None else ""),
                                  False)
-        elif stage == "extras":
+        elif stage is MapStage.EXTRAS:
             state.clusters = d.get("clusters")
             state.properties = dict(d.get("properties") or {})
             if state is store.current:
                 self.extrasArrived.emit(state)
-        elif stage == "layout" and state is store.current:
+        elif stage is MapStage.LAYOUT and state is store.current:
             self.moved.emit(d["coords"], 250)
 
     def _on_done(self, d: dict) -> None:

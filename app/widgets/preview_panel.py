@@ -455,7 +455,7 @@ class PreviewPanel(QWidget, View):
                 "backbone": self._preview_backbone(name)}
         self.last_request = {k: v for k, v in args.items() if k != "images"} | {"indices": idx.tolist()}
         self.status.setText("Drawing the pretext batch …")
-        self._inflight = self.service.request("preview", args, on_result=self._shown, on_error=self._failed)
+        self._inflight = self.service.request("preview", args, on_done=self._shown, on_error=self._failed)
 
     def _preview_backbone(self, method: str) -> str:
         # the run's backbone when it suits the method (a ViT patch grid for MAE), else auto

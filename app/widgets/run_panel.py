@@ -401,7 +401,7 @@ class RunPanel(QWidget, View):
             return
         cfg = self.model.config()
         self._validate_rid = self.service.request("validate_config", {"config": cfg},
-                                                  on_result=lambda r, c=cfg: self._validated(r, c),
+                                                  kind="validate_config", on_done=lambda r, c=cfg: self._validated(r, c),
                                                   on_error=lambda e: self._validated(
                                                       {"ok": False, "errors": [e]}, None))
 

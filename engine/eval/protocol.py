@@ -1,68 +1,28 @@
-"""The evaluation protocol around a run folder: the run's data splits, its encoder and full model,
-kNN + linear probe of the run next to a random-init encoder (lower bound) and a supervised
-encoder of the same backbone (upper bound), and the comparison of several runs on one readout.
+"""The evaluation readout around run folders: kNN + linear probe of an encoder on a fixed labelled bank
+and test set, run summaries.
+
+The run's data splits come from :func:`engine.training.rundata.prepare_data`, its encoder and full
+model from :mod:`engine.training.checkpoints`, and training a supervised upper bound from
+:mod:`engine.bounds` (all above this layer: the caller passes them in).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from engine.data import DataError, load_dataset, stratified_split
+from engine import seeds
+from engine.data import DataError
+from engine.runs import read_json
 
 ProgressFn = Callable[[int, int, str], None]
 
 
 class EvalCancelled(RuntimeError):
     pass
-
-
-# -- the run's data, as its session saw it --------------------------------------------------------
-def run_datasets(cfg) -> dict:
-    """The training data, evaluation data, kNN bank and embedding source of a run.
-
-    Mirrors :meth:`engine.session.Session.setup` (the same specs, hold-out split and seeds), so the
-    indices of the run's embedding snapshots (``embeddings/step_*.npz``) point into
-    ``embed_source`` here. Returns a dict with data, eval_data, bank_data, embed_source, notes.
-    """
-    dc = cfg.data
-    data = load_dataset(dc.spec, dc.image_size, download=False, max_images=dc.max_images,
-                        memory_limit_mb=dc.in_memory_limit_mb, workers=dc.workers, seed=0)
-    notes: list[str] = []
-    eval_data = None
-    eval_spec = dc.eval_spec or data.eval_source
-    if eval_spec:
-        try:
-            eval_data = load_dataset(eval_spec, dc.image_size, download=False, seed=0,
-                                     memory_limit_mb=dc.in_memory_limit_mb)
-        except DataError as exc:
-            notes.append(f"the evaluation set {eval_spec} cannot be read ({exc})")
-            eval_data = None
-        if eval_data is not None and not eval_data.labelled:
-            notes.append(f"the evaluation set {eval_spec} is unlabeled")
-            eval_data = None
-    elif data.labelled and dc.holdout_fraction > 0 and not data.streaming:
-        train_idx, hold_idx = stratified_split(data.labels, len(data), dc.holdout_fraction, seed=1234)
-        if len(hold_idx) >= 2:
-            eval_data = data.subset(hold_idx)
-            data = data.subset(train_idx)
-    bank_data = data if data.labelled and (eval_data is None or eval_data.class_names == data.class_names) \
-        else None
-    if eval_data is not None and bank_data is None:
-        tr, te = stratified_split(eval_data.labels, len(eval_data), 0.5, seed=99)
-        bank_data, eval_data = eval_data.subset(tr), eval_data.subset(te)
-    src = eval_data if eval_data is not None else data
-    return {"data": data, "eval_data": eval_data, "bank_data": bank_data, "embed_source": src, "notes": notes}
-
-
-def embed_indices(cfg, source_len: int) -> np.ndarray:
-    """The session's fixed embedding sample (the same draw as its ``embed_idx``)."""
-    rng = np.random.default_rng(cfg.seed + 5)
-    return np.sort(rng.choice(source_len, size=min(cfg.eval.embed_size, source_len), replace=False))
 
 
 def sample_indices(n: int, size: int, seed: int = 0) -> np.ndarray:
@@ -88,40 +48,9 @@ def thumbnails(data, indices, size: int = 48) -> np.ndarray:
 
 # -- models from run folders -------------------------------------------------------------------------
 def run_backbone_name(run_dir: str | Path, cfg) -> str:
-    from engine.runs import read_json
-
+    """The backbone a run trained (``auto`` resolved), from its data.json; the config's otherwise."""
     info = read_json(Path(run_dir) / "data.json", {}) or {}
     return info.get("backbone") or cfg.backbone
-
-
-def load_checkpoint_state(run_dir: str | Path) -> dict | None:
-    ckpt = Path(run_dir) / "checkpoints" / "last.pt"
-    if not ckpt.exists():
-        return None
-    return torch.load(ckpt, map_location="cpu", weights_only=True)
-
-
-def load_run_method(run_dir: str | Path, device="cpu"):
-    """(the full method module in eval mode - heads and decoders included -, cfg, backbone name)."""
-    from engine.methods import DataInfo, get_method_class
-    from engine.models import build_backbone
-    from engine.params import ConfigError
-    from engine.session import resume_config
-
-    cfg = resume_config(run_dir)
-    full = load_checkpoint_state(run_dir)
-    if full is None:
-        raise ConfigError("run", f"{run_dir} has no checkpoint (checkpoints/last.pt) yet; train it first")
-    bname = full.get("backbone") or run_backbone_name(run_dir, cfg)
-    backbone = build_backbone(bname, cfg.data.image_size)
-    num_classes = 0
-    w = full["model"].get("classifier.weight")
-    if w is not None:
-        num_classes = int(w.shape[0])
-    cls = get_method_class(cfg.method)
-    method = cls(cfg.method_config(), backbone, DataInfo(cfg.data.image_size, num_classes))
-    method.load_state_dict(full["model"])
-    return method.to(device).eval(), cfg, bname
 
 
 # -- scoring --------------------------------------------------------------------------------------------
@@ -153,14 +82,15 @@ def score_features(fb: torch.Tensor, yb: torch.Tensor, ft: torch.Tensor, yt: tor
 class Readout:
     """A fixed labelled bank and test set (capped, sampled once) on which encoders are scored."""
 
-    def __init__(self, cfg, datasets: dict, max_bank: int = 5000, max_test: int = 2000):
+    def __init__(self, cfg, datasets, max_bank: int = 5000, max_test: int = 2000):
+        """``datasets``: the run's data (:class:`engine.training.rundata.RunData` or its mapping form)."""
         bank, test = datasets["bank_data"], datasets["eval_data"]
         if bank is None or test is None or not test.labelled:
             raise DataError("this run has no labelled evaluation data, so kNN and the linear probe cannot be "
                             "scored; train on a labelled dataset (class folders) or set an eval dataset")
         self.bank, self.test = bank, test
-        self.bank_idx = sample_indices(len(bank), max_bank, seed=11)
-        self.test_idx = sample_indices(len(test), max_test, seed=12)
+        self.bank_idx = sample_indices(len(bank), max_bank, seed=seeds.READOUT_BANK_SEED)
+        self.test_idx = sample_indices(len(test), max_test, seed=seeds.READOUT_TEST_SEED)
         self.yb = bank.get_labels(self.bank_idx).cpu()
         self.yt = test.get_labels(self.test_idx).cpu()
         self.class_names = list(test.class_names)
@@ -181,62 +111,7 @@ class Readout:
         return score_features(fb, self.yb, ft, self.yt, self.num_classes, k, temperature, probe_epochs)
 
 
-def find_supervised_runs(roots, backbone: str, data_spec: str, image_size: int) -> list[dict]:
-    """Finished supervised runs of the same backbone, dataset and image size, newest first."""
-    from engine.runs import list_runs, read_json
-
-    out = []
-    for info in list_runs(*roots):
-        if info.method != "supervised" or info.live:
-            continue
-        cfg = read_json(Path(info.path) / "config.json", {}) or {}
-        d = read_json(Path(info.path) / "data.json", {}) or {}
-        bname = d.get("backbone") or cfg.get("backbone")
-        if bname != backbone or (cfg.get("data") or {}).get("spec") != data_spec:
-            continue
-        if int((cfg.get("data") or {}).get("image_size", 0)) != int(image_size):
-            continue
-        if not (Path(info.path) / "checkpoints" / "last.pt").exists():
-            continue
-        out.append({"path": info.path, "step": info.step, "knn_top1": info.knn_top1, "started": info.started})
-    return out
-
-
-def train_supervised(cfg, backbone: str, minutes: float, runs_root: str | Path, emit=None,
-                     cancel: threading.Event | None = None) -> str:
-    """Train a short supervised run of ``backbone`` on the run's data (the upper bound); its run folder."""
-    from engine.config import default_config
-    from engine.session import FlagControl, Session
-
-    base = default_config("supervised").to_dict()
-    base["data"] = cfg.to_dict()["data"]
-    base.update({"backbone": backbone, "minutes": float(minutes), "epochs": 0, "device": cfg.device,
-                 "seed": cfg.seed, "runs_root": str(runs_root), "name": f"supervised-{backbone}-upper-bound"})
-    base["eval"]["final_eval"] = False
-    base["eval"]["embed_every_epochs"] = 0
-    base["eval"]["knn_every_epochs"] = 0
-    from engine.config import RunConfig
-
-    scfg = RunConfig.from_dict(base)
-    control = FlagControl()
-
-    def forward(msg):
-        if cancel is not None and cancel.is_set():
-            control.send("stop")
-        if emit is not None:
-            emit(msg)
-
-    result = Session(scfg, forward, control).run()
-    if result.get("reason") == "failed":
-        raise RuntimeError(f"the supervised run failed: {result.get('error')}")
-    if cancel is not None and cancel.is_set():
-        raise EvalCancelled("cancelled")
-    return result["run_dir"]
-
-
 def run_summary(run_dir: str | Path) -> dict:
-    from engine.runs import read_json
-
     cfg = read_json(Path(run_dir) / "config.json", {}) or {}
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     d = read_json(Path(run_dir) / "data.json", {}) or {}

@@ -54,6 +54,11 @@ def get_method_class(name: str) -> type[Method]:
         raise ConfigError("method", f"unknown method {name!r}; choose one of: {', '.join(METHODS)}") from None
 
 
+def bound_method(kind: str) -> str:
+    """The method that trains the evaluation protocol's ``"upper"`` (or ``"lower"``) bound encoder."""
+    return next(name for name, cls in METHODS.items() if cls.bound == kind)
+
+
 def method_names() -> list[str]:
     return list(METHODS)
 
@@ -73,4 +78,5 @@ def method_catalogue() -> list[dict]:
     return out
 
 
-__all__ = ["METHODS", "Method", "DataInfo", "StepOutput", "get_method_class", "method_names", "method_catalogue"]
+__all__ = ["METHODS", "Method", "DataInfo", "StepOutput", "get_method_class", "bound_method", "method_names",
+           "method_catalogue"]

@@ -46,6 +46,7 @@ class Method(nn.Module):
     trains: ClassVar[bool] = True
     backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
+    bound: ClassVar[str] = ""  # "upper" / "lower": the evaluation protocol's reference encoder it trains
     Config: ClassVar[type] = NoOptions
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
@@ -98,6 +99,14 @@ class Method(nn.Module):
 
     def reconstruct(self, x: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(what the model saw, its reconstruction) for reconstruction methods; None otherwise."""
+        return None
+
+    def pretext_errors(self, x: torch.Tensor, labels, class_names: list[str] | None, seed: int = 0,
+                       max_examples: int = 24) -> dict | None:
+        """Where the trained pretext classifier errs on clean pretext batches of ``x`` (float in [0, 1] on
+        the method's device; ``labels``: numpy image classes or None). None for methods without a
+        classification pretext to inspect. The dict's keys are described in
+        :mod:`engine.methods.pretext_errors` (a view draws it without knowing the method)."""
         return None
 
     def param_groups(self, weight_decay: float) -> list[dict]:

@@ -91,3 +91,8 @@ class Jigsaw(Method):
         logits = self.head(feats)
         loss = F.cross_entropy(logits, batch.targets)
         return StepOutput(loss, {"pretext_acc": (logits.argmax(1) == batch.targets).float().mean()})
+
+    def pretext_errors(self, x, labels, class_names, seed=0, max_examples=24):
+        from engine.methods.pretext_errors import jigsaw_errors
+
+        return jigsaw_errors(self, x, labels, class_names, seed=seed, max_examples=max_examples)

@@ -14,6 +14,7 @@ class RandomInit(Method):
                    "architecture is a prior). Evaluating it shows what training really added.")
     paper = "The evaluation protocol's lower bound"
     family = "reference"
+    bound = "lower"
     trains = False
     backbone_kind = "any"
     preview_kind = "views"

@@ -28,6 +28,7 @@ class Supervised(Method):
                    "from the best this encoder can do on this data. Needs a labelled dataset.")
     paper = "The evaluation protocol's upper bound (e.g. Kolesnikov et al., Revisiting SSL, CVPR 2019)"
     family = "reference"
+    bound = "upper"
     needs_labels = True
     backbone_kind = "any"
     preview_kind = "views"

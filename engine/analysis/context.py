@@ -1,0 +1,166 @@
+"""Per-run state of the analysis process: a run's config, data, encoder and a small feature cache."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+DEFAULT_SAMPLE = 5000
+PREVIEW_SIZE = 500  # a map from the checkpoint shows this many images first, while the rest are extracted
+THUMB_SIZE = 48
+
+
+# -- per-run state ----------------------------------------------------------------------------------
+class RunContext:
+    """A run folder's config, data splits, encoder and full model, loaded once and refreshed when
+    the checkpoint changes (a live run writes a new one every few minutes)."""
+
+    def __init__(self, run_dir: str | Path, device):
+        from engine.session import resume_config
+
+        self.run_dir = Path(run_dir)
+        self.cfg = resume_config(self.run_dir)
+        self.device = device
+        self.lock = threading.RLock()
+        self._datasets: dict | None = None
+        self._encoder = None
+        self._encoder_key = None
+        self._method = None
+        self._method_key = None
+        self._features: dict = {}
+        self.backbone = None
+
+    def _ckpt_key(self):
+        from engine.runs import checkpoint_path, encoder_path
+
+        for p in (checkpoint_path(self.run_dir), encoder_path(self.run_dir)):
+            try:
+                st = p.stat()
+                return (str(p), st.st_mtime_ns, st.st_size)
+            except OSError:
+                continue
+        return None
+
+    def datasets(self, job=None) -> dict:
+        with self.lock:
+            if self._datasets is None:
+                from engine.training.rundata import prepare_data
+
+                if job:
+                    job.progress(0, 1, f"reading the dataset {self.cfg.data.spec}")
+                self._datasets = prepare_data(self.cfg, download=False, tolerate_missing_eval=True)
+            return self._datasets
+
+    def source(self, split: str = "eval", job=None):
+        ds = self.datasets(job)
+        return ds["data"] if split == "train" else ds["embed_source"]
+
+    def encoder(self):
+        with self.lock:
+            key = self._ckpt_key()
+            if self._encoder is None or key != self._encoder_key:
+                from engine.training.checkpoints import load_run_encoder
+
+                self._encoder, _, self.backbone = load_run_encoder(self.run_dir, self.device)
+                self._encoder_key = key
+                self._features.clear()
+            return self._encoder
+
+    def method(self):
+        with self.lock:
+            key = self._ckpt_key()
+            if self._method is None or key != self._method_key:
+                from engine.training.checkpoints import load_run_method
+
+                self._method, _, self.backbone = load_run_method(self.run_dir, self.device)
+                self._method_key = key
+            return self._method
+
+    def _feature_key(self, split: str, indices) -> tuple:
+        return (split, len(indices), hash(np.asarray(indices).tobytes()), self._encoder_key)
+
+    def has_features(self, split: str, indices) -> bool:
+        with self.lock:
+            return self._feature_key(split, indices) in self._features
+
+    def store_features(self, split: str, indices, feats: np.ndarray) -> None:
+        with self.lock:
+            if len(self._features) > 6:
+                self._features.clear()
+            self._features[self._feature_key(split, indices)] = feats
+
+    def features(self, split: str, indices: np.ndarray, job=None) -> np.ndarray:
+        from engine.eval.features import extract_features
+
+        enc = self.encoder()
+        key = self._feature_key(split, indices)
+        with self.lock:
+            hit = self._features.get(key)
+        if hit is not None:
+            return hit
+        data = self.source(split, job)
+
+        def prog(done, total):
+            if job:
+                job.progress(done, total, "extracting features")
+
+        f = extract_features(enc, data, indices, device=self.device, progress=prog,
+                             cancel=job.cancel if job else None).numpy().astype(np.float32)
+        with self.lock:
+            if len(self._features) > 6:
+                self._features.clear()
+            self._features[key] = f
+        return f
+
+    def backbone_name(self) -> str:
+        if self.backbone is None:
+            from engine.eval.protocol import run_backbone_name
+
+            self.backbone = run_backbone_name(self.run_dir, self.cfg)
+        return self.backbone
+
+
+def list_snapshots(run_dir: str | Path) -> list[dict]:
+    """The run's embedding snapshots (embeddings/step_XXXXXXXX.npz), oldest first."""
+    out = []
+    for p in sorted((Path(run_dir) / "embeddings").glob("step_*.npz")):
+        try:
+            step = int(p.stem.split("_")[1])
+        except (IndexError, ValueError):
+            continue
+        epoch = None
+        try:
+            with np.load(p) as z:
+                epoch = float(z["epoch"]) if "epoch" in z.files else None
+        except Exception:  # a snapshot being written or damaged: list it without its epoch
+            pass
+        out.append({"step": step, "epoch": epoch, "path": str(p)})
+    return out
+
+
+
+def thumbs(data, indices, size: int = THUMB_SIZE) -> np.ndarray:
+    from engine.eval.protocol import thumbnails
+
+    return thumbnails(data, indices, size)
+
+
+def kmeans(feats: np.ndarray, k: int) -> np.ndarray:
+    k = max(1, min(int(k), len(feats)))
+    if k == 1:
+        return np.zeros(len(feats), np.int64)
+    try:
+        from sklearn.cluster import KMeans
+
+        return KMeans(n_clusters=k, n_init=1, random_state=0, max_iter=100).fit_predict(feats).astype(np.int64)
+    except Exception:  # pragma: no cover - scikit-learn missing: a few Lloyd steps in numpy
+        rng = np.random.default_rng(0)
+        cent = feats[rng.choice(len(feats), k, replace=False)]
+        for _ in range(20):
+            lab = np.argmax(feats @ cent.T, axis=1)
+            for c in range(k):
+                if (lab == c).any():
+                    cent[c] = feats[lab == c].mean(0)
+        return lab.astype(np.int64)

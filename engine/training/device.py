@@ -1,0 +1,154 @@
+"""Device and precision of a training run: which device, distributed set-up, mixed precision.
+
+``Precision`` owns autocast and the fp16 gradient scaler, so the training loop reads the same on
+every device: ``with precision.autocast(): ...; precision.backward(loss, opt); precision.step(opt)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+import torch
+
+from engine.params import ConfigError
+
+
+def _mps_available() -> bool:
+    return getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto``, ``cpu``, ``cuda`` or ``mps`` as a torch device; a ConfigError for one this machine lacks."""
+    name = (name or "auto").lower()
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name == "cuda":
+        if not torch.cuda.is_available():
+            raise ConfigError("device", "CUDA is not available on this machine; use --device cpu (or auto)")
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    if name == "mps":
+        if not _mps_available():
+            raise ConfigError("device", "Apple MPS is not available on this machine; use --device cpu (or auto)")
+        return torch.device("mps")
+    if name == "cpu":
+        return torch.device("cpu")
+    raise ConfigError("device", f"unknown device {name!r}; choose auto, cpu, cuda or mps")
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "mps":
+        return "Apple GPU (MPS)"
+    return f"CPU ({torch.get_num_threads()} threads)"
+
+
+def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
+    if precision == "fp32" or device.type == "cpu" and precision == "auto":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        return torch.float16
+    # auto on a GPU
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "mps":
+        return torch.float16
+    return None
+
+
+def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """Move a model to the training device, convolution weights in channels-last layout (about 30%
+    faster convolutions on CPUs and tensor cores; other weights are unaffected)."""
+    model = model.to(device)
+    if device.type in ("cpu", "cuda"):
+        model = model.to(memory_format=torch.channels_last)
+    return model
+
+
+# -- several processes (torchrun) ------------------------------------------------------------------
+def world_and_rank(distributed: bool | None) -> tuple[int, int]:
+    """(number of processes, this one's rank) from torchrun's environment; (1, 0) when not distributed."""
+    world = int(os.environ.get("WORLD_SIZE", 1)) if distributed is not False else 1
+    return world, int(os.environ.get("RANK", 0)) if world > 1 else 0
+
+
+def init_distributed(device: torch.device, world: int) -> None:
+    if world > 1 and not torch.distributed.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
+
+
+def close_distributed(world: int) -> None:
+    if world > 1 and torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
+
+
+def prepare_distributed_model(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
+    if world > 1 and device.type == "cuda":
+        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return model
+
+
+def sync_grads(module: torch.nn.Module, world: int) -> None:
+    """Average the gradients over the processes (one all-reduce of the flattened gradients)."""
+    grads = [p.grad for p in module.parameters() if p.grad is not None]
+    if world <= 1 or not grads:
+        return
+    flat = torch.cat([g.reshape(-1) for g in grads])
+    torch.distributed.all_reduce(flat)
+    flat /= world
+    offset = 0
+    for g in grads:
+        n = g.numel()
+        g.copy_(flat[offset:offset + n].view_as(g))
+        offset += n
+
+
+# -- mixed precision --------------------------------------------------------------------------------
+class Precision:
+    """Autocast dtype and (fp16 on CUDA only) the gradient scaler of a run."""
+
+    def __init__(self, device: torch.device, precision: str):
+        self.device = device
+        self.amp_dtype = autocast_dtype(device, precision)
+        self.scaler = torch.amp.GradScaler(device.type) if self.amp_dtype == torch.float16 \
+            and device.type == "cuda" else None
+
+    def autocast(self):
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.amp_dtype)
+
+    def backward(self, loss: torch.Tensor, optimizer) -> None:
+        """Gradients of ``loss``, unscaled (so that clipping sees their true size)."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+
+    def step(self, optimizer) -> None:
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+
+    def state_dict(self) -> dict:
+        return self.scaler.state_dict() if self.scaler is not None else {}
+
+    def load_state_dict(self, state: dict) -> None:
+        if self.scaler is not None and state:
+            self.scaler.load_state_dict(state)
+
+
+__all__ = ["resolve_device", "device_name", "autocast_dtype", "place_model", "world_and_rank", "init_distributed",
+           "close_distributed", "prepare_distributed_model", "sync_grads", "Precision"]

@@ -1,0 +1,121 @@
+"""Online evaluation and snapshots of a training run: the kNN monitor and collapse indicator, the final
+kNN + linear probe, embedding snapshots (``embeddings/step_*.npz``) and reconstruction previews."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from engine import messages as M
+from engine import seeds
+from engine.eval import (
+    collapse_std,
+    confusion_matrix,
+    extract_features,
+    knn_accuracy,
+    linear_probe,
+    per_class_accuracy,
+)
+
+
+def _u8(t: torch.Tensor) -> np.ndarray:
+    return (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class Monitor:
+    """Reads out the method being trained on the run's fixed samples (see :func:`prepare_data`)."""
+
+    def __init__(self, cfg, rundata, device: torch.device, run_dir: Path | None = None):
+        self.cfg = cfg
+        self.rd = rundata
+        self.device = device
+        self.run_dir = run_dir
+        self.last_knn: float | None = None
+
+    def features(self, method, data, indices=None) -> torch.Tensor:
+        return extract_features(method.encoder, data, indices, batch_size=512, device=self.device)
+
+    def knn(self, method) -> dict:
+        """Online kNN on held-out images (when labelled) and the collapse indicator."""
+        e = self.cfg.eval
+        bank, query, data = self.rd.bank_data, self.rd.eval_data, self.rd.data
+        values = {}
+        rng = seeds.monitor_rng(self.cfg.seed)
+        if bank is not None and query is not None:
+            bank_idx = np.sort(rng.choice(len(bank), min(e.bank_size, len(bank)), replace=False))
+            test_idx = np.sort(rng.choice(len(query), min(e.monitor_size, len(query)), replace=False))
+            fb = self.features(method, bank, bank_idx)
+            ft = self.features(method, query, test_idx)
+            yb = bank.get_labels(bank_idx).cpu()
+            yt = query.get_labels(test_idx).cpu()
+            top1, top5 = knn_accuracy(fb, yb, ft, yt, query.num_classes, e.knn_k, e.knn_temperature)
+            values["knn_top1"] = top1
+            if top5 is not None:
+                values["knn_top5"] = top5
+            values["collapse_std"] = collapse_std(ft)
+            self.last_knn = top1
+        else:
+            idx = np.sort(rng.choice(len(data), min(e.monitor_size, len(data)), replace=False))
+            values["collapse_std"] = collapse_std(self.features(method, data, idx))
+        return values
+
+    def final(self, method, results: dict) -> dict:
+        """kNN (with per-class accuracy and confusion) and the linear probe over the whole evaluation
+        split, added to ``results``; a note instead when there are no labelled evaluation images."""
+        e = self.cfg.eval
+        bank, query = self.rd.bank_data, self.rd.eval_data
+        if bank is None or query is None:
+            results["note"] = "no labelled evaluation data: kNN and linear probe skipped"
+            return results
+        fb, ft = self.features(method, bank), self.features(method, query)
+        yb, yt = bank.labels.cpu(), query.labels.cpu()
+        c = query.num_classes
+        top1, top5, pred = knn_accuracy(fb, yb, ft, yt, c, e.knn_k, e.knn_temperature, return_predictions=True)
+        results.update({"knn_top1": top1, "knn_top5": top5, "num_train": len(fb), "num_test": len(ft),
+                        "class_names": query.class_names})
+        conf = confusion_matrix(pred, yt, c)
+        results["knn_per_class"] = per_class_accuracy(conf)
+        results["knn_confusion"] = conf.tolist()
+        if e.linear_probe_epochs:
+            lin, lpred = linear_probe(fb, yb, ft, yt, c, epochs=e.linear_probe_epochs, seed=self.cfg.seed,
+                                      return_predictions=True)
+            results["linear_top1"] = lin
+            lconf = confusion_matrix(lpred, yt, c)
+            results["linear_per_class"] = per_class_accuracy(lconf)
+            results["linear_confusion"] = lconf.tolist()
+        return results
+
+    def embedding(self, method, step: int, epoch: float) -> M.Embedding:
+        """Features of the fixed embedding sample; written to ``embeddings/step_*.npz`` in the run folder."""
+        src, idx = self.rd.embed_source, self.rd.embed_idx
+        feats = self.features(method, src, idx).numpy().astype(np.float32)
+        labels = src.get_labels(idx)
+        labels = None if labels is None else labels.cpu().numpy()
+        if self.run_dir is not None:
+            out = self.run_dir / "embeddings" / f"step_{step:08d}.npz"
+            out.parent.mkdir(parents=True, exist_ok=True)
+            tmp = out.with_name(f".{out.stem}.tmp.npz")
+            np.savez(tmp, features=feats, labels=labels if labels is not None else np.zeros(0, np.int64),
+                     indices=idx, step=step, epoch=epoch)
+            os.replace(tmp, out)
+        return M.Embedding(step, float(epoch), feats, labels, idx.copy())
+
+    @torch.no_grad()
+    def reconstruction(self, method, step: int, epoch: float) -> M.Reconstruction | None:
+        """What a reconstruction method makes of the fixed sample (None for other methods)."""
+        x = self.rd.embed_source.get(self.rd.recon_idx).to(self.device).float().div(255)
+        was = method.training
+        method.eval()
+        try:
+            out = method.reconstruct(x, seeds.step_generator(self.cfg.seed, 0, 0, self.device))
+        finally:
+            method.train(was)
+        if out is None:
+            return None
+        return M.Reconstruction(step, float(epoch), _u8(x), _u8(out[0]), _u8(out[1]), self.cfg.method)
+
+
+__all__ = ["Monitor"]

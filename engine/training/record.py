@@ -1,0 +1,67 @@
+"""The run folder a training session writes (format in :mod:`engine.runs`): config.json, the
+status.json heartbeat, metrics.jsonl, data.json and results.json. Only the main process writes."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+from engine.runs import MetricsLog, new_run_dir, read_json, write_json
+
+STATUS_EVERY_S = 5.0
+
+
+class RunRecord:
+    def __init__(self, run_dir: Path, log: MetricsLog, started: float):
+        self.run_dir = run_dir
+        self.log = log
+        self._status: dict = {"started": started}
+        self._last_status = 0.0
+
+    @classmethod
+    def open(cls, cfg, run_dir: str | Path | None, resume: bool) -> RunRecord:
+        """A fresh run folder under ``cfg.runs_root`` (or ``run_dir``); a resumed one keeps its config."""
+        run_dir = Path(run_dir) if run_dir else new_run_dir(cfg.runs_root, cfg.method, cfg.data.spec, cfg.name)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        if not resume:
+            cfg.save(run_dir / "config.json")
+        old = read_json(run_dir / "status.json", {}) or {}
+        return cls(run_dir, MetricsLog(run_dir / "metrics.jsonl"), old.get("started", time.time()))
+
+    def status(self, force: bool = False, **fields) -> None:
+        """Refresh status.json (at most every few seconds unless ``force``): state, step, pid, heartbeat."""
+        now = time.time()
+        if not force and now - self._last_status < STATUS_EVERY_S:
+            return
+        self._last_status = now
+        self._status.update({"pid": os.getpid(), "host": socket.gethostname(), "updated": now, **fields})
+        try:
+            write_json(self.run_dir / "status.json", self._status)
+        except OSError:
+            pass
+
+    def write(self, record: dict) -> None:
+        self.log.write(record)
+
+    def write_data(self, data, eval_data, notes: list[str], backbone: str) -> None:
+        """data.json: what the dataset turned out to be, the notes about it and the backbone used."""
+        summary = data.summary()
+        summary["skipped_files"] = [list(s) for s in getattr(data, "skipped", [])[:1000]]
+        summary["notes"] = notes
+        summary["eval"] = eval_data.summary() if eval_data is not None else None
+        summary["backbone"] = backbone
+        write_json(self.run_dir / "data.json", summary)
+
+    def write_results(self, results: dict) -> None:
+        write_json(self.run_dir / "results.json", results)
+
+    def flush(self) -> None:
+        self.log.flush()
+
+    def close(self) -> None:
+        self.log.close()
+
+
+__all__ = ["RunRecord", "STATUS_EVERY_S"]
