@@ -26,7 +26,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QTimer
-from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
@@ -43,7 +42,9 @@ from app import views as view_list
 from app.analysis_client import AnalysisClient
 from app.config_model import ConfigModel
 from app.engine_client import EngineClient
+from app.menus import build_menus
 from app.run_model import RunModel
+from app.run_report import RunReport
 from app.view import View, ViewContext, ViewSpec
 from app.widgets.banner import Banner
 from app.widgets.curves_panel import CurvesPanel
@@ -52,17 +53,8 @@ from app.widgets.history_panel import HistoryPanel
 from app.widgets.preview_panel import PreviewPanel
 from app.widgets.run_panel import RunPanel
 from app.worker_client import WorkerClient
-from engine import messages as M
 
-MENUS = ("File", "Run", "View", "Help")
 ANALYSIS_START_DELAY_MS = 1500  # let the window show (and the service process start) first
-
-
-def fmt_eta(s: float | None) -> str:
-    if s is None:
-        return "–"
-    s = int(s)
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
 class MainWindow(QMainWindow):
@@ -106,7 +98,7 @@ class MainWindow(QMainWindow):
         vc.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
         self._build_status_bar()
-        self._build_menus()
+        build_menus(self)
         self._wire()
         self._restore(data_spec)
         if start_service:
@@ -170,70 +162,6 @@ class MainWindow(QMainWindow):
         for w in (self.st_state, self.st_step, self.st_speed, self.st_eta, self.st_progress, self.st_device):
             sb.addPermanentWidget(w)
 
-    # -- menus -----------------------------------------------------------------------------
-    def _action(self, menu, text: str, slot, shortcut=None, tip: str = "") -> QAction:
-        a = QAction(text, self)
-        if shortcut:
-            a.setShortcut(QKeySequence(shortcut))
-        if tip:
-            a.setStatusTip(tip)
-        a.triggered.connect(slot)
-        menu.addAction(a)
-        return a
-
-    def _view_entries(self, menu, name: str, entries: dict) -> None:
-        """The entries views add to menu ``name``, a group per view."""
-        for items in entries.values():
-            group = [e for e in items if e.menu == name]
-            if group and not menu.isEmpty():
-                menu.addSeparator()
-            for e in group:
-                self._action(menu, e.text, e.slot, e.shortcut, e.tip)
-
-    def _build_menus(self) -> None:
-        entries = {key: list(w.menu_entries()) for key, w in self.views.items()}
-        for key, items in entries.items():
-            for e in items:
-                if e.menu not in MENUS:
-                    raise ValueError(f"the {key!r} view adds {e.text!r} to a menu {e.menu!r}; the window's "
-                                     f"menus are {', '.join(MENUS)}")
-        mb = self.menuBar()
-        f = mb.addMenu("&File")
-        self._action(f, "Open run folder…", self._open_run_dialog, "Ctrl+Shift+O", "Show a run folder's curves")
-        self._view_entries(f, "File", entries)
-        f.addSeparator()
-        self._action(f, "Quit", self.close, QKeySequence.StandardKey.Quit)
-        r = mb.addMenu("&Run")
-        self._view_entries(r, "Run", entries)
-        self.act_pause = self._action(r, "Pause / resume", self._toggle_pause, "Ctrl+P")
-        self.act_stop = self._action(r, "Stop", self.engine.stop, "Ctrl+.", "Stop with a checkpoint")
-        self.act_snapshot = self._action(r, "Save a checkpoint now", self.engine.snapshot, "Ctrl+K")
-        self.act_resume_last = self._action(r, "Resume the last run", self.resume_last, "Ctrl+Shift+R")
-        v = mb.addMenu("&View")
-        for k, spec in enumerate(self.specs):
-            self._action(v, spec.title, lambda _=False, key=spec.key: self.show_view(key),
-                         f"Ctrl+{k + 1}" if k < 9 else None)
-        self._view_entries(v, "View", entries)
-        h = mb.addMenu("&Help")
-        self._action(h, "About SSL Workbench", self._about)
-        self._action(h, "Keyboard shortcuts", self._shortcuts, "F1")
-        self._view_entries(h, "Help", entries)
-
-    def _about(self) -> None:
-        QMessageBox.about(self, "SSL Workbench",
-                          "<b>SSL Workbench</b><p>Preview pretext tasks, train self-supervised methods, watch "
-                          "them learn and inspect what the encoder learned.</p>"
-                          f"<p>{self.st_device.text()}</p>")
-
-    def _shortcuts(self) -> None:
-        lines = []
-        for menu in self.menuBar().actions():
-            for a in menu.menu().actions():
-                if a.shortcut().toString():
-                    lines.append(f"<tr><td>{a.shortcut().toString(QKeySequence.SequenceFormat.NativeText)}</td>"
-                                 f"<td>{a.text()}</td></tr>")
-        QMessageBox.information(self, "Keyboard shortcuts", "<table>" + "".join(lines) + "</table>")
-
     # -- wiring ----------------------------------------------------------------------------
     def _wire(self) -> None:
         """What the views do not connect themselves: the status bar, the banner and the workflow between
@@ -246,16 +174,7 @@ class MainWindow(QMainWindow):
         self.preview_panel.train_method.connect(self._train_method)
         self.run_panel.start_requested.connect(self.start_run)
         self.run_panel.resume_last_requested.connect(self.resume_last)
-        self.engine.state_changed.connect(self._engine_state)
-        self.engine.run_started.connect(self._run_started)
-        self.engine.step.connect(self._step)
-        self.engine.eval_result.connect(self._eval)
-        self.engine.warning.connect(lambda t: (self.run_panel.add_log(f"note: {t}"), self.status_message(t)))
-        self.engine.progress.connect(self._engine_progress)
-        self.engine.checkpoint.connect(lambda m: self.run_panel.add_log(f"checkpoint saved at step {m.step}"))
-        self.engine.finished.connect(self._run_finished)
-        self.engine.failed.connect(self._run_failed)
-        self.engine.died.connect(self._engine_died)
+        self.report = RunReport(self)  # the engine's state in the status bar, the Run view and the banner
         self.history.open_requested.connect(lambda p, live: (self.open_run(p, live), self.show_view("curves")))
         self.history.overlay_requested.connect(lambda p, live: (self.curves.open_run(p, overlay=True, live=live),
                                                                 self.show_view("curves")))
@@ -373,91 +292,17 @@ class MainWindow(QMainWindow):
             live = bool(info and info.live)
         self.run_model.set_run(str(run_dir), live=bool(live), origin="opened")  # the views follow it
 
-    def _open_run_dialog(self) -> None:
+    def open_run_dialog(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Open a run folder")
         if path:
             self.open_run(path)
             self.show_view("curves")
 
-    def _toggle_pause(self) -> None:
+    def toggle_pause(self) -> None:
         if self.engine.state == "paused":
             self.engine.resume()
         elif self.engine.state == "running":
             self.engine.pause()
-
-    def _engine_state(self, state: str) -> None:
-        labels = {"starting": "Starting the engine …", "loading": "Loading the data …", "running": "Running",
-                  "paused": "Paused (checkpoint saved)", "stopping": "Stopping (writing a checkpoint) …",
-                  "evaluating": "Evaluating (kNN and linear probe) …", "finished": "Finished", "stopped": "Stopped",
-                  "failed": "Failed", "died": "The engine process died", "idle": "Idle"}
-        self.st_state.setText(labels.get(state, state))
-        self.st_progress.setVisible(state in ("running", "paused", "evaluating", "loading", "starting"))
-        self.run_panel.set_engine_state(state, self.engine.can_resume())
-        if state not in ("failed", "died"):
-            self.run_panel.set_state_text(labels.get(state, state))
-        self.run_panel.add_log(f"state: {state}")
-        if not self.engine.active and self.engine.run_dir:
-            self.history.protected.discard(self.engine.run_dir)
-            self.history.refresh()
-        self.act_pause.setEnabled(state in ("running", "paused"))
-        self.act_stop.setEnabled(self.engine.active)
-        ref = self.run_model.run
-        if ref is not None and ref.owned and ref.same_run(self.engine.run_dir):
-            self.run_model.set_live(self.engine.active)
-
-    def _run_started(self, msg: M.RunStarted) -> None:
-        self.st_device.setText(f"Device: {msg.device_name}")
-        budget = f"{msg.total_steps} steps" if msg.total_steps else f"{msg.config.get('minutes', 0):g} min"
-        self.run_panel.add_log(f"run started on {msg.device_name}: {msg.num_images} images, {msg.steps_per_epoch} "
-                               f"steps per epoch, {budget}" + (f" (resumed at step {msg.start_step})"
-                                                               if msg.resumed else ""))
-        self.history.refresh()
-
-    def _step(self, msg: M.StepMetrics) -> None:
-        v = msg.values
-        self.st_step.setText(f"step {msg.step} · epoch {msg.epoch:.2f}")
-        self.st_speed.setText(f"{v.get('images_per_s', 0):.0f} img/s")
-        self.st_eta.setText(f"ETA {fmt_eta(msg.eta_s)}")
-        self.st_progress.setValue(int(1000 * msg.progress))
-        self.run_panel.set_progress(msg.progress, f"{msg.progress:.0%} · step {msg.step} · loss {v.get('loss', 0):.4f}"
-                                                  f" · ETA {fmt_eta(msg.eta_s)}")
-
-    def _eval(self, msg: M.EvalResult) -> None:
-        vals = ", ".join(f"{k} {v:.3f}" for k, v in msg.values.items() if isinstance(v, (int, float)))
-        self.run_panel.add_log(f"{msg.kind_name} at epoch {msg.epoch:g}: {vals}")
-
-    def _engine_progress(self, p: M.Progress) -> None:
-        if p.total:
-            self.run_panel.set_progress(p.done / p.total, f"{p.task}: {p.detail} {p.done}/{p.total}")
-
-    def _run_finished(self, msg: M.RunFinished) -> None:
-        s = msg.summary
-        knn = f", kNN top-1 {s['knn_top1']:.1%}" if isinstance(s.get("knn_top1"), (int, float)) else ""
-        lin = f", linear probe {s['linear_top1']:.1%}" if isinstance(s.get("linear_top1"), (int, float)) else ""
-        text = f"Run {msg.reason} after {msg.step} steps{knn}{lin}."
-        if msg.reason == "stopped":
-            text += " Resume continues from the checkpoint."
-        self.run_panel.set_state_text(text)
-        self.run_panel.add_log(text)
-        self.status_message(text)
-        self.history.refresh()
-
-    def _run_failed(self, msg: M.RunFailed) -> None:
-        text = f"The run failed: {msg.error}"
-        self.run_panel.set_state_text(text, error=True)
-        self.run_panel.add_log(text + (f"\n{msg.traceback}" if msg.traceback else ""))
-        self.banner.show_message(text, "Show log", lambda: self.show_view("run"))
-        self.run_panel.set_engine_state("failed", self.engine.can_resume())
-
-    def _engine_died(self, text: str) -> None:
-        self.run_panel.set_state_text(text, error=True)
-        self.run_panel.add_log(text)
-        can = self.engine.can_resume()
-        self.run_panel.set_engine_state("died", can)
-        if can:
-            self.banner.show_message(text, "Resume from checkpoint", self.resume_last)
-        else:
-            self.banner.show_message(text)
 
     # -- settings --------------------------------------------------------------------------
     def _restore(self, data_spec: str | None) -> None:
