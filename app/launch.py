@@ -15,18 +15,20 @@ from pathlib import Path
 
 T0 = time.perf_counter()
 RESOURCES = Path(__file__).resolve().parents[1] / "resources"
-VIEWS = ("data", "pretext", "run", "curves", "embedding", "inspector", "history")
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
+    from app.views import view_keys  # the window's view list
+
+    keys = view_keys()
     p = argparse.ArgumentParser(prog="main.py", description="SSL Workbench: the window. For the headless engine "
                                 "see `python main.py train --help`.")
     p.add_argument("--data", metavar="SPEC", help="the dataset to open (builtin:shapes[:N], a folder, "
                    "torchvision:NAME[@SPLIT][:ROOT])")
     p.add_argument("--open", metavar="RUN_DIR", help="show a run folder's curves (live if it is running)")
     p.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window once the view has drawn, then exit")
-    p.add_argument("--view", metavar="NAME", default="data", choices=VIEWS,
-                   help=f"with --screenshot: the view to show ({', '.join(VIEWS)}; default data)")
+    p.add_argument("--view", metavar="NAME", default="data", choices=keys,
+                   help=f"with --screenshot: the view to show ({', '.join(keys)}; default data)")
     p.add_argument("--size", metavar="WxH", default="1400x900", help="with --screenshot: window size (default "
                    "1400x900)")
     p.add_argument("--timeout", type=float, default=120.0, help="with --screenshot: give up after this many "

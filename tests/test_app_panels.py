@@ -281,7 +281,8 @@ def test_thumbnail_grid_stays_quick_at_50k(qtbot, tmp_path):
 
 # -- curves --------------------------------------------------------------------------------------------
 def test_curves_append_redraw_and_export(qtbot, tmp_path):
-    from app.widgets.curves_panel import CurvesPanel, ema
+    from app.curves_model import ema
+    from app.widgets.curves_panel import CurvesPanel
     from engine import messages as M
 
     panel = CurvesPanel()

@@ -127,7 +127,7 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
     # -- history: the run is listed; opening it shows the curves read back from its folder
     hist = win.history
     hist.refresh()
-    qtbot.waitUntil(lambda: any(i.path == run_dir for i in hist.infos) and not hist._busy, timeout=WAIT)
+    qtbot.waitUntil(lambda: any(i.path == run_dir for i in hist.infos) and not hist.busy, timeout=WAIT)
     assert hist.select(run_dir)
     qtbot.waitUntil(lambda: hist.details is not None and hist.details["config"]["method"] == "simclr",
                     timeout=WAIT)

@@ -13,7 +13,6 @@ import csv
 import time
 from pathlib import Path
 
-import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
@@ -28,7 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.curves_model import IGNORED, X_KINDS, EmaCache, RunCurves, records_to_blocks
+from app.run_model import RunRef
 from app.tasks import run_in_thread
+from app.view import MenuEntry, View, ViewContext
 from engine import messages as M
 
 # (key, title, source) -- source "step" for StepMetrics values, "eval" for kNN-monitor values
@@ -41,169 +43,11 @@ PLOTS = (
     ("pretext_acc", "Pretext accuracy", "step"),
 )
 SECONDARY = {"knn_top5": "knn_top1"}  # drawn in another metric's plot
-IGNORED = {"step", "epoch", "time", "type", "kind"}
 COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
-X_KINDS = ("step", "epoch", "time")
 FRAME_MS = 33
 
 
-class Series:
-    """Growing buffers for one metric of one run: step, epoch, time and value."""
-
-    def __init__(self, capacity: int = 1024):
-        self.n = 0
-        self._a = np.empty((4, capacity), dtype=np.float64)
-
-    def _grow(self, need: int) -> None:
-        cap = self._a.shape[1]
-        if need > cap:
-            new = np.empty((4, max(need, cap * 2)), dtype=np.float64)
-            new[:, :self.n] = self._a[:, :self.n]
-            self._a = new
-
-    def append(self, step: float, epoch: float, t: float, y: float) -> None:
-        self._grow(self.n + 1)
-        self._a[:, self.n] = (step, epoch, t, y)
-        self.n += 1
-
-    def extend(self, block: np.ndarray) -> None:
-        """``block``: (4, k) rows step, epoch, time, value."""
-        k = block.shape[1]
-        self._grow(self.n + k)
-        self._a[:, self.n:self.n + k] = block
-        self.n += k
-
-    def truncate_after(self, step: float) -> None:
-        keep = np.flatnonzero(self._a[0, :self.n] <= step)
-        self.n = int(keep[-1]) + 1 if len(keep) else 0
-
-    def x(self, kind: str) -> np.ndarray:
-        return self._a[X_KINDS.index(kind), :self.n]
-
-    @property
-    def y(self) -> np.ndarray:
-        return self._a[3, :self.n]
-
-    @property
-    def step(self) -> np.ndarray:
-        return self._a[0, :self.n]
-
-
-def records_to_blocks(records: list[dict]) -> tuple[dict, dict, dict]:
-    """metrics.jsonl records -> ({key: (4, k) array} of step values, same of eval values, final values).
-    Runs on an I/O thread (a long log is parsed there, not on the GUI thread)."""
-    from engine.runs import clean_resumed
-
-    records = clean_resumed(records)
-    steps: dict[str, list] = {}
-    evals: dict[str, list] = {}
-    final: dict = {}
-    last_t = 0.0
-    for r in records:
-        typ = r.get("type")
-        s, e = float(r.get("step", 0)), float(r.get("epoch", 0))
-        if typ == "step":
-            last_t = float(r.get("time", last_t))
-            for k, v in r.items():
-                if k not in IGNORED and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    steps.setdefault(k, []).append((s, e, last_t, float(v)))
-        elif typ == "eval":
-            if r.get("kind") == "final":
-                final = {k: v for k, v in r.items() if k not in IGNORED}
-                continue
-            for k, v in r.items():
-                if k not in IGNORED and isinstance(v, (int, float)) and not isinstance(v, bool):
-                    evals.setdefault(k, []).append((s, e, last_t, float(v)))
-    def to_blocks(d):
-        return {k: np.asarray(v, dtype=np.float64).T.reshape(4, -1) for k, v in d.items()}
-
-    return to_blocks(steps), to_blocks(evals), final
-
-
-def _ema_raw(y: np.ndarray, alpha: float, prev: float = 0.0) -> np.ndarray:
-    """s_t = a s_(t-1) + (1 - a) y_t from s_(-1) = prev, without a python loop per point."""
-    n = len(y)
-    if n == 0:
-        return y.copy()
-    tail = int(np.ceil(16 / -np.log10(alpha)))  # a**tail < 1e-16: older points no longer count
-    if tail <= 64:  # light smoothing: a short convolution is exact to rounding
-        kernel = (1 - alpha) * alpha ** np.arange(tail + 1, dtype=np.float64)
-        out = np.convolve(y, kernel)[:n]
-        out += prev * alpha ** np.arange(1, n + 1, dtype=np.float64)
-        return out
-    # heavy smoothing: closed form per block, short enough that a**-block stays finite
-    block = int(min(4096, 100 * np.log(10) / -np.log(alpha)))
-    out = np.empty(n, dtype=np.float64)
-    powers = alpha ** -np.arange(block, dtype=np.float64)
-    up_all = alpha ** np.arange(1, block + 1, dtype=np.float64)
-    for start in range(0, n, block):
-        chunk = y[start:start + block]
-        k = len(chunk)
-        up = up_all[:k]
-        out[start:start + k] = up * prev + np.cumsum(chunk * powers[:k]) * (1 - alpha) * (up / alpha)
-        prev = out[start + k - 1]
-    return out
-
-
-def ema(y: np.ndarray, alpha: float) -> np.ndarray:
-    """Debiased exponential moving average (TensorBoard's smoothing), vectorised."""
-    y = np.asarray(y, dtype=np.float64)
-    if alpha <= 0 or len(y) < 2:
-        return y
-    return _ema_raw(y, alpha) / (1 - alpha ** np.arange(1, len(y) + 1, dtype=np.float64))
-
-
-class EmaCache:
-    """The smoothed copy of a growing series, extended by the new points only."""
-
-    def __init__(self):
-        self.alpha = -1.0
-        self.raw = np.zeros(0)
-        self.src_n = 0
-        self.first = 0.0
-
-    def get(self, y: np.ndarray, alpha: float) -> np.ndarray:
-        n = len(y)
-        if alpha <= 0 or n < 2:
-            return y
-        fresh = alpha != self.alpha or n < self.src_n or (self.src_n and y[0] != self.first)
-        if fresh:
-            self.raw = _ema_raw(y, alpha)
-        elif n > self.src_n:
-            prev = self.raw[self.src_n - 1] if self.src_n else 0.0
-            self.raw = np.concatenate([self.raw[:self.src_n], _ema_raw(y[self.src_n:], alpha, prev)])
-        self.alpha, self.src_n, self.first = alpha, n, float(y[0])
-        return self.raw[:n] / (1 - alpha ** np.arange(1, n + 1, dtype=np.float64))
-
-
-class RunCurves:
-    def __init__(self, run_id: str, name: str, color: str, run_dir: str | None = None):
-        self.id, self.name, self.color, self.run_dir = run_id, name, color, run_dir
-        self.steps: dict[str, Series] = {}
-        self.evals: dict[str, Series] = {}
-        self.final: dict = {}
-        self.dirty: set[str] = set()
-        self.smoothed: dict[str, EmaCache] = {}
-        self.offset = 0  # metrics.jsonl bytes read (tailing)
-        self.tail = False
-        self.last_time = 0.0
-        self.pending_live: list = []  # messages that arrived while the history was still loading
-        self.loading = False
-        self.resume_step: int | None = None  # a resumed run drops what came after its checkpoint
-
-    def series(self, key: str, source: str) -> Series:
-        table = self.steps if source == "step" else self.evals
-        s = table.get(key)
-        if s is None:
-            s = table[key] = Series()
-        return s
-
-    def count(self, key: str) -> int:
-        s = self.steps.get(key) or self.evals.get(key)
-        return s.n if s is not None else 0
-
-
-class CurvesPanel(QWidget):
+class CurvesPanel(QWidget, View):
     changed = Signal()  # something new was drawn
 
     def __init__(self, parent=None):
@@ -243,9 +87,9 @@ class CurvesPanel(QWidget):
         self.clear_btn = QPushButton("Clear overlays")
         self.clear_btn.clicked.connect(self.clear_overlays)
         self.png_btn = QPushButton("Export PNG…")
-        self.png_btn.clicked.connect(self._png_dialog)
+        self.png_btn.clicked.connect(self.export_png_dialog)
         self.csv_btn = QPushButton("Export CSV…")
-        self.csv_btn.clicked.connect(self._csv_dialog)
+        self.csv_btn.clicked.connect(self.export_csv_dialog)
         bar = QHBoxLayout()
         bar.addWidget(QLabel("Smoothing"))
         bar.addWidget(self.smooth)
@@ -415,6 +259,30 @@ class CurvesPanel(QWidget):
 
     def overlay_ids(self) -> list[str]:
         return [r for r in self.runs if r != self.main_id]
+
+    # -- the view protocol -----------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> CurvesPanel:
+        panel = cls()
+        ctx.engine.message.connect(panel.on_engine_message)
+        ctx.run.runChanged.connect(panel.show_run)
+        return panel
+
+    def menu_entries(self) -> list[MenuEntry]:
+        return [MenuEntry("File", "Export curves as PNG…", self.export_png_dialog, "Ctrl+E"),
+                MenuEntry("File", "Export curves as CSV…", self.export_csv_dialog, "Ctrl+Shift+E")]
+
+    def show_run(self, ref: RunRef) -> None:
+        """The window's run changed: a started run replaces the curves, a resumed one continues its own
+        (read back from its folder unless they are shown already), an opened one is read from disk."""
+        if ref.origin == "started":
+            self.start_live(ref.name, ref.run_dir)
+        elif ref.origin == "resumed":
+            main = self.runs.get("main")
+            if main is None or main.run_dir != ref.run_dir:
+                self.start_live(ref.name, ref.run_dir, keep_history=True)
+        else:
+            self.open_run(ref.run_dir, live=ref.live)
 
     # -- data in ---------------------------------------------------------------------------
     def on_engine_message(self, msg) -> None:
@@ -607,12 +475,12 @@ class CurvesPanel(QWidget):
                                                         and not run.dirty)
 
     # -- export ----------------------------------------------------------------------------
-    def _png_dialog(self) -> None:
+    def export_png_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the curves as PNG", "curves.png", "PNG (*.png)")
         if path:
             self.export_png(path)
 
-    def _csv_dialog(self) -> None:
+    def export_csv_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Export the curves as CSV", "curves.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QColor, QPixmap
+from PySide6.QtGui import QColor, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.dataset import ViewDataset
+from app.view import MenuEntry, View, ViewContext
 from app.widgets.thumbnails import ThumbnailView, class_color
 
 TV_FALLBACK = [{"name": n, "splits": ["train", "test"]} for n in
@@ -60,7 +61,7 @@ def parse_spec(spec: str) -> dict:
     return {"kind": 1, "folder": s}
 
 
-class DataPanel(QWidget):
+class DataPanel(QWidget, View):
     dataset_loaded = Signal(object)  # ViewDataset
     image_chosen = Signal(int)
     loading_changed = Signal(bool)
@@ -324,6 +325,34 @@ class DataPanel(QWidget):
         if folder:
             event.acceptProposedAction()
             self.open_folder(folder)
+
+    # -- the view protocol -----------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> DataPanel:
+        panel = cls(ctx.service)
+        panel.message.connect(ctx.status)
+        panel.dataset_loaded.connect(ctx.run.set_dataset)
+        ctx.config.catalogue_changed.connect(
+            lambda: panel.set_tv_datasets((ctx.config.catalogue or {}).get("datasets", [])))
+        ctx.service.restarted.connect(panel._service_restarted)
+        return panel
+
+    def is_ready(self) -> bool:
+        return self.dataset is not None and not self.loading
+
+    def menu_entries(self) -> list[MenuEntry]:
+        return [MenuEntry("File", "Open image folder…", self.browse_folder, QKeySequence.StandardKey.Open,
+                          "Load a folder of images as the dataset")]
+
+    def save_state(self):
+        return self.splitter.saveState()
+
+    def restore_state(self, state) -> None:
+        self.splitter.restoreState(state)
+
+    def _service_restarted(self) -> None:
+        if self.dataset is None and not self.loading:
+            self.load_from_ui()
 
     # -- loading ---------------------------------------------------------------------------
     @property

@@ -34,7 +34,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.run_model import RunRef
 from app.tasks import run_in_thread
+from app.view import MenuEntry, View, ViewContext
 
 COLUMNS = ("Run", "Method", "Data", "Started", "Duration", "State", "Steps", "kNN top-1", "Linear top-1")
 STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "loading": "#2e7d32", "evaluating": "#2e7d32",
@@ -78,13 +80,14 @@ def read_details(run_dir: str) -> dict:
             "encoder": (d / "encoder.safetensors").exists()}
 
 
-class HistoryPanel(QWidget):
+class HistoryPanel(QWidget, View):
     open_requested = Signal(str, bool)  # (run_dir, live)
     overlay_requested = Signal(str, bool)
     resume_requested = Signal(str)
     use_config_requested = Signal(dict)
     message = Signal(str)
     refreshed = Signal()
+    folders_changed = Signal(list)  # all_roots(): where runs are listed from
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -173,17 +176,57 @@ class HistoryPanel(QWidget):
         self._timer.start()
         self._update_buttons()
 
+    # -- the view protocol -----------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> HistoryPanel:
+        panel = cls()
+        panel.message.connect(ctx.status)
+        panel.folders_changed.connect(ctx.run.set_roots)
+        ctx.run.runChanged.connect(panel.show_run)
+        return panel
+
+    def menu_entries(self) -> list[MenuEntry]:
+        return [MenuEntry("View", "Refresh run history", self.refresh, "F5")]
+
+    def is_ready(self) -> bool:
+        """Listed, and (for a screenshot) a run's details shown: selects the first run if none is."""
+        if self.infos and self.selected() is None and self.table.rowCount():
+            self.table.selectRow(0)
+        return not self.busy and self.table.rowCount() == len(self.infos) and \
+            (not self.infos or self.details is not None)
+
+    def show_run(self, ref: RunRef) -> None:
+        """A run opened elsewhere (File menu, --open) is listed (its folder added if need be) and selected."""
+        if ref.origin != "opened":
+            return
+        path = Path(ref.run_dir).resolve()
+        if str(path.parent) not in self.roots and str(path) not in self.extra:
+            self.add_folder(ref.run_dir)
+        self.select(ref.run_dir)
+
     # -- folders ---------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        """Listing the run folders (on an I/O thread) now."""
+        return self._busy
+
     def set_roots(self, roots: list[str]) -> None:
         roots = [str(Path(r).expanduser()) for r in roots if r]
         if roots != self.roots:
             self.roots = roots
+            self.folders_changed.emit(self.all_roots())
             self.refresh()
+
+    def set_extra(self, folders: list[str]) -> None:
+        """Folders the user added in an earlier session."""
+        self.extra = [str(f) for f in folders]
+        self.folders_changed.emit(self.all_roots())
 
     def add_folder(self, folder: str) -> None:
         folder = str(Path(folder).expanduser().resolve())
         if folder not in self.extra:
             self.extra.append(folder)
+            self.folders_changed.emit(self.all_roots())
         self.refresh()
 
     def _add_dialog(self) -> None:

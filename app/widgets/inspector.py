@@ -1,23 +1,25 @@
-"""The "Inspector" view of the workbench window (a plugin: ``create_view(window)``)."""
+"""The "Inspector" view of the workbench window: the inspector panel connected to the window's run
+model, training engine and analysis process."""
 
 from __future__ import annotations
 
-from app.widgets.embedding import shared_client
+from app.run_model import RunRef
+from app.view import View, ViewContext
 from app.widgets.inspector_panel import InspectorPanel
 
 
-class InspectorView(InspectorPanel):
-    def __init__(self, window):
-        super().__init__(shared_client(window))
-        history = getattr(window, "history", None)
-        if history is not None:
-            self.roots_provider = history.all_roots
-        self.statusMessage.connect(lambda t: window.statusBar().showMessage(t, 8000))
+class InspectorView(InspectorPanel, View):
+    def __init__(self, ctx: ViewContext):
+        super().__init__(ctx.analysis)
+        run = ctx.run
+        self.roots_provider = lambda: run.roots  # the folders the run history lists
+        self.statusMessage.connect(ctx.status)
+        ctx.engine.message.connect(self.on_engine_message)  # a started run arrives with RunStarted
+        ctx.run.runChanged.connect(self.show_run)
+
+    def show_run(self, ref: RunRef) -> None:
+        if ref.origin == "opened":
+            self.set_run(ref.run_dir, ref.live)
 
     def is_ready(self) -> bool:
-        tab = self.tabs.currentWidget()
-        return getattr(tab, "request_id", None) is None
-
-
-def create_view(window) -> InspectorView:
-    return InspectorView(window)
+        return self.tabs.currentWidget().request_id is None  # the shown tab has its answer

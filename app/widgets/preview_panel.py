@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.view import View, ViewContext
 from app.widgets import discard
 from app.widgets.controls import ParamControl
 from app.widgets.tiles import TileView
@@ -164,7 +165,7 @@ class AugmentGroup(QGroupBox):
         self.changed.emit({})
 
 
-class PreviewPanel(QWidget):
+class PreviewPanel(QWidget, View):
     preview_shown = Signal(dict)  # the result as drawn
     train_method = Signal(str)  # "Train this method" was pressed
 
@@ -375,6 +376,25 @@ class PreviewPanel(QWidget):
             ctl.set_value(values.get(name))
         if self.augment.isVisible() or option in ("augment", "views", ""):
             self._refresh_augment()
+        self.request()
+
+    # -- the view protocol -----------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> PreviewPanel:
+        panel = cls(ctx.service, ctx.config)
+        ctx.run.datasetChanged.connect(panel.set_dataset)
+        ctx.service.restarted.connect(panel.retry)
+        return panel
+
+    def save_state(self):
+        return self.splitter.saveState()
+
+    def restore_state(self, state) -> None:
+        self.splitter.restoreState(state)
+
+    def retry(self) -> None:
+        """Ask again (the service restarted: the request in flight is lost)."""
+        self._inflight = None
         self.request()
 
     # -- images ----------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import json
 import time
 
 from PySide6.QtCore import QRect, QSignalBlocker, QSize, Qt, QTimer, Signal
-from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication, QPainter
+from PySide6.QtGui import QFont, QFontMetrics, QGuiApplication, QKeySequence, QPainter
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -27,6 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.view import MenuEntry, View, ViewContext
 from app.widgets.config_form import ConfigForm
 from engine.config import DataConfig, EvalConfig, OptimConfig, RunConfig
 from engine.params import field_specs
@@ -83,7 +84,7 @@ class MethodList(QListWidget):
         self.doItemsLayout()  # heights follow the width
 
 
-class RunPanel(QWidget):
+class RunPanel(QWidget, View):
     start_requested = Signal(dict)  # a validated config
     pause_requested = Signal()
     resume_requested = Signal()
@@ -232,6 +233,32 @@ class RunPanel(QWidget):
         self._fill_methods()
         self._model_changed("")
         self.set_engine_state("idle")
+
+    # -- the view protocol ------------------------------------------------------------------
+    @classmethod
+    def create(cls, ctx: ViewContext) -> RunPanel:
+        """Start and Resume last go to the window (it owns the run); the other buttons to the engine."""
+        panel = cls(ctx.service, ctx.config)
+        panel.message.connect(ctx.status)
+        panel.pause_requested.connect(ctx.engine.pause)
+        panel.resume_requested.connect(ctx.engine.resume)
+        panel.stop_requested.connect(ctx.engine.stop)
+        return panel
+
+    def is_ready(self) -> bool:
+        return self.model.catalogue is not None and bool(self.service.is_ready)
+
+    def menu_entries(self) -> list[MenuEntry]:
+        return [MenuEntry("File", "Load config…", self.load_config_dialog, "Ctrl+L"),
+                MenuEntry("File", "Save config…", self.save_config_dialog, QKeySequence.StandardKey.Save),
+                MenuEntry("File", "Copy config as command", self.copy_command, "Ctrl+Shift+C"),
+                MenuEntry("Run", "Start", self.request_start, "Ctrl+R", "Start a run")]
+
+    def save_state(self):
+        return self.splitter.saveState()
+
+    def restore_state(self, state) -> None:
+        self.splitter.restoreState(state)
 
     # -- catalogue / methods --------------------------------------------------------------
     def _catalogue_arrived(self) -> None:
