@@ -285,3 +285,27 @@ def test_cli_invariance_prints_rows_as_json(shapes_run, capsys):
                          capsys)
     assert rc == 2 and "at least 2" in err
 
+
+
+def test_cli_help_names_every_flag_of_the_contract(capsys):
+    rc, out, _ = run_cli(["downstream", "--help"], capsys)
+    assert rc == 0
+    for flag in ("--run", "--train-data", "--test-data", "--labels-per-class", "--modes", "--seeds", "--baselines",
+                 "--minutes-per-fit"):
+        assert flag in out
+    rc, out, _ = run_cli(["invariance", "--help"], capsys)
+    assert rc == 0 and "--run" in out and "--data" in out
+
+
+def test_cli_errors_through_main_py(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    main_py = Path(__file__).resolve().parents[1] / "main.py"
+    for args, fragment in ((["--run", str(tmp_path)], "not a run folder"),
+                           (["--run", str(tmp_path), "--seeds", "many"], "invalid int value")):
+        out = subprocess.run([sys.executable, str(main_py), "downstream", "--train-data", "builtin:shapes:16",
+                              "--test-data", "builtin:shapes:16", *args], capture_output=True, text=True,
+                             timeout=300)
+        assert out.returncode == 2 and out.stderr.count("\n") == 1 and fragment in out.stderr, out.stderr
