@@ -177,6 +177,9 @@ def test_invariance_rows_for_transforms_and_pairs():
     assert names == [(e, n) for e in ("a", "b") for n in TRANSFORMS + PAIRS]
     for r in out["rows"]:
         assert -1.0 <= r["mean"] <= 1.0 + 1e-6 and r["n"] > 0
+    # centred embeddings: a flipped noisy blob stays its own image, a blob of another colour does not
+    cell = {(r["encoder"], r["name"]): r["mean"] for r in out["rows"]}
+    assert cell["a", "flip"] > 0.8 and cell["a", "different_class"] < cell["a", "same_class"] - 0.3
     # identical inputs give identical rows (deterministic from the seed)
     again = invariance([("a", small_encoder(0))], data, num_images=20, seed=0)
     assert again["rows"] == out["rows"][:len(again["rows"])]
