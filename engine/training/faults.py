@@ -87,7 +87,7 @@ def divergence_message(exc: Diverged, run_dir, cfg, good_step: int | None, devic
     where = (f"the last good state (step {good_step}) is in {run_dir}/checkpoints/last.pt"
              if good_step is not None else "no good state was kept")
     fp = " (or --set precision=fp32)" if device_type != "cpu" and cfg.precision != "fp32" else ""
-    clip = "" if cfg.optim.grad_clip else " or add --set optim.grad_clip=1.0"
+    clip = "" if cfg.optim.grad_clip else " (clipping the gradients can help too: --set optim.grad_clip=1.0)"
     return (f"training diverged: the loss became {exc.loss} at step {exc.step}; {where}. Continue with a lower "
             f"learning rate: python main.py train --resume {run_dir} --lr {lower}{fp}{clip}")
 
