@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -353,79 +354,105 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+# flags a --resume may carry: (attribute, config key, flag text)
+_RESUME_FLAGS = (("method", "method", "--method"), ("data", "data.spec", "--data"),
+                 ("eval_data", "data.eval_spec", "--eval-data"), ("image_size", "data.image_size", "--image-size"),
+                 ("minutes", "minutes", "--minutes"), ("epochs", "epochs", "--epochs"),
+                 ("batch_size", "optim.batch_size", "--batch-size"), ("lr", "optim.lr", "--lr"),
+                 ("backbone", "backbone", "--backbone"), ("seed", "seed", "--seed"), ("name", "name", "--name"),
+                 ("runs_root", "runs_root", "--runs-root"))
+
+
+def resume_changes(args) -> tuple[dict, dict]:
+    """The config changes a ``train --resume`` command line asks for: ({dotted key: value},
+    {dotted key: the flag that asked}). Every flag given is in it: none is silently ignored."""
+    from engine.errors import UsageError
+    from engine.training.resume import flatten
+
+    for attr, flag in (("config", "--config"), ("run_dir", "--run-dir")):
+        if getattr(args, attr):
+            raise UsageError(f"{flag} cannot be combined with --resume (a resumed run keeps its own folder and "
+                             "config.json); leave it out, or start a new run")
+    changes, names = {}, {}
+    for attr, key, flag in _RESUME_FLAGS:
+        v = getattr(args, attr)
+        if v is not None:
+            changes[key], names[key] = v, flag
+    if args.minutes is not None:
+        changes["epochs"], names["epochs"] = 0, "--minutes"  # a budget flag names the whole budget
+    elif args.epochs is not None:
+        changes["minutes"], names["minutes"] = 0.0, "--epochs"
+    if args.device != "auto":
+        changes["device"], names["device"] = args.device, "--device"
+    if args.download:
+        changes["data.download"], names["data.download"] = True, "--download"
+    if args.no_final_eval:
+        changes["eval.final_eval"], names["eval.final_eval"] = False, "--no-final-eval"
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        d: dict = {}
+        _set_path(d, k.strip(), v.strip())
+        for key, value in flatten(d).items():
+            changes[key], names[key] = value, f"--set {item}"
+    return changes, names
+
+
 def cmd_train(args) -> int:
     from engine.data import DataError
     from engine.params import ConfigError
-    from engine.runs import acquire_writer
     from engine.session import FlagControl, Session, resume_config
+    from engine.training.resume import apply_resume_changes
 
-    main_rank = int(os.environ.get("RANK", 0)) == 0
     resume = False
     run_dir = None
-    lock = None
     try:
-        try:
-            if args.resume:
-                run_dir = check_run_folder(args.resume, "--resume")
-                cfg = resume_config(run_dir)
-                if not (run_dir / "checkpoints" / "last.pt").is_file():
-                    return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
-                                       "missing); start a new run")
-                if main_rank:
-                    lock = acquire_writer(run_dir)  # before anything in the folder changes
-                if args.minutes is not None or args.epochs is not None:
-                    # extending a finished run's budget is allowed
-                    d = cfg.to_dict()
-                    if args.minutes is not None:
-                        d["minutes"] = args.minutes
-                    if args.epochs is not None:
-                        d["epochs"] = args.epochs
-                    from engine.config import RunConfig
-
-                    cfg = RunConfig.from_dict(d)
-                check_run_config(cfg)
-                if args.minutes is not None or args.epochs is not None:
-                    cfg.save(run_dir / "config.json")
-                if args.device != "auto":
-                    cfg.device = args.device  # for this session only
-                resume = True
-            else:
-                cfg = config_from_args(args)
-                if args.run_dir:
-                    run_dir = Path(args.run_dir)
-                    if (run_dir / "config.json").exists():
-                        return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                                           "or choose another --run-dir")
-                check_run_config(cfg)
-                if args.run_dir and main_rank:
-                    lock = acquire_writer(run_dir)
-                    if (run_dir / "config.json").exists():  # another start won the race to it
-                        return usage_error(f"{run_dir} already holds a run; choose another --run-dir")
-        except (ConfigError, DataError, ValueError) as exc:
-            return usage_error(str(exc))
-        if lock is not None and lock.took_over:
-            print(f"note: took over {run_dir} from process {lock.took_over}, which ended without "
-                  "releasing it", file=sys.stderr)
-        return _train(args, cfg, run_dir, resume, Session, FlagControl)
-    finally:
-        if lock is not None:
-            lock.release()
+        if args.resume:
+            run_dir = check_run_folder(args.resume, "--resume")
+            cfg = resume_config(run_dir)
+            if not (run_dir / "checkpoints" / "last.pt").is_file():
+                return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
+                                   "missing); start a new run")
+            changes, names = resume_changes(args)
+            cfg = apply_resume_changes(cfg, changes, names)  # the session saves it, under the run's lock
+            check_run_config(cfg)
+            resume = True
+        else:
+            cfg = config_from_args(args)
+            if args.run_dir:
+                run_dir = Path(args.run_dir)
+                if (run_dir / "config.json").exists():
+                    return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                       "or choose another --run-dir")
+            check_run_config(cfg)
+    except (ConfigError, DataError, ValueError) as exc:
+        return usage_error(str(exc))
+    # the session claims the run folder (one writer) before it writes anything, and holds it to the end
+    return _train(args, cfg, run_dir, resume, Session, FlagControl)
 
 
 def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
     control = FlagControl()
     printer = ProgressPrinter(quiet=args.quiet or int(os.environ.get("RANK", 0)) != 0)
 
-    def on_sigint(signum, frame):
-        printer._line("stopping: writing a checkpoint (Ctrl-C again to abort)")
+    def on_signal(signum, frame):
+        # Ctrl-C, or SIGTERM from a cluster scheduler (it sends SIGKILL a while later): stop with a checkpoint
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        printer._line(f"stopping ({name}): writing a checkpoint ({name} again to abort)")
         control.send("stop")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signum, _abort)
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    def _abort(signum, frame):
+        raise KeyboardInterrupt
+
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    old = {sig: signal.signal(sig, on_signal) for sig in handled}
     try:
         summary = Session(cfg, printer, control, run_dir=run_dir, resume=resume).run()
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     code = run_exit_code(summary)
     if summary.get("reason") == "failed":
         return code
@@ -559,6 +586,24 @@ def cmd_methods(args) -> int:
 COMMANDS = {"train": "cmd_train", "eval": "cmd_eval", "embed": "cmd_embed", "methods": "cmd_methods"}
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a cluster scheduler, ``kill``) ends a command like Ctrl-C: during start-up at once with
+    nothing written, during a run with a checkpoint (see ``_train``)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError, AttributeError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`engine.errors`):
     0 done, 1 the run failed, 2 usage or bad input, 130 interrupted."""
@@ -571,7 +616,8 @@ def main(argv: list[str] | None = None) -> int:
             return getattr(cli_downstream, f"cmd_{args.command}")(args)
         if args.command not in COMMANDS:
             return -1  # no command: the caller opens the GUI
-        return globals()[COMMANDS[args.command]](args)
+        with _sigterm_interrupts():
+            return globals()[COMMANDS[args.command]](args)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -28,10 +28,17 @@ from engine import messages as M
 from engine.config import RunConfig
 from engine.data import DataError
 from engine.data.base import Cancelled
+from engine.errors import BadInput, Diverged, UsageError, exit_code_for
 from engine.methods import DataInfo, get_method_class
 from engine.models import build_backbone, default_backbone
 from engine.params import ConfigError
-from engine.runs import last_checkpoint
+from engine.runs import (
+    acquire_writer,
+    last_checkpoint,
+    new_run_dir,
+    remove_if_empty,
+    remove_stale_temporaries,
+)
 from engine.seeds import epoch_order, step_generator
 from engine.training import checkpoints
 from engine.training.checkpoints import run_config
@@ -46,9 +53,11 @@ from engine.training.device import (
     sync_grads,
     world_and_rank,
 )
+from engine.training.faults import LastGood, all_finite, divergence_message, failure_message
 from engine.training.monitor import Monitor
 from engine.training.optim import Budget, build_optimizer, lr_at, set_lr
 from engine.training.record import RunRecord
+from engine.training.resume import resume_notes
 from engine.training.rundata import prepare_data
 
 EMIT_EVERY_S = 0.25
@@ -138,9 +147,8 @@ class StepMeter:
         """The mean loss and metrics since the last read, the learning rate and images/s; then reset."""
         values = {k: _to_float(v) / self.steps for k, v in self.sums.items()}
         if not math.isfinite(values["loss"]):
-            raise FloatingPointError(
-                f"the loss became {values['loss']} at step {step}: training diverged. "
-                "Lower the learning rate (or use fp32) and resume from the last checkpoint")
+            raise Diverged(f"the loss became {values['loss']} by step {step}: training diverged", step,
+                           values["loss"])
         values["lr"] = lr
         values["images_per_s"] = self.images / max(1e-6, train_time - self.since_train_time)
         self.reset(train_time)
@@ -170,6 +178,11 @@ class Session:
         self.paused = False
         self.method = None
         self.monitor: Monitor | None = None
+        self.lock = None  # this process's claim to write the run folder (rank 0)
+        self.ckpt_step: int | None = None  # the step of the checkpoint on disk
+        self.last_good = LastGood()
+        self.notes: list[str] = []
+        self._resumed_from: dict | None = None
 
     # -- plumbing --------------------------------------------------------------------------
     def emit(self, msg: M.Message | None) -> None:
@@ -226,26 +239,59 @@ class Session:
         init_distributed(self.device, self.world)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        if self.is_main:
-            self.record = RunRecord.open(cfg, self.run_dir, self.resume)
-            self.run_dir = self.record.run_dir
-            self.set_state("loading", "reading the dataset")
-
+        if self.is_main and self.resume:
+            self._claim()  # a live run is refused before anything is read or written
+        self.set_state("loading", "reading the dataset")
+        # the data is read before a new run folder exists: bad data leaves no stub run behind
         rd = prepare_data(cfg, lambda done, total, detail: self.emit(M.Progress("data", done, total, detail)))
         if self.method_cls.needs_labels and not rd.data.labelled:
             raise ConfigError("method", f"{cfg.method} needs labels, and {cfg.data.spec} is unlabeled; "
                                         "choose a dataset with class folders or another method")
         rd.place(self.device, cfg.data.in_memory_limit_mb)
-        self.rundata, self.data, self.eval_data, self.notes = rd, rd.data, rd.eval_data, rd.notes
-        self.monitor = Monitor(cfg, rd, self.device, self.run_dir)
+        self.rundata, self.data, self.eval_data = rd, rd.data, rd.eval_data
+        self.notes = self.notes + rd.notes
+        self.monitor = Monitor(cfg, rd, self.device, None)
 
         self._build_model(method_cfg)
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
         self.notes.extend(notes)
         if self.resume:
             self.load_checkpoint()
-        if self.record is not None:
+        if self.is_main:
+            self._open_record()
+            self.monitor.run_dir = self.run_dir
             self.record.write_data(self.data, self.eval_data, self.notes, self.backbone_name)
+
+    def _claim(self) -> None:
+        """Take the run folder's writer lock (held until run() ends) and clear what a killed writer left."""
+        self.lock = acquire_writer(self.run_dir)
+        if self.lock.took_over:
+            self.emit(M.Warning(f"took over {self.run_dir} from process {self.lock.took_over}, which ended "
+                                "without releasing it"))
+        removed = remove_stale_temporaries(self.run_dir)
+        if removed:
+            self.notes.append(f"removed {len(removed)} unfinished temporary file(s) left by a writer that was "
+                              f"killed mid-write: {', '.join(p.name for p in removed[:3])}")
+
+    def _open_record(self) -> None:
+        """Create (a new run) or reopen (a resumed one) the run folder, claimed by this process."""
+        cfg = self.cfg
+        if self.resume:
+            stored = run_config(self.run_dir).to_dict()
+            changed = cfg.to_dict() | {"device": stored.get("device", "auto")}  # the device: this session only
+            if changed != stored:
+                type(cfg).from_dict(changed).save(self.run_dir / "config.json")
+        else:
+            if self.run_dir is None:
+                self.run_dir = new_run_dir(cfg.runs_root, cfg.method, cfg.data.spec, cfg.name)
+            self._claim()
+            if (self.run_dir / "config.json").exists():
+                raise UsageError(f"{self.run_dir} already holds a run; continue it with --resume {self.run_dir} "
+                                 "or choose another run folder")
+        self.record = RunRecord.open(cfg, self.run_dir, self.resume)
+        if self.resume:
+            self.record.write({"type": "resume", "step": self.step, "epoch": self.epoch, "time": time.time()})
+        self.write_status(force=True)
 
     def _build_model(self, method_cfg) -> None:
         cfg, data = self.cfg, self.data
@@ -265,22 +311,30 @@ class Session:
 
     # -- checkpoints and snapshots ----------------------------------------------------------
     def save_checkpoint(self, keep_epoch: bool = False) -> Path | None:
-        if not self.is_main or self.run_dir is None or self.method is None:
-            return None
-        progress = {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                    "train_time": self.train_time}
+        if not self.is_main or self.record is None or self.method is None or self.state == "loading":
+            return None  # nothing trained yet: never overwrite a run's checkpoint with a fresh model
+        progress = self._progress()
+        if self.method_cls.trains and not all_finite(self.method):  # never overwrite a good checkpoint
+            raise Diverged(f"the weights became NaN or infinite by step {self.step}: training diverged",
+                           self.step, float("nan"))
         path = checkpoints.save_checkpoint(self.run_dir, self.method, optimizer=self.optimizer,
                                            scaler=self.precision.state_dict(), progress=progress, cfg=self.cfg,
                                            backbone=self.backbone_name,
                                            keep_epoch=self.epoch if keep_epoch else None)
         self._last_ckpt = time.monotonic()
+        self.ckpt_step = self.step
         if self.record is not None:
             self.record.flush()
         self.emit(M.CheckpointSaved(str(path), self.step, float(self.epoch)))
         self.write_status(force=True)
         return path
 
+    def _progress(self) -> dict:
+        return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "train_time": self.train_time}
+
     def load_checkpoint(self) -> None:
+        """Continue from the run's checkpoint (reads only: the run folder is written after it loaded)."""
         if self.run_dir is None or last_checkpoint(self.run_dir) is None:
             raise ConfigError("resume", f"no checkpoint to resume from in {self.run_dir} "
                                         "(checkpoints/last.pt is missing)")
@@ -289,8 +343,17 @@ class Session:
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
         self.train_time = float(state.get("train_time", 0.0))
-        if self.record is not None:
-            self.record.write({"type": "resume", "step": self.step, "epoch": self.epoch, "time": time.time()})
+        self.ckpt_step = self.step
+        old = state.get("config") or None
+        lr_then = None
+        if old:
+            try:
+                old_cfg = type(self.cfg).from_dict(old)
+                old_budget, _ = Budget.plan(old_cfg, len(self.data), self.world)
+                lr_then = lr_at(old_budget.fraction(self.step, self.train_time), old_cfg)
+            except (ConfigError, ValueError, TypeError):
+                old = None
+        self.notes.extend(resume_notes(old, self.cfg, lr_then, lr_at(self._progress_fraction(), self.cfg)))
 
     def export_encoder(self) -> Path | None:
         if not self.is_main or self.run_dir is None:
@@ -346,6 +409,7 @@ class Session:
         reason = self._budget_reached()
         if not self.method_cls.trains:
             return "completed"
+        self._keep_last_good()
         while reason is None:
             order = epoch_order(len(self.data), cfg.seed, self.epoch)
             if self.world > 1:
@@ -362,6 +426,8 @@ class Session:
                 reason = self._budget_reached()
                 if meter.due(EMIT_EVERY_S) or reason is not None:
                     self._log_step(meter.read(self.step, self.train_time, lr))
+                    if self.last_good.due():
+                        self._keep_last_good()
                 if self.is_main and cfg.checkpoint_every_minutes and \
                         time.monotonic() - self._last_ckpt >= cfg.checkpoint_every_minutes * 60:
                     self.save_checkpoint()
@@ -381,6 +447,25 @@ class Session:
             self.batch_in_epoch = 0
             self._end_of_epoch()  # its kNN monitor, reconstructions and embedding snapshot too
         return reason or "completed"
+
+    def _keep_last_good(self) -> None:
+        if self.is_main and not self.last_good.take(self.method, self.optimizer, self.precision.state_dict(),
+                                                    self._progress()):
+            raise Diverged(f"the weights became NaN or infinite by step {self.step}: training diverged",
+                           self.step, float("nan"))
+
+    def _write_last_good(self) -> int | None:
+        """After a divergence: put the last good state in checkpoints/last.pt when it is newer than the
+        checkpoint there (or there is none); the step the run can be resumed from."""
+        if not self.is_main or self.run_dir is None or self.method is None:
+            return None
+        if self.last_good.step >= 0 and (self.ckpt_step is None or self.last_good.step > self.ckpt_step):
+            progress = self.last_good.restore_into(self.method, self.optimizer)
+            self.precision.load_state_dict(self.last_good.state["scaler"])
+            self.step, self.epoch = progress["step"], progress["epoch"]
+            self.batch_in_epoch, self.train_time = progress["batch_in_epoch"], progress["train_time"]
+            self.save_checkpoint()
+        return self.ckpt_step
 
     def _log_step(self, values: dict) -> None:
         p = self._progress_fraction()
@@ -435,27 +520,64 @@ class Session:
                                                                       if isinstance(v, (int, float, str))}}
             self.emit(M.RunFinished(reason, str(self.run_dir), self.step, summary))
             return summary
-        except (ConfigError, DataError, Cancelled, FloatingPointError) as exc:
-            return self._fail(str(exc), "")
-        except torch.OutOfMemoryError:
+        except Diverged as exc:
+            return self._fail_with(exc, self._diverged)
+        except (ConfigError, DataError, Cancelled, BadInput) as exc:
+            return self._fail(str(exc), "", exc)
+        except torch.OutOfMemoryError as exc:
             bs = self.cfg.optim.batch_size
             return self._fail(f"out of GPU memory at batch size {bs}; lower the batch size (e.g. {max(2, bs // 2)}) "
-                              "or choose a smaller backbone, then resume", traceback.format_exc())
-        except KeyboardInterrupt:
-            self.save_checkpoint()
-            return self._fail("interrupted", "")
+                              "or choose a smaller backbone, then resume", traceback.format_exc(), exc)
+        except KeyboardInterrupt as exc:
+            try:
+                self.save_checkpoint()
+            except Exception:  # noqa: BLE001 - the checkpoint on disk stays as it was
+                pass
+            return self._fail("interrupted", "", exc)
+        except OSError as exc:
+            return self._fail(failure_message(exc, self.run_dir, self.cfg, self.ckpt_step), "", exc)
         except Exception as exc:
-            return self._fail(f"{type(exc).__name__}: {exc}", traceback.format_exc())
+            return self._fail(failure_message(exc, self.run_dir, self.cfg, self.ckpt_step),
+                              traceback.format_exc(), exc)
         finally:
             if self.record is not None:
-                self.record.close()
+                try:
+                    self.record.close()
+                except OSError:  # a full disk: what could be written was
+                    pass
+            if self.lock is not None:
+                self.lock.release()
             close_distributed(self.world)
 
-    def _fail(self, error: str, tb: str) -> dict:
+    def _diverged(self, exc: Diverged) -> str:
+        good = self._write_last_good()
+        if self.record is not None:
+            self.record.write({"type": "diverged", "step": exc.step, "loss": exc.loss, "last_good_step": good,
+                               "time": time.time()})
+        return divergence_message(exc, self.run_dir, self.cfg, good, self.device.type)
+
+    def _fail_with(self, exc: BaseException, make_message) -> dict:
+        try:
+            message = make_message(exc)
+        except Exception as inner:  # noqa: BLE001 - e.g. the disk is full as well: say what happened first
+            message = (f"{exc}; and then {failure_message(inner, self.run_dir, self.cfg, self.ckpt_step)}")
+        return self._fail(message, "", exc)
+
+    def _fail(self, error: str, tb: str, exc: BaseException | None = None) -> dict:
         self.state = "failed"
-        self.write_status(force=True, error=error)
+        if self.record is not None:
+            self.record.status(True, state="failed", step=self.step, epoch=self.epoch,
+                               elapsed_s=round(self.train_time, 2), error=error,
+                               checkpoint_step=self.ckpt_step, in_place=True)
+        exit_code = exit_code_for(exc) if exc is not None else 1
+        if isinstance(exc, BadInput) and not self.resume and self.run_dir is not None and \
+                (self.lock is not None or not (self.run_dir / ".writer.lock").exists()):
+            if self.lock is not None:
+                self.lock.release()
+                self.lock = None
+            remove_if_empty(self.run_dir)  # the window makes the folder before the engine process starts
         self.emit(M.RunFailed(error, tb, str(self.run_dir or "")))
-        return {"reason": "failed", "error": error, "run_dir": str(self.run_dir or "")}
+        return {"reason": "failed", "error": error, "run_dir": str(self.run_dir or ""), "exit_code": exit_code}
 
 
 def train_run(config: RunConfig, emit=None, control=None, run_dir=None, resume=False) -> dict:

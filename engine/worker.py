@@ -56,11 +56,12 @@ def _parent_watch_control(cmd_queue, parent_pid: int):
 
     class ParentWatch(QueueControl):
         orphaned = False
+        terminated = False  # SIGTERM: stop with a checkpoint, like the window's Stop
 
         def _gone(self) -> bool:
             if os.getppid() != parent_pid:
                 self.orphaned = True
-            return self.orphaned
+            return self.orphaned or self.terminated
 
         def poll(self):
             cmds = super().poll()
@@ -71,6 +72,18 @@ def _parent_watch_control(cmd_queue, parent_pid: int):
             return Command(STOP) if cmd is None and self._gone() else cmd
 
     return ParentWatch(cmd_queue)
+
+
+def _stop_on_sigterm(control) -> None:
+    import signal
+
+    def on_term(signum, frame):
+        control.terminated = True
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        pass
 
 
 def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue,
@@ -89,14 +102,11 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
 
         try:
             if resume and run_dir:
-                cfg = resume_config(run_dir)
-                if config_dict:  # a resumed run may change its budget and device, nothing else
-                    d = cfg.to_dict()
-                    for key in ("epochs", "minutes", "device"):
-                        if key in config_dict:
-                            d[key] = config_dict[key]
-                    cfg = RunConfig.from_dict(d)
-                    cfg.save(Path(run_dir) / "config.json")
+                from engine.training.resume import apply_resume_changes, flatten
+
+                # what may change mid-run (budget, learning rate, evaluation, device) is applied and saved
+                # by the session under the run's lock; any other change is refused with its name
+                cfg = apply_resume_changes(resume_config(run_dir), flatten(config_dict or {}))
             else:
                 cfg = RunConfig.from_dict(config_dict)
                 cfg.check()
@@ -104,6 +114,7 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
             put_quietly(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
             return
         control = _parent_watch_control(cmd_queue, parent)
+        _stop_on_sigterm(control)
         Session(cfg, emit=out_queue.put, control=control, run_dir=run_dir, resume=resume).run()
     except BaseException as exc:  # noqa: BLE001 - the front end must hear about anything
         put_quietly(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
