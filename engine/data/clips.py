@@ -60,6 +60,10 @@ class ClipData(ImageData):
         idx = torch.as_tensor(np.asarray(indices), dtype=torch.long, device=self.clips.device)
         return self.clips.index_select(0, idx)
 
+    def clips_hwc(self, indices) -> np.ndarray:
+        """Clips ``(n, T, H, W, C)`` uint8 numpy: what ``engine.preview.preview`` takes for clip methods."""
+        return self.get_clips(indices).permute(0, 1, 3, 4, 2).cpu().numpy()
+
     def to(self, device) -> ClipData:
         self.clips = self.clips.to(device)
         if self.labels is not None:
@@ -218,6 +222,6 @@ def load_builtin_clips(count: int, image_size: int, split: str = "train", seed: 
         name="clips" if train else "clips (test)",
         source=f"builtin:clips:{count}" if train else f"builtin:clips-test:{count}",
         images=clips[:, 0, :3], labels=labels, class_names=list(SHAPES),
-        eval_source=f"builtin:clips-test:{max(200, count // 5)}" if train else "",
+        eval_source=f"builtin:clips-test:{max(400, count // 3)}" if train else "",
         clips=clips, meta=meta,
         notes=[f"{count} clips of {frames} frames; evaluation embeds each clip's middle frame"])
