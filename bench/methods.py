@@ -2,6 +2,7 @@
 
     python bench/methods.py                       # every method, 3 minutes each, on the CPU
     python bench/methods.py --minutes 0.5 --methods rotnet,simclr,byol
+    python bench/methods.py --data builtin:clips --minutes 1   # the video methods, on clips
 
 Each method trains with its own recommended settings (``default_config``: its optimiser, learning
 rate, batch size and options; backbone ``auto``) on ``--data`` for ``--minutes`` of training time
@@ -15,6 +16,11 @@ with a random ViT), raw pixels, and the same encoder trained with labels for the
 With ``--runs-root DIR`` the run folders are kept, and a later call with the same settings and the
 same DIR reuses every run that finished there instead of training it again: an interrupted
 comparison goes on where it stopped.
+
+On clips (``--data builtin:clips``, ``clips:FOLDER`` or a folder of videos) the methods are the
+ones that train on clips (``input_kind == "clips"``); kNN embeds single frames (each clip's middle
+frame) and the evaluation set defaults to the dataset's own (``builtin:clips-test``). The
+supervised bound is left out there (it trains on images).
 
 Writes the table as markdown (``--out``, for the README) and prints one JSON object as its last line.
 """
@@ -36,10 +42,22 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-small"
 REFERENCES = ("random_init", "supervised")
 
 
-def ssl_methods() -> list[str]:
+def ssl_methods(kind: str = "images") -> list[str]:
     from engine.methods import METHODS
 
-    return [n for n, cls in METHODS.items() if cls.trains and not cls.needs_labels]
+    return [n for n, cls in METHODS.items() if cls.trains and not cls.needs_labels and cls.input_kind == kind]
+
+
+def clip_data(spec: str) -> bool:
+    """Whether ``spec`` names clips (the video methods' data) rather than images."""
+    low = spec.strip().lower()
+    if low.startswith(("builtin:clips", "clips")):
+        return True
+    if ":" in low.split("/")[0]:
+        return False
+    from engine.data.clip_folder import holds_clips
+
+    return Path(spec).is_dir() and holds_clips(Path(spec))
 
 
 def parse_args(argv=None):
@@ -48,7 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--methods", default="all", help="comma-separated methods (default: every self-supervised "
                    "method); random init, raw pixels and supervised are always added")
     p.add_argument("--data", default=str(DEFAULT_DATA / "train"), help="training images (class folders)")
-    p.add_argument("--eval-data", default=str(DEFAULT_DATA / "val"), help="labelled images to score")
+    p.add_argument("--eval-data", default=None, help="labelled images to score (default: the val/ folder next to "
+                   "the default data; for a built-in set or clips, the dataset's own evaluation set)")
     p.add_argument("--image-size", type=int, default=32, help="image size in pixels (default 32)")
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda", "mps"],
                    help="where to train (default cpu: the table compares the CPU defaults)")
@@ -64,7 +83,11 @@ def parse_args(argv=None):
                    "runs that finished there with the same settings are reused, not trained again")
     p.add_argument("--out", default=str(ROOT / "bench" / "results" / "methods.md"),
                    help="markdown table to write (default bench/results/methods.md)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.eval_data is None:
+        builtin = args.data.lower().startswith("builtin:") or clip_data(args.data)
+        args.eval_data = "" if builtin else str(DEFAULT_DATA / "val")
+    return args
 
 
 SAME_RUN_KEYS = ("method", "backbone", "minutes", "device", "seed", "data", "optim", "method_options")
@@ -144,7 +167,7 @@ def raw_pixels(args) -> dict:
     from engine.eval import knn_accuracy, raw_pixel_features
 
     train = load_dataset(args.data, args.image_size)
-    test = load_dataset(args.eval_data, args.image_size)
+    test = load_dataset(args.eval_data or train.eval_source, args.image_size)
     top1, top5 = knn_accuracy(raw_pixel_features(train), train.labels, raw_pixel_features(test), test.labels,
                               test.num_classes, 20, 0.07)
     return {"method": "raw_pixels", "knn_top1": top1, "knn_top5": top5, "backbone": "-"}
@@ -167,9 +190,10 @@ def own_baseline(row: dict, base: dict[str, float], default: float | None) -> fl
 def markdown(rows: list[dict], args, baseline: float | None) -> str:
     from engine.methods import METHODS
 
-    lines = [f"kNN top-1 on `{Path(args.eval_data).name}` (k=20) after {args.minutes:g} min of training per method "
+    lines = [f"kNN top-1 on `{Path(args.eval_data).name if args.eval_data else 'its evaluation set'}` (k=20) after {args.minutes:g} min of training per method "
              f"on `{Path(args.data).name}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
-             f"Made by `python bench/methods.py --minutes {args.minutes:g}`.", "",
+             f"Made by `python bench/methods.py --minutes {args.minutes:g}"
+             + (f" --data {args.data}`." if clip_data(args.data) else "`."), "",
              "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init "
              "(same backbone) |",
              "|---|---|---|---:|---:|---:|---:|---:|---:|"]
@@ -198,16 +222,17 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    methods = ssl_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    clips = clip_data(args.data)
+    methods = ssl_methods("clips" if clips else "images") if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"error: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
         return 2
     for p in (args.data, args.eval_data):
-        if ":" not in p.split("/")[0] and not Path(p).exists():
+        if p and ":" not in p.split("/")[0] and not Path(p).exists():
             print(f"error: {p} does not exist; pass --data / --eval-data", file=sys.stderr)
             return 2
-    refs = ["random_init"] + ([] if args.no_supervised else ["supervised"])
+    refs = ["random_init"] + ([] if args.no_supervised or clips else ["supervised"])
     order = refs[:1] + [m for m in methods if m not in REFERENCES] + refs[1:]
     tmp = None
     runs_root = args.runs_root

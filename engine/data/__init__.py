@@ -2,6 +2,9 @@
 
 ``load_dataset(spec, image_size)`` accepts:
 - ``builtin:shapes`` (``builtin:shapes:N`` for N images; ``shapes`` works too),
+- ``builtin:clips`` (``builtin:clips:N`` for N clips of the shapes moving, :mod:`engine.data.clips`),
+- ``clips:PATH``: a folder of clips (one sub-folder of frames per clip, or video files; class
+  folders above them give labels); a folder that holds video files is read as clips without it,
 - a folder path (class sub-folders give labels; a flat folder is unlabeled),
 - ``torchvision:NAME[@SPLIT][:ROOT]`` (cifar10, cifar100, stl10, mnist, fashionmnist, svhn).
 """
@@ -14,7 +17,7 @@ from pathlib import Path
 from engine.data.base import Cancelled, DataError, ImageData, ProgressFn, resize_uint8, stratified_split
 from engine.data.shapes import SHAPES
 
-BUILTIN = ("shapes",)
+BUILTIN = ("shapes", "clips")
 
 
 def describe_spec(spec: str) -> str:
@@ -33,6 +36,8 @@ def _split_spec(spec: str) -> tuple[str, str]:
         return "builtin", spec
     if low.startswith("torchvision:") or low.startswith("tv:"):
         return "torchvision", spec.split(":", 1)[1]
+    if low.startswith("clips:"):
+        return "clips", spec.split(":", 1)[1]
     return "folder", spec
 
 
@@ -50,10 +55,21 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
         name, _, count = rest.partition(":")
         name = name.strip().lower()
         split = "train"
-        if name == "shapes-test":
-            name, split = "shapes", "test"
+        if name in ("shapes-test", "clips-test"):
+            name, split = name[:-5], "test"
         if name not in BUILTIN:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of: {', '.join(BUILTIN)}")
+        if name == "clips":
+            from engine.data.clips import load_builtin_clips, parse_clips_spec
+
+            try:
+                n = parse_clips_spec(count.strip())
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
+            n = min(n, max_images) if max_images else n
+            if progress:
+                progress(0, n, "generating clips")
+            return load_builtin_clips(n, image_size, split=split, seed=seed)
         try:
             n = parse_shapes_spec(count.strip())
         except ValueError as exc:
@@ -76,9 +92,13 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
             keep = np.sort(np.random.default_rng(0).choice(len(data), max_images, replace=False))
             data = data.subset(keep)
         return data
+    from engine.data.clip_folder import holds_clips, load_clip_folder
     from engine.data.folder import load_folder
 
     path = Path(rest).expanduser()
+    if kind == "clips" or (path.is_dir() and holds_clips(path)):
+        return load_clip_folder(path, image_size, progress=progress, cancel=cancel, max_clips=max_images,
+                                workers=workers)
     return load_folder(path, image_size, progress=progress, cancel=cancel, use_cache=use_cache,
                        max_images=max_images, memory_limit_mb=memory_limit_mb, workers=workers)
 

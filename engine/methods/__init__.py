@@ -17,11 +17,14 @@ from engine.methods.moco import MoCo
 from engine.methods.multitask import MultiTask
 from engine.methods.random_init import RandomInit
 from engine.methods.rotnet import RotNet
+from engine.methods.shuffle_learn import ShuffleLearn
 from engine.methods.simclr import SimCLR
 from engine.methods.simsiam import SimSiam
 from engine.methods.superres import SuperRes
 from engine.methods.supervised import Supervised
+from engine.methods.tracking import Tracking
 from engine.methods.vicreg import VICReg
+from engine.methods.video_colorization import VideoColorization
 from engine.params import ConfigError
 
 METHODS: dict[str, type[Method]] = {
@@ -42,6 +45,9 @@ METHODS: dict[str, type[Method]] = {
     "barlow_twins": BarlowTwins,
     "vicreg": VICReg,
     "multitask": MultiTask,
+    "shuffle_learn": ShuffleLearn,
+    "tracking": Tracking,
+    "video_colorization": VideoColorization,
     "supervised": Supervised,
     "random_init": RandomInit,
 }
@@ -73,6 +79,7 @@ def method_catalogue() -> list[dict]:
             "name": name, "title": cls.title, "summary": cls.summary, "description": cls.description,
             "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
             "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
+            "input_kind": cls.input_kind,
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
         })
     return out
