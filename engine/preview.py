@@ -61,7 +61,7 @@ def preview(method: str, images: np.ndarray, seed: int = 0, options: dict | None
     ``options`` are method options (e.g. ``mask_ratio``). The same seed gives the same tiles.
     """
     x = from_uint8(images) if np.ndim(images) != 5 else \
-        torch.from_numpy(np.ascontiguousarray(images)).permute(0, 1, 4, 2, 3).float().div(255)
+        torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 1, 4, 2, 3).float().div(255)
     m = build_preview_method(method, options, x.shape[-1], backbone)
     if augment is not None and hasattr(m, "views"):
         from engine.params import from_dict

@@ -293,3 +293,86 @@ def test_train_each_video_method_on_builtin_clips(tmp_path):
         run = next(tmp_path.glob(f"*-{name}"))
         res = json.loads((run / "results.json").read_text())
         assert res["step"] == 2 and 0 <= res["knn_top1"] <= 1 and res["num_test"] >= 400
+
+
+# -- clips in the run's data, the service and the session ----------------------------------------
+def _cfg(method: str, spec: str):
+    from engine.config import default_config
+
+    cfg = default_config(method)
+    cfg.data.spec = spec
+    cfg.epochs = 1
+    return cfg
+
+
+def test_run_data_gives_image_methods_every_frame_and_clip_methods_the_clips():
+    from engine.training.rundata import prepare_data
+
+    frames = prepare_data(_cfg("simclr", "builtin:clips:32"))
+    clipped = prepare_data(_cfg("tracking", "builtin:clips:32"))
+    assert isinstance(clipped.data, ClipData) and len(clipped.data) == 32
+    assert not isinstance(frames.data, ClipData) and frames.data.images.shape == (32 * 8, 3, 32, 32)
+    assert torch.equal(frames.data.labels, clipped.data.labels.repeat_interleave(8))
+    assert torch.equal(frames.data.images[8 * 5 + 3], clipped.data.clips[5, 3, :3])
+    # both are scored on the same middle frames
+    assert torch.equal(frames.bank_data.images, clipped.bank_data.images) and len(frames.bank_data) == 32
+    assert torch.equal(frames.eval_data.images, clipped.eval_data.images)
+    assert any("every frame" in n for n in frames.notes)
+
+
+def test_clip_method_on_images_is_a_config_error_before_training(tmp_path):
+    from engine import messages as M
+    from engine.params import ConfigError
+    from engine.session import Session
+    from engine.training.rundata import prepare_data
+
+    with pytest.raises(ConfigError, match="tracking trains on clips.*builtin:clips") as exc:
+        prepare_data(_cfg("tracking", "builtin:shapes:64"))
+    assert exc.value.path == "method"
+    got = []
+    out = Session(_cfg("tracking", "builtin:shapes:64"), emit=got.append, run_dir=tmp_path / "r").run()
+    assert out["reason"] == "failed" and "trains on clips" in out["error"]
+    assert not any(isinstance(m, M.StepMetrics) for m in got)
+
+
+def test_validate_config_knows_clips():
+    from engine.worker import validate_config
+
+    ok = validate_config({"method": "tracking", "epochs": 1, "data": {"spec": "builtin:clips:64"}})
+    frames = validate_config({"method": "simclr", "epochs": 1, "data": {"spec": "builtin:clips"}})
+    bad = validate_config({"method": "tracking", "epochs": 1, "data": {"spec": "builtin:shapes"}})
+    count = validate_config({"method": "tracking", "epochs": 1, "data": {"spec": "builtin:clips:3"}})
+    assert ok["ok"] and frames["ok"]
+    assert not bad["ok"] and bad["errors"][0]["path"] == "method" and "builtin:clips" in bad["errors"][0]["message"]
+    assert not count["ok"] and count["errors"][0]["path"] == "data.spec"
+
+
+def test_service_writes_the_clips_and_previews_clip_methods_from_them(monkeypatch, tmp_path):
+    import threading
+
+    from engine import worker
+
+    monkeypatch.setattr(worker, "_thumbs_path", lambda spec, size, kind="images": tmp_path / f"{kind}.npy")
+
+    class Job:
+        def progress(self, *a, **k):
+            pass
+
+    res = worker.load_dataset_for_view({"spec": "builtin:clips:16", "image_size": 32}, Job(), threading.Event())
+    clips = np.load(res["clips_path"])
+    images = np.load(res["images_path"])
+    assert clips.shape == (16, 8, 32, 32, 4) and res["frames"] == 8
+    assert np.array_equal(images, clips[:, 4, :, :, :3])  # the grid shows the middle frames
+    loaded = {"builtin:clips:16|32": {"images_path": res["images_path"], "clips_path": res["clips_path"]}}
+    args = {"dataset": "builtin:clips:16|32", "indices": [3, 5], "seed": 1, "options": SMALL["tracking"]}
+    by_index = worker.preview_plain({"method": "tracking", **args}, loaded)
+    given = worker.preview_plain({"method": "tracking", "clips": clips[[3, 5]], "seed": 1,
+                                  "options": SMALL["tracking"]}, {})
+    assert len(by_index["rows"]) == 2
+    assert all(np.array_equal(a["image"], b["image"]) for ra, rb in zip(by_index["rows"], given["rows"])
+               for a, b in zip(ra["tiles"], rb["tiles"]))
+    assert worker.preview_plain({"method": "simclr", **args}, loaded)["kind"] == "views"
+    with pytest.raises(ValueError, match="previews clips"):
+        worker.preview_plain({"method": "tracking", "clips": images[:2]}, {})
+    with pytest.raises(ValueError, match="single images"):
+        worker.preview_plain({"method": "tracking", **args}, {"builtin:clips:16|32": {"images_path": "x", "clips_path": ""}})

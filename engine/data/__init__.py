@@ -41,6 +41,42 @@ def _split_spec(spec: str) -> tuple[str, str]:
     return "folder", spec
 
 
+CLIP_CHOICES = "builtin:clips, clips:FOLDER (one sub-folder of frames per clip) or a folder of videos"
+
+
+def spec_is_clips(spec: str) -> bool:
+    """Whether ``spec`` names clips (``builtin:clips[:N]``, ``clips:FOLDER``, a folder of video files),
+    decided without loading it."""
+    try:
+        kind, rest = _split_spec(spec)
+    except DataError:
+        return False
+    if kind == "clips":
+        return True
+    if kind == "builtin":
+        return rest.partition(":")[0].strip().lower() in ("clips", "clips-test")
+    if kind == "folder":
+        from engine.data.clip_folder import holds_clips
+
+        path = Path(rest).expanduser()
+        return path.is_dir() and holds_clips(path)
+    return False
+
+
+def has_clips(data) -> bool:
+    """Whether a loaded dataset is clips (:class:`engine.data.clips.ClipData`)."""
+    return getattr(data, "clips", None) is not None
+
+
+def input_mismatch(method: str, input_kind: str, clips: bool, spec: str) -> str | None:
+    """The one-line message when ``method`` (whose ``input_kind`` is "images" or "clips") cannot train
+    on the data ``spec`` (``clips``: whether they are clips); None when it can. Image methods train on
+    the frames of clips, so only a clip method on single images is a mismatch."""
+    if input_kind == "clips" and not clips:
+        return f"{method} trains on clips, and {spec} holds single images; choose {CLIP_CHOICES}"
+    return None
+
+
 def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
                  progress: ProgressFn | None = None, cancel: threading.Event | None = None,
                  max_images: int = 0, memory_limit_mb: int = 0, workers: int = 4,
@@ -103,4 +139,5 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
                        max_images=max_images, memory_limit_mb=memory_limit_mb, workers=workers)
 
 
-__all__ = ["load_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES"]
+__all__ = ["load_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES",
+           "spec_is_clips", "has_clips", "input_mismatch", "CLIP_CHOICES"]
