@@ -208,10 +208,10 @@ def test_video_extra_is_declared():
 
 
 # -- the methods ----------------------------------------------------------------------------------
-def build(name):
+def build(name, **options):
     cls = METHODS[name]
     torch.manual_seed(0)
-    cfg = from_dict(cls.Config, SMALL.get(name, {}), "method_options")
+    cfg = from_dict(cls.Config, {**SMALL.get(name, {}), **options}, "method_options")
     return cls(cfg, SmallCNN(widths=(8, 16, 32, 32)), DataInfo(image_size=32))
 
 
@@ -376,3 +376,31 @@ def test_service_writes_the_clips_and_previews_clip_methods_from_them(monkeypatc
         worker.preview_plain({"method": "tracking", "clips": images[:2]}, {})
     with pytest.raises(ValueError, match="single images"):
         worker.preview_plain({"method": "tracking", **args}, {"builtin:clips:16|32": {"images_path": "x", "clips_path": ""}})
+
+
+def test_builtin_clip_backgrounds_are_shared_by_shapes_and_pan():
+    clips, labels, meta = generate_clips(64, 32, 6, seed=2)
+    bg = meta["background"]
+    # a background does not tell the shape (or the clip): one is used by clips of several shapes
+    assert any(len(set(labels[bg == k].tolist())) >= 2 for k in bg.unique().tolist())
+    # where the clip pans, a background pixel away from the object changes between frames
+    moving = (meta["pan_px"].abs().sum(1) > 0).nonzero().flatten()
+    i = int(moving[0])
+    free = (clips[i, :, 3] == 0).all(0)
+    diff = (clips[i, 0, :3].float() - clips[i, -1, :3].float()).abs().sum(0)
+    assert diff[free].mean() > 3
+
+
+def test_video_colorization_weights_the_object():
+    m1 = build("video_colorization", object_weight=1.0)
+    m9 = build("video_colorization", object_weight=50.0)
+    m9.load_state_dict(m1.state_dict())
+    data = load_dataset("builtin:clips:16", 32)
+    x = as_float(data, range(8))
+    l1 = m1.training_step(x, None, generator_for(1)).loss
+    l9 = m9.training_step(x, None, generator_for(1)).loss
+    assert torch.isfinite(l1) and torch.isfinite(l9) and not torch.isclose(l1, l9)
+    # without a mask (RGB clips) every pixel counts the same
+    r1 = m1.training_step(x[:, :, :3], None, generator_for(1)).loss
+    r9 = m9.training_step(x[:, :, :3], None, generator_for(1)).loss
+    assert torch.isclose(r1, r9)

@@ -10,9 +10,11 @@ Training batches (``batches``) are whole clips ``(B, T, C, H, W)``; methods that
 image (with its clip's label) for methods that train on images.
 
 The built-in generator draws the shapes of :mod:`engine.data.shapes` (its drawing functions) moving
-on a still textured background: a straight trajectory at a constant speed, a constant rotation
-and a drifting hue, deterministic from the seed. ``meta`` records every frame's centre (pixels),
-angle (radians) and hue, and every clip's speed (pixels per frame) and direction.
+over a textured background: a straight trajectory at a constant speed, a constant rotation and a
+drifting hue, deterministic from the seed. The backgrounds come from a small pool shared by the
+clips of every shape (so a background does not tell one clip from another) and pan slowly (up to
+one pixel a frame). ``meta`` records every frame's centre (pixels), angle (radians) and hue, and
+every clip's speed (pixels per frame), direction, background and pan.
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from engine.data.shapes import SHAPES, _hsv_to_rgb, _inside
 
 DEFAULT_CLIPS = 1200
 DEFAULT_FRAMES = 8
+BACKGROUNDS = 12  # background textures shared by all clips of a split
+PAN = 2  # largest pan of the background, in half-pixels per frame
 
 
 @dataclass
@@ -166,6 +170,8 @@ def generate_clips(count: int = DEFAULT_CLIPS, image_size: int = 32, frames: int
     big = image_size * ss
     lin = (torch.arange(big, dtype=torch.float32) + 0.5) / big * 2 - 1
     gy, gx = torch.meshgrid(lin, lin, indexing="ij")
+    margin = PAN * frames
+    pool = _background(BACKGROUNDS, big + 2 * margin, g, torch.rand(BACKGROUNDS, generator=g))
     metas = []
     for start in range(0, count, chunk):
         n = min(chunk, count - start)
@@ -173,8 +179,16 @@ def generate_clips(count: int = DEFAULT_CLIPS, image_size: int = 32, frames: int
         m = _motion(n, frames, g)
         fs = 0.55 + 0.45 * torch.rand(n, generator=g)
         fv = 0.55 + 0.45 * torch.rand(n, generator=g)
-        bg = _background(n, big, g, m["hue"][:, 0])
+        # the background: one of a few textures shared by clips of every shape (it does not say
+        # which clip a frame comes from), seen through a window that pans a little every frame
+        which = torch.randint(0, len(pool), (n,), generator=g)
+        pan = torch.randint(-PAN, PAN + 1, (n, 2), generator=g)
+        off = -(pan * (frames - 1)) // 2 + torch.randint(-PAN, PAN + 1, (n, 2), generator=g)  # the pan fits
+        m["background"], m["pan_px"] = which, pan.float() / ss
         for t in range(frames):
+            ox = (margin + off[:, 0] + pan[:, 0] * t).tolist()
+            oy = (margin + off[:, 1] + pan[:, 1] * t).tolist()
+            bg = torch.stack([pool[k, :, y:y + big, x:x + big] for k, x, y in zip(which.tolist(), ox, oy)])
             cos, sin = torch.cos(m["angle"][:, t])[:, None, None], torch.sin(m["angle"][:, t])[:, None, None]
             dx = (gx - m["cx"][:, t, None, None]) / m["scale"][:, None, None]
             dy = (gy - m["cy"][:, t, None, None]) / m["scale"][:, None, None]

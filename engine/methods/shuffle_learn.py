@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from engine.augment import AugmentConfig, augment
 from engine.methods.base import Method, StepOutput
 from engine.methods.decoder import feature_map, map_shape
 from engine.models.heads import mlp
@@ -27,6 +28,9 @@ class ShuffleLearnConfig:
                                  "pool5) or the pooled feature vector", choices=("map", "pooled"))
     map_channels: int = param(16, "Channels the spatial map is reduced to (features=map)", min=1, max=512)
     head_hidden: int = param(256, "Hidden width of the order classifier", min=8, max=8192)
+    frame_crop: float = param(0.6, "Smallest random crop of each frame, independently (a fraction of its area; 1: "
+                                   "none): where the object sits in the frame no longer gives the order away, its "
+                                   "pose has to", min=0.05, max=1.0)
     positive_fraction: float = param(0.5, "Fraction of triplets in order (the paper: 0.25)", min=0.05, max=0.95)
 
 
@@ -62,7 +66,13 @@ class ShuffleLearn(Method):
         self.head = mlp([(3 * d, cfg.head_hidden, True, True), (cfg.head_hidden, 2, False, False)])
 
     def make_batch(self, x, g, preview=False):
-        return order_triplets(x, g, self.cfg.positive_fraction)
+        batch = order_triplets(x, g, self.cfg.positive_fraction)
+        if self.cfg.frame_crop < 1.0:
+            f = batch.inputs
+            crop = AugmentConfig(crop=True, crop_scale_min=self.cfg.frame_crop, crop_ratio=1.0, flip_p=0.0,
+                                 jitter_p=0.0, gray_p=0.0)
+            batch.inputs = augment(f.flatten(0, 1), crop, g).view_as(f)
+        return batch
 
     def frame_features(self, frames: torch.Tensor) -> torch.Tensor:
         """(B, 3, 3, H, W) triplets -> (B, 3 * d) features for the order classifier."""

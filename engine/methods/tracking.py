@@ -36,6 +36,9 @@ class TrackingConfig:
                            choices=("hardest", "random"))
     jitter: float = param(0.8, "Probability of an independent colour jitter on each patch (0: the paper's raw "
                                "patches; colour then tells clips apart)", min=0.0, max=1.0)
+    crop: float = param(0.5, "Smallest random crop of each patch, as a fraction of its area (1: no crop); "
+                             "with flips, so a patch pair is matched by what the object is, not by where it "
+                             "sits in the patch", min=0.05, max=1.0)
     proj_hidden: int = param(512, "Hidden width of the embedding head", min=8, max=16384)
     proj_dim: int = param(128, "Width of the embedding the distances are measured in", min=2, max=16384)
 
@@ -62,12 +65,13 @@ class Tracking(Method):
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
-        self.jitter = AugmentConfig(crop=False, flip_p=0.0, jitter_p=cfg.jitter, gray_p=0.0)
+        self.jitter = AugmentConfig(crop=cfg.crop < 1.0, crop_scale_min=min(cfg.crop, 1.0), flip_p=0.5 if cfg.crop < 1.0 else 0.0,
+                                    jitter_p=cfg.jitter, gray_p=0.2 if cfg.jitter > 0 else 0.0)
 
     def make_batch(self, x, g, preview=False):
         batch = tracked_pairs(x, g, self.cfg.patch_fraction, self.cfg.max_gap, self.cfg.track,
                               self.cfg.search_radius)
-        if self.cfg.jitter > 0:
+        if self.cfg.jitter > 0 or self.cfg.crop < 1.0:
             q, t = batch.inputs
             batch.inputs = (augment(q, self.jitter, g), augment(t, self.jitter, g))
         return batch

@@ -33,6 +33,9 @@ class VideoColorizationConfig:
     upsample: int = param(2, "Frames are enlarged this many times before the encoder, for a finer map of "
                              "pixels to point at", choices=(1, 2))
     max_gap: int = param(3, "Largest number of frames between the reference and the target", min=1, max=64)
+    object_weight: float = param(4.0, "Clips that know their moving object (built-in clips): how much more a "
+                                      "pixel on the object counts in the loss than a background pixel (1: all "
+                                      "pixels the same; most pixels are background)", min=1.0, max=100.0)
     bin_size: float = param(10.0, "Size of the ab colour bins the loss is measured over", min=4.0, max=40.0)
 
 
@@ -91,7 +94,14 @@ class VideoColorization(Method):
         _, soft_r = self.colours(lab_r, side)
         _, soft_t = self.colours(lab_t, side)
         pred = attn @ soft_r  # (B, n_t, Q): the copied colour distribution
-        loss = -(soft_t * pred.clamp(min=1e-8).log()).sum(2).mean()
+        ce = -(soft_t * pred.clamp(min=1e-8).log()).sum(2)  # (B, n_t)
+        mask = batch.meta.get("tgt_mask")
+        if mask is not None and self.cfg.object_weight != 1.0:
+            on = F.adaptive_avg_pool2d(mask[:, None].float(), side).flatten(1)  # object share of each map cell
+            w = 1 + (self.cfg.object_weight - 1) * on
+            loss = (ce * w).sum() / w.sum()
+        else:
+            loss = ce.mean()
         acc = (pred.argmax(2) == soft_t.argmax(2)).float().mean()
         return StepOutput(loss, {"pretext_acc": acc})
 

@@ -182,10 +182,11 @@ def tracked_pairs(x: torch.Tensor, g: torch.Generator | None, patch_fraction: fl
 def reference_target(x: torch.Tensor, g: torch.Generator | None, max_gap: int = 3) -> PretextBatch:
     """Video colorization (Vondrick et al. 2018): a reference frame and a target frame up to
     ``max_gap`` frames away (before or after). Inputs: both frames grey (L as 3 channels);
-    targets: the frames in Lab. Meta: the frame indices and the RGB frames."""
+    targets: the frames in Lab. Meta: the frame indices, the RGB frames and the target's object mask
+    (``(B, H, W)``; None for clips without one)."""
     from engine.pretext.color import lightness_image, rgb_to_lab
 
-    rgb, _ = split_clip(x, "Video colorization")
+    rgb, mask = split_clip(x, "Video colorization")
     b, t = rgb.shape[:2]
     dev = rgb.device
     gap = _randint(1, max(1, min(max_gap, t - 1)), b, g, dev)
@@ -197,5 +198,6 @@ def reference_target(x: torch.Tensor, g: torch.Generator | None, max_gap: int = 
     bi = torch.arange(b, device=dev)
     ref_rgb, tgt_rgb = rgb[bi, ref], rgb[bi, tgt]
     lab_r, lab_t = rgb_to_lab(ref_rgb), rgb_to_lab(tgt_rgb)
-    return PretextBatch((lightness_image(lab_r), lightness_image(lab_t)), (lab_r, lab_t),
-                        {"ref": ref.cpu(), "tgt": tgt.cpu(), "ref_rgb": ref_rgb, "tgt_rgb": tgt_rgb})
+    meta = {"ref": ref.cpu(), "tgt": tgt.cpu(), "ref_rgb": ref_rgb, "tgt_rgb": tgt_rgb,
+            "tgt_mask": None if mask is None else mask[bi, tgt]}
+    return PretextBatch((lightness_image(lab_r), lightness_image(lab_t)), (lab_r, lab_t), meta)
