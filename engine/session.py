@@ -396,7 +396,8 @@ class Session:
         self.method.after_step(self._progress_fraction())
         self.step += 1
         self.batch_in_epoch += 1
-        meter.add(out.loss, out.metrics, x.shape[0] * self.world)
+        frames = x.shape[0] * x.shape[1] if x.ndim == 5 else x.shape[0]  # clips count their frames
+        meter.add(out.loss, out.metrics, frames * self.world)
         if self.device.type == "cuda" and meter.steps % 50 == 0:
             torch.cuda.synchronize(self.device)
         return lr

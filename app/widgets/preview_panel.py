@@ -291,9 +291,19 @@ class PreviewPanel(QWidget, View):
                 self.method.addItem(f"{m['title'] or m['name']}", m["name"])
             i = self.method.findData(keep)
             self.method.setCurrentIndex(max(0, i))
+        self._mark_methods()
         if self.model.catalogue is not None:
             self.augment.build(self.model.catalogue.get("augment", []))
         self._method_picked()
+
+    def _mark_methods(self) -> None:
+        """Methods that train on clips say so in the picker while the data are single images."""
+        images_only = self.dataset is not None and getattr(self.dataset, "clips", None) is None
+        for i in range(self.method.count()):
+            info = self.model.method_info(self.method.itemData(i)) or {}
+            title = info.get("title") or info.get("name") or self.method.itemText(i)
+            needs = images_only and info.get("input_kind") == "clips"
+            self.method.setItemText(i, f"{title} (needs clips)" if needs else title)
 
     def set_method(self, name: str) -> None:
         i = self.method.findData(name)
@@ -400,6 +410,7 @@ class PreviewPanel(QWidget, View):
     # -- images ----------------------------------------------------------------------------
     def set_dataset(self, ds) -> None:
         self.dataset = ds
+        self._mark_methods()
         self._rng = np.random.default_rng(len(ds))
         self.indices = []
         self._pick_indices(keep_first=False)
@@ -451,9 +462,21 @@ class PreviewPanel(QWidget, View):
         self._pending = False
         idx = np.asarray(self.indices, dtype=np.int64)
         args = {"method": name, "options": self.model.options_for(name), "seed": int(self.seed.value()),
-                "images": np.ascontiguousarray(self.dataset.images[idx]),
                 "backbone": self._preview_backbone(name)}
-        self.last_request = {k: v for k, v in args.items() if k != "images"} | {"indices": idx.tolist()}
+        clips = getattr(self.dataset, "clips", None)
+        if (self.model.method_info(name) or {}).get("input_kind") == "clips":
+            if clips is None:
+                self.result = None
+                self.tiles.set_result(None)
+                self.status.setText(f"{name} trains on clips, and {self.dataset.spec} holds single images; "
+                                    "choose builtin:clips, clips:FOLDER or a folder of videos")
+                self.status.setStyleSheet("color: #c0392b;")
+                return
+            args["clips"] = np.ascontiguousarray(clips[idx])
+        else:
+            args["images"] = np.ascontiguousarray(self.dataset.images[idx])
+        self.last_request = {k: v for k, v in args.items() if k not in ("images", "clips")} | \
+            {"indices": idx.tolist()}
         self.status.setText("Drawing the pretext batch …")
         self._inflight = self.service.request("preview", args, on_done=self._shown, on_error=self._failed)
 
@@ -470,7 +493,8 @@ class PreviewPanel(QWidget, View):
         self.result = res
         self.tiles.set_result(res)
         names = ", ".join(f"#{i}" for i in self.last_request["indices"])
-        self.status.setText(f"{res['kind']} preview of images {names} with seed {res['seed']} "
+        what = "clips" if (self.model.method_info(res.get("method")) or {}).get("input_kind") == "clips" else "images"
+        self.status.setText(f"{res['kind']} preview of {what} {names} with seed {res['seed']} "
                             f"(drawn in {1000 * res.get('seconds', 0):.0f} ms). The same seed shows the same batch.")
         self.status.setStyleSheet("")
         self.preview_shown.emit(res)

@@ -41,12 +41,15 @@ class Method(nn.Module):
     summary: ClassVar[str] = ""  # one line for the method picker
     description: ClassVar[str] = ""  # what it learns and where it fails
     paper: ClassVar[str] = ""
-    family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference
+    family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference, video
     needs_labels: ClassVar[bool] = False
     trains: ClassVar[bool] = True
     backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
     bound: ClassVar[str] = ""  # "upper" / "lower": the evaluation protocol's reference encoder it trains
+    # what training_step and make_batch take: "images" (B, 3, H, W) or "clips" (B, T, C, H, W), the
+    # batches of a clip dataset (engine.data.clips.ClipData); evaluation always embeds single frames
+    input_kind: ClassVar[str] = "images"
     Config: ClassVar[type] = NoOptions
     # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
     reconstruct_captions: ClassVar[tuple] = ()
