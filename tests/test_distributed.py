@@ -1,0 +1,139 @@
+"""Several processes on the CPU (gloo, started here): one training step with world size 2 and B/2 images
+a process gives the loss and the gradients of one process with B images, for every method whose loss
+couples samples; with ``gather`` off SimCLR's differ (so the comparison can fail).
+
+Exactness: both sides build the method from the same seed and train on the same views (made once on
+the full batch, each process taking its rows), BatchNorm runs in training mode with its statistics
+over the global batch (``sync_bn``: on; GlobalBatchNorm on the CPU). The loss of the two processes is
+the mean of their losses (each scores its own rows); the gradients are DDP's average.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+
+from engine.config import default_config
+from engine.methods import DataInfo, get_method_class
+from engine.models import build_backbone
+from engine.pretext.base import PretextBatch
+
+B, SIZE, WORLD = 8, 16, 2
+OPTIONS = {
+    "simclr": {"proj_hidden": 32, "proj_dim": 16},
+    "moco": {"proj_hidden": 32, "proj_dim": 16, "queue_size": 40},
+    "byol": {"proj_hidden": 32, "proj_dim": 16},
+    "barlow_twins": {"proj_dim": 32},
+    "vicreg": {"proj_dim": 32},
+    "dino": {"out_dim": 64, "head_hidden": 32, "bottleneck": 16, "local_crops": 1},
+}
+
+
+def build(name: str):
+    cls = get_method_class(name)
+    cfg = default_config(name, method_options=OPTIONS[name]).method_config()
+    torch.manual_seed(0)
+    method = cls(cfg, build_backbone("small_cnn", SIZE), DataInfo(SIZE, 0))
+    return method.train()
+
+
+def images() -> torch.Tensor:
+    return torch.rand(B, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+
+
+def fixed_views(method, rows: slice) -> None:
+    """Make ``method.make_batch`` return the rows ``rows`` of views drawn once for the full batch."""
+    full = method.make_batch(images(), torch.Generator().manual_seed(1)).inputs
+    method.make_batch = lambda x, g, preview=False: PretextBatch(tuple(v[rows] for v in full), None, {})
+
+
+def states(method) -> dict:
+    """What a step changes besides the gradients: MoCo's queue, DINO's centre."""
+    return {k: v.detach().clone() for k, v in method.named_buffers() if k in ("queue", "center")}
+
+
+def reference(name: str):
+    method = build(name)
+    fixed_views(method, slice(None))
+    out = method.training_step(images(), None, None)
+    out.loss.backward()
+    return float(out.loss.detach()), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}, \
+        states(method)
+
+
+def _worker(rank: int, port: int, runs: list, out_path: str) -> None:
+    import torch.distributed as dist
+
+    from engine.dist import Group
+    from engine.training.distributed import sync_batchnorm, wrap_step
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    results = {}
+    try:
+        for name, gather in runs:
+            method = sync_batchnorm(build(name), torch.device("cpu"), WORLD, "on")
+            method.set_group(Group(gather=gather))
+            b = B // WORLD
+            fixed_views(method, slice(rank * b, (rank + 1) * b))
+            step = wrap_step(method, torch.device("cpu"), WORLD, synced_bn=True)
+            loss, _ = step(images()[rank * b:(rank + 1) * b], None, None)
+            loss.backward()
+            mean_loss = loss.detach().clone()
+            dist.all_reduce(mean_loss)
+            grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+            results[(name, gather)] = (float(mean_loss) / WORLD, grads, states(method))
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        torch.save(results, out_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+def grad_diff(got: dict, ref: dict) -> float:
+    """The largest relative difference of a parameter's gradient (over those with a gradient of note)."""
+    assert set(got) == set(ref), set(got) ^ set(ref)
+    total = torch.sqrt(sum((g.norm() ** 2 for g in ref.values()), torch.tensor(0.0)))
+    return max(rel(got[n], ref[n]) for n in ref if ref[n].norm() > 1e-6 * total)
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    out = tmp_path_factory.mktemp("ddp") / "results.pt"
+    runs = [(name, True) for name in OPTIONS] + [("simclr", False)]
+    mp.spawn(_worker, args=(free_port(), runs, str(out)), nprocs=WORLD, join=True)
+    return torch.load(out, weights_only=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_two_processes_match_one(two_process_results, name):
+    loss, grads, state = two_process_results[(name, True)]
+    ref_loss, ref_grads, ref_state = reference(name)
+    assert abs(loss - ref_loss) / abs(ref_loss) < 1e-4, (loss, ref_loss)
+    assert grad_diff(grads, ref_grads) < 1e-4
+    for key, value in ref_state.items():  # MoCo's queue holds every process's keys; DINO's centre their mean
+        assert rel(state[key], value) < 1e-5, key
+
+
+@pytest.mark.slow
+def test_without_gather_simclr_differs(two_process_results):
+    loss, grads, _ = two_process_results[("simclr", False)]
+    ref_loss, ref_grads, _ = reference("simclr")
+    assert abs(loss - ref_loss) / abs(ref_loss) > 1e-2  # fewer negatives a process: a lower loss
+    assert grad_diff(grads, ref_grads) > 1e-2
