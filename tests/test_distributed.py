@@ -137,3 +137,53 @@ def test_without_gather_simclr_differs(two_process_results):
     ref_loss, ref_grads, _ = reference("simclr")
     assert abs(loss - ref_loss) / abs(ref_loss) > 1e-2  # fewer negatives a process: a lower loss
     assert grad_diff(grads, ref_grads) > 1e-2
+
+
+def test_shard_order_keeps_global_batches():
+    """Global batch k of an epoch is the same images for 1, 2 or 4 processes (so a run resumed with
+    another number of processes continues at the same sample)."""
+    from engine.training.distributed import shard_order
+
+    order = torch.randperm(70, generator=torch.Generator().manual_seed(0))
+    for world in (1, 2, 4):
+        parts = [shard_order(order, 16, world, r).view(-1, 16 // world) for r in range(world)]
+        assert all(p.shape[0] == 70 // 16 for p in parts)
+        for k in range(70 // 16):
+            got = torch.cat([p[k] for p in parts])
+            assert torch.equal(got, order[k * 16:(k + 1) * 16])
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_with_one(tmp_path):
+    """torchrun (c10d rendezvous, as on several nodes) with 2 processes for 2 epochs, resumed with 1
+    process to 3 epochs: the resumed run continues at the step and global sample count it stopped at."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    first = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
+         "--batch-size", "16", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root", str(tmp_path),
+         "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
+        capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    s1 = json.loads(first.stdout.strip().splitlines()[-1])
+    assert (s1["processes"], s1["step"], s1["samples"], s1["epoch"]) == (2, 2 * (64 // 16), 2 * 64, 2)
+    run_dir = Path(s1["run_dir"])
+    second = subprocess.run([sys.executable, str(root / "main.py"), "train", "--resume", str(run_dir), "--epochs",
+                             "3", "--device", "cpu", "--quiet"],
+                            capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    s2 = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (s2["processes"], s2["step"], s2["samples"], s2["epoch"]) == (1, 3 * 4, 3 * 64, 3)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resume = [r for r in records if r["type"] == "resume"]
+    assert [(r["step"], r["samples"], r["processes"]) for r in resume] == [(8, 128, 1)]
+    steps = [r for r in records if r["type"] == "step"]
+    assert all(r["samples"] == 16 * r["step"] for r in steps)
+    assert max(r["step"] for r in steps) == 12 and any(r["step"] > 8 for r in steps)

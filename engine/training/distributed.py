@@ -172,8 +172,6 @@ def wrap_step(method: nn.Module, device: torch.device, world: int, *, synced_bn:
 def shard_order(order: torch.Tensor, batch_size: int, world: int, rank: int) -> torch.Tensor:
     """This process's part of an epoch's order: of global batch k (``order[k*B:(k+1)*B]``) the
     ``rank``-th of ``world`` equal slices. The tail that fills no batch is dropped."""
-    if world <= 1:
-        return order
     steps = len(order) // batch_size
     per = batch_size // world
     return order[:steps * batch_size].view(steps, world, per)[:, rank].reshape(-1)
