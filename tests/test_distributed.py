@@ -187,3 +187,28 @@ def test_two_process_run_resumes_with_one(tmp_path):
     steps = [r for r in records if r["type"] == "step"]
     assert all(r["samples"] == 16 * r["step"] for r in steps)
     assert max(r["step"] for r in steps) == 12 and any(r["step"] > 8 for r in steps)
+
+
+def test_torchrun_line_and_slurm_script():
+    """The Run panel's torchrun line and Slurm script: the train part parses back to the same config,
+    the script is valid bash and meets on the first node with the c10d rendezvous."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from engine.cli import build_parser, config_from_args, slurm_script, torchrun_command
+
+    cfg = default_config("simclr", epochs=7, gather=False, sync_bn="on", compile=True,
+                         data={"spec": "my images/train"}).to_dict()
+    one = torchrun_command(cfg)
+    assert one.startswith("torchrun --standalone --nproc_per_node gpu main.py train ")
+    many = torchrun_command(cfg, nnodes=3)
+    assert "--nnodes 3" in many and "--rdzv-backend c10d" in many
+    for line in (one, many):
+        argv = shlex.split(line.replace("$", ""))
+        args = build_parser().parse_args(argv[argv.index("main.py") + 1:])
+        assert config_from_args(args).to_dict() == cfg
+    script = slurm_script(cfg, nodes=2, gpus_per_node=8)
+    assert "#SBATCH --nodes=2" in script and "--nproc_per_node 8" in script and "srun torchrun" in script
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
