@@ -28,6 +28,7 @@ from engine import messages as M
 from engine.config import RunConfig
 from engine.data import DataError
 from engine.data.base import Cancelled
+from engine.dist import Group
 from engine.methods import DataInfo, get_method_class
 from engine.models import build_backbone, default_backbone
 from engine.params import ConfigError
@@ -35,7 +36,6 @@ from engine.runs import last_checkpoint
 from engine.seeds import epoch_order, step_generator
 from engine.training import checkpoints
 from engine.training.checkpoints import run_config
-from engine.dist import Group
 from engine.training.device import Precision, device_name, place_model, resolve_device
 from engine.training.distributed import (
     agree,
