@@ -37,10 +37,7 @@ import torch  # noqa: E402
 from engine.config import default_config  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.methods import DataInfo, get_method_class  # noqa: E402
-from engine.models import (
-    build_backbone,  # noqa: E402
-    default_backbone,  # noqa: E402
-)
+from engine.models import build_backbone, default_backbone  # noqa: E402
 from engine.seeds import epoch_order, step_generator  # noqa: E402
 from engine.training.device import Precision, place_model, resolve_device  # noqa: E402
 from engine.training.distributed import StepModule  # noqa: E402
