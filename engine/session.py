@@ -10,6 +10,11 @@ Reproducibility: the order of every epoch comes from a generator seeded by (seed
 the random draws of every step (augmentations, masks, permutations) from one seeded by
 (seed, step, rank) (:mod:`engine.seeds`). A resumed run therefore continues exactly where it
 stopped: on the CPU, stop + resume gives the same weights as an uninterrupted run.
+
+Several processes (``torchrun``, :mod:`engine.training.distributed`): the batch size is the global
+batch, each process trains on its slice of every global batch under DDP, losses that couple samples
+see the global batch (``gather``), and the step and sample counts do not depend on the number of
+processes (a run resumes with any number).
 """
 
 from __future__ import annotations
