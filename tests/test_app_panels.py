@@ -514,3 +514,5 @@ def test_copy_torchrun_and_save_slurm_script(qtbot, qapp, model, tmp_path):
     panel.save_slurm(str(path))
     script = path.read_text()
     assert script.startswith("#!/bin/bash") and "srun torchrun" in script and "--rdzv-backend c10d" in script
+    panel._validate_timer.stop()  # no validation answer may arrive after the panel is gone
+    qtbot.wait(50)
