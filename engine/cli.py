@@ -122,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set optim.weight_decay=0.01 or --set eval.knn_every_epochs=2")
     t.add_argument("--download", action="store_true", help="allow torchvision datasets to be downloaded")
     t.add_argument("--no-final-eval", action="store_true", help="skip kNN and the linear probe at the end")
+    t.add_argument("--compile", action="store_true", help="compile the training step with torch.compile "
+                   "(GPU speed; the first steps are slow while it compiles)")
+    t.add_argument("--no-gather", action="store_true", help="under torchrun: each process's loss sees only its "
+                   "own batch (default: contrastive negatives, cross-correlations, variances and DINO's centre "
+                   "over the global batch, gathered from every process; config key: gather)")
+    t.add_argument("--sync-bn", choices=["auto", "on", "off"], help="under torchrun: BatchNorm statistics over "
+                   "the global batch (default auto: on GPUs)")
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     e = sub.add_parser("eval", help="kNN and linear-probe accuracy of a run's encoder, with baselines",
@@ -211,6 +218,12 @@ def config_from_args(args):
     base["device"] = args.device
     if args.no_final_eval:
         base["eval"]["final_eval"] = False
+    if args.compile:
+        base["compile"] = True
+    if args.no_gather:
+        base["gather"] = False
+    if args.sync_bn:
+        base["sync_bn"] = args.sync_bn
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
@@ -222,7 +235,8 @@ def config_from_args(args):
 # -- config -> command line (the GUI's "copy as command") ----------------------------------------
 _FLAGGED = {("data", "spec"), ("data", "eval_spec"), ("data", "image_size"), ("data", "download"),
             ("", "epochs"), ("", "minutes"), ("optim", "batch_size"), ("optim", "lr"), ("", "backbone"),
-            ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method")}
+            ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method"),
+            ("", "compile"), ("", "gather"), ("", "sync_bn")}
 
 
 def _set_value(value) -> str:
@@ -278,6 +292,12 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         args += ["--device", str(config["device"])]
     if config.get("eval", {}).get("final_eval") is False:
         args.append("--no-final-eval")
+    if config.get("compile"):
+        args.append("--compile")
+    if config.get("gather") is False:
+        args.append("--no-gather")
+    if config.get("sync_bn", "auto") != "auto":
+        args += ["--sync-bn", str(config["sync_bn"])]
     top = set(base)
     for key, value in config.items():
         if isinstance(value, dict) and key != "method_options":
@@ -293,6 +313,50 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         elif ("", key) not in _FLAGGED and value != base.get(key):
             args += ["--set", f"{key}={_set_value(value)}"]
     return " ".join([program] + [shlex.quote(a) for a in args])
+
+
+def torchrun_command(config: dict, base: dict | None = None, *, nnodes: int = 1, nproc_per_node: str = "gpu",
+                     endpoint: str = "$HEAD_NODE:29500", run_id: str = "$JOB_ID") -> str:
+    """The ``torchrun ... main.py train ...`` line of ``config``: on this machine's GPUs (``nnodes`` 1), or
+    on ``nnodes`` machines meeting at ``endpoint`` (c10d rendezvous; run the same line on every node)."""
+    train = config_to_command(config, base, program="main.py")
+    if nnodes <= 1:
+        return f"torchrun --standalone --nproc_per_node {nproc_per_node} {train}"
+    return (f"torchrun --nnodes {nnodes} --nproc_per_node {nproc_per_node} --rdzv-id {run_id} "
+            f"--rdzv-backend c10d --rdzv-endpoint {endpoint} {train}")
+
+
+def slurm_script(config: dict, base: dict | None = None, *, nodes: int = 2, gpus_per_node: int = 4,
+                 cpus_per_task: int = 16, time_limit: str = "04:00:00") -> str:
+    """A Slurm batch script that trains ``config`` on ``nodes`` x ``gpus_per_node`` GPUs (one torchrun
+    a node, c10d rendezvous on the first node). Submit it with ``sbatch`` from the project folder."""
+    line = torchrun_command(config, base, nnodes=nodes, nproc_per_node=str(gpus_per_node),
+                            endpoint='"$HEAD_NODE:29500"', run_id='"$SLURM_JOB_ID"')
+    line = line.replace(f"--nnodes {nodes} ", '--nnodes "$SLURM_NNODES" ', 1)
+    name = "sslwb-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in str(config.get("method", "run")))
+    return "\n".join([
+        "#!/bin/bash",
+        f"# SSL Workbench: {config.get('method')} on {config.get('data', {}).get('spec', '')}, "
+        f"{nodes} nodes x {gpus_per_node} GPUs.",
+        "# Submit from the project folder (on a file system every node sees): sbatch THIS_FILE",
+        "# Only the main process writes the run folder; continue a stopped run with",
+        "#   ... main.py train --resume runs/<run folder>   (any number of nodes or GPUs).",
+        f"#SBATCH --job-name={name}",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus_per_node}",
+        f"#SBATCH --cpus-per-task={cpus_per_task}",
+        f"#SBATCH --time={time_limit}",
+        "#SBATCH --output=%x-%j.out",
+        "set -euo pipefail",
+        'cd "${SLURM_SUBMIT_DIR:-.}"',
+        "# activate the Python environment that has SSL Workbench's dependencies here, e.g.",
+        "# source .venv/bin/activate",
+        'HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        f"export OMP_NUM_THREADS={max(1, cpus_per_task // max(1, gpus_per_node))}",
+        f"srun {line}",
+        "",
+    ])
 
 
 class ProgressPrinter:

@@ -10,6 +10,11 @@ Reproducibility: the order of every epoch comes from a generator seeded by (seed
 the random draws of every step (augmentations, masks, permutations) from one seeded by
 (seed, step, rank) (:mod:`engine.seeds`). A resumed run therefore continues exactly where it
 stopped: on the CPU, stop + resume gives the same weights as an uninterrupted run.
+
+Several processes (``torchrun``, :mod:`engine.training.distributed`): the batch size is the global
+batch, each process trains on its slice of every global batch under DDP, losses that couple samples
+see the global batch (``gather``), and the step and sample counts do not depend on the number of
+processes (a run resumes with any number).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from engine import messages as M
 from engine.config import RunConfig
 from engine.data import DataError
 from engine.data.base import Cancelled
+from engine.dist import Group
 from engine.errors import BadInput, Diverged, UsageError, exit_code_for
 from engine.methods import DataInfo, get_method_class
 from engine.models import build_backbone, default_backbone
@@ -42,16 +48,15 @@ from engine.runs import (
 from engine.seeds import epoch_order, step_generator
 from engine.training import checkpoints
 from engine.training.checkpoints import run_config
-from engine.training.device import (
-    Precision,
+from engine.training.device import Precision, device_name, place_model, resolve_device
+from engine.training.distributed import (
+    agree,
     close_distributed,
-    device_name,
     init_distributed,
-    place_model,
-    prepare_distributed_model,
-    resolve_device,
-    sync_grads,
+    shard_order,
+    sync_batchnorm,
     world_and_rank,
+    wrap_step,
 )
 from engine.training.faults import LastGood, all_finite, divergence_message, failure_message
 from engine.training.monitor import Monitor
@@ -61,6 +66,7 @@ from engine.training.resume import resume_notes
 from engine.training.rundata import prepare_data
 
 EMIT_EVERY_S = 0.25
+AGREE_EVERY = 10  # several processes: they agree on a time budget or a stop every this many steps
 
 
 # -- control -------------------------------------------------------------------------------------
@@ -173,6 +179,7 @@ class Session:
         self.state = "loading"
         self.record: RunRecord | None = None  # the run folder (main process only)
         self.step = self.epoch = self.batch_in_epoch = 0
+        self.samples = 0  # images trained on, over all processes
         self.train_time = 0.0
         self.stop_requested = False
         self.paused = False
@@ -199,7 +206,7 @@ class Session:
 
     def write_status(self, force: bool = False, **extra) -> None:
         if self.record is not None:
-            self.record.status(force, state=self.state, step=self.step, epoch=self.epoch,
+            self.record.status(force, state=self.state, step=self.step, epoch=self.epoch, samples=self.samples,
                                elapsed_s=round(self.train_time, 2),
                                last_knn=self.monitor.last_knn if self.monitor else None, **extra)
 
@@ -290,7 +297,8 @@ class Session:
                                  "or choose another run folder")
         self.record = RunRecord.open(cfg, self.run_dir, self.resume)
         if self.resume:
-            self.record.write({"type": "resume", "step": self.step, "epoch": self.epoch, "time": time.time()})
+            self.record.write({"type": "resume", "step": self.step, "epoch": self.epoch, "samples": self.samples,
+                               "processes": self.world, "time": time.time()})
         self.write_status(force=True)
 
     def _build_model(self, method_cfg) -> None:
@@ -301,8 +309,12 @@ class Session:
         self.backbone_name = bname
         backbone = build_backbone(bname, cfg.data.image_size)
         info = DataInfo(image_size=cfg.data.image_size, num_classes=data.num_classes if data.labelled else 0)
-        self.method = place_model(self.method_cls(method_cfg, backbone, info), self.device)
-        self.method = prepare_distributed_model(self.method, self.device, self.world)
+        method = self.method_cls(method_cfg, backbone, info)
+        method = sync_batchnorm(method, self.device, self.world, cfg.sync_bn)
+        self.method = place_model(method, self.device)
+        self.method.set_group(Group(gather=cfg.gather))
+        synced = any(type(m).__name__ in ("SyncBatchNorm", "GlobalBatchNorm") for m in self.method.modules())
+        self.step_fn = wrap_step(self.method, self.device, self.world, synced_bn=synced, compile=cfg.compile)
         self.optimizer = build_optimizer(self.method, cfg) if self.method_cls.trains else None
         self.precision = Precision(self.device, cfg.precision)
 
@@ -331,7 +343,7 @@ class Session:
 
     def _progress(self) -> dict:
         return {"step": self.step, "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
-                "train_time": self.train_time}
+                "samples": self.samples, "train_time": self.train_time}
 
     def load_checkpoint(self) -> None:
         """Continue from the run's checkpoint (reads only: the run folder is written after it loaded)."""
@@ -342,6 +354,7 @@ class Session:
         self.precision.load_state_dict(state.get("scaler"))
         self.step, self.epoch = int(state["step"]), int(state["epoch"])
         self.batch_in_epoch = int(state.get("batch_in_epoch", 0))
+        self.samples = int(state.get("samples", self.step * self.budget.batch_size))
         self.train_time = float(state.get("train_time", 0.0))
         self.ckpt_step = self.step
         old = state.get("config") or None
@@ -374,7 +387,15 @@ class Session:
 
     # -- training --------------------------------------------------------------------------
     def _budget_reached(self) -> str | None:
-        return self.budget.reached(self.step, self.train_time)
+        """Why the run ends now, or None. Several processes end together: a step budget is the same on
+        each, a time budget or a stop request counts when they agree (every AGREE_EVERY steps)."""
+        reason = self.budget.reached(self.step, self.train_time)
+        if self.world == 1:
+            return "stopped" if self.stop_requested else reason
+        if reason == "completed" or self.step % AGREE_EVERY:
+            return reason if reason == "completed" else None
+        timed_out, stop = agree([reason is not None, self.stop_requested], self.device)
+        return "stopped" if stop else "time budget" if timed_out else None
 
     def _train_step(self, x_u8: torch.Tensor, labels: torch.Tensor | None, meter: StepMeter) -> float:
         """One optimiser step; its learning rate."""
@@ -386,18 +407,18 @@ class Session:
         if labels is not None:
             labels = labels.to(self.device, non_blocking=True)
         with self.precision.autocast():
-            out = self.method.training_step(x, labels, g)
+            loss, metrics = self.step_fn(x, labels, g)  # under DDP: gradients averaged during backward
         self.optimizer.zero_grad(set_to_none=True)
-        self.precision.backward(out.loss, self.optimizer)
-        sync_grads(self.method, self.world)
+        self.precision.backward(loss, self.optimizer)
         if cfg.optim.grad_clip > 0:
             torch.nn.utils.clip_grad_norm_(self.method.parameters(), cfg.optim.grad_clip)
         self.precision.step(self.optimizer)
         self.method.after_step(self._progress_fraction())
         self.step += 1
         self.batch_in_epoch += 1
+        self.samples += self.budget.batch_size
         frames = x.shape[0] * x.shape[1] if x.ndim == 5 else x.shape[0]  # clips count their frames
-        meter.add(out.loss, out.metrics, frames * self.world)
+        meter.add(loss, metrics, frames * self.world)
         if self.device.type == "cuda" and meter.steps % 50 == 0:
             torch.cuda.synchronize(self.device)
         return lr
@@ -412,14 +433,14 @@ class Session:
             return "completed"
         self._keep_last_good()
         while reason is None:
-            order = epoch_order(len(self.data), cfg.seed, self.epoch)
-            if self.world > 1:
-                order = order[self.rank::self.world]
+            # global batch k of the epoch is the same images for any number of processes
+            order = shard_order(epoch_order(len(self.data), cfg.seed, self.epoch), self.budget.batch_size,
+                                self.world, self.rank)
             self.method.train()
-            batches = self.data.batches(self.budget.batch_size, order, start=self.batch_in_epoch)
+            batches = self.data.batches(self.budget.per_process, order, start=self.batch_in_epoch)
             for x_u8, labels, _idx in batches:
                 self._handle_commands()
-                if self.stop_requested:
+                if self.stop_requested and self.world == 1:
                     return "stopped"
                 t0 = time.perf_counter()
                 lr = self._train_step(x_u8, labels, meter)
@@ -474,7 +495,7 @@ class Session:
         epoch_f = self.epoch + self.batch_in_epoch / self.budget.steps_per_epoch
         msg = M.StepMetrics(self.step, round(epoch_f, 4), values, self.train_time, eta, min(1.0, p))
         if self.record is not None:
-            self.record.write({"type": "step", "step": self.step, "epoch": round(epoch_f, 4),
+            self.record.write({"type": "step", "step": self.step, "epoch": round(epoch_f, 4), "samples": self.samples,
                             "time": round(self.train_time, 3), **{k: round(v, 6) for k, v in values.items()}})
         self.emit(msg)
 
@@ -517,7 +538,7 @@ class Session:
             self.state = "stopped" if reason == "stopped" else "finished"
             self.write_status(force=True, reason=reason)
             summary = {"reason": reason, "run_dir": str(self.run_dir), "step": self.step, "epoch": self.epoch,
-                       "train_time_s": round(self.train_time, 1), **{k: v for k, v in results.items()
+                       "samples": self.samples, "processes": self.world, "train_time_s": round(self.train_time, 1), **{k: v for k, v in results.items()
                                                                       if isinstance(v, (int, float, str))}}
             self.emit(M.RunFinished(reason, str(self.run_dir), self.step, summary))
             return summary

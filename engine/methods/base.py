@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from engine.dist import Group
 from engine.pretext.base import PretextBatch
 
 
@@ -53,6 +54,8 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoOptions
     # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
     reconstruct_captions: ClassVar[tuple] = ()
+    # the processes a loss that couples samples spans (engine.dist); the session sets it from ``gather``
+    group: Group = Group(gather=True)
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
         super().__init__()
@@ -71,6 +74,12 @@ class Method(nn.Module):
                 [n for n in BACKBONES if not n.startswith("vit")]
             raise ConfigError("backbone", f"{self.name} needs a {'ViT' if self.backbone_kind == 'vit' else 'CNN'} "
                                           f"backbone ({', '.join(fits)} or auto), not {type(backbone).__name__}")
+
+    def set_group(self, group: Group) -> None:
+        """Compute coupled losses over ``group`` (this method and the methods inside it)."""
+        for m in self.modules():
+            if isinstance(m, Method):
+                m.group = group
 
     # -- recipe ------------------------------------------------------------------------------
     @classmethod
