@@ -2,14 +2,14 @@
 
     python main.py                      open the workbench window (built-in dataset)
     python main.py --screenshot out.png [--view NAME]   save a picture of the window and exit
-    python main.py train|eval|embed|methods ...          the headless engine (see --help)
+    python main.py train|eval|embed|methods|downstream|invariance ...  the headless engine (see --help)
 """
 
 from __future__ import annotations
 
 import sys
 
-HEADLESS = ("train", "eval", "embed", "methods")
+HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance")
 
 
 def main(argv: list[str] | None = None) -> int:

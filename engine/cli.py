@@ -146,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--max-images", type=int, default=5000, help="embed at most this many images (default 5000)")
     _add_common_data(m)
 
+    from engine.cli_downstream import add_parsers as add_downstream_parsers
+
+    add_downstream_parsers(sub, _add_common_data)
+
     ms = sub.add_parser("methods", help="list the registered methods, one a line")
     ms.add_argument("--long", action="store_true", help="with their one-line summaries")
     return parser
@@ -561,6 +565,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command in ("downstream", "invariance"):
+            from engine import cli_downstream
+
+            return getattr(cli_downstream, f"cmd_{args.command}")(args)
         if args.command not in COMMANDS:
             return -1  # no command: the caller opens the GUI
         return globals()[COMMANDS[args.command]](args)
