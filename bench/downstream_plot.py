@@ -1,6 +1,7 @@
 """The label-efficiency curve as a PNG (pyqtgraph, offscreen) and the points as CSV.
 
     python bench/downstream_plot.py RESULT.json OUT.png     # RESULT.json: bench/downstream.py --json
+    python bench/downstream_plot.py RESULT.json OUT.md      # the points as a markdown table
 
 x: labels per class (log axis; "all" is drawn at the training set's size per class), y: top-1;
 one line per encoder and mode with a band of one standard deviation over seeds.
@@ -26,6 +27,20 @@ def write_csv(results: list[dict], path) -> None:
         w.writerow(FIELDS)
         for r in results:
             w.writerow([" ".join(str(v) for v in r[k]) if k == "top1" else r[k] for k in FIELDS])
+
+
+def markdown_table(results: list[dict]) -> str:
+    """Rows: encoder and mode; columns: labels per class; cells: mean ± std of top-1 over seeds."""
+    budgets = sorted({r["labels_per_class"] for r in results}, key=lambda v: float("inf") if v == "all" else v)
+    rows: dict = {}
+    for r in results:
+        rows.setdefault((r["encoder"], r["mode"]), {})[r["labels_per_class"]] = r
+    out = ["| encoder | mode | " + " | ".join(str(b) for b in budgets) + " |",
+           "|---|---|" + "---:|" * len(budgets)]
+    for (enc, mode), cells in rows.items():
+        vals = [f"{cells[b]['top1_mean']:.3f} ± {cells[b]['top1_std']:.3f}" if b in cells else "-" for b in budgets]
+        out.append(f"| {enc} | {mode} | " + " | ".join(vals) + " |")
+    return "\n".join(out)
 
 
 def _x(r: dict, num_train: int, num_classes: int) -> float:
@@ -93,9 +108,12 @@ def plot_png(results: list[dict], path, title: str = "", num_train: int = 0, num
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
-        print("usage: python bench/downstream_plot.py RESULT.json OUT.png", file=sys.stderr)
+        print("usage: python bench/downstream_plot.py RESULT.json OUT.png|OUT.md", file=sys.stderr)
         return 2
     res = json.loads(Path(argv[0]).read_text())
+    if argv[1].endswith(".md"):
+        Path(argv[1]).write_text(markdown_table(res["results"]) + "\n")
+        return 0
     enc = res.get("encoders", ["?"])[0]
     plot_png(res["results"], argv[1], title=res.get("title", f"{enc}: top-1 against labels per class"),
              num_train=res.get("num_train", 10000), num_classes=res.get("num_classes", 10))
