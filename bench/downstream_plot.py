@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     if argv[1].endswith(".md"):
         Path(argv[1]).write_text(markdown_table(res["results"]) + "\n")
         return 0
-    enc = res.get("encoders", ["?"])[0]
+    enc = (res.get("encoders") or [r["encoder"] for r in res["results"][:1]] or ["?"])[0]
     plot_png(res["results"], argv[1], title=res.get("title", f"{enc}: top-1 against labels per class"),
              num_train=res.get("num_train", 10000), num_classes=res.get("num_classes", 10))
     return 0
