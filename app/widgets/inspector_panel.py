@@ -2,8 +2,9 @@
 
 Tabs: Evaluation (kNN + linear probe of the run next to a random-init and a supervised encoder of
 the same backbone, per-class accuracy, confusion matrix), Compare runs (several runs on one
-readout), Retrieval (nearest images of any dataset image or file), Reconstructions (MAE triplets,
-live during training), Pretext task (where RotNet/Jigsaw err), Filters (first conv layer) and
+readout), Downstream (label efficiency: top-1 against labels per class for linear, fine-tune and
+kNN next to training from scratch; the invariance bars), Retrieval (nearest images of any dataset
+image or file), Reconstructions (MAE triplets, live during training), Pretext task (where RotNet/Jigsaw err), Filters (first conv layer) and
 Export (the encoder as safetensors with its one-line loading example).
 
 All computing happens in the analysis process; this widget sends requests and draws replies.
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.inspector_downstream import DownstreamTab
 from app.widgets.inspector_eval import CompareTab, EvaluationTab
 from app.widgets.inspector_tabs import ExportTab, FiltersTab, PretextTab, ReconstructionTab, RetrievalTab
 
@@ -43,12 +45,14 @@ class InspectorPanel(QWidget):
         self.tabs = QTabWidget()
         self.evaluation = EvaluationTab(self)
         self.compare = CompareTab(self)
+        self.downstream = DownstreamTab(self)
         self.retrieval = RetrievalTab(self)
         self.reconstruction = ReconstructionTab(self)
         self.pretext = PretextTab(self)
         self.filters = FiltersTab(self)
         self.export = ExportTab(self)
         for w, name in ((self.evaluation, "Evaluation"), (self.compare, "Compare runs"),
+                        (self.downstream, "Downstream"),
                         (self.retrieval, "Retrieval"), (self.reconstruction, "Reconstructions"),
                         (self.pretext, "Pretext task"), (self.filters, "Filters"), (self.export, "Export")):
             self.tabs.addTab(w, name)
@@ -81,6 +85,9 @@ class InspectorPanel(QWidget):
                             (" · training" if live else ""))
         self._loaded: set[str] = set()
         self.evaluation.show_saved()
+        if getattr(self, "_shown_run", None) != self.run_dir:
+            self.downstream.reset()
+            self._shown_run = self.run_dir
         self._on_tab(self.tabs.currentIndex())
 
     def on_engine_message(self, msg) -> None:
