@@ -63,7 +63,8 @@ class CurvesPanel(QWidget, View):
         self._color_i = 0
         self.redraws = 0
 
-        self.title = QLabel("No run yet: press Start in the Run panel, or open a run from the history.")
+        self.title = QLabel("No run yet: press Start in the Run panel, open a run from the history, or start the "
+                            "demo (Help > Run the demo).")
         self.title.setObjectName("curvesTitle")
         self.title.setWordWrap(True)
         self.final_label = QLabel("")
