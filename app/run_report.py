@@ -119,7 +119,9 @@ class RunReport(QObject):
         w = self.w
         s = msg.summary
         knn = f", kNN top-1 {s['knn_top1']:.1%}" if isinstance(s.get("knn_top1"), (int, float)) else ""
-        lin = f", linear probe {s['linear_top1']:.1%}" if isinstance(s.get("linear_top1"), (int, float)) else ""
+        epochs = ((w.engine.config or {}).get("eval") or {}).get("linear_probe_epochs")
+        lin = (f", linear probe {s['linear_top1']:.1%}" + (f" ({epochs} probe epochs)" if epochs else "")
+               if isinstance(s.get("linear_top1"), (int, float)) else "")
         text = f"Run {msg.reason} after {msg.step} steps{knn}{lin}."
         if msg.reason == "stopped":
             text += " Resume continues from the checkpoint."

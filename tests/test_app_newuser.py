@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, Qt
 from test_app_panels import FakeService, _image_folder
@@ -156,3 +157,96 @@ def test_demo_loads_the_shapes_starts_the_default_run_and_shows_the_map(qtbot, t
         win.engine.stop()
         win.engine.shutdown(timeout=15)
         win.close()
+
+
+# -- the curves' reference lines -------------------------------------------------------------------
+def _run_folder(root: Path, random_init: bool = True) -> Path:
+    d = root / "run"
+    d.mkdir(parents=True)
+    names = ["circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart"]
+    (d / "data.json").write_text(json.dumps({"class_names": names, "eval": {"class_names": names}}))
+    (d / "config.json").write_text(json.dumps({"method": "simclr", "eval": {"linear_probe_epochs": 30}}))
+    recs = [{"type": "step", "step": s, "epoch": s / 10, "time": s * 0.1, "loss": 5.0 - s / 10} for s in range(1, 31)]
+    first = {"type": "eval", "kind": "knn_monitor", "step": 0, "epoch": 0, "knn_top1": 0.2, "collapse_std": 0.5}
+    if random_init:
+        first["random_init_knn"] = 0.27
+    recs.insert(0, first)
+    recs += [{"type": "eval", "kind": "knn_monitor", "step": s, "epoch": s / 10, "knn_top1": 0.3 + s / 100,
+              "collapse_std": 0.52 + 0.01 * (s % 2)} for s in (10, 20, 30)]
+    recs.append({"type": "eval", "kind": "final", "step": 30, "epoch": 3, "knn_top1": 0.6, "linear_top1": 0.66})
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
+    return d
+
+
+def test_curves_draw_chance_and_random_init_lines_and_a_steady_collapse_axis(qtbot, tmp_path):
+    from app.widgets.curves_panel import CurvesPanel
+
+    panel = CurvesPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1200, 700)
+    panel.show()
+    panel.open_run(str(_run_folder(tmp_path)))
+    qtbot.waitUntil(lambda: panel.chance_line.isVisible() and panel.point_count("knn_top1") == 4, timeout=10_000)
+    panel._redraw(force=True)
+    assert panel.chance_line.value() == pytest.approx(1 / 8)
+    assert "chance" in panel.chance_line.label.format
+    line = panel.ref_lines[("main", "random_init_knn")]
+    assert line.isVisible() and line.value() == pytest.approx(0.27) and "random init" in line.label.format
+    assert line in panel.plots["knn_top1"].items
+    assert "random_init_knn" not in panel.plots  # a level line, not a plot of its own
+    lo, hi = panel.plots["collapse_std"].viewRange()[1]
+    assert lo <= 0.0 and hi >= 1.0  # noise of 0.01 around 0.5 is not zoomed into a cliff
+    assert "30 probe epochs" in panel.final_label.text()
+    # a run without the reference (older runs, the session not sending it) draws no such line
+    panel.open_run(str(_run_folder(tmp_path / "old", random_init=False)))
+    qtbot.waitUntil(lambda: panel.point_count("knn_top1") == 4, timeout=10_000)
+    panel._redraw(force=True)
+    assert not any(ln.isVisible() for ln in panel.ref_lines.values())
+    qtbot.waitUntil(panel.chance_line.isVisible, timeout=10_000)
+    # live: the value arrives in the step-0 eval record
+    panel.start_live("live", str(tmp_path / "old" / "run"))
+    panel.on_engine_message(M.EvalResult("knn_monitor", 0, 0.0, {"knn_top1": 0.2, "random_init_knn": 0.25}))
+    panel._redraw(force=True)
+    assert panel.ref_lines[("main", "random_init_knn")].value() == pytest.approx(0.25)
+
+
+# -- the inspector ---------------------------------------------------------------------------------
+def _inspected_run(root: Path, method: str) -> Path:
+    d = root / method
+    d.mkdir(parents=True)
+    (d / "config.json").write_text(json.dumps({"method": method, "data": {"spec": "builtin:shapes:64"},
+                                               "eval": {"linear_probe_epochs": 30}}))
+    (d / "results.json").write_text(json.dumps({
+        "method": method, "step": 12, "knn_top1": 0.5, "knn_top5": 0.9, "linear_top1": 0.41, "num_test": 8,
+        "num_train": 8, "class_names": ["a", "b"], "knn_per_class": [0.5, 0.5], "knn_confusion": [[2, 2], [2, 2]],
+        "linear_per_class": [0.5, 0.3], "linear_confusion": [[2, 2], [3, 1]]}))
+    return d
+
+
+def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qtbot, tmp_path):
+    from app.widgets.inspector_panel import InspectorPanel
+    from app.widgets.inspector_tabs import DEFAULT_RECON_CAPTIONS
+    from engine.worker import catalogue
+
+    cat = {m["name"]: m for m in catalogue()["methods"]}
+    generators = [n for n, m in cat.items() if any("generator" in c for c in m["reconstruct_captions"])]
+    others = [n for n, m in cat.items() if m["reconstruct_captions"] and n not in generators]
+    plain = [n for n, m in cat.items() if not m["reconstruct_captions"] and m["family"] == "reconstruction"]
+    assert generators and others and plain
+    ins = InspectorPanel(None)
+    qtbot.addWidget(ins)
+    ins.method_info = cat.get
+    ins.resize(1000, 650)
+    ins.show()
+    imgs = np.zeros((2, 16, 16, 3), np.uint8)
+    tab_title = lambda: ins.tabs.tabText(ins.tabs.indexOf(ins.reconstruction))  # noqa: E731
+    for name in (generators[0], others[0], plain[0]):
+        ins.set_run(str(_inspected_run(tmp_path, name)))
+        ins.on_engine_message(M.Reconstruction(10, 1.0, imgs, imgs, imgs, name))
+        want = tuple(cat[name]["reconstruct_captions"]) or DEFAULT_RECON_CAPTIONS
+        assert ins.reconstruction.grid.captions == list(want) * 2
+        assert tab_title() == ("Generator samples" if name in generators else "Reconstructions")
+    # the final evaluation's linear probe says its epochs, and Evaluate starts from the same count
+    ev = ins.evaluation
+    assert "30 epochs" in ev.table.horizontalHeaderItem(3).text() and ev.probe_epochs.value() == 30
+    assert ev.table.item(0, 3).text().startswith("41")
