@@ -33,6 +33,22 @@ def bare_window(qtbot, tmp_path, monkeypatch):
     win.close()
 
 
+@pytest.fixture(scope="module")
+def engine_catalogue():
+    from engine.worker import catalogue
+
+    return catalogue()
+
+
+@pytest.fixture
+def model(qapp, engine_catalogue):
+    from app.config_model import ConfigModel
+
+    m = ConfigModel()
+    m.set_catalogue(engine_catalogue)
+    return m
+
+
 # -- the status bar -------------------------------------------------------------------------------
 def test_eta_is_never_negative():
     from app.run_report import fmt_eta
@@ -223,12 +239,10 @@ def _inspected_run(root: Path, method: str) -> Path:
     return d
 
 
-def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qtbot, tmp_path):
+def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qtbot, tmp_path, engine_catalogue):
     from app.widgets.inspector_panel import InspectorPanel
     from app.widgets.inspector_tabs import DEFAULT_RECON_CAPTIONS
-    from engine.worker import catalogue
-
-    cat = {m["name"]: m for m in catalogue()["methods"]}
+    cat = {m["name"]: m for m in engine_catalogue["methods"]}
     generators = [n for n, m in cat.items() if any("generator" in c for c in m["reconstruct_captions"])]
     others = [n for n, m in cat.items() if m["reconstruct_captions"] and n not in generators]
     plain = [n for n, m in cat.items() if not m["reconstruct_captions"] and m["family"] == "reconstruction"]
@@ -250,3 +264,68 @@ def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qt
     ev = ins.evaluation
     assert "30 epochs" in ev.table.horizontalHeaderItem(3).text() and ev.probe_epochs.value() == 30
     assert ev.table.item(0, 3).text().startswith("41")
+
+
+# -- the previews ----------------------------------------------------------------------------------
+def test_mae_preview_masked_and_encoder_views_differ():
+    from engine.preview import preview
+
+    rng = np.random.default_rng(0)
+    imgs = rng.integers(0, 255, (2, 32, 32, 3), dtype=np.uint8)
+    res = preview("mae", imgs, seed=1)
+    for row in res.rows:
+        src, masked, sees = (t.image for t in row.tiles)
+        assert masked.shape == src.shape and sees.shape != masked.shape  # packed: a smaller square
+        assert sees.shape[0] == sees.shape[1] and row.tiles[2].grid > 0
+        # every packed patch is a visible patch of the (cropped) input, in reading order
+        grid = row.tiles[1].grid
+        p = src.shape[0] // grid
+        patches = [src[r * p:(r + 1) * p, c * p:(c + 1) * p] for r in range(grid) for c in range(grid)]
+        visible = [q for q, m in zip(patches, [masked[r * p:(r + 1) * p, c * p:(c + 1) * p]
+                                               for r in range(grid) for c in range(grid)]) if np.array_equal(q, m)]
+        side = row.tiles[2].grid
+        packed = [sees[r * p:(r + 1) * p, c * p:(c + 1) * p] for r in range(side) for c in range(side)]
+        assert all(np.array_equal(a, b) for a, b in zip(visible, packed))
+        assert len(visible) <= side * side < len(visible) + 2 * side + 1
+
+
+def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
+    from app.widgets.preview_panel import ASYMMETRIC, rotation_asymmetry
+
+    yy, xx = np.mgrid[:32, :32]
+    r = np.hypot(yy - 13.5, xx - 18.5)
+    ring = np.where(((r > 5) & (r < 9))[..., None], [220, 200, 20], [40, 40, 60]).astype(np.uint8)
+    ell = np.full((32, 32, 3), 40, np.uint8)
+    ell[6:26, 8:13] = 230
+    ell[21:26, 8:24] = 230  # an L: no quarter turn maps it onto itself
+    s = rotation_asymmetry(np.stack([ring, ell]))
+    assert s[0] < 0.15 and s[1] >= ASYMMETRIC
+
+
+def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
+    from app.widgets.data_panel import DataPanel
+    from app.widgets.preview_panel import ASYMMETRIC, PreviewPanel, rotation_asymmetry
+
+    svc = FakeService()
+    data = DataPanel(svc)
+    qtbot.addWidget(data)
+    with qtbot.waitSignal(data.dataset_loaded, timeout=30_000) as sig:
+        data.load("builtin:shapes:64", 32)
+    ds = sig.args[0]
+    panel = PreviewPanel(svc, model)
+    qtbot.addWidget(panel)
+    panel.show()
+    panel.set_method("simclr")
+    panel.set_dataset(ds)
+    qtbot.waitUntil(panel.is_ready, timeout=30_000)
+    first = (list(panel.indices), [t["image"].copy() for r in panel.result["rows"] for t in r["tiles"]])
+    # the first image is not rotation-symmetric (a rotation preview of a ring shows four equal tiles)
+    assert rotation_asymmetry(np.asarray(ds.images[first[0][:1]]))[0] >= ASYMMETRIC
+    panel.set_method("rotnet")
+    qtbot.waitUntil(lambda: panel.is_ready() and panel.result["method"] == "rotnet", timeout=30_000)
+    assert panel.indices[0] == first[0][0]
+    panel.set_method("simclr")
+    qtbot.waitUntil(lambda: panel.is_ready() and panel.result["method"] == "simclr", timeout=30_000)
+    again = [t["image"] for r in panel.result["rows"] for t in r["tiles"]]
+    assert panel.indices == first[0]
+    assert len(again) == len(first[1]) and all(np.array_equal(a, b) for a, b in zip(again, first[1]))
