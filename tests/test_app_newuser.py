@@ -258,7 +258,8 @@ def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qt
         ins.set_run(str(_inspected_run(tmp_path, name)))
         ins.on_engine_message(M.Reconstruction(10, 1.0, imgs, imgs, imgs, name))
         want = tuple(cat[name]["reconstruct_captions"]) or DEFAULT_RECON_CAPTIONS
-        assert ins.reconstruction.grid.captions == list(want) * 2
+        assert [c.replace("\n", " ") for c in ins.reconstruction.grid.captions] == list(want) * 2
+        assert ins.reconstruction.grid.tooltips == list(want) * 2
         assert tab_title() == ("Generator samples" if name in generators else "Reconstructions")
     # the final evaluation's linear probe says its epochs, and Evaluate starts from the same count
     ev = ins.evaluation

@@ -164,11 +164,15 @@ class ReconstructionTab(InspectorTab):
 
 
     def _draw(self, originals, inputs, outputs) -> None:
+        import textwrap
+
+        wrapped = ["\n".join(textwrap.wrap(c, 17)[:3]) for c in self.captions]  # a method's captions may be long
+        self.grid.caption_lines = max(1, *(c.count("\n") + 1 for c in wrapped))
         imgs, caps = [], []
         for o, i, r in zip(originals, inputs, outputs):
             imgs += [o, i, r]
-            caps += list(self.captions)
-        self.grid.set_items(imgs, caps, smooth=True)
+            caps += wrapped
+        self.grid.set_items(imgs, caps, tooltips=list(self.captions) * len(originals), smooth=True)
 
 
 # -- pretext task ----------------------------------------------------------------------------------------------------
