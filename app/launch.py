@@ -1,4 +1,4 @@
-"""Start-up of the workbench window: ``python main.py [--data SPEC] [--open RUN_DIR]
+"""Start-up of the workbench window: ``python main.py [--demo] [--data SPEC] [--open RUN_DIR]
 [--screenshot PATH [--view NAME]]``.
 
 Only Qt, numpy and the torch-free parts of the engine load here, so the window shows in about a
@@ -25,10 +25,13 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 "see `python main.py train --help`.")
     p.add_argument("--data", metavar="SPEC", help="the dataset to open (builtin:shapes[:N], a folder, "
                    "torchvision:NAME[@SPLIT][:ROOT])")
+    p.add_argument("--demo", action="store_true", help="one click to the demo: load the built-in shapes, start "
+                   "the default run (SimCLR, two minutes) and show its embedding map")
     p.add_argument("--open", metavar="RUN_DIR", help="show a run folder's curves (live if it is running)")
     p.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window once the view has drawn, then exit")
-    p.add_argument("--view", metavar="NAME", default="data", choices=keys,
-                   help=f"with --screenshot: the view to show ({', '.join(keys)}; default data)")
+    p.add_argument("--view", metavar="NAME", default=None, choices=keys,
+                   help=f"with --screenshot: the view to show ({', '.join(keys)}; default data, with --demo "
+                        "embedding)")
     p.add_argument("--size", metavar="WxH", default="1400x900", help="with --screenshot: window size (default "
                    "1400x900)")
     p.add_argument("--timeout", type=float, default=120.0, help="with --screenshot: give up after this many "
@@ -109,7 +112,17 @@ def launch(argv: list[str]) -> int:
     app = make_app()
     from app.main_window import MainWindow
 
-    win = MainWindow(data_spec=args.data, open_run=args.open)
+    data = args.data
+    if args.demo:
+        if args.data or args.open:
+            print("error: --demo loads its own data and starts its own run; leave out --data and --open",
+                  file=sys.stderr)
+            return 2
+        from app.config_model import default_run_config
+
+        data = default_run_config()["data"]["spec"]
+    view = args.view or ("embedding" if args.demo else "data")
+    win = MainWindow(data_spec=data, open_run=args.open)
     shot = None
     if args.screenshot:
         try:
@@ -118,8 +131,12 @@ def launch(argv: list[str]) -> int:
             print(f"error: --size takes WIDTHxHEIGHT, e.g. 1400x900, got {args.size!r}", file=sys.stderr)
             return 2
         win.resize(w, h)
-        shot = Screenshot(win, args.view, args.screenshot, args.timeout)
+        shot = Screenshot(win, view, args.screenshot, args.timeout)
     win.show()
+    if args.demo:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, win, win.start_demo)
     if os.environ.get("SSLWB_REPORT_STARTUP"):
         print(f"window shown after {time.perf_counter() - T0:.2f} s", file=sys.stderr)
     if shot is not None:

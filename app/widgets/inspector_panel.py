@@ -37,6 +37,8 @@ class InspectorPanel(QWidget):
         self.live = False
         self.runs_roots = tuple(str(r) for r in runs_roots)
         self.roots_provider = None  # callable -> folders of runs (the window's run history)
+        self.method_info = None  # callable(method name) -> its catalogue entry (dict) or None
+        self.method: str | None = None  # the shown run's method
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.header = QLabel("No run open")
@@ -80,6 +82,8 @@ class InspectorPanel(QWidget):
         from engine.runs import read_json
 
         cfg = read_json(Path(self.run_dir) / "config.json", {}) or {}
+        self.method = cfg.get("method") or self.method
+        self.show_method_captions()
         data = (cfg.get("data") or {}).get("spec", "?")
         self.header.setText(f"{Path(self.run_dir).name} · {cfg.get('method', '?')} on {data}" +
                             (" · training" if live else ""))
@@ -93,6 +97,7 @@ class InspectorPanel(QWidget):
     def on_engine_message(self, msg) -> None:
         kind = type(msg).__name__
         if kind == "RunStarted":
+            self.method = (msg.config or {}).get("method") or None
             self.set_run(msg.run_dir, live=True)
         elif kind == "Reconstruction":
             self.reconstruction.show_triplets(msg.originals, msg.inputs, msg.outputs, msg.step, msg.epoch, "live")
@@ -100,6 +105,16 @@ class InspectorPanel(QWidget):
             self.live = False
             if self.run_dir:
                 self.header.setText(self.header.text().replace(" · training", ""))
+
+    def show_method_captions(self) -> None:
+        """The Reconstructions tab speaks the run's method's language: its catalogue captions, and the title
+        "Generator samples" when the method's output is a generator's (its captions say so)."""
+        info = self.method_info(self.method) if self.method_info is not None and self.method else None
+        caps = [str(c) for c in (info or {}).get("reconstruct_captions") or []]
+        self.reconstruction.set_captions(caps)
+        generated = any("generator" in c.lower() for c in caps)
+        self.tabs.setTabText(self.tabs.indexOf(self.reconstruction), "Generator samples" if generated
+                             else "Reconstructions")
 
     def _on_tab(self, i: int) -> None:
         """Cheap views load when first shown; evaluation and comparisons wait for their button."""
