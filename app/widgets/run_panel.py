@@ -345,7 +345,7 @@ class RunPanel(QWidget, View):
         self._update_buttons()
 
     def command_line(self) -> str:
-        from engine.cli import config_to_command
+        from engine.commands import config_to_command
 
         return config_to_command(*self._command_base())
 
@@ -362,7 +362,7 @@ class RunPanel(QWidget, View):
         return cfg, base
 
     def copy_torchrun(self, nnodes: int = 1) -> str:
-        from engine.cli import torchrun_command
+        from engine.commands import torchrun_command
 
         text = torchrun_command(*self._command_base(), nnodes=nnodes)
         QGuiApplication.clipboard().setText(text)
@@ -379,7 +379,7 @@ class RunPanel(QWidget, View):
     def save_slurm(self, path: str) -> None:
         import os
 
-        from engine.cli import slurm_script
+        from engine.commands import slurm_script
         from engine.runs import atomic_write_text
 
         try:
