@@ -1,0 +1,75 @@
+"""The live map of issue 10: time-based snapshots, aligned layouts, the transition, the GIF export."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from engine.eval.knn import knn_leave_one_out
+from engine.eval.projection import align_layout
+from engine.training.monitor import SnapshotClock
+
+
+def test_snapshot_clock_is_time_based_and_caps_its_cost():
+    c = SnapshotClock(5.0)
+    assert c.due(0.0)  # the step-0 snapshot (random init): its warm-up cost does not space out the next
+    c.done(0.0, 0.1, first=True)
+    assert not c.due(4.9) and c.due(5.0)
+    c.done(5.0, 1.0)  # a snapshot that took 1 s: the next waits 9 s of training (cost <= 10%)
+    assert not c.due(13.9) and c.due(14.0)
+    assert c.spent_s == pytest.approx(1.1)
+    assert not SnapshotClock(0).due(100.0)
+
+
+def test_session_snapshots_by_time_with_random_init_first(tmp_path):
+    from engine.config import RunConfig
+    from engine.session import Session
+
+    cfg = RunConfig.from_dict(dict(
+        method="simclr", backbone="small_cnn", epochs=0, minutes=0.05, device="cpu", runs_root=str(tmp_path),
+        data={"spec": "builtin:shapes:200", "image_size": 16},
+        optim={"batch_size": 16},
+        eval={"final_eval": False, "knn_every_epochs": 0, "embed_every_epochs": 0, "snapshot_every_s": 0.5,
+              "embed_size": 40}))
+    msgs = []
+    s = Session(cfg, msgs.append)
+    s.run()
+    evals = [m for m in msgs if type(m).__name__ == "EvalResult" and m.kind_name == "knn_monitor"]
+    embeds = [m for m in msgs if type(m).__name__ == "Embedding"]
+    assert embeds and embeds[0].step == 0  # the random-init map is the first frame
+    assert evals[0].step == 0 and evals[0].values["random_init_knn"] == evals[0].values["knn_top1"]
+    assert all("random_init_knn" not in e.values for e in evals[1:])
+    assert len(embeds) >= 2 and [e.step for e in embeds] == sorted(e.step for e in embeds)
+    # by time: snapshots are at least 0.5 s of training apart, so 3 s of training has at most ~7
+    assert len(embeds) <= 3 / 0.5 + 2
+
+
+def test_knn_leave_one_out_excludes_the_point_itself():
+    f = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    y = torch.tensor([0, 0, 1, 1])
+    assert knn_leave_one_out(f, y, 2, k=1)[0] == 1.0
+    # every point alone in its class: its only neighbour has the other class
+    assert knn_leave_one_out(f, torch.tensor([0, 1, 0, 1]), 2, k=1)[0] == 0.0
+
+
+def test_aligned_layouts_of_the_same_features_are_not_mirrored():
+    from engine.eval.projection import project
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(4, 16)) * 4
+    feats = (centres[np.repeat(np.arange(4), 50)] + rng.normal(size=(200, 16))).astype(np.float32)
+    ref = project(feats, "pca")
+    mirrored = ref * np.array([-1.0, 1.0], np.float32)  # the same layout, flipped
+    rotated = ref @ np.array([[0.0, -1.0], [1.0, 0.0]], np.float32)
+    for other in (mirrored, rotated):
+        assert not np.allclose(other, ref, atol=1e-3)
+        np.testing.assert_allclose(align_layout(other, ref), ref, atol=1e-4)
+    # a warm-started re-layout (project with init) comes back in the reference's orientation
+    again = project(feats + rng.normal(scale=0.05, size=feats.shape).astype(np.float32), "pca", init=mirrored)
+    tri = rng.choice(200, size=(300, 3))
+
+    def orient(c):
+        a, b, d = c[tri[:, 0]], c[tri[:, 1]], c[tri[:, 2]]
+        return np.sign((b - a)[:, 0] * (d - a)[:, 1] - (b - a)[:, 1] * (d - a)[:, 0])
+    assert np.mean(orient(again) == orient(mirrored)) > 0.9
