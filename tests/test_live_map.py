@@ -73,3 +73,90 @@ def test_aligned_layouts_of_the_same_features_are_not_mirrored():
         a, b, d = c[tri[:, 0]], c[tri[:, 1]], c[tri[:, 2]]
         return np.sign((b - a)[:, 0] * (d - a)[:, 1] - (b - a)[:, 1] * (d - a)[:, 0])
     assert np.mean(orient(again) == orient(mirrored)) > 0.9
+
+
+def test_the_transition_interpolates_between_layouts(qtbot):
+    from app.map_movie import glide
+    from app.widgets.embedding_map import EmbeddingMap
+
+    a = np.zeros((5, 2), np.float32)
+    b = np.ones((5, 2), np.float32) * 4
+    mid = glide(a, b, 0.5)
+    np.testing.assert_allclose(mid, 2.0)
+    assert (glide(a, b, 0.25) < 2).all() and (glide(a, b, 0.25) > 0).all()
+    np.testing.assert_allclose(glide(a, b, 1.0), b)
+
+    m = EmbeddingMap()
+    qtbot.addWidget(m)
+    m.resize(300, 300)
+    m.show()
+    m.set_points(a)
+    m.move_to(b, duration_ms=400)
+    seen = []
+    m._anim.timeout.connect(lambda: seen.append(m._current_positions()[0, 0]))
+    qtbot.waitSignal(m.animationFinished, timeout=3000).wait()
+    between = [v for v in seen if 0.01 < v < 3.99]
+    assert len(between) >= 2, seen  # the points glided through intermediate positions
+    assert seen == sorted(seen)
+    np.testing.assert_allclose(m._current_positions(), b)
+
+
+def _store_with_snapshots(n_snaps=4, n=60):
+    from app.map_model import Entry, MapState, MapStore
+    from engine.messages import FeatureSource
+
+    rng = np.random.default_rng(1)
+    store = MapStore()
+    store.open("/tmp/run-x", live=True)
+    labels = np.repeat(np.arange(3), n // 3)
+    idx = np.arange(n)
+    for i in range(n_snaps):
+        key = f"step:{i * 10}"
+        store.add_entry(Entry(key, i * 10, float(i), FeatureSource.LIVE))
+        st = MapState(key, rng.normal(size=(n, 8)).astype(np.float32), idx, labels, ["a", "b", "c"], step=i * 10)
+        st.layouts["umap"] = rng.normal(size=(n, 2)).astype(np.float32)
+        store.states[key] = st
+        store.knn.add(i * 10, {"knn_top1": 0.3 + 0.1 * i, **({"random_init_knn": 0.3} if i == 0 else {})})
+    store.current = store.states[key]
+    return store
+
+
+def test_gif_export_has_one_frame_per_snapshot(tmp_path):
+    from PIL import Image
+
+    from app.map_movie import write_gif
+
+    store = _store_with_snapshots(4)
+    frames = store.movie_frames("umap")
+    assert len(frames) == 4
+    assert frames[0][2].startswith("kNN top-1 0.30") and "random init 0.30" in frames[0][2]
+    assert "chance 0.33" in frames[-1][2] and "0.60" in frames[-1][2]
+    colors = np.zeros((60, 3), np.uint8)
+    path = tmp_path / "map.gif"
+    assert write_gif(str(path), frames, colors) == 4
+    with Image.open(path) as im:
+        assert im.format == "GIF" and im.n_frames == 4
+        im.seek(3)
+        assert im.size[0] > 100
+
+
+def test_headline_shows_knn_random_init_and_chance():
+    store = _store_with_snapshots(3)
+    assert store.headline() == "kNN top-1 0.50  ·  random init 0.30  ·  chance 0.33"
+    store.current = store.states["step:10"]
+    assert store.headline().startswith("kNN top-1 0.40")
+
+
+def test_a_new_run_forgets_the_previous_runs_rings(qtbot):
+    from app.widgets.embedding_panel import EmbeddingPanel
+
+    p = EmbeddingPanel(None)
+    qtbot.addWidget(p)
+    p.map.set_points(np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32))
+    p.map.set_focus(3)
+    p.map.set_marked([4, 5, 6])
+    assert len(p.map.marks.data) == 3
+    p.set_run("/tmp/next-run", live=True)
+    p.map.set_points(np.random.default_rng(1).normal(size=(50, 2)).astype(np.float32))
+    p.map.move_to(np.zeros((50, 2), np.float32), animate=False)
+    assert len(p.map.marks.data) == 0 and len(p.map.focus.data) == 0
