@@ -27,7 +27,7 @@ def test_session_snapshots_by_time_with_random_init_first(tmp_path):
     from engine.session import Session
 
     cfg = RunConfig.from_dict(dict(
-        method="simclr", backbone="small_cnn", epochs=0, minutes=0.05, device="cpu", runs_root=str(tmp_path),
+        method="simclr", backbone="small_cnn", epochs=0, minutes=0.1, device="cpu", runs_root=str(tmp_path),
         data={"spec": "builtin:shapes:200", "image_size": 16},
         optim={"batch_size": 16},
         eval={"final_eval": False, "knn_every_epochs": 0, "embed_every_epochs": 0, "snapshot_every_s": 0.5,
@@ -41,8 +41,8 @@ def test_session_snapshots_by_time_with_random_init_first(tmp_path):
     assert evals[0].step == 0 and evals[0].values["random_init_knn"] == evals[0].values["knn_top1"]
     assert all("random_init_knn" not in e.values for e in evals[1:])
     assert len(embeds) >= 2 and [e.step for e in embeds] == sorted(e.step for e in embeds)
-    # by time: snapshots are at least 0.5 s of training apart, so 3 s of training has at most ~7
-    assert len(embeds) <= 3 / 0.5 + 2
+    # by time: snapshots are at least 0.5 s of training apart, so 6 s of training has at most ~13
+    assert len(embeds) <= s.train_time / 0.5 + 2
 
 
 def test_knn_leave_one_out_excludes_the_point_itself():
@@ -160,3 +160,19 @@ def test_a_new_run_forgets_the_previous_runs_rings(qtbot):
     p.map.set_points(np.random.default_rng(1).normal(size=(50, 2)).astype(np.float32))
     p.map.move_to(np.zeros((50, 2), np.float32), animate=False)
     assert len(p.map.marks.data) == 0 and len(p.map.focus.data) == 0
+
+
+def test_panel_exports_the_runs_maps_as_a_gif(qtbot, tmp_path):
+    from PIL import Image
+
+    from app.widgets.embedding_panel import EmbeddingPanel
+
+    p = EmbeddingPanel(None)
+    qtbot.addWidget(p)
+    p.store.__dict__.update(_store_with_snapshots(5).__dict__)
+    got = []
+    assert p.export_gif(str(tmp_path / "run.gif"), got.append)
+    qtbot.waitUntil(lambda: len(got) > 0, timeout=10000)
+    assert got == [5]
+    with Image.open(tmp_path / "run.gif") as im:
+        assert im.n_frames == 5

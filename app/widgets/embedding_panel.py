@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QSplitter, QTabWidget, QVBoxL
 from app.map_model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.map_controls import MapControls, StatusRow
-from app.widgets.map_export import EncoderExampleDialog, ExportButton
+from app.widgets.map_export import EncoderExampleDialog, ExportButton, GifWriter
 from app.widgets.map_legend import MapLegend, palette_for
 from app.widgets.map_loader import MapLoader
 from app.widgets.map_neighbours import NeighboursTab
@@ -82,7 +82,6 @@ class EmbeddingPanel(QWidget):
     statusMessage = Signal(str)
     mapShown = Signal(str)  # key of the map now drawn (stage "first" or a final layout)
     layoutFinished = Signal(str)  # projection name when a final layout is drawn
-    _gif_done = Signal(object)  # the GIF worker thread's result: frames written, or an error text
 
     def __init__(self, client=None, parent=None):
         super().__init__(parent)
@@ -90,6 +89,7 @@ class EmbeddingPanel(QWidget):
         self.requests = MapRequests(client)
         self.loader = MapLoader(self.store, self.requests, self)
         self._dialogs: list = []
+        self.gif_writer = GifWriter(self)
         PanelUi().setup(self)
         self.map.describe = self.store.describe
         self.timeline_bar.ready = lambda: self.request_id is None and not self.map.animating
@@ -374,33 +374,18 @@ class EmbeddingPanel(QWidget):
             return False
         c = self.store.coloring(self.color_by.currentText() or COLOR_CLUSTER)
         palette = np.array([[q.red(), q.green(), q.blue()] for q in palette_for(c)], np.uint8)
-        colors = palette[np.clip(c.idx, 0, len(palette) - 1)]
-        self._gif_done.connect(lambda result: self._on_gif(path, result, callback),
-                               Qt.ConnectionType.SingleShotConnection)
         skipped = sum(1 for e in self.entries if e.kind != "checkpoint") - len(frames)
-
-        def work():
-            from app.map_movie import write_gif
-
-            try:
-                self._gif_done.emit(write_gif(path, frames, colors))
-            except Exception as exc:  # noqa: BLE001 - shown to the user
-                self._gif_done.emit(f"could not write {path}: {exc}")
-
-        import threading
-
         self._set_status(f"Writing {len(frames)} maps to {path}…" +
                          (f" ({skipped} snapshots not mapped yet: play the timeline first)" if skipped > 0 else ""))
-        threading.Thread(target=work, daemon=True, name="gif").start()
-        return True
 
-    def _on_gif(self, path: str, result, callback) -> None:
-        if isinstance(result, int):
-            self._set_status(f"Saved {path} ({result} maps)")
-        else:
-            self._set_status(result, error=True)
-        if callback is not None:
-            callback(result)
+        def done(result) -> None:
+            ok = isinstance(result, int)
+            self._set_status(f"Saved {path} ({result} maps)" if ok else result, error=not ok)
+            if callback is not None:
+                callback(result)
+
+        self.gif_writer.write(path, frames, palette[np.clip(c.idx, 0, len(palette) - 1)], done)
+        return True
 
     def save_png(self, path: str) -> bool:
         ok = self.figure.grab().save(path)
