@@ -68,7 +68,7 @@ class Entry:
 
     @property
     def title(self) -> str:
-        ep = f"epoch {self.epoch:g}" if self.epoch is not None else ""
+        ep = f"epoch {round(self.epoch, 2):g}" if self.epoch is not None else ""
         st = f"step {self.step}" if self.step is not None else ""
         what = {FeatureSource.CHECKPOINT: "from the checkpoint", FeatureSource.LIVE: "live",
                 FeatureSource.SNAPSHOT: ""}[FeatureSource(self.kind)]
@@ -243,7 +243,7 @@ class MapStore:
     def summary(self, s: MapState) -> str:
         what = f"{len(s.indices):,} images"
         if s.epoch is not None:
-            what += f" · epoch {s.epoch:g}"
+            what += f" · epoch {round(s.epoch, 2):g}"
         if s.step is not None:
             what += f" · step {s.step}"
         note = f" · {s.note}" if s.note else ""

@@ -50,9 +50,12 @@ class KnnTrack:
         knn = self.at(step)
         if knn is None:
             return ""
-        parts = [f"kNN top-1 {knn:.2f}"]
-        if self.random_init is not None:
-            parts.append(f"random init {self.random_init:.2f}")
+        if step == 0 and self.random_init is not None:  # the random-init map itself
+            parts = [f"kNN top-1 {knn:.2f} (random init)"]
+        else:
+            parts = [f"kNN top-1 {knn:.2f}"]
+            if self.random_init is not None:
+                parts.append(f"random init {self.random_init:.2f}")
         if num_classes > 1:
             parts.append(f"chance {1 / num_classes:.2f}")
         return "  ·  ".join(parts)

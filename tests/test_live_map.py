@@ -99,6 +99,12 @@ def test_the_transition_interpolates_between_layouts(qtbot):
     assert len(between) >= 2, seen  # the points glided through intermediate positions
     assert seen == sorted(seen)
     np.testing.assert_allclose(m._current_positions(), b)
+    # the view follows a layout that shrinks (no map lost in a corner of the old extent)
+    m.set_points(np.random.default_rng(0).normal(size=(50, 2)).astype(np.float32) * 10)
+    small = np.random.default_rng(1).normal(size=(50, 2)).astype(np.float32)
+    m.move_to(small, duration_ms=200)
+    qtbot.waitSignal(m.animationFinished, timeout=3000).wait()
+    assert m.vb.viewRect().width() < 4 * (small[:, 0].max() - small[:, 0].min())
 
 
 def _store_with_snapshots(n_snaps=4, n=60):
@@ -129,7 +135,8 @@ def test_gif_export_has_one_frame_per_snapshot(tmp_path):
     store = _store_with_snapshots(4)
     frames = store.movie_frames("umap")
     assert len(frames) == 4
-    assert frames[0][2].startswith("kNN top-1 0.30") and "random init 0.30" in frames[0][2]
+    assert frames[0][2] == "kNN top-1 0.30 (random init)  ·  chance 0.33"
+    assert "random init 0.30" in frames[1][2]
     assert "chance 0.33" in frames[-1][2] and "0.60" in frames[-1][2]
     colors = np.zeros((60, 3), np.uint8)
     path = tmp_path / "map.gif"

@@ -251,6 +251,7 @@ class EmbeddingMap(QWidget):
         self._anim.timeout.connect(self._anim_step)
         self._anim_clock = QElapsedTimer()
         self._anim_from = self._anim_to = None
+        self._anim_bounds = None  # (start, end) bounding boxes while the view follows an animation
         self._anim_ms = 500
         self._brush_cache: dict[tuple, object] = {}
         self._color_index = np.zeros(0, np.int64)
@@ -334,6 +335,8 @@ class EmbeddingMap(QWidget):
             self.coords = c.copy()
             self._apply_positions(self.coords)
             self.index = GridIndex(self.coords)
+            if self._auto_fit:
+                self.reset_view()
             self.animationFinished.emit()
             return
         start = self._current_positions()
@@ -341,11 +344,15 @@ class EmbeddingMap(QWidget):
         self._anim_ms = duration_ms
         self.coords = c.copy()
         self.index = GridIndex(self.coords)
-        lo = np.minimum(start.min(0), c.min(0))
-        hi = np.maximum(start.max(0), c.max(0))
-        r = self.vb.viewRect()
-        if lo[0] < r.left() or hi[0] > r.right() or lo[1] < r.top() or hi[1] > r.bottom():
-            self._set_range(lo, hi)
+        if self._auto_fit:  # the view follows the points (growing or shrinking) unless the user moved it
+            self._anim_bounds = (np.stack([start.min(0), start.max(0)]), np.stack([c.min(0), c.max(0)]))
+        else:
+            self._anim_bounds = None
+            lo = np.minimum(start.min(0), c.min(0))
+            hi = np.maximum(start.max(0), c.max(0))
+            r = self.vb.viewRect()
+            if lo[0] < r.left() or hi[0] > r.right() or lo[1] < r.top() or hi[1] > r.bottom():
+                self._set_range(lo, hi)
         self._anim_clock.start()
         self._anim.start()
 
@@ -373,6 +380,9 @@ class EmbeddingMap(QWidget):
     def _anim_step(self) -> None:
         t = min(1.0, self._anim_clock.elapsed() / max(1, self._anim_ms))
         self._apply_positions(glide(self._anim_from, self._anim_to, t))
+        if self._anim_bounds is not None and self._auto_fit:
+            b = glide(self._anim_bounds[0], self._anim_bounds[1], t)
+            self._set_range(b[0], b[1])
         if t >= 1.0:
             self._anim.stop()
             self.animationFinished.emit()
