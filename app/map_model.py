@@ -276,7 +276,8 @@ class MapStore:
             lay = align_layout(np.asarray(lay, np.float32), prev)
             prev = lay
             k = len(state.class_names)
-            caption = f"{self.run_name} · step {state.step}" + (f" · epoch {state.epoch:g}" if state.epoch else "")
+            caption = f"{self.run_name} · step {state.step}" + \
+                (f" · epoch {round(state.epoch, 2):g}" if state.epoch else "")
             out.append((lay, caption, self.knn.headline(state.step, k)))
         return out
 

@@ -71,19 +71,26 @@ def _font(size: int):
 
 
 def render_frame(coords: np.ndarray, colors: np.ndarray, lo: np.ndarray, hi: np.ndarray, caption: str,
-                 headline: str = "", size: int = GIF_SIZE):
-    """One frame: the points (``colors``: (N, 3) uint8) in the frame ``lo``..``hi``, a caption and a
-    headline. Returns a PIL image (RGB)."""
+                 headline: str = "", size: int = GIF_SIZE, legend: list | None = None):
+    """One frame: the points (``colors``: (N, 3) uint8) in the frame ``lo``..``hi``, a caption, a
+    headline and a legend row (``legend``: (name, (r, g, b)) pairs). Returns a PIL image (RGB)."""
     from PIL import Image, ImageDraw
 
     img = Image.new("RGB", (size, size), "white")
     d = ImageDraw.Draw(img)
     top, margin = 64, 16
+    bottom = 30 if legend else margin
     span = np.maximum(hi - lo, 1e-6)
-    scale = min((size - 2 * margin) / span[0], (size - top - margin) / span[1])
+    scale = min((size - 2 * margin) / span[0], (size - top - bottom) / span[1])
     c = np.asarray(coords, np.float64)
     x = margin + (c[:, 0] - lo[0]) * scale
-    y = size - margin - (c[:, 1] - lo[1]) * scale  # y up, as on the screen map
+    y = size - bottom - (c[:, 1] - lo[1]) * scale  # y up, as on the screen map
+    if legend:
+        font, lx = _font(13), margin
+        for name, rgb in legend:
+            d.rectangle((lx, size - 21, lx + 10, size - 11), fill=tuple(int(v) for v in rgb))
+            d.text((lx + 14, size - 24), name, fill=(60, 60, 60), font=font)
+            lx += 14 + int(d.textlength(name, font=font)) + 12
     r = 3 if len(c) > 1500 else 4
     for (px, py), col in zip(np.stack([x, y], 1), np.asarray(colors, np.uint8)):
         d.ellipse((px - r, py - r, px + r, py + r), fill=tuple(int(v) for v in col))
@@ -93,7 +100,7 @@ def render_frame(coords: np.ndarray, colors: np.ndarray, lo: np.ndarray, hi: np.
 
 
 def write_gif(path: str, frames: list[tuple[np.ndarray, str, str]], colors: np.ndarray,
-              frame_ms: int = GIF_FRAME_MS, size: int = GIF_SIZE) -> int:
+              frame_ms: int = GIF_FRAME_MS, size: int = GIF_SIZE, legend: list | None = None) -> int:
     """The maps ``frames`` ((coords, caption, headline) each, the same points) as an animated GIF that
     loops, in one frame of reference; the last frame holds longer. Returns the number of frames."""
     if not frames:
@@ -102,7 +109,7 @@ def write_gif(path: str, frames: list[tuple[np.ndarray, str, str]], colors: np.n
     lo, hi = np.percentile(allc, 0.5, axis=0), np.percentile(allc, 99.5, axis=0)
     pad = 0.03 * (hi - lo)
     lo, hi = lo - pad, hi + pad
-    images = [render_frame(c, colors, lo, hi, cap, head, size) for c, cap, head in frames]
+    images = [render_frame(c, colors, lo, hi, cap, head, size, legend) for c, cap, head in frames]
     durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, disposal=1,
                    optimize=False)

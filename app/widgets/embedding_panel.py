@@ -384,7 +384,8 @@ class EmbeddingPanel(QWidget):
             if callback is not None:
                 callback(result)
 
-        self.gif_writer.write(path, frames, palette[np.clip(c.idx, 0, len(palette) - 1)], done)
+        legend = list(zip(c.names, palette.tolist())) if c.kind in ("class", "cluster") else None
+        self.gif_writer.write(path, frames, palette[np.clip(c.idx, 0, len(palette) - 1)], done, legend)
         return True
 
     def save_png(self, path: str) -> bool:

@@ -85,14 +85,14 @@ class GifWriter(QObject):
 
     _done = Signal(object)
 
-    def write(self, path: str, frames: list, colors, on_done: Callable) -> None:
+    def write(self, path: str, frames: list, colors, on_done: Callable, legend: list | None = None) -> None:
         self._done.connect(on_done, Qt.ConnectionType.SingleShotConnection)
 
         def work():
             from app.map_movie import write_gif
 
             try:
-                self._done.emit(write_gif(path, frames, colors))
+                self._done.emit(write_gif(path, frames, colors, legend=legend))
             except Exception as exc:  # noqa: BLE001 - shown to the user
                 self._done.emit(f"could not write {path}: {exc}")
 
