@@ -8,7 +8,6 @@ import threading
 from collections.abc import Callable
 
 from PySide6.QtCore import QObject, Qt, Signal
-
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
