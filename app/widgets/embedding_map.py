@@ -321,7 +321,8 @@ class EmbeddingMap(QWidget):
     def _set_range(self, lo, hi) -> None:
         lo, hi = [float(v) for v in lo], [float(v) for v in hi]
         pad = 0.04 * max(hi[0] - lo[0], hi[1] - lo[1], 1e-6)
-        self.vb.setRange(xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + pad), padding=0)
+        top = pad + (0.12 * max(hi[1] - lo[1], 1e-6) if self.headline.isVisibleTo(self) else 0.0)  # room for it
+        self.vb.setRange(xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + top), padding=0)
 
     def move_to(self, coords: np.ndarray, animate: bool = True, duration_ms: int = 500) -> None:
         """Move the same points to a new layout, animated (positions written in place)."""
