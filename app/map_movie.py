@@ -102,14 +102,16 @@ def render_frame(coords: np.ndarray, colors: np.ndarray, lo: np.ndarray, hi: np.
 def write_gif(path: str, frames: list[tuple[np.ndarray, str, str]], colors: np.ndarray,
               frame_ms: int = GIF_FRAME_MS, size: int = GIF_SIZE, legend: list | None = None) -> int:
     """The maps ``frames`` ((coords, caption, headline) each, the same points) as an animated GIF that
-    loops, in one frame of reference; the last frame holds longer. Returns the number of frames."""
+    loops, each filling the picture (the layouts are aligned, so only the zoom changes); the last frame
+    holds longer. Returns the number of frames."""
     if not frames:
         raise ValueError("no maps to export yet: wait for the first snapshot")
-    allc = np.concatenate([np.asarray(f[0], np.float64) for f in frames])
-    lo, hi = np.percentile(allc, 0.5, axis=0), np.percentile(allc, 99.5, axis=0)
-    pad = 0.03 * (hi - lo)
-    lo, hi = lo - pad, hi + pad
-    images = [render_frame(c, colors, lo, hi, cap, head, size, legend) for c, cap, head in frames]
+    images = []
+    for c, cap, head in frames:
+        c = np.asarray(c, np.float64)
+        lo, hi = np.percentile(c, 0.5, axis=0), np.percentile(c, 99.5, axis=0)
+        pad = 0.04 * (hi - lo)
+        images.append(render_frame(c, colors, lo - pad, hi + pad, cap, head, size, legend))
     durations = [frame_ms] * (len(images) - 1) + [frame_ms * 4]
     images[0].save(path, save_all=True, append_images=images[1:], duration=durations, loop=0, disposal=1,
                    optimize=False)
