@@ -1,15 +1,16 @@
 """SSL Workbench entry point.
 
     python main.py                      open the workbench window (built-in dataset)
+    python main.py --demo               the demo: built-in shapes, the default run, its embedding map
     python main.py --screenshot out.png [--view NAME]   save a picture of the window and exit
-    python main.py train|eval|embed|methods ...          the headless engine (see --help)
+    python main.py train|eval|embed|methods|downstream|invariance ...  the headless engine (see --help)
 """
 
 from __future__ import annotations
 
 import sys
 
-HEADLESS = ("train", "eval", "embed", "methods")
+HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance")
 
 
 def main(argv: list[str] | None = None) -> int:

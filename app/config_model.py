@@ -71,7 +71,8 @@ class ConfigModel(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._cfg = default_run_config()
-        self._options: dict[str, dict] = {}
+        # the default run's own options (its demo views), not only the method's defaults
+        self._options: dict[str, dict] = {self._cfg["method"]: copy.deepcopy(self._cfg["method_options"])}
         self.catalogue: dict | None = None
 
     # -- catalogue ---------------------------------------------------------------------------

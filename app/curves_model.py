@@ -7,6 +7,33 @@ import numpy as np
 
 IGNORED = {"step", "epoch", "time", "type", "kind"}
 X_KINDS = ("step", "epoch", "time")
+# values drawn as a level line in another metric's plot, not as a curve of their own: the kNN accuracy of
+# the randomly initialised encoder (the session scores it at step 0), the reference any learning must beat
+REFERENCES = {"random_init_knn": "knn_top1"}
+
+
+def run_facts(run_dir) -> dict:
+    """What the curves label with, from the run folder: ``num_classes`` the kNN accuracy is scored over
+    (data.json: the evaluation set's, else the training set's; None when unlabelled or not written yet)
+    and ``probe_epochs`` of its final linear probe (config.json; None when unknown)."""
+    from pathlib import Path
+
+    from engine.runs import read_json
+
+    out = {"num_classes": None, "probe_epochs": None}
+    if not run_dir:
+        return out
+    d = read_json(Path(run_dir) / "data.json", {}) or {}
+    for part in (d.get("eval"), d):
+        names = part.get("class_names") if isinstance(part, dict) else None
+        if names:
+            out["num_classes"] = len(names)
+            break
+    cfg = read_json(Path(run_dir) / "config.json", {}) or {}
+    epochs = (cfg.get("eval") or {}).get("linear_probe_epochs") if isinstance(cfg, dict) else None
+    if isinstance(epochs, int) and not isinstance(epochs, bool):
+        out["probe_epochs"] = epochs
+    return out
 
 
 class Series:
@@ -152,6 +179,8 @@ class RunCurves:
         self.pending_live: list = []  # messages that arrived while the history was still loading
         self.loading = False
         self.resume_step: int | None = None  # a resumed run drops what came after its checkpoint
+        self.num_classes: int | None = None  # for the kNN plot's chance line (from data.json)
+        self.probe_epochs: int | None = None  # of the final linear probe (from config.json)
 
     def series(self, key: str, source: str) -> Series:
         table = self.steps if source == "step" else self.evals

@@ -1,4 +1,5 @@
-"""The dataset the window shows: a memory-mapped ``(N, H, W, 3)`` uint8 array and its metadata.
+"""The dataset the window shows: a memory-mapped ``(N, H, W, 3)`` uint8 array and its metadata
+(for clips, each clip's middle frame, and the clips themselves as a second array).
 
 The service process decodes the dataset and writes the array once; the window maps it, so a
 50k-image grid costs no memory beyond the thumbnails on screen.
@@ -28,10 +29,12 @@ class ViewDataset:
     eval_source: str = ""
     streaming: bool = False
     download: bool = False  # torchvision: loaded with download allowed
+    clips: np.ndarray | None = None  # clips (N, T, H, W, C) uint8, memory-mapped (C = 4: the object's mask)
 
     @classmethod
     def from_result(cls, res: dict) -> ViewDataset:
         images = np.load(res["images_path"], mmap_mode="r")
+        clips = np.load(res["clips_path"], mmap_mode="r") if res.get("clips_path") else None
         labels = res.get("labels")
         return cls(spec=res["spec"], image_size=int(res["image_size"]), images=images,
                    labels=None if labels is None else np.asarray(labels, dtype=np.int64),
@@ -39,7 +42,7 @@ class ViewDataset:
                    skipped=[tuple(s) for s in res.get("skipped", [])], notes=list(res.get("notes", [])),
                    name=res.get("name", ""), source=res.get("source", ""), total=int(res.get("total", len(images))),
                    images_path=res["images_path"], eval_source=res.get("eval_source", ""),
-                   streaming=bool(res.get("streaming", False)))
+                   streaming=bool(res.get("streaming", False)), clips=clips)
 
     def __len__(self) -> int:
         return int(self.images.shape[0])

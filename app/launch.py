@@ -1,4 +1,4 @@
-"""Start-up of the workbench window: ``python main.py [--data SPEC] [--open RUN_DIR]
+"""Start-up of the workbench window: ``python main.py [--demo] [--data SPEC] [--open RUN_DIR]
 [--screenshot PATH [--view NAME]]``.
 
 Only Qt, numpy and the torch-free parts of the engine load here, so the window shows in about a
@@ -25,14 +25,15 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                                 "see `python main.py train --help`.")
     p.add_argument("--data", metavar="SPEC", help="the dataset to open (builtin:shapes[:N], a folder, "
                    "torchvision:NAME[@SPLIT][:ROOT])")
+    p.add_argument("--demo", action="store_true", help="one click to the demo: load the built-in shapes, start "
+                   "the default run (SimCLR, two minutes) and show its embedding map")
     p.add_argument("--open", metavar="RUN_DIR", help="show a run folder's curves (live if it is running)")
     p.add_argument("--screenshot", metavar="PATH", help="save a PNG of the window once the view has drawn, then exit")
-    p.add_argument("--view", metavar="NAME", default="data", choices=keys,
-                   help=f"with --screenshot: the view to show ({', '.join(keys)}; default data)")
+    p.add_argument("--view", metavar="NAME", default=None, choices=keys,
+                   help=f"with --screenshot: the view to show ({', '.join(keys)}; default data, with --demo "
+                        "embedding)")
     p.add_argument("--size", metavar="WxH", default="1400x900", help="with --screenshot: window size (default "
                    "1400x900)")
-    p.add_argument("--demo", action="store_true", help="load the built-in data, start the default run and show "
-                   "its embedding map")
     p.add_argument("--after", type=float, default=None, metavar="SECONDS",
                    help="with --demo --screenshot: take the picture once the run has trained this many seconds "
                    "and the map of its next snapshot has drawn (0: the random-init map)")
@@ -62,34 +63,15 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
-class Demo:
-    """``--demo``: once the data and the method catalogue are in, press Start on the window's run and show
-    the embedding map. ``ready()`` (with ``after``): the map of the first snapshot taken after ``after``
-    seconds of training has drawn."""
+class DemoWatch:
+    """``--demo --after SECONDS``: ``ready()`` once the map of the first snapshot the run took after
+    ``after`` seconds of training has drawn (0: the random-init map of step 0)."""
 
     def __init__(self, window, after: float | None):
-        from PySide6.QtCore import QTimer
-
         self.window, self.after = window, after
-        self.started = False
         self.train_s = 0.0
         self.target_step: int | None = None
-        self.timer = QTimer(interval=100)
-        self.timer.timeout.connect(self.tick)
         window.engine.message.connect(self.on_message)
-        self.timer.start()
-
-    def tick(self) -> None:
-        w = self.window
-        if not self.started and w.dataset is not None and w.catalogue_fresh:
-            self.started = True
-            self.timer.stop()
-            from app.config_model import default_run_config
-
-            runs_root = w.model.config().get("runs_root", "runs")
-            w.model.load_dict({**default_run_config(), "runs_root": runs_root})  # the default run, as shipped
-            w.run_panel.start_btn.click()
-            w.show_view("embedding")
 
     def on_message(self, msg) -> None:
         kind = type(msg).__name__
@@ -101,7 +83,7 @@ class Demo:
 
     def ready(self) -> bool:
         if self.after is None:
-            return self.started
+            return True
         s = self.window.view("embedding").current
         return self.target_step is not None and s is not None and s.step is not None and s.step >= self.target_step
 
@@ -109,7 +91,7 @@ class Demo:
 class Screenshot:
     """Waits until the view has really drawn (data loaded, preview arrived, ...), saves, quits."""
 
-    def __init__(self, window, view: str, path: str, timeout: float, demo: Demo | None = None,
+    def __init__(self, window, view: str, path: str, timeout: float, demo: DemoWatch | None = None,
                  gif: str | None = None):
         from PySide6.QtCore import QTimer
 
@@ -175,10 +157,21 @@ def launch(argv: list[str]) -> int:
     app = make_app()
     from app.main_window import MainWindow
 
-    if args.demo and args.view == "data":
-        args.view = "embedding"
-    win = MainWindow(data_spec=args.data, open_run=args.open)
-    demo = Demo(win, args.after) if args.demo else None
+    if (args.after is not None or args.gif) and not (args.demo and args.screenshot):
+        print("error: --after and --gif go with --demo --screenshot PATH", file=sys.stderr)
+        return 2
+    data = args.data
+    if args.demo:
+        if args.data or args.open:
+            print("error: --demo loads its own data and starts its own run; leave out --data and --open",
+                  file=sys.stderr)
+            return 2
+        from app.config_model import default_run_config
+
+        data = default_run_config()["data"]["spec"]
+    view = args.view or ("embedding" if args.demo else "data")
+    win = MainWindow(data_spec=data, open_run=args.open)
+    watch = DemoWatch(win, args.after) if args.demo else None
     shot = None
     if args.screenshot:
         try:
@@ -187,8 +180,12 @@ def launch(argv: list[str]) -> int:
             print(f"error: --size takes WIDTHxHEIGHT, e.g. 1400x900, got {args.size!r}", file=sys.stderr)
             return 2
         win.resize(w, h)
-        shot = Screenshot(win, args.view, args.screenshot, args.timeout, demo, args.gif)
+        shot = Screenshot(win, view, args.screenshot, args.timeout, watch, args.gif)
     win.show()
+    if args.demo:
+        from PySide6.QtCore import QTimer
+
+        QTimer.singleShot(0, win, win.start_demo)
     if os.environ.get("SSLWB_REPORT_STARTUP"):
         print(f"window shown after {time.perf_counter() - T0:.2f} s", file=sys.stderr)
     if shot is not None:

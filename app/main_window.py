@@ -257,6 +257,29 @@ class MainWindow(QMainWindow):
         self.show_view("curves")
         return run_dir
 
+    def start_demo(self) -> str | None:
+        """One click to the demo: the built-in shapes, the default run (SimCLR, two minutes) and its
+        embedding map, which fills in as the run trains (``main.py --demo``, Help > Run the demo)."""
+        from app.config_model import default_run_config
+
+        if self.engine.active:
+            self.status_message("A run is in progress; stop it first to start the demo.")
+            self.show_view("embedding" if "embedding" in self.views else "curves")
+            return None
+        cfg = default_run_config()
+        cfg["runs_root"] = self.model.get("runs_root") or cfg["runs_root"]  # the user's folder of runs stays
+        self.model.load_dict(cfg)
+        spec, size = cfg["data"]["spec"], int(cfg["data"]["image_size"])
+        ds = self.dataset
+        if (ds is None or ds.spec != spec or ds.image_size != size) and not (
+                self.data_panel.loading and self.data_panel.spec_from_ui() == spec):
+            self.data_panel.set_spec(spec, size)
+            self.data_panel.load_from_ui()
+        run_dir = self.start_run(self.model.config())
+        if run_dir and "embedding" in self.views:
+            self.show_view("embedding")
+        return run_dir
+
     def resume_last(self) -> None:
         if not self.engine.can_resume():
             self.status_message("There is no stopped run with a checkpoint to resume.")

@@ -58,6 +58,9 @@ def build_menus(w: MainWindow) -> None:
         add_action(w, v, spec.title, lambda _=False, key=spec.key: w.show_view(key), f"Ctrl+{k + 1}" if k < 9 else None)
     _view_entries(w, v, "View", entries)
     h = mb.addMenu("&Help")
+    w.act_demo = add_action(w, h, "Run the demo (shapes, SimCLR, embedding map)", w.start_demo, None,
+                            "Load the built-in shapes, start the default two-minute run and watch its map")
+    h.addSeparator()
     add_action(w, h, "About SSL Workbench", lambda: about(w))
     add_action(w, h, "Keyboard shortcuts", lambda: shortcuts(w), "F1")
     _view_entries(w, h, "Help", entries)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def fmt_eta(s: float | None) -> str:
     if s is None:
         return "–"
-    s = int(s)
+    s = max(0, int(round(s)))  # a time budget overrun by a step gives a negative estimate: the run ends now
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
@@ -36,6 +36,21 @@ class RunReport(QObject):
         e.finished.connect(self._run_finished)
         e.failed.connect(self._run_failed)
         e.died.connect(self._engine_died)
+        window.run_model.runChanged.connect(self._run_shown)
+
+    def clear_progress(self) -> None:
+        """Step, speed and ETA belong to the engine's run while it trains: cleared when it ends, when a
+        new run starts and while another run is shown."""
+        for label in (self.w.st_step, self.w.st_speed, self.w.st_eta):
+            label.setText("")
+
+    def _shows_engine_run(self) -> bool:
+        ref = self.w.run_model.run
+        return ref is None or ref.same_run(self.w.engine.run_dir)
+
+    def _run_shown(self, ref) -> None:
+        if not (ref.owned and ref.same_run(self.w.engine.run_dir) and self.w.engine.active):
+            self.clear_progress()
 
     def _engine_state(self, state: str) -> None:
         w = self.w
@@ -44,6 +59,11 @@ class RunReport(QObject):
                   "evaluating": "Evaluating (kNN and linear probe) …", "finished": "Finished", "stopped": "Stopped",
                   "failed": "Failed", "died": "The engine process died", "idle": "Idle"}
         w.st_state.setText(labels.get(state, state))
+        if state in ("starting", "finished", "stopped", "failed", "died", "idle"):
+            w.st_speed.setText("")
+            w.st_eta.setText("")
+            if state == "starting":
+                w.st_step.setText("")
         w.st_progress.setVisible(state in ("running", "paused", "evaluating", "loading", "starting"))
         w.run_panel.set_engine_state(state, w.engine.can_resume())
         if state not in ("failed", "died"):
@@ -70,12 +90,20 @@ class RunReport(QObject):
     def _step(self, msg: M.StepMetrics) -> None:
         w = self.w
         v = msg.values
+        if not self._shows_engine_run():
+            self.clear_progress()  # another run is shown: its step is not this one's
+        else:
+            self._show_step(msg)
+        w.run_panel.set_progress(msg.progress, f"{msg.progress:.0%} · step {msg.step} · loss {v.get('loss', 0):.4f}"
+                                               f" · ETA {fmt_eta(msg.eta_s)}")
+
+    def _show_step(self, msg: M.StepMetrics) -> None:
+        w = self.w
+        v = msg.values
         w.st_step.setText(f"step {msg.step} · epoch {msg.epoch:.2f}")
         w.st_speed.setText(f"{v.get('images_per_s', 0):.0f} img/s")
         w.st_eta.setText(f"ETA {fmt_eta(msg.eta_s)}")
         w.st_progress.setValue(int(1000 * msg.progress))
-        w.run_panel.set_progress(msg.progress, f"{msg.progress:.0%} · step {msg.step} · loss {v.get('loss', 0):.4f}"
-                                               f" · ETA {fmt_eta(msg.eta_s)}")
 
     def _eval(self, msg: M.EvalResult) -> None:
         w = self.w
@@ -91,7 +119,9 @@ class RunReport(QObject):
         w = self.w
         s = msg.summary
         knn = f", kNN top-1 {s['knn_top1']:.1%}" if isinstance(s.get("knn_top1"), (int, float)) else ""
-        lin = f", linear probe {s['linear_top1']:.1%}" if isinstance(s.get("linear_top1"), (int, float)) else ""
+        epochs = ((w.engine.config or {}).get("eval") or {}).get("linear_probe_epochs")
+        lin = (f", linear probe {s['linear_top1']:.1%}" + (f" ({epochs} probe epochs)" if epochs else "")
+               if isinstance(s.get("linear_top1"), (int, float)) else "")
         text = f"Run {msg.reason} after {msg.step} steps{knn}{lin}."
         if msg.reason == "stopped":
             text += " Resume continues from the checkpoint."

@@ -3,6 +3,7 @@
     python bench/methods.py                       # every method, 3 minutes each, on the CPU
     python bench/methods.py --minutes 0.5 --methods rotnet,simclr,byol
     python bench/methods.py --data builtin:shapes:2000 --minutes 2   # the built-in shapes
+    python bench/methods.py --data builtin:clips --minutes 1   # the video methods, on clips
 
 Each method trains with its own recommended settings (``default_config``: its optimiser, learning
 rate, batch size and options; backbone ``auto``) on ``--data`` for ``--minutes`` of training time
@@ -18,6 +19,11 @@ with a random ViT), raw pixels, and the same encoder trained with labels for the
 With ``--runs-root DIR`` the run folders are kept, and a later call with the same settings and the
 same DIR reuses every run that finished there instead of training it again: an interrupted
 comparison goes on where it stopped.
+
+On clips (``--data builtin:clips``, ``clips:FOLDER`` or a folder of videos) the methods are the
+ones that train on clips (``input_kind == "clips"``); kNN embeds single frames (each clip's middle
+frame) and the evaluation set defaults to the dataset's own (``builtin:clips-test``). The
+supervised bound is left out there (it trains on images).
 
 Writes the table as markdown (``--out``, for the README) and prints one JSON object as its last line.
 """
@@ -39,10 +45,22 @@ DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-small"
 REFERENCES = ("random_init", "supervised")
 
 
-def ssl_methods() -> list[str]:
+def ssl_methods(kind: str = "images") -> list[str]:
     from engine.methods import METHODS
 
-    return [n for n, cls in METHODS.items() if cls.trains and not cls.needs_labels]
+    return [n for n, cls in METHODS.items() if cls.trains and not cls.needs_labels and cls.input_kind == kind]
+
+
+def clip_data(spec: str) -> bool:
+    """Whether ``spec`` names clips (the video methods' data) rather than images."""
+    low = spec.strip().lower()
+    if low.startswith(("builtin:clips", "clips")):
+        return True
+    if ":" in low.split("/")[0]:
+        return False
+    from engine.data.clip_folder import holds_clips
+
+    return Path(spec).is_dir() and holds_clips(Path(spec))
 
 
 def parse_args(argv=None):
@@ -71,7 +89,7 @@ def parse_args(argv=None):
                    "bench/results/methods_shapes.md for the built-in shapes)")
     args = p.parse_args(argv)
     if args.eval_data is None:
-        args.eval_data = "" if has_own_test_split(args.data) else str(DEFAULT_DATA / "val")
+        args.eval_data = "" if has_own_test_split(args.data) or clip_data(args.data) else str(DEFAULT_DATA / "val")
     if not args.out:
         name = "methods_shapes.md" if is_builtin(args.data) else "methods.md"
         args.out = str(ROOT / "bench" / "results" / name)
@@ -239,7 +257,8 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    methods = ssl_methods() if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
+    clips = clip_data(args.data)
+    methods = ssl_methods("clips" if clips else "images") if args.methods == "all" else [m.strip() for m in args.methods.split(",") if m.strip()]
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         print(f"error: unknown method(s) {', '.join(unknown)}; choose from: {', '.join(METHODS)}", file=sys.stderr)
@@ -248,7 +267,7 @@ def main(argv=None) -> int:
         if p and ":" not in p.split("/")[0] and not Path(p).exists():
             print(f"error: {p} does not exist; pass --data / --eval-data", file=sys.stderr)
             return 2
-    refs = ["random_init"] + ([] if args.no_supervised else ["supervised"])
+    refs = ["random_init"] + ([] if args.no_supervised or clips else ["supervised"])
     order = refs[:1] + [m for m in methods if m not in REFERENCES] + refs[1:]
     tmp = None
     runs_root = args.runs_root

@@ -7,9 +7,15 @@ Measures, side by side in one run, with SimCLR's CPU defaults (small_cnn, its ba
   augmented, batch;
 - ``augment_fraction``: the share of a full step spent outside the model (target < 0.10);
 - ``per_image_pipeline_images_per_s``: the common recipe, torchvision transforms applied per
-  image in a DataLoader with 2 workers, feeding the same model; and ``speedup_vs_per_image``.
+  image in a DataLoader with 2 workers, feeding the same model; and ``speedup_vs_per_image``;
+- ``model_tflop`` (forward + backward of one batch, counted by torch's FlopCounterMode),
+  ``full_step_tflops`` / ``model_only_tflops`` (achieved TFLOP/s) and, on a GPU whose peak is known,
+  ``peak_tflops`` and ``full_step_mfu`` (achieved / peak). On a GPU the step runs as the session
+  runs it: channels-last, bf16 autocast, the GPU default backbone (resnet18).
 
-    python bench/pipeline.py [--data SPEC] [--steps N] [--batch-size B]
+    python bench/pipeline.py [--data SPEC] [--steps N] [--batch-size B] [--device auto|cpu|cuda] [--compile]
+
+``--compile`` compiles the training step with torch.compile (the session's ``--compile``).
 
 The last line is one JSON object.
 """
@@ -31,12 +37,37 @@ import torch  # noqa: E402
 from engine.config import default_config  # noqa: E402
 from engine.data import load_dataset  # noqa: E402
 from engine.methods import DataInfo, get_method_class  # noqa: E402
-from engine.models import build_backbone  # noqa: E402
+from engine.models import build_backbone, default_backbone  # noqa: E402
 from engine.seeds import epoch_order, step_generator  # noqa: E402
-from engine.training.device import place_model  # noqa: E402
+from engine.training.device import Precision, place_model, resolve_device  # noqa: E402
+from engine.training.distributed import StepModule  # noqa: E402
 from engine.training.optim import build_optimizer  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-small" / "train"
+
+# dense bf16 tensor-core peaks (TFLOP/s) from the vendors' data sheets, matched on the device name
+PEAK_BF16_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "L4": 121.0, "A10": 125.0,
+                    "RTX 4090": 165.0, "RTX 3090": 71.0, "V100": 125.0}
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    """The device's dense bf16 peak, or None where it is not known (CPUs, unlisted GPUs)."""
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    for key, value in PEAK_BF16_TFLOPS.items():
+        if key in name:
+            return value
+    return None
+
+
+def count_tflop(fn) -> float:
+    """TFLOP of one call of ``fn`` (matmuls and convolutions, forward and backward)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e12
 
 
 def per_image_loader(data, batch_size: int, workers: int):
@@ -69,44 +100,69 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=12, help="timed steps per measurement")
     p.add_argument("--batch-size", type=int, default=0, help="default: SimCLR's CPU default")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--compile", action="store_true", help="compile the training step with torch.compile")
     args = p.parse_args()
 
+    dev = resolve_device(args.device)
     cfg = default_config("simclr")
     bs = args.batch_size or cfg.optim.batch_size
     data = load_dataset(args.data, 32)
+    if dev.type != "cpu":
+        data.to(dev)
     cls = get_method_class("simclr")
     torch.manual_seed(0)
-    method = place_model(cls(cfg.method_config(), build_backbone("small_cnn", 32), DataInfo(32, 0)),
-                         torch.device("cpu"))
+    backbone = default_backbone(dev.type)
+    method = place_model(cls(cfg.method_config(), build_backbone(backbone, 32), DataInfo(32, 0)), dev)
     method.train()
     opt = build_optimizer(method, cfg)
+    precision = Precision(dev, "auto")
+    step_fn = StepModule(method)
+    if args.compile:
+        step_fn = torch.compile(step_fn)
     order = epoch_order(len(data), 0, 0)
-    dev = torch.device("cpu")
+
+    def sync():
+        if dev.type == "cuda":
+            torch.cuda.synchronize(dev)
 
     def optimise(loss):
         opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+        precision.backward(loss, opt)
+        precision.step(opt)
 
     def full_step(k):
-        idx = order[(k * bs) % (len(data) - bs):][:bs]
+        idx = order[(k * bs) % (len(data) - bs):][:bs].to(data.images.device)
         x = data.images.index_select(0, idx).float().div_(255)
-        optimise(method.training_step(x, None, step_generator(0, k, 0, dev)).loss)
+        with precision.autocast():
+            loss, _ = step_fn(x, None, step_generator(0, k, 0, dev))
+        optimise(loss)
 
-    x0 = data.images[order[:bs]].float().div(255)
+    x0 = data.images[order[:bs].to(data.images.device)].float().div(255)
     v1, v2 = method.make_batch(x0, step_generator(0, 0, 0, dev)).inputs
     from engine.methods.losses import nt_xent
 
+    def model_loss():
+        with precision.autocast():
+            z = method.projector(method.backbone(torch.cat([v1, v2])))
+            return nt_xent(*z.chunk(2), method.cfg.temperature)[0]
+
     def model_step(k):
-        z = method.projector(method.backbone(torch.cat([v1, v2])))
-        optimise(nt_xent(*z.chunk(2), method.cfg.temperature)[0])
+        optimise(model_loss())
 
     def timed(fn, n):
         fn(0)  # warm-up
+        sync()
         t = time.perf_counter()
         for k in range(1, n + 1):
             fn(k)
+        sync()
         return (time.perf_counter() - t) / n
+
+    if args.compile:  # the first calls compile; keep them out of the timings
+        for k in range(3):
+            full_step(k)
+    tflop = count_tflop(lambda: model_loss().backward())
 
     # interleave the two measurements so machine noise hits both alike
     t_full, t_model = [], []
@@ -121,7 +177,7 @@ def main() -> None:
 
     t_aug = timed(aug_only, args.steps)
 
-    loader = per_image_loader(data, bs, args.workers)
+    loader = per_image_loader(data.to("cpu") if dev.type != "cpu" else data, bs, args.workers)
     it = iter(loader)
 
     def per_image_step(k):
@@ -131,18 +187,28 @@ def main() -> None:
         except StopIteration:
             it = iter(loader)
             a, b = next(it)
-        z = method.projector(method.backbone(torch.cat([a, b])))
-        optimise(nt_xent(*z.chunk(2), method.cfg.temperature)[0])
+        with precision.autocast():
+            z = method.projector(method.backbone(torch.cat([a, b]).to(dev, non_blocking=True)))
+            loss = nt_xent(*z.chunk(2), method.cfg.temperature)[0]
+        optimise(loss)
 
     t_per_image = timed(per_image_step, args.steps)
+    peak = peak_tflops(dev)
     out = {
         "data": args.data, "batch_size": bs, "threads": torch.get_num_threads(), "cpus": os.cpu_count(),
+        "device": str(dev), "backbone": backbone, "precision": str(precision.amp_dtype or "fp32"),
+        "compile": args.compile,
         "full_step_images_per_s": round(bs / tf, 1),
         "model_only_images_per_s": round(bs / tm, 1),
         "augment_only_ms_per_batch": round(t_aug * 1000, 2),
         "augment_fraction": round(max(0.0, (tf - tm) / tf), 4),
         "per_image_pipeline_images_per_s": round(bs / t_per_image, 1),
         "speedup_vs_per_image": round(t_per_image / tf, 2),
+        "model_tflop": round(tflop, 6),
+        "full_step_tflops": round(tflop / tf, 4),
+        "model_only_tflops": round(tflop / tm, 4),
+        "peak_tflops": peak,
+        "full_step_mfu": round(tflop / tf / peak, 4) if peak else None,
     }
     print(json.dumps(out))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import signal
@@ -121,6 +122,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "--set optim.weight_decay=0.01 or --set eval.knn_every_epochs=2")
     t.add_argument("--download", action="store_true", help="allow torchvision datasets to be downloaded")
     t.add_argument("--no-final-eval", action="store_true", help="skip kNN and the linear probe at the end")
+    t.add_argument("--compile", action="store_true", help="compile the training step with torch.compile "
+                   "(GPU speed; the first steps are slow while it compiles)")
+    t.add_argument("--no-gather", action="store_true", help="under torchrun: each process's loss sees only its "
+                   "own batch (default: contrastive negatives, cross-correlations, variances and DINO's centre "
+                   "over the global batch, gathered from every process; config key: gather)")
+    t.add_argument("--sync-bn", choices=["auto", "on", "off"], help="under torchrun: BatchNorm statistics over "
+                   "the global batch (default auto: on GPUs)")
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
 
     e = sub.add_parser("eval", help="kNN and linear-probe accuracy of a run's encoder, with baselines",
@@ -145,6 +153,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="2-D projection (default umap)")
     m.add_argument("--max-images", type=int, default=5000, help="embed at most this many images (default 5000)")
     _add_common_data(m)
+
+    from engine.cli_downstream import add_parsers as add_downstream_parsers
+
+    add_downstream_parsers(sub, _add_common_data)
 
     ms = sub.add_parser("methods", help="list the registered methods, one a line")
     ms.add_argument("--long", action="store_true", help="with their one-line summaries")
@@ -206,6 +218,12 @@ def config_from_args(args):
     base["device"] = args.device
     if args.no_final_eval:
         base["eval"]["final_eval"] = False
+    if args.compile:
+        base["compile"] = True
+    if args.no_gather:
+        base["gather"] = False
+    if args.sync_bn:
+        base["sync_bn"] = args.sync_bn
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
@@ -217,7 +235,8 @@ def config_from_args(args):
 # -- config -> command line (the GUI's "copy as command") ----------------------------------------
 _FLAGGED = {("data", "spec"), ("data", "eval_spec"), ("data", "image_size"), ("data", "download"),
             ("", "epochs"), ("", "minutes"), ("optim", "batch_size"), ("optim", "lr"), ("", "backbone"),
-            ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method")}
+            ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method"),
+            ("", "compile"), ("", "gather"), ("", "sync_bn")}
 
 
 def _set_value(value) -> str:
@@ -273,6 +292,12 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         args += ["--device", str(config["device"])]
     if config.get("eval", {}).get("final_eval") is False:
         args.append("--no-final-eval")
+    if config.get("compile"):
+        args.append("--compile")
+    if config.get("gather") is False:
+        args.append("--no-gather")
+    if config.get("sync_bn", "auto") != "auto":
+        args += ["--sync-bn", str(config["sync_bn"])]
     top = set(base)
     for key, value in config.items():
         if isinstance(value, dict) and key != "method_options":
@@ -288,6 +313,50 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         elif ("", key) not in _FLAGGED and value != base.get(key):
             args += ["--set", f"{key}={_set_value(value)}"]
     return " ".join([program] + [shlex.quote(a) for a in args])
+
+
+def torchrun_command(config: dict, base: dict | None = None, *, nnodes: int = 1, nproc_per_node: str = "gpu",
+                     endpoint: str = "$HEAD_NODE:29500", run_id: str = "$JOB_ID") -> str:
+    """The ``torchrun ... main.py train ...`` line of ``config``: on this machine's GPUs (``nnodes`` 1), or
+    on ``nnodes`` machines meeting at ``endpoint`` (c10d rendezvous; run the same line on every node)."""
+    train = config_to_command(config, base, program="main.py")
+    if nnodes <= 1:
+        return f"torchrun --standalone --nproc_per_node {nproc_per_node} {train}"
+    return (f"torchrun --nnodes {nnodes} --nproc_per_node {nproc_per_node} --rdzv-id {run_id} "
+            f"--rdzv-backend c10d --rdzv-endpoint {endpoint} {train}")
+
+
+def slurm_script(config: dict, base: dict | None = None, *, nodes: int = 2, gpus_per_node: int = 4,
+                 cpus_per_task: int = 16, time_limit: str = "04:00:00") -> str:
+    """A Slurm batch script that trains ``config`` on ``nodes`` x ``gpus_per_node`` GPUs (one torchrun
+    a node, c10d rendezvous on the first node). Submit it with ``sbatch`` from the project folder."""
+    line = torchrun_command(config, base, nnodes=nodes, nproc_per_node=str(gpus_per_node),
+                            endpoint='"$HEAD_NODE:29500"', run_id='"$SLURM_JOB_ID"')
+    line = line.replace(f"--nnodes {nodes} ", '--nnodes "$SLURM_NNODES" ', 1)
+    name = "sslwb-" + "".join(c if c.isalnum() or c in "-_" else "-" for c in str(config.get("method", "run")))
+    return "\n".join([
+        "#!/bin/bash",
+        f"# SSL Workbench: {config.get('method')} on {config.get('data', {}).get('spec', '')}, "
+        f"{nodes} nodes x {gpus_per_node} GPUs.",
+        "# Submit from the project folder (on a file system every node sees): sbatch THIS_FILE",
+        "# Only the main process writes the run folder; continue a stopped run with",
+        "#   ... main.py train --resume runs/<run folder>   (any number of nodes or GPUs).",
+        f"#SBATCH --job-name={name}",
+        f"#SBATCH --nodes={nodes}",
+        "#SBATCH --ntasks-per-node=1",
+        f"#SBATCH --gpus-per-node={gpus_per_node}",
+        f"#SBATCH --cpus-per-task={cpus_per_task}",
+        f"#SBATCH --time={time_limit}",
+        "#SBATCH --output=%x-%j.out",
+        "set -euo pipefail",
+        'cd "${SLURM_SUBMIT_DIR:-.}"',
+        "# activate the Python environment that has SSL Workbench's dependencies here, e.g.",
+        "# source .venv/bin/activate",
+        'HEAD_NODE=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)',
+        f"export OMP_NUM_THREADS={max(1, cpus_per_task // max(1, gpus_per_node))}",
+        f"srun {line}",
+        "",
+    ])
 
 
 class ProgressPrinter:
@@ -349,79 +418,105 @@ def _fmt_s(s: float | None) -> str:
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
 
 
+# flags a --resume may carry: (attribute, config key, flag text)
+_RESUME_FLAGS = (("method", "method", "--method"), ("data", "data.spec", "--data"),
+                 ("eval_data", "data.eval_spec", "--eval-data"), ("image_size", "data.image_size", "--image-size"),
+                 ("minutes", "minutes", "--minutes"), ("epochs", "epochs", "--epochs"),
+                 ("batch_size", "optim.batch_size", "--batch-size"), ("lr", "optim.lr", "--lr"),
+                 ("backbone", "backbone", "--backbone"), ("seed", "seed", "--seed"), ("name", "name", "--name"),
+                 ("runs_root", "runs_root", "--runs-root"))
+
+
+def resume_changes(args) -> tuple[dict, dict]:
+    """The config changes a ``train --resume`` command line asks for: ({dotted key: value},
+    {dotted key: the flag that asked}). Every flag given is in it: none is silently ignored."""
+    from engine.errors import UsageError
+    from engine.training.resume import flatten
+
+    for attr, flag in (("config", "--config"), ("run_dir", "--run-dir")):
+        if getattr(args, attr):
+            raise UsageError(f"{flag} cannot be combined with --resume (a resumed run keeps its own folder and "
+                             "config.json); leave it out, or start a new run")
+    changes, names = {}, {}
+    for attr, key, flag in _RESUME_FLAGS:
+        v = getattr(args, attr)
+        if v is not None:
+            changes[key], names[key] = v, flag
+    if args.minutes is not None:
+        changes["epochs"], names["epochs"] = 0, "--minutes"  # a budget flag names the whole budget
+    elif args.epochs is not None:
+        changes["minutes"], names["minutes"] = 0.0, "--epochs"
+    if args.device != "auto":
+        changes["device"], names["device"] = args.device, "--device"
+    if args.download:
+        changes["data.download"], names["data.download"] = True, "--download"
+    if args.no_final_eval:
+        changes["eval.final_eval"], names["eval.final_eval"] = False, "--no-final-eval"
+    for item in args.set:
+        if "=" not in item:
+            raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        d: dict = {}
+        _set_path(d, k.strip(), v.strip())
+        for key, value in flatten(d).items():
+            changes[key], names[key] = value, f"--set {item}"
+    return changes, names
+
+
 def cmd_train(args) -> int:
     from engine.data import DataError
     from engine.params import ConfigError
-    from engine.runs import acquire_writer
     from engine.session import FlagControl, Session, resume_config
+    from engine.training.resume import apply_resume_changes
 
-    main_rank = int(os.environ.get("RANK", 0)) == 0
     resume = False
     run_dir = None
-    lock = None
     try:
-        try:
-            if args.resume:
-                run_dir = check_run_folder(args.resume, "--resume")
-                cfg = resume_config(run_dir)
-                if not (run_dir / "checkpoints" / "last.pt").is_file():
-                    return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
-                                       "missing); start a new run")
-                if main_rank:
-                    lock = acquire_writer(run_dir)  # before anything in the folder changes
-                if args.minutes is not None or args.epochs is not None:
-                    # extending a finished run's budget is allowed
-                    d = cfg.to_dict()
-                    if args.minutes is not None:
-                        d["minutes"] = args.minutes
-                    if args.epochs is not None:
-                        d["epochs"] = args.epochs
-                    from engine.config import RunConfig
-
-                    cfg = RunConfig.from_dict(d)
-                check_run_config(cfg)
-                if args.minutes is not None or args.epochs is not None:
-                    cfg.save(run_dir / "config.json")
-                if args.device != "auto":
-                    cfg.device = args.device  # for this session only
-                resume = True
-            else:
-                cfg = config_from_args(args)
-                if args.run_dir:
-                    run_dir = Path(args.run_dir)
-                    if (run_dir / "config.json").exists():
-                        return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
-                                           "or choose another --run-dir")
-                check_run_config(cfg)
-                if args.run_dir and main_rank:
-                    lock = acquire_writer(run_dir)
-                    if (run_dir / "config.json").exists():  # another start won the race to it
-                        return usage_error(f"{run_dir} already holds a run; choose another --run-dir")
-        except (ConfigError, DataError, ValueError) as exc:
-            return usage_error(str(exc))
-        if lock is not None and lock.took_over:
-            print(f"note: took over {run_dir} from process {lock.took_over}, which ended without "
-                  "releasing it", file=sys.stderr)
-        return _train(args, cfg, run_dir, resume, Session, FlagControl)
-    finally:
-        if lock is not None:
-            lock.release()
+        if args.resume:
+            run_dir = check_run_folder(args.resume, "--resume")
+            cfg = resume_config(run_dir)
+            if not (run_dir / "checkpoints" / "last.pt").is_file():
+                return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
+                                   "missing); start a new run")
+            changes, names = resume_changes(args)
+            cfg = apply_resume_changes(cfg, changes, names)  # the session saves it, under the run's lock
+            check_run_config(cfg)
+            resume = True
+        else:
+            cfg = config_from_args(args)
+            if args.run_dir:
+                run_dir = Path(args.run_dir)
+                if (run_dir / "config.json").exists():
+                    return usage_error(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                       "or choose another --run-dir")
+            check_run_config(cfg)
+    except (ConfigError, DataError, ValueError) as exc:
+        return usage_error(str(exc))
+    # the session claims the run folder (one writer) before it writes anything, and holds it to the end
+    return _train(args, cfg, run_dir, resume, Session, FlagControl)
 
 
 def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
     control = FlagControl()
     printer = ProgressPrinter(quiet=args.quiet or int(os.environ.get("RANK", 0)) != 0)
 
-    def on_sigint(signum, frame):
-        printer._line("stopping: writing a checkpoint (Ctrl-C again to abort)")
+    def on_signal(signum, frame):
+        # Ctrl-C, or SIGTERM from a cluster scheduler (it sends SIGKILL a while later): stop with a checkpoint
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        printer._line(f"stopping ({name}): writing a checkpoint ({name} again to abort)")
         control.send("stop")
-        signal.signal(signal.SIGINT, signal.default_int_handler)
+        signal.signal(signum, _abort)
 
-    old = signal.signal(signal.SIGINT, on_sigint)
+    def _abort(signum, frame):
+        raise KeyboardInterrupt
+
+    handled = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    old = {sig: signal.signal(sig, on_signal) for sig in handled}
     try:
         summary = Session(cfg, printer, control, run_dir=run_dir, resume=resume).run()
     finally:
-        signal.signal(signal.SIGINT, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     code = run_exit_code(summary)
     if summary.get("reason") == "failed":
         return code
@@ -555,15 +650,38 @@ def cmd_methods(args) -> int:
 COMMANDS = {"train": "cmd_train", "eval": "cmd_eval", "embed": "cmd_embed", "methods": "cmd_methods"}
 
 
+@contextlib.contextmanager
+def _sigterm_interrupts():
+    """SIGTERM (a cluster scheduler, ``kill``) ends a command like Ctrl-C: during start-up at once with
+    nothing written, during a run with a checkpoint (see ``_train``)."""
+    def on_term(signum, frame):
+        raise KeyboardInterrupt
+
+    try:
+        old = signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError, AttributeError):  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`engine.errors`):
     0 done, 1 the run failed, 2 usage or bad input, 130 interrupted."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command in ("downstream", "invariance"):  # their own module (engine/cli_downstream.py)
+            from engine import cli_downstream
+
+            return getattr(cli_downstream, f"cmd_{args.command}")(args)
         if args.command not in COMMANDS:
             return -1  # no command: the caller opens the GUI
-        return globals()[COMMANDS[args.command]](args)
+        with _sigterm_interrupts():
+            return globals()[COMMANDS[args.command]](args)
     except KeyboardInterrupt:
         print("interrupted (Ctrl-C)", file=sys.stderr)
         return EXIT_INTERRUPTED

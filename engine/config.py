@@ -44,7 +44,7 @@ class OptimConfig:
                       label="learning rate")
     weight_decay: float = param(1e-4, "Weight decay", min=0.0, max=1.0, log=True)
     momentum: float = param(0.9, "Momentum (SGD and LARS)", min=0.0, max=0.999, advanced=True)
-    batch_size: int = param(256, "Images per step", min=2, max=65536)
+    batch_size: int = param(256, "Images per step, over all processes (each of N processes takes 1/N)", min=2, max=65536)
     warmup_fraction: float = param(0.05, "Part of the run spent warming the learning rate up",
                                    min=0.0, max=0.5, advanced=True)
     schedule: str = param("cosine", "Learning-rate schedule after warm-up", choices=("cosine", "constant"),
@@ -78,6 +78,13 @@ class RunConfig:
     device: str = param("auto", "auto, cpu, cuda or mps", choices=DEVICES)
     precision: str = param("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16",
                            choices=PRECISIONS, advanced=True)
+    gather: bool = param(True, "Several processes: losses that couple samples (contrastive negatives, "
+                         "cross-correlation, variance, DINO's centre) see the global batch, gathered from every "
+                         "process; off: each process's own batch (for comparison)", advanced=True)
+    sync_bn: str = param("auto", "Several processes: BatchNorm statistics over the global batch (auto: on GPUs)",
+                         choices=("auto", "on", "off"), advanced=True)
+    compile: bool = param(False, "Compile the training step with torch.compile (GPU speed; the first steps "
+                          "are slow while it compiles)", advanced=True)
     seed: int = param(0, "Random seed: the same seed reproduces the run on the CPU", min=0, max=2**31 - 1)
     checkpoint_every_minutes: float = param(5.0, "Write a checkpoint every N minutes (0: off)", min=0.0,
                                             advanced=True)

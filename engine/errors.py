@@ -9,7 +9,8 @@ Exit codes of ``python main.py train|eval|embed|methods``:
  2    usage or bad input (a wrong flag or config value, a missing/empty/unreadable
       dataset, a folder that is not a run, a run folder another process is writing):
       nothing was started and nothing the user made was changed
- 130  interrupted (Ctrl-C): a run stopped this way has a checkpoint to resume from
+ 130  interrupted (Ctrl-C, or SIGTERM from a scheduler): a run stopped this way has a
+      checkpoint to resume from
 ====  ==============================================================================
 
 Exceptions carry their exit code; :func:`exit_code_for` maps any exception (also the ones
@@ -55,6 +56,15 @@ class RunFailed(WorkbenchError):
     exit_code = EXIT_FAILED
 
 
+class Diverged(RunFailed, FloatingPointError):
+    """The loss became NaN or infinite: the run stops and keeps its last good state."""
+
+    def __init__(self, message: str, step: int = 0, loss: float = float("nan")):
+        super().__init__(message)
+        self.step = step
+        self.loss = loss
+
+
 class Interrupted(WorkbenchError):
     """The user interrupted (Ctrl-C) or cancelled."""
 
@@ -85,5 +95,5 @@ def run_exit_code(summary: dict) -> int:
 
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "WorkbenchError", "BadInput",
-           "UsageError", "RunBusy", "RunFailed", "Interrupted", "exit_code_for",
+           "UsageError", "RunBusy", "RunFailed", "Diverged", "Interrupted", "exit_code_for",
            "run_exit_code"]

@@ -54,12 +54,14 @@ def build_preview_method(name: str, options: dict | None, image_size: int, backb
 
 def preview(method: str, images: np.ndarray, seed: int = 0, options: dict | None = None,
             augment: dict | None = None, backbone: str = "auto") -> PreviewResult:
-    """Rows of tiles showing ``method``'s pretext batch for ``images`` ((N, H, W, 3) uint8).
+    """Rows of tiles showing ``method``'s pretext batch for ``images`` ((N, H, W, 3) uint8), or for
+    clips ((N, T, H, W, C) uint8, C = 3 or 4: what clip methods train on).
 
     ``augment`` overrides the augmentation of view-based methods (the preview panel's sliders);
     ``options`` are method options (e.g. ``mask_ratio``). The same seed gives the same tiles.
     """
-    x = from_uint8(images)
+    x = from_uint8(images) if np.ndim(images) != 5 else \
+        torch.from_numpy(np.array(images, dtype=np.uint8)).permute(0, 1, 4, 2, 3).float().div(255)
     m = build_preview_method(method, options, x.shape[-1], backbone)
     if augment is not None and hasattr(m, "views"):
         from engine.params import from_dict

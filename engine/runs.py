@@ -17,6 +17,7 @@ runs/20261122-153000-simclr-shapes/
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 import socket
@@ -37,13 +38,73 @@ def safe_name(text: str, max_len: int = 60) -> str:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all (a temporary file beside it, then a rename). A failed
+    write (a full disk, Ctrl-C) removes its temporary file and leaves the old ``path`` as it was;
+    an OSError names ``path``."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException as exc:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+        if isinstance(exc, OSError) and exc.errno is not None and exc.filename != str(path):
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(path)) from None
+        raise
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Remove the temporary files of writes that never finished (a writer killed mid-checkpoint
+    leaves ``checkpoints/.last.pt.<pid>.tmp``). Only the run folder's writer calls this, under its
+    lock, so every temporary file it finds belongs to a writer that is gone. The removed paths."""
+    run_dir = Path(run_dir)
+    removed = []
+    for folder in (run_dir, run_dir / "checkpoints", run_dir / "embeddings"):
+        try:
+            names = list(folder.iterdir())
+        except OSError:
+            continue
+        for p in names:
+            if p.name.startswith(".") and (p.name.endswith(".tmp") or p.name.endswith(".tmp.npz")) and p.is_file():
+                try:
+                    p.unlink()
+                    removed.append(p)
+                except OSError:
+                    pass
+    return removed
+
+
+def remove_if_empty(run_dir: str | Path) -> bool:
+    """Remove a run folder that holds nothing (but an ended writer claim); True if it was removed."""
+    d = Path(run_dir)
+    try:
+        if not d.is_dir() or {p.name for p in d.iterdir()} - {LOCK_FILE}:
+            return False
+        (d / LOCK_FILE).unlink(missing_ok=True)
+        d.rmdir()
+        return True
+    except OSError:
+        return False
+
+
+def json_safe(obj):
+    """``obj`` with every NaN or infinite float replaced by None: strict JSON (no bare NaN)."""
+    if type(obj).__module__ == "numpy" and hasattr(obj, "tolist"):  # numpy scalars and arrays
+        obj = obj.tolist()
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -51,7 +112,7 @@ def atomic_write_text(path: Path, text: str) -> None:
 
 
 def write_json(path: Path, obj) -> None:
-    atomic_write_text(Path(path), json.dumps(obj, indent=2, default=_json_default))
+    atomic_write_text(Path(path), json.dumps(json_safe(obj), indent=2, default=_json_default, allow_nan=False))
 
 
 def _json_default(o):
@@ -112,7 +173,8 @@ class MetricsLog:
         self.flush_every_s = flush_every_s
 
     def write(self, record: dict) -> None:
-        self._fh.write(json.dumps(record, default=_json_default, separators=(",", ":")) + "\n")
+        self._fh.write(json.dumps(json_safe(record), default=_json_default, separators=(",", ":"),
+                                  allow_nan=False) + "\n")
         now = time.monotonic()
         if now - self._last >= self.flush_every_s:
             self.flush()
@@ -122,9 +184,15 @@ class MetricsLog:
         self._last = time.monotonic()
 
     def close(self) -> None:
+        """Flush and close; a flush that fails (a full disk) still closes the file, then raises."""
         if not self._fh.closed:
-            self._fh.flush()
-            self._fh.close()
+            try:
+                self._fh.flush()
+            finally:
+                try:
+                    self._fh.close()
+                except OSError:
+                    pass
 
 
 def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict], int]:

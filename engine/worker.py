@@ -14,8 +14,11 @@ name the targets of its ``multiprocessing`` (spawn) processes without paying for
   ``load_dataset``    ``{"spec", "image_size", "download", "max_thumbs"}``: decodes the dataset
                       (with progress, cancellable) and writes its images as one uint8
                       ``(N, H, W, 3)`` ``.npy`` file the caller memory-maps;
-  ``preview``         ``{"method", "options", "seed", "images" | "indices", "backbone"}``: the
-                      method's pretext preview as plain dicts (no torch, no engine classes);
+                      clips also as ``(N, T, H, W, C)`` (``clips_path``, ``frames``; C = 4 with the
+                      object's mask);
+  ``preview``         ``{"method", "options", "seed", "images" | "clips" | "dataset" + "indices",
+                      "backbone"}``: the method's pretext preview as plain dicts (no torch, no
+                      engine classes); methods that train on clips take ``clips``;
   ``ping``            answers ``"pong"`` at once (liveness);
   ``sleep``, ``crash`` a request that takes a while, and one that ends the process at once (tests).
 
@@ -56,11 +59,12 @@ def _parent_watch_control(cmd_queue, parent_pid: int):
 
     class ParentWatch(QueueControl):
         orphaned = False
+        terminated = False  # SIGTERM: stop with a checkpoint, like the window's Stop
 
         def _gone(self) -> bool:
             if os.getppid() != parent_pid:
                 self.orphaned = True
-            return self.orphaned
+            return self.orphaned or self.terminated
 
         def poll(self):
             cmds = super().poll()
@@ -71,6 +75,18 @@ def _parent_watch_control(cmd_queue, parent_pid: int):
             return Command(STOP) if cmd is None and self._gone() else cmd
 
     return ParentWatch(cmd_queue)
+
+
+def _stop_on_sigterm(control) -> None:
+    import signal
+
+    def on_term(signum, frame):
+        control.terminated = True
+
+    try:
+        signal.signal(signal.SIGTERM, on_term)
+    except (ValueError, OSError, AttributeError):  # not the main thread, or no SIGTERM here
+        pass
 
 
 def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue,
@@ -89,14 +105,11 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
 
         try:
             if resume and run_dir:
-                cfg = resume_config(run_dir)
-                if config_dict:  # a resumed run may change its budget and device, nothing else
-                    d = cfg.to_dict()
-                    for key in ("epochs", "minutes", "device"):
-                        if key in config_dict:
-                            d[key] = config_dict[key]
-                    cfg = RunConfig.from_dict(d)
-                    cfg.save(Path(run_dir) / "config.json")
+                from engine.training.resume import apply_resume_changes, flatten
+
+                # what may change mid-run (budget, learning rate, evaluation, device) is applied and saved
+                # by the session under the run's lock; any other change is refused with its name
+                cfg = apply_resume_changes(resume_config(run_dir), flatten(config_dict or {}))
             else:
                 cfg = RunConfig.from_dict(config_dict)
                 cfg.check()
@@ -104,6 +117,7 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
             put_quietly(out_queue, M.RunFailed(str(exc), "", str(run_dir or "")))
             return
         control = _parent_watch_control(cmd_queue, parent)
+        _stop_on_sigterm(control)
         Session(cfg, emit=out_queue.put, control=control, run_dir=run_dir, resume=resume).run()
     except BaseException as exc:  # noqa: BLE001 - the front end must hear about anything
         put_quietly(out_queue, M.RunFailed(f"{type(exc).__name__}: {exc}", traceback.format_exc(), str(run_dir or "")))
@@ -183,6 +197,11 @@ def validate_config(config: dict) -> dict:
             spec_error = _check_spec(cfg.data.eval_spec, "data.eval_spec")
             if spec_error:
                 raise spec_error
+        from engine.data import input_mismatch, spec_is_clips
+
+        mismatch = input_mismatch(cfg.method, cls.input_kind, spec_is_clips(cfg.data.spec), cfg.data.spec)
+        if mismatch:
+            raise ConfigError("method", mismatch)
     except ConfigError as exc:
         errors.append({"path": exc.path, "message": exc.message})
     return {"ok": not errors, "errors": errors}
@@ -197,33 +216,62 @@ def _check_spec(spec: str, path: str):
     try:
         kind, rest = split_spec(spec)
         if kind == "builtin":
+            from engine.data.clips import parse_clips_spec
             from engine.data.shapes import parse_shapes_spec
 
             name, _, count = rest.partition(":")
-            if name.strip().lower() not in ("shapes", "shapes-test"):
-                return ConfigError(path, f"unknown built-in dataset {name!r}; use builtin:shapes[:N]")
-            parse_shapes_spec(count.strip())
+            name = name.strip().lower()
+            if name in ("clips", "clips-test"):
+                parse_clips_spec(count.strip())
+            elif name in ("shapes", "shapes-test"):
+                parse_shapes_spec(count.strip())
+            else:
+                return ConfigError(path, f"unknown built-in dataset {name!r}; use builtin:shapes[:N] or "
+                                         "builtin:clips[:N]")
         elif kind == "torchvision":
             from engine.data.tv import parse_tv_spec
 
             parse_tv_spec(rest)
         else:
             p = Path(rest).expanduser()
+            what = "clips" if kind == "clips" else "images"
             if not p.is_dir():
                 return ConfigError(path, f"folder {p} does not exist" if not p.exists()
-                                   else f"{p} is a file, not a folder of images")
+                                   else f"{p} is a file, not a folder of {what}")
     except (DataError, ValueError) as exc:
         return ConfigError(path, str(exc))
     return None
 
 
-def _thumbs_path(spec: str, image_size: int) -> Path:
+def _thumbs_path(spec: str, image_size: int, kind: str = "images") -> Path:
     import hashlib
 
     from engine.data.folder import cache_dir
 
     key = hashlib.sha1(f"{spec}|{image_size}".encode()).hexdigest()[:16]
-    return cache_dir() / "gui" / f"images-{key}-{image_size}.npy"
+    return cache_dir() / "gui" / f"{kind}-{key}-{image_size}.npy"
+
+
+def _write_npy(path: Path, shape: tuple, fill, cancel: threading.Event, chunk: int = 0) -> bool:
+    """Write a uint8 ``.npy`` of ``shape`` chunk by chunk (``fill(start, stop)`` gives the rows) and move
+    it into place at once (a reader that maps the old file keeps its copy); False when cancelled."""
+    import numpy as np
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
+    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=shape)
+    chunk = chunk or max(1, 2048 * 32 * 32 * 3 // max(1, int(np.prod(shape[1:]))))  # ~6 MB a chunk
+    for start in range(0, shape[0], chunk):
+        if cancel.is_set():
+            del out
+            tmp.unlink(missing_ok=True)
+            return False
+        stop = min(shape[0], start + chunk)
+        out[start:stop] = fill(start, stop)
+    out.flush()
+    del out
+    os.replace(tmp, path)
+    return True
 
 
 def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
@@ -231,7 +279,7 @@ def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
     ``progress(done, total, detail, task="data")`` calls (an :class:`engine.rpc.Job`)."""
     import numpy as np
 
-    from engine.data import load_dataset
+    from engine.data import has_clips, load_dataset
 
     spec = str(args.get("spec", "")).strip()
     size = int(args.get("image_size", 32))
@@ -255,22 +303,22 @@ def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
     if count < n:
         notes.append(f"the grid shows the first {count} of {n} images")
     path = _thumbs_path(spec, size)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npy")
-    out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=(count, size, size, 3))
-    chunk = 2048 if not data.streaming else 256
-    for start in range(0, count, chunk):
-        if cancel.is_set():
-            del out
-            tmp.unlink(missing_ok=True)
-            return {"cancelled": True}
-        idx = np.arange(start, min(count, start + chunk))
-        out[start:start + len(idx)] = data.get(idx).permute(0, 2, 3, 1).cpu().numpy()
+
+    def images(start, stop):
+        rows = data.get(np.arange(start, stop)).permute(0, 2, 3, 1).cpu().numpy()
         if data.streaming:
-            job.progress(start + len(idx), count, "decoding thumbnails", task="data")
-    out.flush()
-    del out
-    os.replace(tmp, path)  # a grid that maps the old file keeps its own copy of it
+            job.progress(stop, count, "decoding thumbnails", task="data")
+        return rows
+
+    if not _write_npy(path, (count, size, size, 3), images, cancel, chunk=256 if data.streaming else 0):
+        return {"cancelled": True}
+    clips_path, frames = "", 0
+    if has_clips(data):  # the clips too, (N, T, H, W, C): what the previews of clip methods take
+        frames = data.frames
+        clips_path = _thumbs_path(spec, size, "clips")
+        shape = (count, frames, size, size, int(data.clips.shape[2]))
+        if not _write_npy(clips_path, shape, lambda a, b: data.clips_hwc(np.arange(a, b)), cancel):
+            return {"cancelled": True}
     labels = None
     if data.labels is not None:
         labels = data.labels[:count].cpu().numpy().astype(np.int64)
@@ -282,6 +330,7 @@ def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
         "labelled": bool(data.labelled), "paths": list(data.paths[:count]) if data.paths else None,
         "skipped": [list(s) for s in getattr(data, "skipped", [])], "notes": notes, "summary": summary,
         "eval_source": getattr(data, "eval_source", ""), "streaming": bool(data.streaming),
+        "clips_path": str(clips_path) if clips_path else "", "frames": frames,
     }
 
 
@@ -289,16 +338,26 @@ def preview_plain(args: dict, datasets: dict) -> dict:
     """The method's pretext preview as plain dicts: rows of tiles (uint8 images, captions, overlays)."""
     import numpy as np
 
+    from engine.data import CLIP_CHOICES
+    from engine.methods import get_method_class
     from engine.preview import preview
 
-    images = args.get("images")
+    clips = get_method_class(args["method"]).input_kind == "clips"
+    images = args.get("clips" if clips else "images")
     if images is None:
         key = args.get("dataset")
         if key not in datasets:
             raise ValueError("no dataset is loaded in the service; load one first")
-        images = np.load(datasets[key], mmap_mode="r")[np.asarray(args["indices"], dtype=np.int64)]
+        path = datasets[key].get("clips_path" if clips else "images_path")
+        if not path:
+            raise ValueError(f"{args['method']} trains on clips, and the loaded dataset holds single images; "
+                             f"choose {CLIP_CHOICES}")
+        images = np.load(path, mmap_mode="r")[np.asarray(args["indices"], dtype=np.int64)]
     images = np.ascontiguousarray(np.asarray(images, dtype=np.uint8))
-    if images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0:
+    if clips and (images.ndim != 5 or images.shape[-1] not in (3, 4) or len(images) == 0):
+        raise ValueError(f"{args['method']} previews clips (N, T, H, W, 3 or 4) uint8, got shape {images.shape}; "
+                         f"choose {CLIP_CHOICES}")
+    if not clips and (images.ndim != 4 or images.shape[-1] != 3 or len(images) == 0):
         raise ValueError(f"preview needs (N, H, W, 3) uint8 images, got shape {images.shape}")
     t0 = time.perf_counter()
     res = preview(args["method"], images, int(args.get("seed", 0)), options=args.get("options") or None,
@@ -320,7 +379,7 @@ class ServiceHandler(Handler):
 
     def __init__(self, emit):
         super().__init__(emit)
-        self.datasets: dict[str, str] = {}  # "spec|size" -> the .npy file of its images
+        self.datasets: dict[str, dict] = {}  # "spec|size" -> the .npy files of its images (and clips)
         self.lock = threading.Lock()
 
     def cancelled_types(self) -> tuple:
@@ -346,7 +405,8 @@ class ServiceHandler(Handler):
         if out.get("cancelled"):
             raise CancelledError("cancelled")
         with self.lock:
-            self.datasets[f"{out['spec']}|{out['image_size']}"] = out["images_path"]
+            self.datasets[f"{out['spec']}|{out['image_size']}"] = {"images_path": out["images_path"],
+                                                                   "clips_path": out["clips_path"]}
         return out
 
     def op_preview(self, job: Job) -> dict:

@@ -488,3 +488,32 @@ def test_settings_survive_a_relaunch(qtbot, tmp_path, monkeypatch, catalogue):
     assert again.data_panel.spec_from_ui() == "builtin:shapes:321"
     assert again.tabs.tabText(again.tabs.currentIndex()) == "Run history"
     assert (again.width(), again.height()) == (700, 500)
+
+
+def test_copy_torchrun_and_save_slurm_script(qtbot, qapp, model, tmp_path):
+    """'Copy as command' also offers the torchrun line and writes a Slurm script for the current config."""
+    import shlex
+
+    from app.widgets.run_panel import RunPanel
+    from engine.cli import build_parser, config_from_args
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.select_method("simclr")
+    model.set("epochs", 3)
+    model.set("minutes", 0.0)
+    assert [a.text() for a in panel.copy_btn.menu().actions()][1:] == [
+        "Copy torchrun line (every GPU of one machine)", "Copy torchrun line (several nodes, c10d rendezvous)",
+        "Save Slurm script…"]
+    for nnodes in (1, 2):
+        text = panel.copy_torchrun(nnodes)
+        assert qapp.clipboard().text() == text and text.startswith("torchrun ")
+        argv = shlex.split(text.replace("$", ""))
+        got = config_from_args(build_parser().parse_args(argv[argv.index("main.py") + 1:])).to_dict()
+        assert got == model.config()
+    path = tmp_path / "job.sh"
+    panel.save_slurm(str(path))
+    script = path.read_text()
+    assert script.startswith("#!/bin/bash") and "srun torchrun" in script and "--rdzv-backend c10d" in script
+    panel._validate_timer.stop()  # no validation answer may arrive after the panel is gone
+    qtbot.wait(50)

@@ -113,5 +113,5 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     assert len(lines) == 1 and lines[0]["reason"] == "completed"
     runs = list(tmp_path.iterdir())
     assert len(runs) == 1 and last_checkpoint(runs[0]) is not None
-    # 96 training images (the shapes have their own test split) over 2 ranks, 16 a rank a step
-    assert lines[0]["step"] == (96 // 2) // 16
+    # 96 training images (the shapes have their own test split), 16 a step over both ranks (8 each)
+    assert lines[0]["step"] == 96 // 16 and lines[0]["processes"] == 2 and lines[0]["samples"] == 96

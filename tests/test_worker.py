@@ -86,7 +86,7 @@ def test_validate_config_names_the_wrong_field(service):
     _, res, _ = service.wait(service.send("validate_config", {"config": bad}))
     assert not res["ok"] and res["errors"][0]["path"] == "optim.lr"
     vit = default_run_config()
-    vit.update(method="mae", backbone="small_cnn")
+    vit.update(method="mae", backbone="small_cnn", method_options={})  # the demo options are SimCLR's
     _, res, _ = service.wait(service.send("validate_config", {"config": vit}))
     assert res["errors"][0]["path"] == "backbone" and "ViT" in res["errors"][0]["message"].replace("VIT", "ViT")
     missing = default_run_config()

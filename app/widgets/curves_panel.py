@@ -27,7 +27,15 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.curves_model import IGNORED, X_KINDS, EmaCache, RunCurves, records_to_blocks
+from app.curves_model import (
+    IGNORED,
+    REFERENCES,
+    X_KINDS,
+    EmaCache,
+    RunCurves,
+    records_to_blocks,
+    run_facts,
+)
 from app.run_model import RunRef
 from app.tasks import run_in_thread
 from app.view import MenuEntry, View, ViewContext
@@ -63,7 +71,8 @@ class CurvesPanel(QWidget, View):
         self._color_i = 0
         self.redraws = 0
 
-        self.title = QLabel("No run yet: press Start in the Run panel, or open a run from the history.")
+        self.title = QLabel("No run yet: press Start in the Run panel, open a run from the history, or start the "
+                            "demo (Help > Run the demo).")
         self.title.setObjectName("curvesTitle")
         self.title.setWordWrap(True)
         self.final_label = QLabel("")
@@ -108,6 +117,12 @@ class CurvesPanel(QWidget, View):
         for key in ("knn_top1", "pretext_acc"):  # accuracies: always the full 0..1 scale
             self.plots[key].setYRange(0, 1, padding=0.02)
             self.plots[key].enableAutoRange(y=False)
+        # the collapse indicator is ~1 for healthy features and 0 for collapsed ones: a fixed 0..1.1 axis,
+        # so noise of a few hundredths does not look like a collapse
+        self.plots["collapse_std"].setYRange(0, 1.1, padding=0)
+        self.plots["collapse_std"].enableAutoRange(y=False)
+        self.ref_lines: dict[tuple[str, str], pg.InfiniteLine] = {}  # (run, key): the main run's level lines
+        self.chance_line = self._level_line("knn_top1", "#888", Qt.PenStyle.DotLine, 0.97)
 
         lay = QVBoxLayout(self)
         head = QHBoxLayout()
@@ -145,6 +160,47 @@ class CurvesPanel(QWidget, View):
         self.plots[key] = p
         self._set_title(key)
         return p
+
+    def _level_line(self, key: str, color: str, style, position: float) -> pg.InfiniteLine:
+        line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(color, width=1.2, style=style),
+                               label="", labelOpts={"position": position, "color": color, "anchors": [(1, 1), (1, 1)]})
+        line.setVisible(False)
+        line.setZValue(-2)
+        self.plots[key].addItem(line, ignoreBounds=True)
+        return line
+
+    def _show_reference(self, run: RunCurves, key: str, value: float) -> None:
+        """The main run's reference level (the random-init kNN accuracy) as a dashed line."""
+        if run.id != self.main_id:
+            return
+        line = self.ref_lines.get((run.id, key))
+        if line is None:
+            line = self.ref_lines[(run.id, key)] = self._level_line(REFERENCES[key], "#c0392b",
+                                                                    Qt.PenStyle.DashLine, 0.6)
+        line.setValue(value)
+        line.label.setFormat(f"random init {value:.0%}")
+        line.setVisible(True)
+
+    def _show_chance(self) -> None:
+        run = self.runs.get(self.main_id) if self.main_id else None
+        c = run.num_classes if run is not None else None
+        self.chance_line.setVisible(bool(c and c > 1))
+        if c and c > 1:
+            self.chance_line.setValue(1.0 / c)
+            self.chance_line.label.setFormat(f"chance {1 / c:.0%} ({c} classes)")
+
+    def _ask_facts(self, run: RunCurves) -> None:
+        """Read the run's class count and probe epochs off the GUI thread (the chance line, the final label)."""
+        if not run.run_dir or run.num_classes is not None:
+            return
+
+        def done(facts, run=run):
+            if self.runs.get(run.id) is run:
+                run.num_classes, run.probe_epochs = facts["num_classes"], facts["probe_epochs"]
+                self._show_chance()
+                self._show_final()
+
+        run_in_thread(lambda d=run.run_dir: run_facts(d), on_done=done, on_error=lambda _e: None)
 
     def _plot_for(self, key: str) -> pg.PlotItem:
         key = SECONDARY.get(key, key)
@@ -204,6 +260,11 @@ class CurvesPanel(QWidget, View):
 
     def _remove_run(self, run_id: str) -> None:
         self.runs.pop(run_id, None)
+        for k in [k for k in self.ref_lines if k[0] == run_id]:
+            line = self.ref_lines.pop(k)
+            self.plots[REFERENCES[k[1]]].removeItem(line)
+        if run_id == self.main_id:
+            self.chance_line.setVisible(False)
         for k in [k for k in self.items if k[0] == run_id]:
             item = self.items.pop(k)
             for p in self.plots.values():
@@ -291,6 +352,8 @@ class CurvesPanel(QWidget, View):
             if run is not None and msg.resumed:
                 run.resume_step = msg.start_step
                 self._truncate(run, msg.start_step)
+            if run is not None:
+                self._ask_facts(run)  # data.json is written before RunStarted
             return
         if run is None:
             return
@@ -354,6 +417,7 @@ class CurvesPanel(QWidget, View):
                     self._apply(run, m)
                 run.pending_live = []
                 self._show_final()
+                self._ask_facts(run)
             else:
                 self._apply_records(run, payload[0])
             self._tail_busy = False
@@ -427,6 +491,10 @@ class CurvesPanel(QWidget, View):
                 s = run.steps.get(key) or run.evals.get(key)
                 if s is None or s.n == 0:
                     continue
+                if key in REFERENCES:
+                    self._show_reference(run, key, float(s.y[-1]))
+                    changed = True
+                    continue
                 x = s.x(self.x_kind)
                 y = s.y
                 if key == "loss" and key in run.steps:
@@ -461,7 +529,8 @@ class CurvesPanel(QWidget, View):
         for key, label in (("knn_top1", "kNN top-1"), ("linear_top1", "linear probe top-1")):
             v = run.final.get(key)
             if isinstance(v, (int, float)):
-                parts.append(f"{label} <b>{v:.1%}</b>")
+                epochs = f" ({run.probe_epochs} probe epochs)" if key == "linear_top1" and run.probe_epochs else ""
+                parts.append(f"{label} <b>{v:.1%}</b>{epochs}")
         self.final_label.setText("Final: " + " · ".join(parts) if parts else "")
 
     # -- queries ---------------------------------------------------------------------------

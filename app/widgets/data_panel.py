@@ -21,11 +21,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
-    QStackedWidget,
     QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
@@ -42,17 +40,15 @@ KINDS = ("Built-in shapes", "Image folder", "torchvision dataset")
 
 
 def parse_spec(spec: str) -> dict:
-    """A dataset spec -> the panel's fields (kind, count, folder, tv name/split/root)."""
+    """A dataset spec -> the panel's fields (kind, count and shortcut, folder, tv name/split/root)."""
     s = (spec or "").strip()
     low = s.lower()
-    if low.startswith("builtin:") or low.startswith("shapes"):
-        rest = s.split(":", 2)
-        count = 6000
-        if low.startswith("builtin:") and len(rest) == 3:
-            count = int(rest[2]) if rest[2].isdigit() else 6000
-        elif low.startswith("shapes:") and len(rest) >= 2 and rest[1].isdigit():
-            count = int(rest[1])
-        return {"kind": 0, "count": count}
+    if low.startswith("builtin:") or low == "shapes" or low.startswith(("shapes:", "shapes?")):
+        rest = s[len("builtin:"):] if low.startswith("builtin:") else s
+        rest, _, query = rest.partition("?")
+        _name, _, count = rest.partition(":")
+        shortcut = any(q.strip().lower() in ("shortcut=colour", "shortcut=color") for q in query.split("&"))
+        return {"kind": 0, "count": int(count) if count.strip().isdigit() else 6000, "shortcut": shortcut}
     if low.startswith("torchvision:") or low.startswith("tv:"):
         rest = s.split(":", 1)[1]
         name_part, _, root = rest.partition(":")
@@ -79,7 +75,11 @@ class DataPanel(QWidget, View):
         self.kind = QComboBox()
         self.kind.addItems(KINDS)
         self.kind.setToolTip("Where the images come from")
-        self.pages = QStackedWidget()
+        # the kinds' pages in a plain layout (only the shown one takes room): a stacked widget would
+        # not pass its wrapped hint's height on, and the hint would overlap the rows below
+        self.pages = QWidget()
+        pages_lay = QVBoxLayout(self.pages)
+        pages_lay.setContentsMargins(0, 0, 0, 0)
         self.count = QSpinBox()
         self.count.setRange(16, 500_000)
         self.count.setSingleStep(500)
@@ -89,8 +89,13 @@ class DataPanel(QWidget, View):
         f0 = QFormLayout(p0)
         f0.setContentsMargins(0, 0, 0, 0)
         f0.addRow("Images", self.count)
+        self.shortcut = QCheckBox("Colour shortcut (lesson)")
+        self.shortcut.setToolTip("Give every image its own colours, so colour alone tells two views of an image "
+                                 "apart: the colour shortcut of the README's lesson (builtin:shapes?shortcut=colour)")
+        f0.addRow("", self.shortcut)
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("a folder of images (class sub-folders give labels)")
+        self.folder.returnPressed.connect(self.load_from_ui)  # Enter loads it
         browse = QPushButton("Browse…")
         browse.clicked.connect(self.browse_folder)
         p1 = QWidget()
@@ -100,8 +105,9 @@ class DataPanel(QWidget, View):
         row.addWidget(self.folder, 1)
         row.addWidget(browse)
         v1.addLayout(row)
-        hint = QLabel("Or drop a folder on the window. Sub-folders are classes; a flat folder is unlabeled; "
-                      "a folder with train/ and val/ uses both.")
+        self.folder_hint = hint = QLabel("Or drop a folder on the window (or type its path and press Enter). "
+                                         "Sub-folders are classes; a flat folder is unlabeled; a folder with "
+                                         "train/ and val/ uses both.")
         hint.setWordWrap(True)
         hint.setObjectName("hint")
         v1.addWidget(hint)
@@ -109,6 +115,7 @@ class DataPanel(QWidget, View):
         self.tv_split = QComboBox()
         self.tv_root = QLineEdit()
         self.tv_root.setPlaceholderText("default: ~/.cache/ssl-workbench/torchvision")
+        self.tv_root.returnPressed.connect(self.load_from_ui)
         self.tv_download = QCheckBox("Download when missing (needs internet)")
         p2 = QWidget()
         f2 = QFormLayout(p2)
@@ -117,8 +124,9 @@ class DataPanel(QWidget, View):
         f2.addRow("Split", self.tv_split)
         f2.addRow("Folder", self.tv_root)
         f2.addRow("", self.tv_download)
-        for p in (p0, p1, p2):
-            self.pages.addWidget(p)
+        self._page_widgets = (p0, p1, p2)
+        for p in self._page_widgets:
+            pages_lay.addWidget(p)
         self.kind.currentIndexChanged.connect(self._page)
         self.tv_name.currentIndexChanged.connect(self._fill_splits)
         self.set_tv_datasets(TV_FALLBACK)
@@ -232,12 +240,8 @@ class DataPanel(QWidget, View):
 
     # -- source choices --------------------------------------------------------------------
     def _page(self, i: int) -> None:
-        # only the shown page takes room (a stacked widget is as tall as its tallest page otherwise)
-        for k in range(self.pages.count()):
-            pol = QSizePolicy.Policy.Preferred if k == i else QSizePolicy.Policy.Ignored
-            self.pages.widget(k).setSizePolicy(pol, pol)
-        self.pages.setCurrentIndex(i)
-        self.pages.adjustSize()
+        for k, page in enumerate(self._page_widgets):
+            page.setVisible(k == i)
 
     def set_tv_datasets(self, datasets: list[dict]) -> None:
         current = self.tv_name.currentData()
@@ -262,7 +266,7 @@ class DataPanel(QWidget, View):
     def spec_from_ui(self) -> str:
         k = self.kind.currentIndex()
         if k == 0:
-            return f"builtin:shapes:{self.count.value()}"
+            return f"builtin:shapes:{self.count.value()}" + ("?shortcut=colour" if self.shortcut.isChecked() else "")
         if k == 1:
             return self.folder.text().strip()
         spec = f"torchvision:{self.tv_name.currentText()}@{self.tv_split.currentText()}"
@@ -275,6 +279,7 @@ class DataPanel(QWidget, View):
         self.kind.setCurrentIndex(p["kind"])
         if p["kind"] == 0:
             self.count.setValue(int(p["count"]))
+            self.shortcut.setChecked(bool(p["shortcut"]))
         elif p["kind"] == 1:
             self.folder.setText(p["folder"])
         else:

@@ -13,6 +13,8 @@ class InspectorView(InspectorPanel, View):
         super().__init__(ctx.analysis)
         run = ctx.run
         self.roots_provider = lambda: run.roots  # the folders the run history lists
+        self.method_info = ctx.config.method_info  # the catalogue: captions of the reconstructions
+        ctx.config.catalogue_changed.connect(self.show_method_captions)
         self.statusMessage.connect(ctx.status)
         ctx.engine.message.connect(self.on_engine_message)  # a started run arrives with RunStarted
         ctx.run.runChanged.connect(self.show_run)

@@ -141,6 +141,8 @@ class EvaluationTab(InspectorTab):
         self.probe_epochs = QSpinBox()
         self.probe_epochs.setRange(0, 1000)
         self.probe_epochs.setValue(50)
+        self.probe_epochs.setToolTip("Epochs of the linear probe; set to the run's own (its final evaluation's) "
+                                     "when a run is shown")
         row.addWidget(self.probe_epochs)
         self.run_btn = QPushButton("Evaluate")
         self.run_btn.clicked.connect(self.evaluate)
@@ -186,6 +188,11 @@ class EvaluationTab(InspectorTab):
         self.result = None
         self.notes.setText("")
         res = read_json(Path(self.panel.run_dir) / "results.json", {}) if self.panel.run_dir else {}
+        cfg = read_json(Path(self.panel.run_dir) / "config.json", {}) if self.panel.run_dir else {}
+        epochs = ((cfg or {}).get("eval") or {}).get("linear_probe_epochs") if isinstance(cfg, dict) else None
+        if isinstance(epochs, int) and epochs > 0:
+            self.probe_epochs.setValue(epochs)  # Evaluate scores the probe as the run's final evaluation did
+        self._label_probe(epochs if isinstance(epochs, int) else None)
         if not isinstance(res, dict) or "knn_top1" not in res:
             self.per_class.set_data([], [])
             self.confusion.set_data(np.zeros((0, 0)), [])
@@ -199,6 +206,12 @@ class EvaluationTab(InspectorTab):
                         "num_bank": res.get("num_train", 0), "notes": []})
         self.set_status(f"The run's final evaluation ({res.get('num_test', 0):,} held-out images). Press Evaluate to "
                         "compare with a random-init and a supervised encoder on the same split.")
+
+    def _label_probe(self, epochs: int | None) -> None:
+        """The linear-probe column says how many epochs the probe trained: the run's final evaluation
+        and Evaluate may use different counts, and their figures differ with it."""
+        text = "Linear probe" + (f" ({epochs} epochs)" if epochs else "")
+        self.table.setHorizontalHeaderItem(3, QTableWidgetItem(text))
 
     def _on_sup_choice(self, *_):
         choice = self.supervised.currentData()
@@ -217,6 +230,7 @@ class EvaluationTab(InspectorTab):
             sup = "none"
         self.table.setRowCount(0)
         self.result = None
+        self._label_probe(self.probe_epochs.value())
         self.request("evaluate", self._on_reply, run_dir=self.panel.run_dir, supervised=sup,
                      supervised_minutes=self.minutes.value(), probe_epochs=self.probe_epochs.value(),
                      roots=self.panel.all_roots())
@@ -349,6 +363,7 @@ class CompareTab(InspectorTab):
         if self.panel.run_dir and self.panel.run_dir in runs:  # the open run is the readout
             runs.remove(self.panel.run_dir)
             runs.insert(0, self.panel.run_dir)
+        self.table.setHorizontalHeaderItem(5, QTableWidgetItem(f"Linear probe ({self.probe_epochs.value()} epochs)"))
         self.request("compare", self._on_reply, run_dirs=runs, probe_epochs=self.probe_epochs.value())
 
     def _on_reply(self, d: dict, final: bool = True) -> None:

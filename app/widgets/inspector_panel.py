@@ -2,8 +2,9 @@
 
 Tabs: Evaluation (kNN + linear probe of the run next to a random-init and a supervised encoder of
 the same backbone, per-class accuracy, confusion matrix), Compare runs (several runs on one
-readout), Retrieval (nearest images of any dataset image or file), Reconstructions (MAE triplets,
-live during training), Pretext task (where RotNet/Jigsaw err), Filters (first conv layer) and
+readout), Downstream (label efficiency: top-1 against labels per class for linear, fine-tune and
+kNN next to training from scratch; the invariance bars), Retrieval (nearest images of any dataset
+image or file), Reconstructions (MAE triplets, live during training), Pretext task (where RotNet/Jigsaw err), Filters (first conv layer) and
 Export (the encoder as safetensors with its one-line loading example).
 
 All computing happens in the analysis process; this widget sends requests and draws replies.
@@ -21,6 +22,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.widgets.inspector_downstream import DownstreamTab
 from app.widgets.inspector_eval import CompareTab, EvaluationTab
 from app.widgets.inspector_tabs import ExportTab, FiltersTab, PretextTab, ReconstructionTab, RetrievalTab
 
@@ -35,6 +37,8 @@ class InspectorPanel(QWidget):
         self.live = False
         self.runs_roots = tuple(str(r) for r in runs_roots)
         self.roots_provider = None  # callable -> folders of runs (the window's run history)
+        self.method_info = None  # callable(method name) -> its catalogue entry (dict) or None
+        self.method: str | None = None  # the shown run's method
         lay = QVBoxLayout(self)
         lay.setContentsMargins(2, 2, 2, 2)
         self.header = QLabel("No run open")
@@ -43,12 +47,14 @@ class InspectorPanel(QWidget):
         self.tabs = QTabWidget()
         self.evaluation = EvaluationTab(self)
         self.compare = CompareTab(self)
+        self.downstream = DownstreamTab(self)
         self.retrieval = RetrievalTab(self)
         self.reconstruction = ReconstructionTab(self)
         self.pretext = PretextTab(self)
         self.filters = FiltersTab(self)
         self.export = ExportTab(self)
         for w, name in ((self.evaluation, "Evaluation"), (self.compare, "Compare runs"),
+                        (self.downstream, "Downstream"),
                         (self.retrieval, "Retrieval"), (self.reconstruction, "Reconstructions"),
                         (self.pretext, "Pretext task"), (self.filters, "Filters"), (self.export, "Export")):
             self.tabs.addTab(w, name)
@@ -76,16 +82,22 @@ class InspectorPanel(QWidget):
         from engine.runs import read_json
 
         cfg = read_json(Path(self.run_dir) / "config.json", {}) or {}
+        self.method = cfg.get("method") or self.method
+        self.show_method_captions()
         data = (cfg.get("data") or {}).get("spec", "?")
         self.header.setText(f"{Path(self.run_dir).name} · {cfg.get('method', '?')} on {data}" +
                             (" · training" if live else ""))
         self._loaded: set[str] = set()
         self.evaluation.show_saved()
+        if getattr(self, "_shown_run", None) != self.run_dir:
+            self.downstream.reset()
+            self._shown_run = self.run_dir
         self._on_tab(self.tabs.currentIndex())
 
     def on_engine_message(self, msg) -> None:
         kind = type(msg).__name__
         if kind == "RunStarted":
+            self.method = (msg.config or {}).get("method") or None
             self.set_run(msg.run_dir, live=True)
         elif kind == "Reconstruction":
             self.reconstruction.show_triplets(msg.originals, msg.inputs, msg.outputs, msg.step, msg.epoch, "live")
@@ -93,6 +105,16 @@ class InspectorPanel(QWidget):
             self.live = False
             if self.run_dir:
                 self.header.setText(self.header.text().replace(" · training", ""))
+
+    def show_method_captions(self) -> None:
+        """The Reconstructions tab speaks the run's method's language: its catalogue captions, and the title
+        "Generator samples" when the method's output is a generator's (its captions say so)."""
+        info = self.method_info(self.method) if self.method_info is not None and self.method else None
+        caps = [str(c) for c in (info or {}).get("reconstruct_captions") or []]
+        self.reconstruction.set_captions(caps)
+        generated = any("generator" in c.lower() for c in caps)
+        self.tabs.setTabText(self.tabs.indexOf(self.reconstruction), "Generator samples" if generated
+                             else "Reconstructions")
 
     def _on_tab(self, i: int) -> None:
         """Cheap views load when first shown; evaluation and comparisons wait for their button."""

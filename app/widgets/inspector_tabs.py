@@ -114,6 +114,9 @@ class RetrievalTab(InspectorTab):
 
 
 # -- reconstructions --------------------------------------------------------------------------------------------------
+DEFAULT_RECON_CAPTIONS = ("original", "masked input", "reconstruction")
+
+
 class ReconstructionTab(InspectorTab):
     def __init__(self, panel):
         super().__init__(panel)
@@ -131,6 +134,17 @@ class ReconstructionTab(InspectorTab):
                                          "its reconstruction here.")
         self.lay.addWidget(self.grid, 1)
         self.last_step = None
+        self.captions = DEFAULT_RECON_CAPTIONS
+        self._shown: tuple | None = None  # (originals, inputs, outputs): re-captioned when the method is known
+
+    def set_captions(self, captions) -> None:
+        """The (original, model input, output) captions of the run's method (its catalogue entry's
+        ``reconstruct_captions``); the defaults when it gives none."""
+        caps = tuple(str(c) for c in captions or ())
+        self.captions = caps if len(caps) == 3 else DEFAULT_RECON_CAPTIONS
+        if self._shown is not None:
+            o, i, r = self._shown
+            self._draw(o, i, r)
 
     def refresh(self) -> None:
         self.request("reconstruct", self._on_reply, run_dir=self.panel.run_dir, n=8)
@@ -142,14 +156,23 @@ class ReconstructionTab(InspectorTab):
         self.show_triplets(d["originals"], d["inputs"], d["outputs"], d.get("step"), d.get("epoch"), "checkpoint")
 
     def show_triplets(self, originals, inputs, outputs, step=None, epoch=None, source="live") -> None:
-        imgs, caps = [], []
-        for o, i, r in zip(originals, inputs, outputs):
-            imgs += [o, i, r]
-            caps += ["original", "masked input", "reconstruction"]
-        self.grid.set_items(imgs, caps, smooth=True)
+        self._shown = (originals, inputs, outputs)
+        self._draw(originals, inputs, outputs)
         self.last_step = step
         when = f"epoch {epoch:g}, step {step}" if epoch is not None and step is not None else ""
         self.set_status(f"{len(originals)} images · {source} {when}".strip())
+
+
+    def _draw(self, originals, inputs, outputs) -> None:
+        import textwrap
+
+        wrapped = ["\n".join(textwrap.wrap(c, 17)[:3]) for c in self.captions]  # a method's captions may be long
+        self.grid.caption_lines = max(1, *(c.count("\n") + 1 for c in wrapped))
+        imgs, caps = [], []
+        for o, i, r in zip(originals, inputs, outputs):
+            imgs += [o, i, r]
+            caps += wrapped
+        self.grid.set_items(imgs, caps, tooltips=list(self.captions) * len(originals), smooth=True)
 
 
 # -- pretext task ----------------------------------------------------------------------------------------------------

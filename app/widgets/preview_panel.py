@@ -44,6 +44,33 @@ AUG_OPS = (
 PROB_ON = 0.5  # a probability switched back on without a remembered value
 
 
+ASYMMETRY_CANDIDATES = 16  # images scored for the first preview image
+ASYMMETRIC = 0.25  # a subject this rotation-asymmetric (a heart scores ~0.3, a ring ~0.1) may go first
+
+
+def rotation_asymmetry(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) uint8 -> how much each image's subject changes under its least-changing quarter turn
+    (90, 180 or 270 degrees about the subject's own box), as the mismatched fraction of its area: about
+    0 for a circle, ring, square or cross, large for a heart, crescent or triangle. The subject is what
+    differs from the image's border colour (the whole image when nothing stands out)."""
+    x = np.asarray(images, dtype=np.float32)
+    border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)  # (N, P, C)
+    diff = np.abs(x - np.median(border, axis=1)[:, None, None, :]).max(-1)  # (N, H, W)
+    out = np.zeros(len(x), dtype=np.float32)
+    for i, d in enumerate(diff):
+        m = (d > 40).astype(np.float32)
+        if m.sum() < 4 or m.mean() > 0.9:
+            m = d / max(float(d.max()), 1.0)  # nothing stands out: compare the whole image
+        ys, xs = np.nonzero(m > 0)
+        c = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else m
+        h, w = c.shape
+        side = max(h, w)
+        sq = np.zeros((side, side), np.float32)
+        sq[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = c
+        out[i] = min(np.abs(sq - np.rot90(sq, k)).sum() for k in (1, 2, 3)) / max(float(sq.sum()), 1.0)
+    return out
+
+
 class AugmentGroup(QGroupBox):
     """A switch and strength sliders per augmentation operation, writing overrides into the
     method's ``augment`` option (the recipe's values show until the user changes one)."""
@@ -180,6 +207,7 @@ class PreviewPanel(QWidget, View):
         self._inflight: int | None = None
         self._pending = False
         self._rng = np.random.default_rng(0)
+        self._order = np.zeros(0, dtype=np.int64)
         self.option_controls: dict[str, ParamControl] = {}
         self.errors = 0
 
@@ -291,9 +319,19 @@ class PreviewPanel(QWidget, View):
                 self.method.addItem(f"{m['title'] or m['name']}", m["name"])
             i = self.method.findData(keep)
             self.method.setCurrentIndex(max(0, i))
+        self._mark_methods()
         if self.model.catalogue is not None:
             self.augment.build(self.model.catalogue.get("augment", []))
         self._method_picked()
+
+    def _mark_methods(self) -> None:
+        """Methods that train on clips say so in the picker while the data are single images."""
+        images_only = self.dataset is not None and getattr(self.dataset, "clips", None) is None
+        for i in range(self.method.count()):
+            info = self.model.method_info(self.method.itemData(i)) or {}
+            title = info.get("title") or info.get("name") or self.method.itemText(i)
+            needs = images_only and info.get("input_kind") == "clips"
+            self.method.setItemText(i, f"{title} (needs clips)" if needs else title)
 
     def set_method(self, name: str) -> None:
         i = self.method.findData(name)
@@ -400,20 +438,36 @@ class PreviewPanel(QWidget, View):
     # -- images ----------------------------------------------------------------------------
     def set_dataset(self, ds) -> None:
         self.dataset = ds
+        self._mark_methods()
         self._rng = np.random.default_rng(len(ds))
+        self._order = self._image_order()
         self.indices = []
         self._pick_indices(keep_first=False)
         if self.augment.isVisible():
             self._refresh_augment()
         self.request()
 
+    def _image_order(self) -> np.ndarray:
+        """The order the preview takes images in, fixed until "Random images": switching methods or the
+        image count keeps the images, so the same seed shows the same batch. The first is the least
+        rotation-symmetric of the first few (a rotation preview of a circle shows four equal tiles)."""
+        n = len(self.dataset)
+        order = self._rng.permutation(n)
+        head = order[:min(n, ASYMMETRY_CANDIDATES)]
+        if len(head) > 1:
+            rows = np.sort(head)
+            score = dict(zip(rows.tolist(), rotation_asymmetry(np.asarray(self.dataset.images[rows])).tolist()))
+            clear = [int(i) for i in head if score[int(i)] >= ASYMMETRIC]
+            best = clear[0] if clear else max(score, key=score.get)
+            order = np.concatenate([[best], order[order != best]])
+        return order
+
     def _pick_indices(self, keep_first: bool) -> None:
         if self.dataset is None or len(self.dataset) == 0:
             return
         n = min(self.count.value(), len(self.dataset))
         first = self.indices[:1] if keep_first and self.indices else []
-        others = [int(i) for i in self._rng.choice(len(self.dataset), size=min(len(self.dataset), n + 1),
-                                                    replace=False) if int(i) not in first]
+        others = [int(i) for i in self._order[:n + 1] if int(i) not in first]
         self.indices = (first + others)[:n]
 
     def choose_image(self, i: int) -> None:
@@ -423,6 +477,9 @@ class PreviewPanel(QWidget, View):
         self.request()
 
     def random_images(self) -> None:
+        if self.dataset is None:
+            return
+        self._order = self._image_order()
         self.indices = []
         self._pick_indices(keep_first=False)
         self.request()
@@ -433,7 +490,7 @@ class PreviewPanel(QWidget, View):
         if n < len(self.indices):
             self.indices = self.indices[:n]
         else:
-            extra = [int(i) for i in self._rng.permutation(len(self.dataset)) if int(i) not in self.indices]
+            extra = [int(i) for i in self._order[:n + len(self.indices)] if int(i) not in self.indices]
             self.indices = self.indices + extra[:n - len(self.indices)]
         self.request()
 
@@ -451,9 +508,21 @@ class PreviewPanel(QWidget, View):
         self._pending = False
         idx = np.asarray(self.indices, dtype=np.int64)
         args = {"method": name, "options": self.model.options_for(name), "seed": int(self.seed.value()),
-                "images": np.ascontiguousarray(self.dataset.images[idx]),
                 "backbone": self._preview_backbone(name)}
-        self.last_request = {k: v for k, v in args.items() if k != "images"} | {"indices": idx.tolist()}
+        clips = getattr(self.dataset, "clips", None)
+        if (self.model.method_info(name) or {}).get("input_kind") == "clips":
+            if clips is None:
+                self.result = None
+                self.tiles.set_result(None)
+                self.status.setText(f"{name} trains on clips, and {self.dataset.spec} holds single images; "
+                                    "choose builtin:clips, clips:FOLDER or a folder of videos")
+                self.status.setStyleSheet("color: #c0392b;")
+                return
+            args["clips"] = np.ascontiguousarray(clips[idx])
+        else:
+            args["images"] = np.ascontiguousarray(self.dataset.images[idx])
+        self.last_request = {k: v for k, v in args.items() if k not in ("images", "clips")} | \
+            {"indices": idx.tolist()}
         self.status.setText("Drawing the pretext batch …")
         self._inflight = self.service.request("preview", args, on_done=self._shown, on_error=self._failed)
 
@@ -470,7 +539,8 @@ class PreviewPanel(QWidget, View):
         self.result = res
         self.tiles.set_result(res)
         names = ", ".join(f"#{i}" for i in self.last_request["indices"])
-        self.status.setText(f"{res['kind']} preview of images {names} with seed {res['seed']} "
+        what = "clips" if (self.model.method_info(res.get("method")) or {}).get("input_kind") == "clips" else "images"
+        self.status.setText(f"{res['kind']} preview of {what} {names} with seed {res['seed']} "
                             f"(drawn in {1000 * res.get('seconds', 0):.0f} ms). The same seed shows the same batch.")
         self.status.setStyleSheet("")
         self.preview_shown.emit(res)

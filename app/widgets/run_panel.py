@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
@@ -23,6 +24,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QStyle,
     QStyledItemDelegate,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -192,8 +194,19 @@ class RunPanel(QWidget, View):
         self.command.setFixedHeight(84)
         self.command.setObjectName("command")
         self.command.setToolTip("The same run from a terminal")
-        self.copy_btn = QPushButton("Copy as command")
+        self.copy_btn = QToolButton()
+        self.copy_btn.setText("Copy as command")
+        self.copy_btn.setToolTip("Copy the python line; the arrow offers torchrun (several GPUs or nodes) and a "
+                                 "Slurm script")
+        self.copy_btn.setPopupMode(QToolButton.ToolButtonPopupMode.MenuButtonPopup)
+        self.copy_btn.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
         self.copy_btn.clicked.connect(self.copy_command)
+        copy_menu = QMenu(self.copy_btn)
+        copy_menu.addAction("Copy python line", self.copy_command)
+        copy_menu.addAction("Copy torchrun line (every GPU of one machine)", lambda: self.copy_torchrun(1))
+        copy_menu.addAction("Copy torchrun line (several nodes, c10d rendezvous)", lambda: self.copy_torchrun(2))
+        copy_menu.addAction("Save Slurm script…", self.save_slurm_dialog)
+        self.copy_btn.setMenu(copy_menu)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(2000)
@@ -334,16 +347,48 @@ class RunPanel(QWidget, View):
     def command_line(self) -> str:
         from engine.cli import config_to_command
 
-        cfg = self.model.config()
-        base = self.model.method_defaults_dict(cfg["method"])
-        if not self.model.method_info(cfg["method"]):  # no catalogue yet: spell every option out
-            base["method_options"] = {}
-        return config_to_command(cfg, base)
+        return config_to_command(*self._command_base())
 
     def copy_command(self) -> None:
         text = self.command_line()
         QGuiApplication.clipboard().setText(text)
         self.message.emit("Copied the command line to the clipboard.")
+
+    def _command_base(self) -> tuple[dict, dict]:
+        cfg = self.model.config()
+        base = self.model.method_defaults_dict(cfg["method"])
+        if not self.model.method_info(cfg["method"]):  # no catalogue yet: spell every option out
+            base["method_options"] = {}
+        return cfg, base
+
+    def copy_torchrun(self, nnodes: int = 1) -> str:
+        from engine.cli import torchrun_command
+
+        text = torchrun_command(*self._command_base(), nnodes=nnodes)
+        QGuiApplication.clipboard().setText(text)
+        where = "this machine's GPUs" if nnodes == 1 else "every node (set JOB_ID and HEAD_NODE)"
+        self.message.emit(f"Copied the torchrun line for {where} to the clipboard.")
+        return text
+
+    def save_slurm_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save a Slurm script for this run", "slurm_train.sh",
+                                              "Shell scripts (*.sh)")
+        if path:
+            self.save_slurm(path)
+
+    def save_slurm(self, path: str) -> None:
+        import os
+
+        from engine.cli import slurm_script
+        from engine.runs import atomic_write_text
+
+        try:
+            atomic_write_text(path, slurm_script(*self._command_base()))
+            os.chmod(path, 0o755)
+        except OSError as exc:
+            self.message.emit(f"Could not save {path}: {exc}")
+            return
+        self.message.emit(f"Saved a Slurm script to {path} (2 nodes x 4 GPUs: edit the #SBATCH lines, then sbatch it)")
 
     def reset_to_defaults(self) -> None:
         m = self.model.method

@@ -6,9 +6,10 @@ start it warms up umap-learn's numba compilation in a background thread (about 1
 so the first real UMAP costs only its own work; a ``Status`` reply says ``ready`` then ``warm``.
 
 Requests run in two lanes (threads): ``fast`` (maps, retrieval, filters, exports) and ``slow``
-(evaluation, run comparison, training a supervised baseline), so a minute-long evaluation never
+(evaluation, run comparison, training a supervised baseline, label efficiency), so a minute-long evaluation never
 holds a map back. The ops live by topic: :mod:`engine.analysis.map_ops`,
-:mod:`engine.analysis.inspect_ops`, :mod:`engine.analysis.export_ops`; per-run state (config, data,
+:mod:`engine.analysis.inspect_ops`, :mod:`engine.analysis.export_ops`,
+:mod:`engine.analysis.downstream_ops` (label efficiency, invariance); per-run state (config, data,
 encoder, feature cache) in :mod:`engine.analysis.context`.
 """
 
@@ -21,6 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from engine.analysis.context import DEFAULT_SAMPLE, PREVIEW_SIZE, THUMB_SIZE, RunContext, list_snapshots
+from engine.analysis.downstream_ops import DownstreamOps
 from engine.analysis.export_ops import ExportOps
 from engine.analysis.inspect_ops import InspectOps
 from engine.analysis.map_ops import MapOps
@@ -29,10 +31,10 @@ from engine.rpc import Dispatcher, Handler, Job, Lane, Reply, Request, Status, s
 FAST, SLOW = "fast", "slow"
 
 
-class AnalysisWorker(MapOps, InspectOps, ExportOps, Handler):
+class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
     """Serves analysis requests. ``handle(request)`` runs one synchronously (tests call it directly)."""
 
-    LANES = {"evaluate": SLOW, "compare": SLOW, "train_supervised": SLOW}
+    LANES = {"evaluate": SLOW, "compare": SLOW, "train_supervised": SLOW, "downstream": SLOW}
     DEFAULT_LANE = FAST
     INLINE = ("ping",)
 

@@ -3,6 +3,9 @@
 ``load_dataset(spec, image_size)`` accepts:
 - ``builtin:shapes`` (``builtin:shapes:N`` for N images; ``shapes`` works too;
   ``builtin:shapes:N?shortcut=colour`` brings back the colour shortcut, see ``engine.data.shapes``),
+- ``builtin:clips`` (``builtin:clips:N`` for N clips of the shapes moving, :mod:`engine.data.clips`),
+- ``clips:PATH``: a folder of clips (one sub-folder of frames per clip, or video files; class
+  folders above them give labels); a folder that holds video files is read as clips without it,
 - a folder path (class sub-folders give labels; a flat folder is unlabeled),
 - ``torchvision:NAME[@SPLIT][:ROOT]`` (cifar10, cifar100, stl10, mnist, fashionmnist, svhn).
 """
@@ -15,7 +18,7 @@ from pathlib import Path
 from engine.data.base import Cancelled, DataError, ImageData, ProgressFn, resize_uint8, stratified_split
 from engine.data.shapes import SHAPES
 
-BUILTIN = ("shapes",)
+BUILTIN = ("shapes", "clips")
 
 
 def describe_spec(spec: str) -> str:
@@ -34,6 +37,8 @@ def _split_spec(spec: str) -> tuple[str, str]:
         return "builtin", _query_after_colon(spec)
     if low.startswith("torchvision:") or low.startswith("tv:"):
         return "torchvision", spec.split(":", 1)[1]
+    if low.startswith("clips:"):
+        return "clips", spec.split(":", 1)[1]
     return "folder", spec
 
 
@@ -43,6 +48,42 @@ def _query_after_colon(rest: str) -> str:
     if sep and ":" not in name:
         return f"{name}:?{query}"
     return rest
+
+
+CLIP_CHOICES = "builtin:clips, clips:FOLDER (one sub-folder of frames per clip) or a folder of videos"
+
+
+def spec_is_clips(spec: str) -> bool:
+    """Whether ``spec`` names clips (``builtin:clips[:N]``, ``clips:FOLDER``, a folder of video files),
+    decided without loading it."""
+    try:
+        kind, rest = _split_spec(spec)
+    except DataError:
+        return False
+    if kind == "clips":
+        return True
+    if kind == "builtin":
+        return rest.partition(":")[0].strip().lower() in ("clips", "clips-test")
+    if kind == "folder":
+        from engine.data.clip_folder import holds_clips
+
+        path = Path(rest).expanduser()
+        return path.is_dir() and holds_clips(path)
+    return False
+
+
+def has_clips(data) -> bool:
+    """Whether a loaded dataset is clips (:class:`engine.data.clips.ClipData`)."""
+    return getattr(data, "clips", None) is not None
+
+
+def input_mismatch(method: str, input_kind: str, clips: bool, spec: str) -> str | None:
+    """The one-line message when ``method`` (whose ``input_kind`` is "images" or "clips") cannot train
+    on the data ``spec`` (``clips``: whether they are clips); None when it can. Image methods train on
+    the frames of clips, so only a clip method on single images is a mismatch."""
+    if input_kind == "clips" and not clips:
+        return f"{method} trains on clips, and {spec} holds single images; choose {CLIP_CHOICES}"
+    return None
 
 
 def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
@@ -59,10 +100,21 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
         name, _, count = rest.partition(":")
         name = name.strip().lower()
         split = "train"
-        if name == "shapes-test":
-            name, split = "shapes", "test"
+        if name in ("shapes-test", "clips-test"):
+            name, split = name[:-5], "test"
         if name not in BUILTIN:
             raise DataError(f"unknown built-in dataset {name!r}; choose one of: {', '.join(BUILTIN)}")
+        if name == "clips":
+            from engine.data.clips import load_builtin_clips, parse_clips_spec
+
+            try:
+                n = parse_clips_spec(count.strip())
+            except ValueError as exc:
+                raise DataError(str(exc)) from None
+            n = min(n, max_images) if max_images else n
+            if progress:
+                progress(0, n, "generating clips")
+            return load_builtin_clips(n, image_size, split=split, seed=seed)
         try:
             n, options = parse_shapes_query(count)
         except ValueError as exc:
@@ -85,9 +137,13 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
             keep = np.sort(np.random.default_rng(0).choice(len(data), max_images, replace=False))
             data = data.subset(keep)
         return data
+    from engine.data.clip_folder import holds_clips, load_clip_folder
     from engine.data.folder import load_folder
 
     path = Path(rest).expanduser()
+    if kind == "clips" or (path.is_dir() and holds_clips(path)):
+        return load_clip_folder(path, image_size, progress=progress, cancel=cancel, max_clips=max_images,
+                                workers=workers)
     return load_folder(path, image_size, progress=progress, cancel=cancel, use_cache=use_cache,
                        max_images=max_images, memory_limit_mb=memory_limit_mb, workers=workers)
 
@@ -105,6 +161,10 @@ def check_dataset(spec: str, image_size: int = 32) -> dict:
         from engine.data.shapes import parse_shapes_spec
 
         name, _, count = rest.partition(":")
+        if name.strip().lower() in ("clips", "clips-test"):
+            if count.strip() and not count.strip().isdigit():
+                raise DataError(f"builtin:{name.strip()}:{count.strip()}: the count must be a whole number")
+            return {"kind": kind, "labelled": True}
         if name.strip().lower() not in BUILTIN + ("shapes-test",):
             raise DataError(f"unknown built-in dataset {name.strip().lower()!r}; choose one of: {', '.join(BUILTIN)}")
         try:
@@ -117,9 +177,15 @@ def check_dataset(spec: str, image_size: int = 32) -> dict:
 
         parse_tv_spec(rest)
         return {"kind": kind, "labelled": True}
+    if kind == "clips":
+        path = Path(rest).expanduser()
+        if not path.is_dir():
+            raise DataError(f"{path}: no such folder of clips; give a folder with one sub-folder of frames per clip")
+        return {"kind": kind, "labelled": None}
     from engine.data.folder import check_folder
 
     return {"kind": kind, "labelled": check_folder(Path(rest).expanduser(), image_size)}
 
 
-__all__ = ["load_dataset", "check_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES"]
+__all__ = ["load_dataset", "check_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES",
+           "spec_is_clips", "has_clips", "input_mismatch", "CLIP_CHOICES"]

@@ -21,13 +21,16 @@ from engine.methods.multitask import MultiTask
 from engine.methods.random_init import RandomInit
 from engine.methods.relative_transform import RelativeTransform
 from engine.methods.rotnet import RotNet
+from engine.methods.shuffle_learn import ShuffleLearn
 from engine.methods.simclr import SimCLR
 from engine.methods.simsiam import SimSiam
 from engine.methods.split_brain import SplitBrain
 from engine.methods.ssgan import SSGAN
 from engine.methods.superres import SuperRes
 from engine.methods.supervised import Supervised
+from engine.methods.tracking import Tracking
 from engine.methods.vicreg import VICReg
+from engine.methods.video_colorization import VideoColorization
 from engine.params import ConfigError
 
 METHODS: dict[str, type[Method]] = {
@@ -54,6 +57,9 @@ METHODS: dict[str, type[Method]] = {
     "barlow_twins": BarlowTwins,
     "vicreg": VICReg,
     "multitask": MultiTask,
+    "shuffle_learn": ShuffleLearn,
+    "tracking": Tracking,
+    "video_colorization": VideoColorization,
     "supervised": Supervised,
     "random_init": RandomInit,
 }
@@ -86,6 +92,7 @@ def method_catalogue() -> list[dict]:
             "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
             "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
             "reconstruct_captions": list(cls.reconstruct_captions),
+            "input_kind": cls.input_kind,
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
         })
     return out

@@ -56,5 +56,5 @@ class BarlowTwins(Method):
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs
         z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
-        loss, parts = barlow_twins_loss(z1, z2, self.cfg.lambd)
+        loss, parts = barlow_twins_loss(self.group.cat(z1), self.group.cat(z2), self.cfg.lambd)
         return StepOutput(loss, parts)

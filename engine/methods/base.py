@@ -15,6 +15,7 @@ from typing import ClassVar
 import torch
 import torch.nn as nn
 
+from engine.dist import Group
 from engine.pretext.base import PretextBatch
 
 
@@ -41,15 +42,20 @@ class Method(nn.Module):
     summary: ClassVar[str] = ""  # one line for the method picker
     description: ClassVar[str] = ""  # what it learns and where it fails
     paper: ClassVar[str] = ""
-    family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference
+    family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference, video
     needs_labels: ClassVar[bool] = False
     trains: ClassVar[bool] = True
     backbone_kind: ClassVar[str] = "cnn"  # "cnn", "vit" or "any": which backbones fit
     preview_kind: ClassVar[str] = "views"  # how the preview panel draws make_batch's output
     bound: ClassVar[str] = ""  # "upper" / "lower": the evaluation protocol's reference encoder it trains
+    # what training_step and make_batch take: "images" (B, 3, H, W) or "clips" (B, T, C, H, W), the
+    # batches of a clip dataset (engine.data.clips.ClipData); evaluation always embeds single frames
+    input_kind: ClassVar[str] = "images"
     Config: ClassVar[type] = NoOptions
     # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
     reconstruct_captions: ClassVar[tuple] = ()
+    # the processes a loss that couples samples spans (engine.dist); the session sets it from ``gather``
+    group: Group = Group(gather=True)
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
         super().__init__()
@@ -68,6 +74,12 @@ class Method(nn.Module):
                 [n for n in BACKBONES if not n.startswith("vit")]
             raise ConfigError("backbone", f"{self.name} needs a {'ViT' if self.backbone_kind == 'vit' else 'CNN'} "
                                           f"backbone ({', '.join(fits)} or auto), not {type(backbone).__name__}")
+
+    def set_group(self, group: Group) -> None:
+        """Compute coupled losses over ``group`` (this method and the methods inside it)."""
+        for m in self.modules():
+            if isinstance(m, Method):
+                m.group = group
 
     # -- recipe ------------------------------------------------------------------------------
     @classmethod

@@ -99,8 +99,8 @@ class CPC(Method):
         d = z.shape[1]
         zmap = z.view(b, gs, gs, d).permute(0, 3, 1, 2)
         c = self.context(zmap)  # (B, D, G, G)
-        keys = F.normalize(z.float(), dim=1)
-        ids = torch.arange(b * n, device=z.device).view(b, gs, gs)
+        keys = self.group.cat(F.normalize(z.float(), dim=1))  # every patch of the global batch is a negative
+        ids = (torch.arange(b * n, device=z.device) + self.group.offset(b * n)).view(b, gs, gs)
         losses, accs = [], []
         for k, w in enumerate(self.predictors, start=1):
             ctx = c[:, :, :gs - k, :].permute(0, 2, 3, 1).reshape(-1, d)

@@ -123,9 +123,9 @@ class DINO(Method):
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
-        """center <- m * center + (1 - m) * batch mean of the teacher's outputs."""
+        """center <- m * center + (1 - m) * batch mean of the teacher's outputs (over every process)."""
         m = self.cfg.center_momentum
-        self.center.mul_(m).add_(teacher_out.float().mean(0, keepdim=True), alpha=1 - m)
+        self.center.mul_(m).add_(self.group.mean(teacher_out.float().mean(0, keepdim=True)), alpha=1 - m)
 
     def training_step(self, x, labels, g):
         views = self.make_batch(x, g).inputs

@@ -5,30 +5,46 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from engine.dist import LOCAL, Group
 
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2) -> tuple[torch.Tensor, torch.Tensor]:
+
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2,
+            group: Group = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     """NT-Xent / InfoNCE over the batch (SimCLR, Chen et al. 2020). Returns (loss, top-1 accuracy of
-    picking the positive among the 2B-1 candidates)."""
+    picking the positive among the 2B-1 candidates).
+
+    Over a ``group`` of processes the candidates are the views of the global batch (gathered with
+    gradients) and each process scores its own rows: the mean of the processes' losses is the loss
+    of one process holding the global batch (lightly #1176: without gathering the labels are wrong)."""
     b = z1.shape[0]
-    z = F.normalize(torch.cat([z1, z2]).float(), dim=1)
-    sim = z @ z.t() / temperature
-    sim.fill_diagonal_(float("-inf"))
-    targets = torch.cat([torch.arange(b, 2 * b), torch.arange(0, b)]).to(z.device)
+    z1n, z2n = F.normalize(z1.float(), dim=1), F.normalize(z2.float(), dim=1)
+    z = torch.cat([z1n, z2n])
+    big, off = b * group.world, group.offset(b)
+    cand = torch.cat([group.cat(z1n), group.cat(z2n)]) if group.world > 1 else z
+    sim = z @ cand.t() / temperature
+    rows = torch.arange(2 * b, device=z.device)
+    own = torch.cat([torch.arange(b), torch.arange(b) + big]).to(z.device) + off  # each row's own column
+    sim[rows, own] = float("-inf")
+    targets = torch.cat([torch.arange(b) + big, torch.arange(b)]).to(z.device) + off
     loss = F.cross_entropy(sim, targets)
     acc = (sim.argmax(1) == targets).float().mean()
     return loss, acc
 
 
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, temperature: float):
-    """InfoNCE with one positive key per query and a queue of negatives (MoCo, He et al. 2020)."""
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, temperature: float,
+             group: Group = LOCAL):
+    """InfoNCE with one positive key per query and a queue of negatives (MoCo, He et al. 2020).
+    Without a queue the negatives are the other keys of the (global, over ``group``) batch."""
     q = F.normalize(q.float(), dim=1)
     k = F.normalize(k.float(), dim=1)
     pos = (q * k).sum(1, keepdim=True)
     if queue is not None and queue.numel():
         neg = q @ queue.t()
     else:  # in-batch negatives
-        neg = q @ k.t()
-        neg.fill_diagonal_(float("-inf"))
+        keys = group.cat(k) if k.requires_grad else group.cat_nograd(k)
+        neg = q @ keys.t()
+        rows = torch.arange(q.shape[0], device=q.device)
+        neg[rows, rows + group.offset(q.shape[0])] = float("-inf")
     logits = torch.cat([pos, neg], dim=1) / temperature
     targets = torch.zeros(q.shape[0], dtype=torch.long, device=q.device)
     return F.cross_entropy(logits, targets), (logits.argmax(1) == 0).float().mean()
@@ -47,7 +63,8 @@ def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> tuple[torch.Tensor, dict]:
     """Drive the cross-correlation matrix of the two views' standardised embeddings to the
     identity (Barlow Twins, Zbontar et al. 2021): invariance on the diagonal, redundancy
-    reduction off it. Returns (loss, parts)."""
+    reduction off it. Returns (loss, parts). Over several processes pass the gathered global batch
+    (``group.cat``): every process then computes the same global loss (lightly #1977)."""
     b = z1.shape[0]
     z1, z2 = z1.float(), z2.float()
     z1 = (z1 - z1.mean(0)) / z1.std(0).clamp(min=1e-5)

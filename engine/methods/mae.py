@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn as nn
 
@@ -112,23 +113,35 @@ class MAE(Method):
 
     @torch.no_grad()
     def preview_rows(self, x, g):
+        """Per image: the crop, the crop with its masked patches blanked, and what the encoder is given:
+        only the visible patches, packed side by side (in reading order) as the short sequence it gets."""
         from engine.pretext.tiles import PreviewRow, PreviewTile, to_uint8
 
         batch = self.make_batch(x, g, preview=True)
         src = to_uint8(batch.meta["images"])
         masked = to_uint8(batch.meta["masked_images"])
-        visible = to_uint8(batch.meta["images"] * (1 - (batch.meta["masked_images"] != batch.meta["images"]).any(
-            1, keepdim=True).float()))
         n, keep = self.backbone.num_patches, batch.meta["num_keep"]
+        side = max(1, int(np.ceil(np.sqrt(keep))))
+        packed = to_uint8(self._packed(batch.meta["images"], batch.inputs, side))
         rows = []
         for i in range(x.shape[0]):
             rows.append(PreviewRow(f"image {i + 1}", [
                 PreviewTile(src[i], "input (after crop)", grid=self.backbone.grid),
                 PreviewTile(masked[i], f"{n - keep} of {n} patches masked ({(n - keep) / n:.0%})",
                             grid=self.backbone.grid),
-                PreviewTile(visible[i], f"the encoder sees {keep} patches", grid=self.backbone.grid),
+                PreviewTile(packed[i], f"the encoder sees only the {keep} visible patches", grid=side),
             ]))
         return rows
+
+    def _packed(self, x, ids_keep, side: int):
+        """The kept patches of each image in reading order, packed into a ``side`` x ``side`` grid (grey
+        where the grid has more cells than patches): (B, 3, side * p, side * p)."""
+        p = self.patch
+        tokens = patchify(x, p)  # (B, L, p*p*3)
+        kept = torch.gather(tokens, 1, ids_keep.sort(1).values.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+        b, k, d = kept.shape
+        fill = torch.full((b, side * side - k, d), 0.5, dtype=kept.dtype, device=kept.device)
+        return unpatchify(torch.cat([kept, fill], 1), p, side * p, side * p)
 
     @torch.no_grad()
     def reconstruct(self, x, g):

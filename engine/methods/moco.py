@@ -86,14 +86,16 @@ class MoCo(Method):
         if self.cfg.symmetric:
             q1, q2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
             k1, k2 = self._keys(v1), self._keys(v2)
-            l1, a1 = info_nce(q1, k2, queue, self.cfg.temperature)
-            l2, a2 = info_nce(q2, k1, queue, self.cfg.temperature)
-            loss, acc, keys = (l1 + l2) / 2, (a1 + a2) / 2, torch.cat([k1, k2])
+            l1, a1 = info_nce(q1, k2, queue, self.cfg.temperature, self.group)
+            l2, a2 = info_nce(q2, k1, queue, self.cfg.temperature, self.group)
+            loss, acc, keys = (l1 + l2) / 2, (a1 + a2) / 2, (k1, k2)
         else:
             q1 = self.projector(self.backbone(v1))
             keys = self._keys(v2)
-            loss, acc = info_nce(q1, keys, queue, self.cfg.temperature)
-        self._enqueue(keys)
+            loss, acc = info_nce(q1, keys, queue, self.cfg.temperature, self.group)
+            keys = (keys,)
+        # the keys of every process enter the queue, in the order one process with the global batch has
+        self._enqueue(torch.cat([self.group.cat_nograd(k) for k in keys]))
         return StepOutput(loss, {"pretext_acc": acc})
 
     def after_step(self, progress):

@@ -73,5 +73,5 @@ class SimCLR(Method):
         v1, v2 = self.make_batch(x, g).inputs
         z = self.projector(self.backbone(torch.cat([v1, v2])))
         z1, z2 = z.chunk(2)
-        loss, acc = nt_xent(z1, z2, self.cfg.temperature)
+        loss, acc = nt_xent(z1, z2, self.cfg.temperature, self.group)
         return StepOutput(loss, {"pretext_acc": acc})

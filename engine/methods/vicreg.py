@@ -59,5 +59,5 @@ class VICReg(Method):
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs
         z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
-        loss, parts = vicreg_loss(z1, z2, self.cfg.sim_coeff, self.cfg.std_coeff, self.cfg.cov_coeff)
+        loss, parts = vicreg_loss(self.group.cat(z1), self.group.cat(z2), self.cfg.sim_coeff, self.cfg.std_coeff, self.cfg.cov_coeff)
         return StepOutput(loss, parts)

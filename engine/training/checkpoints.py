@@ -11,6 +11,7 @@ Paths come from :mod:`engine.runs` (``checkpoint_path``, ``last_checkpoint``, ``
 from __future__ import annotations
 
 import io
+import pickle
 from pathlib import Path
 
 import torch
@@ -57,6 +58,69 @@ def save_checkpoint(run_dir: str | Path, method: torch.nn.Module, *, optimizer=N
     return path
 
 
+REQUIRED = ("model", "step", "epoch")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:200]
+
+
+def read_checkpoint(path: str | Path) -> dict:
+    """The content of a checkpoint file, checked to be a workbench checkpoint (raises a one-line
+    ConfigError otherwise: damaged, not a checkpoint, or a pickle that would run code)."""
+    path = Path(path)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        # torch's own text suggests weights_only=False, the unsafe path: never repeat it
+        if "GLOBAL" in str(exc):
+            raise ConfigError("run", f"{path} is not a workbench checkpoint (it holds Python objects, which could "
+                                     "run code when loaded) and will not be loaded; use a checkpoint this "
+                                     "program wrote, or start a new run") from None
+        raise ConfigError("run", f"the checkpoint {path} cannot be read (it is not a checkpoint file this "
+                                 "program wrote: damaged or something else) and will not be loaded; start a "
+                                 "new run, or resume a copy of the run that has a good one") from None
+    except Exception as exc:
+        raise ConfigError("run", f"the checkpoint {path} cannot be read ({_first_line(exc)}); it is damaged "
+                                 "or not a checkpoint: start a new run, or resume a copy of the run "
+                                 "that has a good one") from None
+    if not isinstance(state, dict):
+        raise ConfigError("run", f"{path} is not a workbench checkpoint (it holds a {type(state).__name__}, "
+                                 "not a checkpoint dict) and will not be loaded; start a new run")
+    missing = [k for k in REQUIRED if k not in state]
+    if missing or not isinstance(state.get("model"), dict):
+        raise ConfigError("run", f"{path} is not a complete workbench checkpoint (it lacks "
+                                 f"{', '.join(repr(k) for k in missing) or 'a model state'}); start a new run")
+    return state
+
+
+def load_state(module: torch.nn.Module, state: dict, source: str | Path) -> None:
+    """``module.load_state_dict(state)`` with a one-line ConfigError when they do not fit."""
+    own = module.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    wrong = [k for k in own if k in state and hasattr(state[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)]
+    if missing or unexpected or wrong:
+        parts = []
+        if wrong:
+            k = wrong[0]
+            parts.append(f"{len(wrong)} tensor(s) of another shape, e.g. {k} is {list(state[k].shape)} in the file "
+                         f"and {list(own[k].shape)} in the model")
+        if missing:
+            parts.append(f"{len(missing)} missing, e.g. {missing[0]}")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected, e.g. {unexpected[0]}")
+        raise ConfigError("run", f"the weights in {source} do not fit this run's model ({'; '.join(parts)}); "
+                                 "they come from another method, backbone or image size: use the run "
+                                 "folder that wrote them, or start a new run")
+    try:
+        module.load_state_dict(state)
+    except Exception as exc:
+        raise ConfigError("run", f"the weights in {source} cannot be loaded ({_first_line(exc)}); "
+                                 "start a new run") from None
+
+
 def load_checkpoint(run_dir: str | Path, method: torch.nn.Module | None = None, optimizer=None) -> dict:
     """The state of the run's last checkpoint (on the CPU); loaded into ``method`` and ``optimizer``
     when given. A ConfigError says what to do when there is none or it cannot be read."""
@@ -64,15 +128,15 @@ def load_checkpoint(run_dir: str | Path, method: torch.nn.Module | None = None, 
     if path is None:
         raise ConfigError("run", f"{run_dir} has no checkpoint ({checkpoint_path(run_dir).relative_to(run_dir)} "
                                  "is missing): train it first, or start a new run")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ConfigError("run", f"the checkpoint {path} cannot be read ({exc}); "
-                                 "it may be damaged: start a new run") from None
+    state = read_checkpoint(path)
     if method is not None:
-        method.load_state_dict(state["model"])
+        load_state(method, state["model"], path)
     if optimizer is not None and state.get("optimizer"):
-        optimizer.load_state_dict(state["optimizer"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+        except Exception as exc:
+            raise ConfigError("run", f"the optimiser state in {path} does not fit this run ({_first_line(exc)}); "
+                                     "start a new run") from None
     return state
 
 
@@ -89,7 +153,7 @@ def load_run_method(run_dir: str | Path, device="cpu"):
     num_classes = int(w.shape[0]) if w is not None else 0
     cls = get_method_class(cfg.method)
     method = cls(cfg.method_config(), backbone, DataInfo(cfg.data.image_size, num_classes))
-    method.load_state_dict(full["model"])
+    load_state(method, full["model"], last_checkpoint(run_dir))
     return method.to(device).eval(), cfg, bname
 
 
@@ -106,29 +170,40 @@ def load_run_encoder(run_dir: str | Path, device="cpu"):
         bname = full.get("backbone", bname)
         state = {k[len("backbone."):]: v for k, v in full["model"].items() if k.startswith("backbone.")}
     elif enc_file.exists():
-        from safetensors.torch import load_file
-
-        state = load_file(str(enc_file))
+        state = read_encoder_file(enc_file)
     else:
         raise ConfigError("run", f"{run_dir} has no checkpoint ({checkpoint_path(run_dir).relative_to(run_dir)}) "
                                  f"or {enc_file.name} yet; train it first")
     if bname == "auto":
         raise ConfigError("run", f"{run_dir} has no checkpoint yet; train it first")
     enc = build_backbone(bname, cfg.data.image_size)
-    enc.load_state_dict(state)
+    load_state(enc, state, last_checkpoint(run_dir) or enc_file)
     return enc.to(device).eval(), cfg, bname
+
+
+def read_encoder_file(path: str | Path) -> dict:
+    """The tensors of an ``encoder.safetensors`` file (a one-line ConfigError when it is not one)."""
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path))
+    except Exception as exc:
+        raise ConfigError("run", f"{path} is not a readable safetensors file ({_first_line(exc)}); it is "
+                                 "damaged: export the encoder again from the run's checkpoint, or retrain") from None
 
 
 def export_encoder(run_dir: str | Path, encoder: torch.nn.Module, *, backbone: str, method: str,
                    image_size: int) -> Path:
     """Write the encoder's weights to ``encoder.safetensors`` (readable without the method's code)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     state = {k: v.detach().cpu().contiguous() for k, v in encoder.state_dict().items()}
     path = encoder_path(run_dir)
-    save_file(state, str(path), metadata={"backbone": backbone, "method": method, "image_size": str(image_size)})
+    data = save(state, metadata={"backbone": backbone, "method": method, "image_size": str(image_size)})
+    atomic_write_bytes(path, data)  # whole or not at all, like the checkpoint
     return path
 
 
-__all__ = ["run_config", "save_checkpoint", "load_checkpoint", "load_run_method",
+__all__ = ["run_config", "save_checkpoint", "load_checkpoint", "read_checkpoint", "load_state",
+           "read_encoder_file", "load_run_method",
            "load_run_encoder", "export_encoder"]

@@ -1,4 +1,5 @@
-"""Device and precision of a training run: which device, distributed set-up, mixed precision.
+"""Device and precision of a training run: which device, mixed precision (several processes:
+:mod:`engine.training.distributed`).
 
 ``Precision`` owns autocast and the fp16 gradient scaler, so the training loop reads the same on
 every device: ``with precision.autocast(): ...; precision.backward(loss, opt); precision.step(opt)``.
@@ -72,46 +73,6 @@ def place_model(model: torch.nn.Module, device: torch.device) -> torch.nn.Module
     return model
 
 
-# -- several processes (torchrun) ------------------------------------------------------------------
-def world_and_rank(distributed: bool | None) -> tuple[int, int]:
-    """(number of processes, this one's rank) from torchrun's environment; (1, 0) when not distributed."""
-    world = int(os.environ.get("WORLD_SIZE", 1)) if distributed is not False else 1
-    return world, int(os.environ.get("RANK", 0)) if world > 1 else 0
-
-
-def init_distributed(device: torch.device, world: int) -> None:
-    if world > 1 and not torch.distributed.is_initialized():
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
-        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
-
-
-def close_distributed(world: int) -> None:
-    if world > 1 and torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
-
-
-def prepare_distributed_model(model: torch.nn.Module, device: torch.device, world: int) -> torch.nn.Module:
-    if world > 1 and device.type == "cuda":
-        return torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-    return model
-
-
-def sync_grads(module: torch.nn.Module, world: int) -> None:
-    """Average the gradients over the processes (one all-reduce of the flattened gradients)."""
-    grads = [p.grad for p in module.parameters() if p.grad is not None]
-    if world <= 1 or not grads:
-        return
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    torch.distributed.all_reduce(flat)
-    flat /= world
-    offset = 0
-    for g in grads:
-        n = g.numel()
-        g.copy_(flat[offset:offset + n].view_as(g))
-        offset += n
-
-
 # -- mixed precision --------------------------------------------------------------------------------
 class Precision:
     """Autocast dtype and (fp16 on CUDA only) the gradient scaler of a run."""
@@ -150,5 +111,4 @@ class Precision:
             self.scaler.load_state_dict(state)
 
 
-__all__ = ["resolve_device", "device_name", "autocast_dtype", "place_model", "world_and_rank", "init_distributed",
-           "close_distributed", "prepare_distributed_model", "sync_grads", "Precision"]
+__all__ = ["resolve_device", "device_name", "autocast_dtype", "place_model", "Precision"]

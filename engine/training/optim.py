@@ -79,25 +79,39 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 class Budget:
     """How long a run trains: ``total_steps`` (0: no step limit) and/or ``budget_s`` of training time."""
 
-    batch_size: int
+    batch_size: int  # images per step over all processes (the global batch)
     steps_per_epoch: int
     total_steps: int
     budget_s: float
+    world: int = 1
+
+    @property
+    def per_process(self) -> int:
+        """Images per step on each process."""
+        return self.batch_size // self.world
 
     @classmethod
     def plan(cls, cfg, num_images: int, world: int = 1) -> tuple[Budget, list[str]]:
-        """The budget of ``cfg`` over ``num_images`` training images split across ``world`` processes,
-        and notes (a batch larger than the data is shrunk to fit)."""
+        """The budget of ``cfg`` over ``num_images`` training images, each global batch split across
+        ``world`` processes, and notes (a batch larger than the data is shrunk to fit; one that does not
+        split evenly is rounded down). Steps per epoch do not depend on ``world``."""
         notes = []
         bs = cfg.optim.batch_size
-        per_rank = num_images // world
-        if bs > per_rank:
-            notes.append(f"batch size {bs} is larger than the dataset ({per_rank} images per process); "
-                         f"using {per_rank}")
-            bs = per_rank
-        bs = max(2, bs)
-        steps_per_epoch = max(1, per_rank // bs)
-        return cls(bs, steps_per_epoch, cfg.epochs * steps_per_epoch if cfg.epochs else 0, cfg.minutes * 60.0), notes
+        if bs > num_images:
+            notes.append(f"batch size {bs} is larger than the dataset ({num_images} images); using {num_images}")
+            bs = num_images
+        if bs % world:
+            notes.append(f"batch size {bs} does not split over {world} processes; using {bs - bs % world}")
+            bs -= bs % world
+        bs = max(2 * world, bs)
+        if bs > num_images:
+            from engine.data import DataError
+
+            raise DataError(f"{num_images} training images are too few for {world} processes "
+                            f"(each needs at least 2 a step); use fewer processes or more images")
+        steps_per_epoch = max(1, num_images // bs)
+        return cls(bs, steps_per_epoch, cfg.epochs * steps_per_epoch if cfg.epochs else 0, cfg.minutes * 60.0,
+                   world), notes
 
     def fraction(self, step: int, train_time: float) -> float:
         """The run's progress (0..1, may pass 1): the further of steps and time."""

@@ -3,12 +3,13 @@ status.json heartbeat, metrics.jsonl, data.json and results.json. Only the main 
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import time
 from pathlib import Path
 
-from engine.runs import MetricsLog, new_run_dir, read_json, write_json
+from engine.runs import MetricsLog, json_safe, new_run_dir, read_json, write_json
 
 STATUS_EVERY_S = 5.0
 
@@ -30,17 +31,21 @@ class RunRecord:
         old = read_json(run_dir / "status.json", {}) or {}
         return cls(run_dir, MetricsLog(run_dir / "metrics.jsonl"), old.get("started", time.time()))
 
-    def status(self, force: bool = False, **fields) -> None:
-        """Refresh status.json (at most every few seconds unless ``force``): state, step, pid, heartbeat."""
+    def status(self, force: bool = False, in_place: bool = False, **fields) -> None:
+        """Refresh status.json (at most every few seconds unless ``force``): state, step, pid, heartbeat.
+        ``in_place``: when the atomic write fails (a full disk has no room for a second copy),
+        overwrite the file in place, so a failed run never keeps saying 'running'."""
         now = time.time()
         if not force and now - self._last_status < STATUS_EVERY_S:
             return
         self._last_status = now
         self._status.update({"pid": os.getpid(), "host": socket.gethostname(), "updated": now, **fields})
+        path = self.run_dir / "status.json"
         try:
-            write_json(self.run_dir / "status.json", self._status)
+            write_json(path, self._status)
         except OSError:
-            pass
+            if in_place:
+                _overwrite(path, json.dumps(json_safe(self._status), indent=2, default=str).encode())
 
     def write(self, record: dict) -> None:
         self.log.write(record)
@@ -48,7 +53,6 @@ class RunRecord:
     def write_data(self, data, eval_data, notes: list[str], backbone: str) -> None:
         """data.json: what the dataset turned out to be, the notes about it and the backbone used."""
         summary = data.summary()
-        summary["skipped_files"] = [list(s) for s in getattr(data, "skipped", [])[:1000]]
         summary["notes"] = notes
         summary["eval"] = eval_data.summary() if eval_data is not None else None
         summary["backbone"] = backbone
@@ -62,6 +66,16 @@ class RunRecord:
 
     def close(self) -> None:
         self.log.close()
+
+
+def _overwrite(path: Path, data: bytes) -> None:
+    """Rewrite a small file in place (its blocks are reused: this works on a full disk)."""
+    try:
+        with open(path, "r+b") as fh:
+            fh.write(data)
+            fh.truncate(len(data))
+    except OSError:
+        pass
 
 
 __all__ = ["RunRecord", "STATUS_EVERY_S"]

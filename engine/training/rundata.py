@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from engine import seeds
-from engine.data import DataError, load_dataset, stratified_split
+from engine.data import DataError, has_clips, input_mismatch, load_dataset, stratified_split
+from engine.params import ConfigError
 
 
 @dataclass
 class RunData:
-    data: object  # the training images (after the hold-out split)
+    data: object  # the training images (after the hold-out split; every frame of clips for image methods)
     eval_data: object | None  # labelled query images for kNN / the linear probe (None: no evaluation)
     bank_data: object | None  # labelled bank images for kNN (None: no evaluation)
     embed_source: object  # where the embedding and reconstruction samples come from
@@ -36,7 +37,7 @@ class RunData:
         """Small datasets live on the training device as one uint8 tensor."""
         if self.data.streaming or device.type == "cpu":
             return
-        if self.data.images.numel() / 2**20 <= memory_limit_mb:
+        if getattr(self.data, "clips", self.data.images).numel() / 2**20 <= memory_limit_mb:
             self.data.to(device)
 
 
@@ -47,7 +48,15 @@ def prepare_data(cfg, progress: Callable[[int, int, str], None] | None = None, *
     ``download``: fetch torchvision sets that are missing (default: ``cfg.data.download``; re-opening
     a finished run passes False). ``tolerate_missing_eval``: an evaluation set that cannot be read
     becomes a note instead of a DataError (re-opening a run whose eval folder has moved).
+
+    Clips: a method that trains on clips (``input_kind == "clips"``) needs them (a ConfigError on
+    single images); a method that trains on images trains on every frame of the training clips
+    (``ClipData.frame_data``). Evaluation, the kNN bank and the samples stay one frame per clip (the
+    middle one) for every method, so image and clip methods are scored on the same images.
     """
+    from engine.methods import get_method_class
+
+    input_kind = get_method_class(cfg.method).input_kind
     dc = cfg.data
     download = dc.download if download is None else download
     data = load_dataset(dc.spec, dc.image_size, download=download, progress=progress, max_images=dc.max_images,
@@ -55,6 +64,9 @@ def prepare_data(cfg, progress: Callable[[int, int, str], None] | None = None, *
     notes = list(getattr(data, "notes", []))
     if len(data) < 2:
         raise DataError(f"the dataset {dc.spec} has {len(data)} image(s); training needs at least 2")
+    mismatch = input_mismatch(cfg.method, input_kind, has_clips(data), dc.spec)
+    if mismatch:
+        raise ConfigError("method", mismatch)
     eval_data = None
     eval_spec = dc.eval_spec or data.eval_source
     if eval_spec:
@@ -94,6 +106,10 @@ def prepare_data(cfg, progress: Callable[[int, int, str], None] | None = None, *
     rng = seeds.snapshot_rng(cfg.seed)
     embed_idx = np.sort(rng.choice(len(src), size=min(cfg.eval.embed_size, len(src)), replace=False))
     recon_idx = rng.choice(len(src), size=min(seeds.RECONSTRUCTION_SAMPLES, len(src)), replace=False)
+    if has_clips(data) and input_kind == "images":
+        notes.append(f"{cfg.method} trains on images: every frame of the {len(data)} training clips "
+                     f"({len(data) * data.frames} images); evaluation embeds each clip's middle frame")
+        data = data.frame_data()
     return RunData(data, eval_data, bank_data, src, embed_idx, recon_idx, notes)
 
 

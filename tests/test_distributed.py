@@ -1,0 +1,214 @@
+"""Several processes on the CPU (gloo, started here): one training step with world size 2 and B/2 images
+a process gives the loss and the gradients of one process with B images, for every method whose loss
+couples samples; with ``gather`` off SimCLR's differ (so the comparison can fail).
+
+Exactness: both sides build the method from the same seed and train on the same views (made once on
+the full batch, each process taking its rows), BatchNorm runs in training mode with its statistics
+over the global batch (``sync_bn``: on; GlobalBatchNorm on the CPU). The loss of the two processes is
+the mean of their losses (each scores its own rows); the gradients are DDP's average.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+
+from engine.config import default_config
+from engine.methods import DataInfo, get_method_class
+from engine.models import build_backbone
+from engine.pretext.base import PretextBatch
+
+B, SIZE, WORLD = 8, 16, 2
+OPTIONS = {
+    "simclr": {"proj_hidden": 32, "proj_dim": 16},
+    "moco": {"proj_hidden": 32, "proj_dim": 16, "queue_size": 40},
+    "byol": {"proj_hidden": 32, "proj_dim": 16},
+    "barlow_twins": {"proj_dim": 32},
+    "vicreg": {"proj_dim": 32},
+    "dino": {"out_dim": 64, "head_hidden": 32, "bottleneck": 16, "local_crops": 1},
+}
+
+
+def build(name: str):
+    cls = get_method_class(name)
+    cfg = default_config(name, method_options=OPTIONS[name]).method_config()
+    torch.manual_seed(0)
+    method = cls(cfg, build_backbone("small_cnn", SIZE), DataInfo(SIZE, 0))
+    return method.train()
+
+
+def images() -> torch.Tensor:
+    return torch.rand(B, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+
+
+def fixed_views(method, rows: slice) -> None:
+    """Make ``method.make_batch`` return the rows ``rows`` of views drawn once for the full batch."""
+    full = method.make_batch(images(), torch.Generator().manual_seed(1)).inputs
+    method.make_batch = lambda x, g, preview=False: PretextBatch(tuple(v[rows] for v in full), None, {})
+
+
+def states(method) -> dict:
+    """What a step changes besides the gradients: MoCo's queue, DINO's centre."""
+    return {k: v.detach().clone() for k, v in method.named_buffers() if k in ("queue", "center")}
+
+
+def reference(name: str):
+    method = build(name)
+    fixed_views(method, slice(None))
+    out = method.training_step(images(), None, None)
+    out.loss.backward()
+    return float(out.loss.detach()), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}, \
+        states(method)
+
+
+def _worker(rank: int, port: int, runs: list, out_path: str) -> None:
+    import torch.distributed as dist
+
+    from engine.dist import Group
+    from engine.training.distributed import sync_batchnorm, wrap_step
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", rank=rank, world_size=WORLD)
+    results = {}
+    try:
+        for name, gather in runs:
+            method = sync_batchnorm(build(name), torch.device("cpu"), WORLD, "on")
+            method.set_group(Group(gather=gather))
+            b = B // WORLD
+            fixed_views(method, slice(rank * b, (rank + 1) * b))
+            step = wrap_step(method, torch.device("cpu"), WORLD, synced_bn=True)
+            loss, _ = step(images()[rank * b:(rank + 1) * b], None, None)
+            loss.backward()
+            mean_loss = loss.detach().clone()
+            dist.all_reduce(mean_loss)
+            grads = {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}
+            results[(name, gather)] = (float(mean_loss) / WORLD, grads, states(method))
+    finally:
+        dist.destroy_process_group()
+    if rank == 0:
+        torch.save(results, out_path)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def rel(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp(min=1e-12))
+
+
+def grad_diff(got: dict, ref: dict) -> float:
+    """The largest relative difference of a parameter's gradient (over those with a gradient of note)."""
+    assert set(got) == set(ref), set(got) ^ set(ref)
+    total = torch.sqrt(sum((g.norm() ** 2 for g in ref.values()), torch.tensor(0.0)))
+    return max(rel(got[n], ref[n]) for n in ref if ref[n].norm() > 1e-6 * total)
+
+
+@pytest.fixture(scope="module")
+def two_process_results(tmp_path_factory):
+    import torch.multiprocessing as mp
+
+    out = tmp_path_factory.mktemp("ddp") / "results.pt"
+    runs = [(name, True) for name in OPTIONS] + [("simclr", False)]
+    mp.spawn(_worker, args=(free_port(), runs, str(out)), nprocs=WORLD, join=True)
+    return torch.load(out, weights_only=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(OPTIONS))
+def test_two_processes_match_one(two_process_results, name):
+    loss, grads, state = two_process_results[(name, True)]
+    ref_loss, ref_grads, ref_state = reference(name)
+    assert abs(loss - ref_loss) / abs(ref_loss) < 1e-4, (loss, ref_loss)
+    assert grad_diff(grads, ref_grads) < 1e-4
+    for key, value in ref_state.items():  # MoCo's queue holds every process's keys; DINO's centre their mean
+        assert rel(state[key], value) < 1e-5, key
+
+
+@pytest.mark.slow
+def test_without_gather_simclr_differs(two_process_results):
+    loss, grads, _ = two_process_results[("simclr", False)]
+    ref_loss, ref_grads, _ = reference("simclr")
+    assert abs(loss - ref_loss) / abs(ref_loss) > 1e-2  # fewer negatives a process: a lower loss
+    assert grad_diff(grads, ref_grads) > 1e-2
+
+
+def test_shard_order_keeps_global_batches():
+    """Global batch k of an epoch is the same images for 1, 2 or 4 processes (so a run resumed with
+    another number of processes continues at the same sample)."""
+    from engine.training.distributed import shard_order
+
+    order = torch.randperm(70, generator=torch.Generator().manual_seed(0))
+    for world in (1, 2, 4):
+        parts = [shard_order(order, 16, world, r).view(-1, 16 // world) for r in range(world)]
+        assert all(p.shape[0] == 70 // 16 for p in parts)
+        for k in range(70 // 16):
+            got = torch.cat([p[k] for p in parts])
+            assert torch.equal(got, order[k * 16:(k + 1) * 16])
+
+
+@pytest.mark.slow
+def test_two_process_run_resumes_with_one(tmp_path):
+    """torchrun (c10d rendezvous, as on several nodes) with 2 processes for 2 epochs, resumed with 1
+    process to 3 epochs: the resumed run continues at the step and global sample count it stopped at."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    first = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
+         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
+         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
+         "--batch-size", "16", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root", str(tmp_path),
+         "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
+        capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+    assert first.returncode == 0, first.stderr[-2000:]
+    s1 = json.loads(first.stdout.strip().splitlines()[-1])
+    assert (s1["processes"], s1["step"], s1["samples"], s1["epoch"]) == (2, 2 * (64 // 16), 2 * 64, 2)
+    run_dir = Path(s1["run_dir"])
+    second = subprocess.run([sys.executable, str(root / "main.py"), "train", "--resume", str(run_dir), "--epochs",
+                             "3", "--device", "cpu", "--quiet"],
+                            capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+    assert second.returncode == 0, second.stderr[-2000:]
+    s2 = json.loads(second.stdout.strip().splitlines()[-1])
+    assert (s2["processes"], s2["step"], s2["samples"], s2["epoch"]) == (1, 3 * 4, 3 * 64, 3)
+    records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    resume = [r for r in records if r["type"] == "resume"]
+    assert [(r["step"], r["samples"], r["processes"]) for r in resume] == [(8, 128, 1)]
+    steps = [r for r in records if r["type"] == "step"]
+    assert all(r["samples"] == 16 * r["step"] for r in steps)
+    assert max(r["step"] for r in steps) == 12 and any(r["step"] > 8 for r in steps)
+
+
+def test_torchrun_line_and_slurm_script():
+    """The Run panel's torchrun line and Slurm script: the train part parses back to the same config,
+    the script is valid bash and meets on the first node with the c10d rendezvous."""
+    import shlex
+    import shutil
+    import subprocess
+
+    from engine.cli import build_parser, config_from_args, slurm_script, torchrun_command
+
+    cfg = default_config("simclr", epochs=7, gather=False, sync_bn="on", compile=True,
+                         data={"spec": "my images/train"}).to_dict()
+    one = torchrun_command(cfg)
+    assert one.startswith("torchrun --standalone --nproc_per_node gpu main.py train ")
+    many = torchrun_command(cfg, nnodes=3)
+    assert "--nnodes 3" in many and "--rdzv-backend c10d" in many
+    for line in (one, many):
+        argv = shlex.split(line.replace("$", ""))
+        args = build_parser().parse_args(argv[argv.index("main.py") + 1:])
+        assert config_from_args(args).to_dict() == cfg
+    script = slurm_script(cfg, nodes=2, gpus_per_node=8)
+    assert "#SBATCH --nodes=2" in script and "--nproc_per_node 8" in script and "srun torchrun" in script
+    if shutil.which("bash"):
+        assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
