@@ -27,7 +27,7 @@ def default_run_config() -> dict:
     # the embedding map and the kNN monitor follow the run by time: a snapshot before the first step (the
     # random-init map) and every 5 s of training after it (spaced out if they would cost over 10%)
     d["eval"].update(knn_every_epochs=0, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
-                     embed_every_epochs=0, snapshot_every_s=5.0)
+                     embed_every_epochs=0, snapshot_every_s=4.0)
     # strong hue/grey jitter and crops of at least 40%: the views must not be told apart by colour,
     # so the encoder learns shape (README "Methods": the colour shortcut and its lesson)
     d["method_options"] = {"augment": {"hue": 0.5, "gray_p": 0.5, "crop_scale_min": 0.4}}
