@@ -25,7 +25,8 @@ def default_run_config() -> dict:
     d["data"].update(spec="builtin:shapes:2000", image_size=32)
     d["optim"].update(optimizer="adamw", lr=2e-3, weight_decay=1e-4, batch_size=64)
     # the embedding map and the kNN monitor follow the run by time: a snapshot before the first step (the
-    # random-init map) and every 5 s of training after it (spaced out if they would cost over 10%)
+    # random-init map) and every 4 s of training after it, so the map refreshes within 5 s (spaced out if they
+    # would cost training over 10%)
     d["eval"].update(knn_every_epochs=0, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
                      embed_every_epochs=0, snapshot_every_s=4.0)
     # strong hue/grey jitter and crops of at least 40%: the views must not be told apart by colour,
