@@ -24,8 +24,11 @@ def default_run_config() -> dict:
     d.update(method="simclr", backbone="auto", minutes=2.0, epochs=0, device="auto", seed=0)
     d["data"].update(spec="builtin:shapes:2000", image_size=32)
     d["optim"].update(optimizer="adamw", lr=2e-3, weight_decay=1e-4, batch_size=64)
-    d["eval"].update(knn_every_epochs=1, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
-                     embed_every_epochs=1)  # the embedding map follows the run live
+    # the embedding map and the kNN monitor follow the run by time: a snapshot before the first step (the
+    # random-init map) and every 4 s of training after it, so the map refreshes within 5 s (spaced out if they
+    # would cost training over 10%)
+    d["eval"].update(knn_every_epochs=0, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
+                     embed_every_epochs=0, snapshot_every_s=4.0)
     # strong hue/grey jitter and crops of at least 40%: the views must not be told apart by colour,
     # so the encoder learns shape (README "Methods": the colour shortcut and its lesson)
     d["method_options"] = {"augment": {"hue": 0.5, "gray_p": 0.5, "crop_scale_min": 0.4}}
@@ -69,7 +72,8 @@ class ConfigModel(QObject):
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._cfg = default_run_config()
-        self._options: dict[str, dict] = {}
+        # the default run's own options (its demo views), not only the method's defaults
+        self._options: dict[str, dict] = {self._cfg["method"]: copy.deepcopy(self._cfg["method_options"])}
         self.catalogue: dict | None = None
 
     # -- catalogue ---------------------------------------------------------------------------

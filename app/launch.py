@@ -34,6 +34,11 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
                         "embedding)")
     p.add_argument("--size", metavar="WxH", default="1400x900", help="with --screenshot: window size (default "
                    "1400x900)")
+    p.add_argument("--after", type=float, default=None, metavar="SECONDS",
+                   help="with --demo --screenshot: take the picture once the run has trained this many seconds "
+                   "and the map of its next snapshot has drawn (0: the random-init map)")
+    p.add_argument("--gif", metavar="PATH", help="with --demo --screenshot: also save the run's maps so far as an "
+                   "animated GIF")
     p.add_argument("--timeout", type=float, default=120.0, help="with --screenshot: give up after this many "
                    "seconds (default 120)")
     return p.parse_args(argv)
@@ -58,13 +63,40 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
+class DemoWatch:
+    """``--demo --after SECONDS``: ``ready()`` once the map of the first snapshot the run took after
+    ``after`` seconds of training has drawn (0: the random-init map of step 0)."""
+
+    def __init__(self, window, after: float | None):
+        self.window, self.after = window, after
+        self.train_s = 0.0
+        self.target_step: int | None = None
+        window.engine.message.connect(self.on_message)
+
+    def on_message(self, msg) -> None:
+        kind = type(msg).__name__
+        if kind == "StepMetrics":
+            self.train_s = msg.elapsed_s
+        elif kind == "Embedding" and self.target_step is None and self.after is not None \
+                and (self.train_s >= self.after or (self.after <= 0 and msg.step == 0)):
+            self.target_step = int(msg.step)
+
+    def ready(self) -> bool:
+        if self.after is None:
+            return True
+        s = self.window.view("embedding").current
+        return self.target_step is not None and s is not None and s.step is not None and s.step >= self.target_step
+
+
 class Screenshot:
     """Waits until the view has really drawn (data loaded, preview arrived, ...), saves, quits."""
 
-    def __init__(self, window, view: str, path: str, timeout: float):
+    def __init__(self, window, view: str, path: str, timeout: float, demo: DemoWatch | None = None,
+                 gif: str | None = None):
         from PySide6.QtCore import QTimer
 
         self.window, self.view, self.path, self.timeout = window, view, path, timeout
+        self.demo, self.gif = demo, gif
         self.t0 = time.monotonic()
         self.ready_since: float | None = None
         self.code = 1
@@ -80,7 +112,8 @@ class Screenshot:
         from PySide6.QtWidgets import QApplication
 
         self.window.show_view(self.view)
-        ready = self.window.is_view_ready(self.view) and self.window.catalogue_fresh
+        ready = self.window.is_view_ready(self.view) and self.window.catalogue_fresh and \
+            (self.demo is None or self.demo.ready())
         now = time.monotonic()
         if ready:
             self.ready_since = self.ready_since or now
@@ -96,9 +129,21 @@ class Screenshot:
         if ready and ok:
             self.code = 0
             print(f"saved {self.path} ({self.view})", file=sys.stderr)
+            if self.gif and self.window.view("embedding").export_gif(self.gif, self._gif_written):
+                return  # quits when the GIF is written
         else:
             print(f"error: the {self.view} view did not finish drawing within {self.timeout:.0f} s; saved what "
                   f"was shown to {self.path}" if ok else f"error: could not write {self.path}", file=sys.stderr)
+        self.quit()
+
+    def _gif_written(self, result) -> None:
+        print(f"saved {self.gif} ({result} maps)" if isinstance(result, int) else f"error: {result}", file=sys.stderr)
+        self.code = 0 if isinstance(result, int) else 1
+        self.quit()
+
+    def quit(self) -> None:
+        from PySide6.QtWidgets import QApplication
+
         self.window.confirm_quit = False
         self.window.close()
         QApplication.instance().exit(self.code)
@@ -112,6 +157,9 @@ def launch(argv: list[str]) -> int:
     app = make_app()
     from app.main_window import MainWindow
 
+    if (args.after is not None or args.gif) and not (args.demo and args.screenshot):
+        print("error: --after and --gif go with --demo --screenshot PATH", file=sys.stderr)
+        return 2
     data = args.data
     if args.demo:
         if args.data or args.open:
@@ -123,6 +171,7 @@ def launch(argv: list[str]) -> int:
         data = default_run_config()["data"]["spec"]
     view = args.view or ("embedding" if args.demo else "data")
     win = MainWindow(data_spec=data, open_run=args.open)
+    watch = DemoWatch(win, args.after) if args.demo else None
     shot = None
     if args.screenshot:
         try:
@@ -131,7 +180,7 @@ def launch(argv: list[str]) -> int:
             print(f"error: --size takes WIDTHxHEIGHT, e.g. 1400x900, got {args.size!r}", file=sys.stderr)
             return 2
         win.resize(w, h)
-        shot = Screenshot(win, view, args.screenshot, args.timeout)
+        shot = Screenshot(win, view, args.screenshot, args.timeout, watch, args.gif)
     win.show()
     if args.demo:
         from PySide6.QtCore import QTimer

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.map_movie import KnnTrack
 from engine.eval.neighbors import nearest_neighbors
 from engine.messages import FeatureSource
 
@@ -67,7 +68,7 @@ class Entry:
 
     @property
     def title(self) -> str:
-        ep = f"epoch {self.epoch:g}" if self.epoch is not None else ""
+        ep = f"epoch {round(self.epoch, 2):g}" if self.epoch is not None else ""
         st = f"step {self.step}" if self.step is not None else ""
         what = {FeatureSource.CHECKPOINT: "from the checkpoint", FeatureSource.LIVE: "live",
                 FeatureSource.SNAPSHOT: ""}[FeatureSource(self.kind)]
@@ -129,6 +130,7 @@ class MapStore:
         self.neighbor_rows: np.ndarray | None = None
         self.selected_rows = np.zeros(0, np.int64)
         self.isolated: int | None = None
+        self.knn = KnnTrack()  # the run's online kNN (live eval records) for the map's headline
 
     @property
     def run_name(self) -> str:
@@ -241,11 +243,43 @@ class MapStore:
     def summary(self, s: MapState) -> str:
         what = f"{len(s.indices):,} images"
         if s.epoch is not None:
-            what += f" · epoch {s.epoch:g}"
+            what += f" · epoch {round(s.epoch, 2):g}"
         if s.step is not None:
             what += f" · step {s.step}"
         note = f" · {s.note}" if s.note else ""
         return f"{self.run_name}: {what}{note}"
+
+    def headline(self) -> str:
+        """The kNN of the map shown next to its random-init value and chance (empty when unknown)."""
+        s = self.current
+        if s is None:
+            return ""
+        k = len(s.class_names) or (int(np.max(s.labels)) + 1 if s.labels is not None and len(s.labels) else 0)
+        return self.knn.headline(s.step, k)
+
+    def movie_frames(self, projection: str) -> list[tuple[np.ndarray, str, str]]:
+        """The run's snapshot maps that have a layout (``projection`` first, else another), in step order
+        and each aligned to the one before (never mirrored or turned): (coords, caption, headline) for
+        :func:`app.map_movie.write_gif`. Only maps of the points shown now."""
+        from engine.eval.projection import align_layout
+
+        cur, out, prev = self.current, [], None
+        for e in self.entries:
+            state = self.states.get(e.key)
+            if e.kind == FeatureSource.CHECKPOINT or state is None or cur is None or not state.same_points(cur):
+                continue
+            lay = state.layouts.get(projection)
+            if lay is None:
+                lay = next(iter(v for k, v in state.layouts.items() if k != "pca"), state.layouts.get("pca"))
+            if lay is None:
+                continue
+            lay = align_layout(np.asarray(lay, np.float32), prev)
+            prev = lay
+            k = len(state.class_names)
+            caption = f"{self.run_name} · step {state.step}" + \
+                (f" · epoch {round(state.epoch, 2):g}" if state.epoch else "")
+            out.append((lay, caption, self.knn.headline(state.step, k)))
+        return out
 
     # -- colours ---------------------------------------------------------------------------------------
     def color_choices(self) -> list[str]:

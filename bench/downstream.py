@@ -52,7 +52,6 @@ def main(argv=None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from engine.training.checkpoints import load_run_encoder
     from engine.data import load_dataset
     from engine.eval.downstream import (
         DownstreamConfig,
@@ -62,6 +61,7 @@ def main(argv=None) -> int:
         results_table,
         run_downstream,
     )
+    from engine.training.checkpoints import load_run_encoder
 
     enc, cfg, bname = load_run_encoder(args.run)
     size = cfg.data.image_size

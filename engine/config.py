@@ -63,6 +63,9 @@ class EvalConfig:
     final_eval: bool = param(True, "Run kNN and the linear probe at the end of the run")
     embed_every_epochs: int = param(0, "Save an embedding snapshot every N epochs (0: off)", min=0)
     embed_size: int = param(5000, "Images in an embedding snapshot", min=10, max=100000)
+    snapshot_every_s: float = param(0.0, "Embedding snapshot and kNN monitor every N seconds of training, and "
+                                    "one before the first step (0: only by epochs). Spaced out further when "
+                                    "they would cost training more than 10% of its speed", min=0.0, max=86400.0)
 
 
 @dataclass

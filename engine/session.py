@@ -59,7 +59,7 @@ from engine.training.distributed import (
     wrap_step,
 )
 from engine.training.faults import LastGood, all_finite, divergence_message, failure_message
-from engine.training.monitor import Monitor
+from engine.training.monitor import Monitor, SnapshotClock
 from engine.training.optim import Budget, build_optimizer, lr_at, set_lr
 from engine.training.record import RunRecord
 from engine.training.resume import resume_notes
@@ -208,7 +208,8 @@ class Session:
         if self.record is not None:
             self.record.status(force, state=self.state, step=self.step, epoch=self.epoch, samples=self.samples,
                                elapsed_s=round(self.train_time, 2),
-                               last_knn=self.monitor.last_knn if self.monitor else None, **extra)
+                               last_knn=self.monitor.last_knn if self.monitor else None,
+                               random_init_knn=self.monitor.random_init_knn if self.monitor else None, **extra)
 
     def _handle_commands(self) -> None:
         for cmd in self.control.poll():
@@ -258,6 +259,7 @@ class Session:
         self.rundata, self.data, self.eval_data = rd, rd.data, rd.eval_data
         self.notes = self.notes + rd.notes
         self.monitor = Monitor(cfg, rd, self.device, None)
+        self.clock = SnapshotClock(cfg.eval.snapshot_every_s)
 
         self._build_model(method_cfg)
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
@@ -432,6 +434,10 @@ class Session:
         if not self.method_cls.trains:
             return "completed"
         self._keep_last_good()
+        if self.clock.on and self.step > 0:  # a resumed run: its step-0 snapshot was taken before
+            self.clock.done(self.train_time, 0.0)
+        if reason is None and self.clock.due(self.train_time):
+            self._timed_snapshot()  # the random-init map and kNN: the first frame of the run
         while reason is None:
             # global batch k of the epoch is the same images for any number of processes
             order = shard_order(epoch_order(len(self.data), cfg.seed, self.epoch), self.budget.batch_size,
@@ -450,6 +456,8 @@ class Session:
                     self._log_step(meter.read(self.step, self.train_time, lr))
                     if self.last_good.due():
                         self._keep_last_good()
+                if reason is None and self.clock.due(self.train_time):
+                    self._timed_snapshot()
                 if self.is_main and cfg.checkpoint_every_minutes and \
                         time.monotonic() - self._last_ckpt >= cfg.checkpoint_every_minutes * 60:
                     self.save_checkpoint()
@@ -503,6 +511,22 @@ class Session:
         self.emit(M.EvalResult(kind, self.step, float(epoch), values))
         if self.record is not None:
             self.record.write({"type": "eval", "kind": kind, "step": self.step, "epoch": epoch, **values})
+
+    def _timed_snapshot(self) -> None:
+        """The time-based snapshot (``eval.snapshot_every_s``): an embedding snapshot, the kNN monitor on its
+        images (:meth:`Monitor.snapshot`) and a reconstruction preview. The one at step 0 also gives
+        ``random_init_knn`` (in its eval record)."""
+        t0, first = time.perf_counter(), self.step == 0
+        if self.is_main:
+            epoch_f = round(self.epoch + self.batch_in_epoch / max(1, self.budget.steps_per_epoch), 4)
+            values, embedding = self.monitor.snapshot(self.method, self.step, epoch_f)
+            if self.step == 0 and "knn_top1" in values:
+                self.monitor.random_init_knn = values["random_init_knn"] = values["knn_top1"]
+            self._log_eval("knn_monitor", epoch_f, values)
+            self.emit(embedding)
+            self.emit(self.monitor.reconstruction(self.method, self.step, epoch_f))
+            self.method.train()  # feature extraction switched the encoder to eval mode
+        self.clock.done(self.train_time, time.perf_counter() - t0, first=first)
 
     def _end_of_epoch(self) -> None:
         e = self.cfg.eval

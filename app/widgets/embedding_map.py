@@ -18,6 +18,7 @@ from PySide6.QtCore import QElapsedTimer, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
+from app.map_movie import glide
 from app.widgets.eval_views import qpixmap
 
 HOVER_PX = 12
@@ -230,6 +231,12 @@ class EmbeddingMap(QWidget):
         self.empty_text = pg.TextItem("", color="#777777", anchor=(0.5, 0.5))
         self.plot.addItem(self.empty_text, ignoreBounds=True)
         self.card = HoverCard(self)
+        self.headline = QLabel(self)  # the kNN, big enough to read on a projector
+        self.headline.setStyleSheet("QLabel { font-size: 20pt; font-weight: 600; color: #222;"
+                                    " background: rgba(255, 255, 255, 200); padding: 2px 8px; }")
+        self.headline.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.headline.move(8, 6)
+        self.headline.hide()
 
         self.coords = np.zeros((0, 2), np.float32)
         self.thumbs: np.ndarray | None = None
@@ -240,11 +247,12 @@ class EmbeddingMap(QWidget):
         self._dwell = QTimer(self, singleShot=True, interval=DWELL_MS)
         self._dwell.timeout.connect(self._show_card)
         self._last_scene_pos = QPointF()
-        self._anim = QTimer(self, interval=16)
+        self._anim = QTimer(self, interval=33)  # ~30 frames a second
         self._anim.timeout.connect(self._anim_step)
         self._anim_clock = QElapsedTimer()
         self._anim_from = self._anim_to = None
-        self._anim_ms = 450
+        self._anim_bounds = None  # (start, end) bounding boxes while the view follows an animation
+        self._anim_ms = 500
         self._brush_cache: dict[tuple, object] = {}
         self._color_index = np.zeros(0, np.int64)
         self._palette: list[QColor] = []
@@ -261,6 +269,14 @@ class EmbeddingMap(QWidget):
     @property
     def count(self) -> int:
         return len(self.coords)
+
+    def set_headline(self, text: str) -> None:
+        if text == self.headline.text() and self.headline.isVisible() == bool(text):
+            return
+        self.headline.setText(text)
+        self.headline.adjustSize()
+        self.headline.setVisible(bool(text))
+        self.headline.raise_()
 
     def set_message(self, text: str) -> None:
         self.empty_text.setText(text)
@@ -281,6 +297,7 @@ class EmbeddingMap(QWidget):
         self.scatter.setData(x=c[:, 0], y=c[:, 1], size=size, brush=brushes, pen=None)
         self._colored_count = n if len(self._color_index) == n else -1
         self.index = GridIndex(c)
+        self._marked, self._focus = np.zeros(0, np.int64), -1  # rings belong to the points they were drawn on
         self.marks.clear()
         self.focus.clear()
         self._hide_hover()
@@ -304,9 +321,10 @@ class EmbeddingMap(QWidget):
     def _set_range(self, lo, hi) -> None:
         lo, hi = [float(v) for v in lo], [float(v) for v in hi]
         pad = 0.04 * max(hi[0] - lo[0], hi[1] - lo[1], 1e-6)
-        self.vb.setRange(xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + pad), padding=0)
+        top = pad + (0.12 * max(hi[1] - lo[1], 1e-6) if self.headline.isVisibleTo(self) else 0.0)  # room for it
+        self.vb.setRange(xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + top), padding=0)
 
-    def move_to(self, coords: np.ndarray, animate: bool = True, duration_ms: int = 450) -> None:
+    def move_to(self, coords: np.ndarray, animate: bool = True, duration_ms: int = 500) -> None:
         """Move the same points to a new layout, animated (positions written in place)."""
         c = np.asarray(coords, dtype=np.float32).reshape(-1, 2)
         if c.shape != self.coords.shape:
@@ -318,6 +336,8 @@ class EmbeddingMap(QWidget):
             self.coords = c.copy()
             self._apply_positions(self.coords)
             self.index = GridIndex(self.coords)
+            if self._auto_fit:
+                self.reset_view()
             self.animationFinished.emit()
             return
         start = self._current_positions()
@@ -325,11 +345,15 @@ class EmbeddingMap(QWidget):
         self._anim_ms = duration_ms
         self.coords = c.copy()
         self.index = GridIndex(self.coords)
-        lo = np.minimum(start.min(0), c.min(0))
-        hi = np.maximum(start.max(0), c.max(0))
-        r = self.vb.viewRect()
-        if lo[0] < r.left() or hi[0] > r.right() or lo[1] < r.top() or hi[1] > r.bottom():
-            self._set_range(lo, hi)
+        if self._auto_fit:  # the view follows the points (growing or shrinking) unless the user moved it
+            self._anim_bounds = (np.stack([start.min(0), start.max(0)]), np.stack([c.min(0), c.max(0)]))
+        else:
+            self._anim_bounds = None
+            lo = np.minimum(start.min(0), c.min(0))
+            hi = np.maximum(start.max(0), c.max(0))
+            r = self.vb.viewRect()
+            if lo[0] < r.left() or hi[0] > r.right() or lo[1] < r.top() or hi[1] > r.bottom():
+                self._set_range(lo, hi)
         self._anim_clock.start()
         self._anim.start()
 
@@ -356,8 +380,10 @@ class EmbeddingMap(QWidget):
 
     def _anim_step(self) -> None:
         t = min(1.0, self._anim_clock.elapsed() / max(1, self._anim_ms))
-        e = t * t * (3 - 2 * t)
-        self._apply_positions(self._anim_from + (self._anim_to - self._anim_from) * e)
+        self._apply_positions(glide(self._anim_from, self._anim_to, t))
+        if self._anim_bounds is not None and self._auto_fit:
+            b = glide(self._anim_bounds[0], self._anim_bounds[1], t)
+            self._set_range(b[0], b[1])
         if t >= 1.0:
             self._anim.stop()
             self.animationFinished.emit()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QSplitter, QTabWidget, QVBoxL
 from app.map_model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.map_controls import MapControls, StatusRow
-from app.widgets.map_export import EncoderExampleDialog, ExportButton
+from app.widgets.map_export import EncoderExampleDialog, ExportButton, GifWriter
 from app.widgets.map_legend import MapLegend, palette_for
 from app.widgets.map_loader import MapLoader
 from app.widgets.map_neighbours import NeighboursTab
@@ -89,6 +89,7 @@ class EmbeddingPanel(QWidget):
         self.requests = MapRequests(client)
         self.loader = MapLoader(self.store, self.requests, self)
         self._dialogs: list = []
+        self.gif_writer = GifWriter(self)
         PanelUi().setup(self)
         self.map.describe = self.store.describe
         self.timeline_bar.ready = lambda: self.request_id is None and not self.map.animating
@@ -112,6 +113,7 @@ class EmbeddingPanel(QWidget):
         self.selection_tab.picked.connect(lambda i: self._on_pick_row(int(self.selected_rows[i]))
                                           if i < len(self.selected_rows) else None)
         self.timeline_bar.moved.connect(self._on_timeline)
+        self.timeline_bar.exportGif.connect(self._ask_gif)
         self.map.hoveredChanged.connect(self._on_hover)
         self.map.pointClicked.connect(self._on_pick_row)
         self.map.selectionChanged.connect(self.set_selection)
@@ -156,7 +158,10 @@ class EmbeddingPanel(QWidget):
         """Show the maps of ``run_dir`` (its snapshots, or a fresh map from its checkpoint)."""
         self.cancel()
         self.store.open(run_dir, live)
-        self.map.set_points(np.zeros((0, 2), np.float32))
+        self.map.set_points(np.zeros((0, 2), np.float32))  # and forgets the previous run's rings
+        self.map.set_headline("")
+        self.neighbours_tab.clear()
+        self.selection_tab.clear()
         self.timeline_bar.set_entries(0, 0, "no snapshots")
         self._update_enabled()
         self._poll.stop()
@@ -174,6 +179,9 @@ class EmbeddingPanel(QWidget):
         kind = type(msg).__name__
         if kind == "RunStarted":
             self.set_run(msg.run_dir, live=True)
+        elif kind == "EvalResult" and msg.kind_name == "knn_monitor" and self.live:
+            if self.store.knn.add(msg.step, msg.values):
+                self.map.set_headline(self.store.headline())
         elif kind == "Embedding":
             self._add_entry(Entry.live_message(msg), show=self.follow.isChecked() or self.current is None)
         elif kind in ("RunFinished", "RunFailed"):
@@ -225,9 +233,9 @@ class EmbeddingPanel(QWidget):
         elif not self.live:
             self.refresh()
         else:
-            self.map.set_message("The map appears with the first embedding snapshot\n(or press Refresh)")
-            self._set_status("Live run: waiting for an embedding snapshot (eval.embed_every_epochs), "
-                             "or press Refresh")
+            self.map.set_message("The map appears with the first embedding snapshot\n(or press Snapshot now)")
+            self._set_status("Live run: waiting for an embedding snapshot (eval.snapshot_every_s or "
+                             "eval.embed_every_epochs), or press Snapshot now")
 
     def _add_entry(self, entry: Entry, show: bool) -> None:
         i = self.store.add_entry(entry)
@@ -249,6 +257,9 @@ class EmbeddingPanel(QWidget):
         self.store.show(state, same)
         if prev is not state:
             self._fill_color_choices()
+            self.map.set_headline(self.store.headline())
+            if not state.key.startswith("ckpt:"):
+                self.controls.show_count(len(state.indices))
         if same:
             self.map.thumbs = state.thumbs
             self._recolor()
@@ -345,6 +356,37 @@ class EmbeddingPanel(QWidget):
         return self.requests.export_embedding(
             args, lambda d: self._set_status(f"Saved {d['csv']} and .npy files next to it"),
             lambda e: self._set_status(e["message"] or "export failed", error=True), callback)
+
+    def _ask_gif(self) -> None:
+        from PySide6.QtWidgets import QFileDialog
+
+        start = str(Path(self.run_dir) / "map.gif") if self.run_dir else "map.gif"
+        path, _ = QFileDialog.getSaveFileName(self, "Export the run's maps as a GIF", start, "GIF (*.gif)")
+        if path:
+            self.export_gif(path)
+
+    def export_gif(self, path: str, callback=None) -> bool:
+        """Write the run's snapshot maps (those with a layout) as an animated GIF, in a worker thread;
+        ``callback(frames or an error text)`` runs on the GUI thread when it is written."""
+        frames = self.store.movie_frames(self.projection_name)
+        if not frames:
+            self._set_status("No maps to export yet: wait for the first snapshot", error=True)
+            return False
+        c = self.store.coloring(self.color_by.currentText() or COLOR_CLUSTER)
+        palette = np.array([[q.red(), q.green(), q.blue()] for q in palette_for(c)], np.uint8)
+        skipped = sum(1 for e in self.entries if e.kind != "checkpoint") - len(frames)
+        self._set_status(f"Writing {len(frames)} maps to {path}…" +
+                         (f" ({skipped} snapshots not mapped yet: play the timeline first)" if skipped > 0 else ""))
+
+        def done(result) -> None:
+            ok = isinstance(result, int)
+            self._set_status(f"Saved {path} ({result} maps)" if ok else result, error=not ok)
+            if callback is not None:
+                callback(result)
+
+        legend = list(zip(c.names, palette.tolist())) if c.kind in ("class", "cluster") else None
+        self.gif_writer.write(path, frames, palette[np.clip(c.idx, 0, len(palette) - 1)], done, legend)
+        return True
 
     def save_png(self, path: str) -> bool:
         ok = self.figure.grab().save(path)

@@ -96,6 +96,12 @@ class MapControls(QWidget):
     def projection_name(self) -> str:
         return self.projection.currentData()
 
+    def show_count(self, n: int) -> None:
+        """The map shown has ``n`` images: the box says so (without asking for a new map)."""
+        if n and self.sample.value() != n:
+            with QSignalBlocker(self.sample):
+                self.sample.setValue(max(self.sample.minimum(), n))
+
     def set_color_choices(self, items: list[str]) -> bool:
         """Offer ``items`` (keeping the choice where it still exists). Returns whether they changed."""
         if items == [self.color_by.itemText(i) for i in range(self.color_by.count())]:
@@ -111,6 +117,9 @@ class MapControls(QWidget):
     def set_run_state(self, has_run: bool, live: bool) -> None:
         self.refresh_btn.setEnabled(has_run)
         self.refresh_btn.setText("Snapshot now" if live else "Map from checkpoint")
+        # a live run's maps are its snapshots (their own images): the sample and split are for checkpoint maps
+        self.sample.setEnabled(has_run and not live)
+        self.split.setEnabled(has_run and not live)
         self.export_btn.setEnabled(has_run)
 
 

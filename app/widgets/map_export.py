@@ -1,10 +1,13 @@
-"""The embedding map's Export menu: embeddings (CSV + .npy), the map as PNG, the encoder (safetensors)."""
+"""The embedding map's Export menu: embeddings (CSV + .npy), the map as PNG, the encoder (safetensors); and
+the run's maps as an animated GIF (written in a worker thread)."""
 
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable
 
+from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -73,3 +76,23 @@ class ExportButton(QToolButton):
                               "Workbench backbone (*.safetensors);;torchvision ResNet (*.safetensors)")
         if path:
             self.encoder(path, "torchvision" if flt.startswith("torchvision") else "own")
+
+
+class GifWriter(QObject):
+    """Writes maps as an animated GIF (:func:`app.map_movie.write_gif`, Pillow) in a worker thread;
+    ``on_done(frames written, or an error text)`` runs on the GUI thread."""
+
+    _done = Signal(object)
+
+    def write(self, path: str, frames: list, colors, on_done: Callable, legend: list | None = None) -> None:
+        self._done.connect(on_done, Qt.ConnectionType.SingleShotConnection)
+
+        def work():
+            from app.map_movie import write_gif
+
+            try:
+                self._done.emit(write_gif(path, frames, colors, legend=legend))
+            except Exception as exc:  # noqa: BLE001 - shown to the user
+                self._done.emit(f"could not write {path}: {exc}")
+
+        threading.Thread(target=work, daemon=True, name="gif").start()

@@ -8,12 +8,13 @@ from collections.abc import Callable
 from PySide6.QtCore import QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSlider, QToolButton, QWidget
 
-PLAY_MS = 1400
+PLAY_MS = 900
 LONGEST = "epoch 9999.99 · step 9999999 · from the checkpoint  (999/999)"
 
 
 class MapTimeline(QWidget):
     moved = Signal(int)  # the user (or play) chose the map at this position
+    exportGif = Signal()  # "Export GIF…"
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -23,7 +24,7 @@ class MapTimeline(QWidget):
         lay.addWidget(QLabel("Maps over training"))
         self.play_btn = QToolButton()
         self.play_btn.setText("▶")
-        self.play_btn.setToolTip("Play through the maps of the run's epochs")
+        self.play_btn.setToolTip("Play the run: its maps one after the other, points gliding between them")
         self.play_btn.setCheckable(True)
         self.play_btn.toggled.connect(self._toggle_play)
         lay.addWidget(self.play_btn)
@@ -37,6 +38,11 @@ class MapTimeline(QWidget):
         # wide enough for the longest title: a label that changes size makes the row lay out again
         self.label.setFixedWidth(self.label.fontMetrics().horizontalAdvance(LONGEST) + 8)
         lay.addWidget(self.label)
+        self.gif_btn = QToolButton()
+        self.gif_btn.setText("Export GIF…")
+        self.gif_btn.setToolTip("Save the run's maps as an animated GIF (for slides)")
+        self.gif_btn.clicked.connect(self.exportGif)
+        lay.addWidget(self.gif_btn)
         self.follow = QCheckBox("Follow training")
         self.follow.setChecked(True)
         self.follow.setToolTip("Show each new snapshot of a live run as it arrives")

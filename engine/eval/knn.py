@@ -36,3 +36,25 @@ def knn_accuracy(train_f, train_y, test_f, test_y, num_classes: int, k: int = 20
     if return_predictions:
         return top1, top5, pred
     return top1, top5
+
+
+@torch.no_grad()
+def knn_leave_one_out(f: torch.Tensor, y: torch.Tensor, num_classes: int, k: int = 20,
+                      temperature: float = 0.07) -> tuple[float, float | None]:
+    """Weighted kNN top-1 (and top-5 with more than 5 classes) of labelled features among themselves:
+    each point is classified by the votes of its k nearest *other* points (no separate memory bank)."""
+    f = F.normalize(f.float(), dim=1)
+    y = y.long()
+    n = f.shape[0]
+    if n < 2:
+        return 0.0, None
+    sim = f @ f.t()
+    sim.fill_diagonal_(-float("inf"))
+    top, idx = sim.topk(min(k, n - 1), dim=1)
+    votes = torch.zeros(n, num_classes, device=f.device)
+    votes.scatter_add_(1, y[idx], (top / temperature).exp())
+    top1 = (votes.argmax(1) == y).float().mean().item()
+    top5 = None
+    if num_classes > 5:
+        top5 = (votes.topk(5, dim=1).indices == y.view(-1, 1)).any(1).float().mean().item()
+    return top1, top5

@@ -16,6 +16,7 @@ from engine.eval import (
     confusion_matrix,
     extract_features,
     knn_accuracy,
+    knn_leave_one_out,
     linear_probe,
     per_class_accuracy,
 )
@@ -23,6 +24,36 @@ from engine.eval import (
 
 def _u8(t: torch.Tensor) -> np.ndarray:
     return (t.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+class SnapshotClock:
+    """When the time-based snapshots (embedding + kNN monitor) are due, in seconds of training.
+
+    Every ``every_s`` seconds of training, but never so often that snapshots cost training more than
+    ``max_cost`` of its speed: after a snapshot that took ``cost`` seconds, the next one waits at least
+    ``cost * (1 - max_cost) / max_cost`` seconds of training (9x the cost at 10%). The step-0 snapshot
+    (``first``) carries one-off warm-up costs and does not space out the next one.
+    """
+
+    def __init__(self, every_s: float, max_cost: float = 0.10):
+        self.every_s = float(every_s)
+        self.max_cost = float(max_cost)
+        self.next_at: float | None = None  # None: the step-0 snapshot is due
+        self.spent_s = 0.0  # seconds spent on snapshots so far
+
+    @property
+    def on(self) -> bool:
+        return self.every_s > 0
+
+    def due(self, train_time: float) -> bool:
+        return self.on and (self.next_at is None or train_time >= self.next_at)
+
+    def done(self, train_time: float, cost_s: float, first: bool = False) -> float:
+        """A snapshot at ``train_time`` took ``cost_s`` seconds; returns when the next one is due."""
+        self.spent_s += cost_s
+        gap = self.every_s if first else max(self.every_s, cost_s * (1 - self.max_cost) / self.max_cost)
+        self.next_at = train_time + gap
+        return self.next_at
 
 
 class Monitor:
@@ -34,6 +65,7 @@ class Monitor:
         self.device = device
         self.run_dir = run_dir
         self.last_knn: float | None = None
+        self.random_init_knn: float | None = None  # the kNN of the untrained encoder (step-0 snapshot)
 
     def features(self, method, data, indices=None) -> torch.Tensor:
         return extract_features(method.encoder, data, indices, batch_size=512, device=self.device)
@@ -88,10 +120,30 @@ class Monitor:
             results["linear_confusion"] = lconf.tolist()
         return results
 
-    def embedding(self, method, step: int, epoch: float) -> M.Embedding:
+    def snapshot(self, method, step: int, epoch: float) -> tuple[dict, M.Embedding]:
+        """The time-based snapshot: the embedding of the fixed sample and the kNN monitor on those same
+        images, with no other forward pass (cheap enough for every few seconds): when the sample comes
+        from the labelled evaluation split, each image is classified by its k nearest other images of
+        the sample (leave-one-out), with labels used for this score only. Returns (values, message)."""
+        src, idx = self.rd.embed_source, self.rd.embed_idx
+        feats = self.features(method, src, idx)
+        values = {"collapse_std": collapse_std(feats)}
+        labels = src.get_labels(idx) if src is self.rd.eval_data else None
+        if labels is not None and len(idx) > 1:
+            e = self.cfg.eval
+            top1, top5 = knn_leave_one_out(feats, labels.cpu(), src.num_classes, e.knn_k, e.knn_temperature)
+            values["knn_top1"] = top1
+            if top5 is not None:
+                values["knn_top5"] = top5
+            self.last_knn = top1
+        return values, self.embedding(method, step, epoch, feats)
+
+    def embedding(self, method, step: int, epoch: float, feats: torch.Tensor | None = None) -> M.Embedding:
         """Features of the fixed embedding sample; written to ``embeddings/step_*.npz`` in the run folder."""
         src, idx = self.rd.embed_source, self.rd.embed_idx
-        feats = self.features(method, src, idx).numpy().astype(np.float32)
+        if feats is None:
+            feats = self.features(method, src, idx)
+        feats = feats.numpy().astype(np.float32)
         labels = src.get_labels(idx)
         labels = None if labels is None else labels.cpu().numpy()
         if self.run_dir is not None:
@@ -118,4 +170,4 @@ class Monitor:
         return M.Reconstruction(step, float(epoch), _u8(x), _u8(out[0]), _u8(out[1]), self.cfg.method)
 
 
-__all__ = ["Monitor"]
+__all__ = ["Monitor", "SnapshotClock"]

@@ -18,3 +18,15 @@ for view in data pretext run curves embedding inspector history; do
     "$PY" "$ROOT/main.py" --screenshot "$ROOT/resources/screenshots/$view.png" --view "$view" --open "$RUN" \
         --size 1400x900
 done
+# the first minute (README "Embedding map"): the default run's map at step 0 and after 60 s, side by side, and the GIF
+"$PY" "$ROOT/main.py" --demo --screenshot "$WORK/map_0s.png" --after 0 --size 1400x900 --timeout 300
+"$PY" "$ROOT/main.py" --demo --screenshot "$WORK/map_60s.png" --after 60 --size 1400x900 --timeout 400 \
+    --gif "$ROOT/resources/screenshots/first_minute.gif"
+"$PY" - "$WORK/map_0s.png" "$WORK/map_60s.png" "$ROOT/resources/screenshots/first_minute.png" <<'PY'
+import sys
+from PIL import Image
+a, b = (Image.open(p).convert("RGB") for p in sys.argv[1:3])
+out = Image.new("RGB", (a.width + b.width + 12, max(a.height, b.height)), "white")
+out.paste(a, (0, 0)); out.paste(b, (a.width + 12, 0))
+out.save(sys.argv[3])
+PY
