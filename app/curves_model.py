@@ -1,10 +1,19 @@
 """The curves' data without Qt: growing per-metric buffers of a run, metrics.jsonl records turned into
-blocks, and the bias-corrected EMA used for smoothing (cached, extended as points arrive)."""
+blocks, the bias-corrected EMA used for smoothing (cached, extended as points arrive), and the set of
+runs shown (``CurvesModel``: the main run and its overlays, what arrives for them, the CSV export).
+
+The widget (app/widgets/curves_panel.py, drawing through app/widgets/curves_plots.py) draws what this
+holds and reads run folders off the GUI thread; tests/test_curves_model.py tests the rules here."""
 
 from __future__ import annotations
 
+import csv
+
 import numpy as np
 
+from engine import messages as M
+
+COLORS = ("#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f")
 IGNORED = {"step", "epoch", "time", "type", "kind"}
 X_KINDS = ("step", "epoch", "time")
 # values drawn as a level line in another metric's plot, not as a curve of their own: the kNN accuracy of
@@ -192,3 +201,166 @@ class RunCurves:
     def count(self, key: str) -> int:
         s = self.steps.get(key) or self.evals.get(key)
         return s.n if s is not None else 0
+
+
+def final_summary(final: dict, probe_epochs: int | None) -> str:
+    """The final label's text (rich text): the kNN and linear-probe top-1 of the final evaluation."""
+    parts = []
+    for key, label in (("knn_top1", "kNN top-1"), ("linear_top1", "linear probe top-1")):
+        v = final.get(key)
+        if isinstance(v, (int, float)):
+            epochs = f" ({probe_epochs} probe epochs)" if key == "linear_top1" and probe_epochs else ""
+            parts.append(f"{label} <b>{v:.1%}</b>{epochs}")
+    return "Final: " + " · ".join(parts) if parts else ""
+
+
+def curve_xy(s: Series, key: str, run: RunCurves, x_kind: str, smoothing: float, log_y: bool):
+    """What one series draws: ``(x, y, raw)``. For a run's loss ``y`` is the smoothed copy and ``raw``
+    the points themselves (both without non-positive values on a log axis); otherwise ``raw`` is None."""
+    x, y = s.x(x_kind), s.y
+    if not (key == "loss" and key in run.steps):
+        return x, y, None
+    ys = run.smoothed.setdefault(key, EmaCache()).get(y, smoothing)
+    if log_y:
+        ok = (y > 0) & (ys > 0)
+        x, y, ys = x[ok], y[ok], ys[ok]
+    return x, ys, y
+
+
+class CurvesModel:
+    """The runs the curves show: the main run (id ``main``, a new one replaces it) and overlays (id
+    ``overlay:<folder>``), their colours, and what arrives for them: engine messages, metrics.jsonl
+    records, and the history read back from a run folder."""
+
+    def __init__(self):
+        self.runs: dict[str, RunCurves] = {}
+        self.main_id: str | None = None
+        self.all_dirty = False  # every series of every run is redrawn on the next frame
+        self._color_i = 0
+
+    @property
+    def main(self) -> RunCurves | None:
+        return self.runs.get(self.main_id) if self.main_id else None
+
+    def _next_color(self) -> str:
+        c = COLORS[self._color_i % len(COLORS)]
+        self._color_i += 1
+        return c
+
+    def new_main(self, name: str, run_dir: str | None = None) -> RunCurves:
+        """The main run, its colours counted afresh (the caller removed the previous one first)."""
+        self._color_i = 0
+        run = RunCurves("main", name, self._next_color(), run_dir)
+        self.main_id = "main"
+        self.runs["main"] = run
+        self.all_dirty = True
+        return run
+
+    def overlay(self, run_dir: str, name: str) -> tuple[RunCurves, bool]:
+        """The overlay of a run folder and whether it is new (a folder is overlaid once)."""
+        for r in self.runs.values():
+            if r.run_dir == run_dir:
+                return r, False
+        run = RunCurves(f"overlay:{run_dir}", name, self._next_color(), run_dir)
+        self.runs[run.id] = run
+        self.all_dirty = True
+        return run, True
+
+    def remove(self, run_id: str) -> None:
+        self.runs.pop(run_id, None)
+
+    def overlay_ids(self) -> list[str]:
+        return [r for r in self.runs if r != self.main_id]
+
+    def point_count(self, key: str = "loss", run_id: str | None = None) -> int:
+        run = self.runs.get(run_id or self.main_id or "")
+        return run.count(key) if run is not None else 0
+
+    def keys_to_draw(self, run: RunCurves) -> set:
+        return set(run.steps) | set(run.evals) if self.all_dirty else run.dirty
+
+    def plot_note(self, key: str) -> str:
+        """What a plot's title adds: nothing when it has points, else why it has none."""
+        if sum(r.count(key) for r in self.runs.values()):
+            return ""
+        main = self.runs[self.main_id] if self.main_id else None
+        if key == "pretext_acc" and main is not None and main.count("loss"):
+            return " <span style='color:#aaa'>(not reported by this method)</span>"
+        return " <span style='color:#aaa'>(no data yet)</span>"
+
+    # -- what arrives ----------------------------------------------------------------------
+    def truncate(self, run: RunCurves, step: int) -> None:
+        """A resumed run: drop what came after its checkpoint."""
+        for s in list(run.steps.values()) + list(run.evals.values()):
+            s.truncate_after(step)
+        run.smoothed.clear()
+        self.all_dirty = True
+
+    def apply(self, run: RunCurves, msg) -> bool:
+        """A StepMetrics or EvalResult into the run's series; True when it was the final results."""
+        if isinstance(msg, M.StepMetrics):
+            run.last_time = float(msg.elapsed_s)
+            for k, v in msg.values.items():
+                if isinstance(v, (int, float)):
+                    run.series(k, "step").append(msg.step, msg.epoch, msg.elapsed_s, float(v))
+                    run.dirty.add(k)
+        elif isinstance(msg, M.EvalResult):
+            if msg.kind_name == "final":
+                run.final = dict(msg.values)
+                return True
+            for k, v in msg.values.items():
+                if isinstance(v, (int, float)):
+                    run.series(k, "eval").append(msg.step, msg.epoch, run.last_time, float(v))
+                    run.dirty.add(k)
+        return False
+
+    def apply_records(self, run: RunCurves, records: list[dict]) -> bool:
+        """metrics.jsonl records appended since the last read (tailing); True when the final results came."""
+        final = False
+        for r in records:
+            typ = r.get("type")
+            if typ == "resume":
+                self.truncate(run, int(r.get("step", 0)))
+            elif typ == "step":
+                final |= self.apply(run, M.StepMetrics(int(r.get("step", 0)), float(r.get("epoch", 0)),
+                                                       {k: v for k, v in r.items() if k not in IGNORED},
+                                                       float(r.get("time", run.last_time))))
+            elif typ == "eval":
+                final |= self.apply(run, M.EvalResult(r.get("kind", "knn_monitor"), int(r.get("step", 0)),
+                                                      float(r.get("epoch", 0)), {k: v for k, v in r.items()
+                                                                                 if k not in IGNORED}))
+        return final
+
+    def add_history(self, run: RunCurves, steps: dict, evals: dict, final: dict) -> None:
+        """A run folder's history (``records_to_blocks``), then the live messages that waited for it."""
+        for k, block in steps.items():
+            run.series(k, "step").extend(block)
+            run.dirty.add(k)
+            run.last_time = max(run.last_time, float(block[2, -1]))
+        for k, block in evals.items():
+            run.series(k, "eval").extend(block)
+            run.dirty.add(k)
+        if final:
+            run.final = final
+        if run.resume_step is not None:
+            self.truncate(run, run.resume_step)
+        run.loading = False
+        for m in run.pending_live:
+            if isinstance(m, M.StepMetrics) and run.count("loss") and m.step <= run.steps["loss"].step[-1]:
+                continue  # already in the file
+            self.apply(run, m)
+        run.pending_live = []
+
+    # -- export ----------------------------------------------------------------------------
+    def write_csv(self, path: str) -> int:
+        """Every point, one a row: run, metric, step, epoch, time_s, value. Returns the row count."""
+        n = 0
+        with open(path, "w", newline="", encoding="utf-8") as fh:
+            w = csv.writer(fh)
+            w.writerow(["run", "metric", "step", "epoch", "time_s", "value"])
+            for run in self.runs.values():
+                for key, s in list(run.steps.items()) + list(run.evals.items()):
+                    for st, ep, t, y in zip(s.step, s.x("epoch"), s.x("time"), s.y):
+                        w.writerow([run.name, key, int(st), f"{ep:.4f}", f"{t:.3f}", repr(float(y))])
+                        n += 1
+        return n
