@@ -1,5 +1,6 @@
 """The plain functions the Data and Run panels are built on, without a window: the dataset spec both
-ways, the dataset summary line."""
+ways, the dataset summary line, a method's description, which run buttons a state allows, the base of
+"copy as command"."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ import pytest
 from app.dataset import ViewDataset
 from app.widgets.data_info import dataset_summary
 from app.widgets.data_source import build_spec, parse_spec
+from app.widgets.method_picker import method_description
+from app.widgets.run_command import command_base
+from app.widgets.run_controls import ACTIVE, button_states
 
 
 @pytest.mark.parametrize("spec", ["builtin:shapes:300", "builtin:shapes:2000?shortcut=colour", "/data/my images",
@@ -37,3 +41,48 @@ def test_dataset_summary():
     assert "folder /data/pets" in text
     flat = ViewDataset(spec="/data/flat", image_size=8, images=imgs, name="flat", total=4)
     assert "4 images, 8×8 px, unlabeled" in dataset_summary(flat) and "<b>flat</b>" in dataset_summary(flat)
+
+
+def test_method_description():
+    assert "Loading the method catalogue" in method_description(None, "simclr")
+    info = {"title": "MAE", "family": "reconstruction", "needs_labels": False, "backbone_kind": "vit",
+            "description": "Masked patches.", "paper": "He et al. 2022"}
+    text = method_description(info, "mae")
+    assert text.startswith("<b>MAE</b>") and "(reconstruction; ViT backbones)" in text
+    assert "<p>Masked patches.</p>" in text and "He et al. 2022" in text
+    assert "(supervised; needs labelled data, any backbone)" in method_description(
+        {"title": "Sup", "family": "supervised", "needs_labels": True}, "sup")
+
+
+def test_button_states():
+    idle = button_states("idle", ok=True, checking=False, can_resume=True)
+    assert idle == {"start": True, "pause": False, "pause_text": "Pause", "stop": False, "resume_last": True,
+                    "edit": True}
+    assert not button_states("idle", ok=False, checking=False, can_resume=False)["start"]  # the config has errors
+    assert not button_states("idle", ok=True, checking=True, can_resume=False)["start"]  # a Start is being checked
+    for state in ACTIVE:
+        b = button_states(state, ok=True, checking=False, can_resume=True)
+        assert not b["start"] and not b["resume_last"] and not b["edit"] and b["stop"] == (state != "stopping")
+    paused = button_states("paused", ok=True, checking=False, can_resume=False)
+    assert paused["pause"] and paused["pause_text"] == "Resume"
+    assert button_states("running", ok=True, checking=False, can_resume=False)["pause_text"] == "Pause"
+
+
+class _Model:
+    def __init__(self, catalogue: bool):
+        self.catalogue = catalogue
+
+    def config(self):
+        return {"method": "simclr", "method_options": {"temperature": 0.3}}
+
+    def method_defaults_dict(self, method):
+        return {"method": method, "method_options": {"temperature": 0.2}}
+
+    def method_info(self, method):
+        return {"name": method} if self.catalogue else None
+
+
+def test_command_base_spells_every_option_out_without_a_catalogue():
+    cfg, base = command_base(_Model(catalogue=True))
+    assert cfg["method_options"] == {"temperature": 0.3} and base["method_options"] == {"temperature": 0.2}
+    assert command_base(_Model(catalogue=False))[1]["method_options"] == {}

@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 from app.dataset import ViewDataset
 from app.view import MenuEntry, View, ViewContext
 from app.widgets.data_info import DatasetBox, SkippedBox
-from app.widgets.data_source import KINDS, TV_FALLBACK, SourceBox, build_spec, parse_spec  # noqa: F401
+from app.widgets.data_source import SourceBox, parse_spec  # noqa: F401  (parse_spec: also imported from here)
 from app.widgets.thumbnails import ThumbnailView
 
 
