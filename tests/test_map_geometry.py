@@ -1,22 +1,11 @@
-"""app/map_geometry.py without a window: the rows a drawn box or lasso selects."""
+"""app/map_geometry.py without a window: the rows a drawn box or lasso selects (that it imports no Qt:
+tests/test_preview_model.py)."""
 
 from __future__ import annotations
-
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from app.map_geometry import points_in_polygon, rows_in_selection
-
-
-def test_geometry_imports_no_qt():
-    code = "import sys, app.map_geometry; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', " \
-           "'pyqtgraph', 'torch'))]; print(bad); sys.exit(1 if bad else 0)"
-    r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
-                       text=True, timeout=60)
-    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_box_takes_the_bounding_box_and_lasso_the_polygon():

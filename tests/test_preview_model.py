@@ -28,8 +28,9 @@ def _dataset(n=40, clips=False):
     return _DS(images, clips)
 
 
-def test_model_imports_no_qt():
-    code = "import sys, app.preview_model; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', " \
+def test_qt_free_app_modules_import_no_qt():
+    """The preview's model, the Run history's details and the map's geometry (app/map_model.py: its own test)."""
+    code = "import sys, app.preview_model, app.run_details, app.map_geometry; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', " \
            "'pyqtgraph', 'torch'))]; print(bad); sys.exit(1 if bad else 0)"
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=60)
