@@ -304,8 +304,8 @@ def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
 
 
 def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
-    from app.widgets.data_panel import DataPanel
     from app.preview_model import ASYMMETRIC, rotation_asymmetry
+    from app.widgets.data_panel import DataPanel
     from app.widgets.preview_panel import PreviewPanel
 
     svc = FakeService()
