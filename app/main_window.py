@@ -19,19 +19,16 @@ workflow: it links them through their public methods. This process never imports
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from PySide6.QtCore import QByteArray, QTimer
+from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
     QFileDialog,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -44,7 +41,7 @@ from app.config_model import ConfigModel
 from app.engine_client import EngineClient
 from app.menus import build_menus
 from app.run_model import RunModel
-from app.run_report import RunReport
+from app.run_report import RunReport, add_status_labels
 from app.view import View, ViewContext, ViewSpec
 from app.widgets.banner import Banner
 from app.widgets.curves_panel import CurvesPanel
@@ -52,6 +49,7 @@ from app.widgets.data_panel import DataPanel
 from app.widgets.history_panel import HistoryPanel
 from app.widgets.preview_panel import PreviewPanel
 from app.widgets.run_panel import RunPanel
+from app.window_state import initial_data, remember_dataset, restore_config, restore_layout, save_window
 from app.worker_client import WorkerClient
 
 ANALYSIS_START_DELAY_MS = 1500  # let the window show (and the service process start) first
@@ -97,7 +95,7 @@ class MainWindow(QMainWindow):
         vc.addWidget(self.banner)
         vc.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        self._build_status_bar()
+        add_status_labels(self)
         build_menus(self)
         self._wire()
         self._restore(data_spec)
@@ -146,22 +144,6 @@ class MainWindow(QMainWindow):
         """Has the view drawn what it should (for --screenshot)?"""
         return bool(self.views[name].is_ready())
 
-    # -- status bar ------------------------------------------------------------------------
-    def _build_status_bar(self) -> None:
-        sb = self.statusBar()
-        self.st_device = QLabel("Device: starting …")
-        self.st_state = QLabel("Idle")
-        self.st_step = QLabel("")
-        self.st_speed = QLabel("")
-        self.st_eta = QLabel("")
-        self.st_progress = QProgressBar()
-        self.st_progress.setRange(0, 1000)
-        self.st_progress.setFixedWidth(120)
-        self.st_progress.setTextVisible(False)
-        self.st_progress.setVisible(False)
-        for w in (self.st_state, self.st_step, self.st_speed, self.st_eta, self.st_progress, self.st_device):
-            sb.addPermanentWidget(w)
-
     # -- wiring ----------------------------------------------------------------------------
     def _wire(self) -> None:
         """What the views do not connect themselves: the status bar, the banner and the workflow between
@@ -204,10 +186,7 @@ class MainWindow(QMainWindow):
         self.model.set("data.image_size", ds.image_size)
         if ds.download:
             self.model.set("data.download", True)
-        s = S.settings()
-        s.setValue("data/spec", ds.spec)
-        s.setValue("data/image_size", ds.image_size)
-        s.setValue("data/download", bool(ds.download))
+        remember_dataset(ds)
         self.status_message(f"Dataset {ds.name or ds.spec}: {len(ds)} images (the run config uses it)")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
@@ -327,57 +306,16 @@ class MainWindow(QMainWindow):
         elif self.engine.state == "running":
             self.engine.pause()
 
-    # -- settings --------------------------------------------------------------------------
+    # -- settings (app/window_state.py) -----------------------------------------------------
     def _restore(self, data_spec: str | None) -> None:
-        s = S.settings()
-        cat = S.read_cache("catalogue.json")
-        if isinstance(cat, dict) and cat.get("methods"):
-            self.model.catalogue = cat  # shown at once; the service's fresh one replaces it
-        state = S.get_json("config/state")
-        if state:
-            try:
-                self.model.restore(state)
-            except (KeyError, TypeError, ValueError):
-                pass
-        if cat:
-            self.model.set_catalogue(cat)
-        self.history.set_extra([p for p in (S.get_json("history/folders") or []) if isinstance(p, str)])
+        restore_config(self.model, self.history)
         self._config_changed("")
-        spec = data_spec or s.value("data/spec") or self.model.get("data.spec")
-        size = int(s.value("data/image_size") or self.model.get("data.image_size") or 32) if not data_spec else \
-            int(self.model.get("data.image_size") or 32)
-        self._initial_spec, self._initial_size = str(spec), size
-        self._initial_download = str(s.value("data/download", "false")).lower() == "true" and not data_spec
-        self.data_panel.set_spec(self._initial_spec, size)
-        geo = s.value("window/geometry")
-        if isinstance(geo, QByteArray) and not geo.isEmpty():
-            self.restoreGeometry(geo)
-        else:
-            self.resize(1360, 860)
-        st = s.value("window/state")
-        if isinstance(st, QByteArray) and not st.isEmpty():
-            self.restoreState(st)
-        for key, view in self.views.items():
-            state = s.value(f"splitters/{key}")
-            if state is not None and not (isinstance(state, QByteArray) and state.isEmpty()):
-                view.restore_state(state)
-        tab = s.value("window/tab")  # its title
-        for spec in self.specs:
-            if spec.title == tab:
-                self.show_view(spec.key)
+        self._initial_spec, self._initial_size, self._initial_download = initial_data(data_spec, self.model)
+        self.data_panel.set_spec(self._initial_spec, self._initial_size)
+        restore_layout(self)
 
     def save_settings(self) -> None:
-        s = S.settings()
-        s.setValue("window/geometry", self.saveGeometry())
-        s.setValue("window/state", self.saveState())
-        s.setValue("window/tab", self.tabs.tabText(self.tabs.currentIndex()))
-        for key, view in self.views.items():
-            state = view.save_state()
-            if state is not None:
-                s.setValue(f"splitters/{key}", state)
-        s.setValue("config/state", json.dumps(self.model.state()))
-        s.setValue("history/folders", json.dumps(self.history.extra))
-        s.sync()
+        save_window(self)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.engine.active and self.confirm_quit:

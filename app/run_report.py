@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from PySide6.QtCore import QObject
+from PySide6.QtWidgets import QLabel, QProgressBar
 
 from engine import messages as M
 
@@ -19,6 +20,23 @@ def fmt_eta(s: float | None) -> str:
         return "–"
     s = max(0, int(round(s)))  # a time budget overrun by a step gives a negative estimate: the run ends now
     return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
+
+
+def add_status_labels(w: MainWindow) -> None:
+    """The status bar's labels, which RunReport fills: state, step, speed, ETA, progress and device."""
+    sb = w.statusBar()
+    w.st_device = QLabel("Device: starting …")
+    w.st_state = QLabel("Idle")
+    w.st_step = QLabel("")
+    w.st_speed = QLabel("")
+    w.st_eta = QLabel("")
+    w.st_progress = QProgressBar()
+    w.st_progress.setRange(0, 1000)
+    w.st_progress.setFixedWidth(120)
+    w.st_progress.setTextVisible(False)
+    w.st_progress.setVisible(False)
+    for label in (w.st_state, w.st_step, w.st_speed, w.st_eta, w.st_progress, w.st_device):
+        sb.addPermanentWidget(label)
 
 
 class RunReport(QObject):

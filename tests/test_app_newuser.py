@@ -291,7 +291,7 @@ def test_mae_preview_masked_and_encoder_views_differ():
 
 
 def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
-    from app.widgets.preview_panel import ASYMMETRIC, rotation_asymmetry
+    from app.preview_model import ASYMMETRIC, rotation_asymmetry
 
     yy, xx = np.mgrid[:32, :32]
     r = np.hypot(yy - 13.5, xx - 18.5)
@@ -304,8 +304,9 @@ def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
 
 
 def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
+    from app.preview_model import ASYMMETRIC, rotation_asymmetry
     from app.widgets.data_panel import DataPanel
-    from app.widgets.preview_panel import ASYMMETRIC, PreviewPanel, rotation_asymmetry
+    from app.widgets.preview_panel import PreviewPanel
 
     svc = FakeService()
     data = DataPanel(svc)

@@ -14,7 +14,7 @@ from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
 from app.analysis_client import AnalysisClient
-from app.widgets.embedding_map import GridIndex, points_in_polygon
+from app.map_geometry import GridIndex, points_in_polygon
 from app.widgets.embedding_panel import EmbeddingPanel
 from app.widgets.inspector_panel import InspectorPanel
 

@@ -38,5 +38,5 @@ class EmbeddingView(EmbeddingPanel, View):
 
     def shutdown(self) -> None:
         self.cancel()
-        self._poll.stop()
+        self.feed.follow(False)
         self.timeline_bar.stop()

@@ -6,8 +6,8 @@ Performance notes (smooth at 10,000 points):
   symbol atlas holds one sprite per colour and draws with ``drawPixmapFragments``;
 - layout changes and animation frames write the positions into the item's record array in
   place (no ``setData``, which rebuilds every spot);
-- hover uses a uniform grid over the layout: a query looks at the few cells within 12 px of the
-  cursor, and signals/updates happen only when the hovered point changes.
+- hover uses a uniform grid over the layout (app/map_geometry.py): a query looks at the few cells within
+  12 px of the cursor, and signals/updates happen only when the hovered point changes.
 """
 
 from __future__ import annotations
@@ -18,100 +18,12 @@ from PySide6.QtCore import QElapsedTimer, QPoint, QPointF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
+from app.map_geometry import GridIndex, rows_in_selection
 from app.map_movie import glide
 from app.widgets.eval_views import qpixmap
 
 HOVER_PX = 12
 DWELL_MS = 120
-
-
-class GridIndex:
-    """Uniform grid over 2-D points for 'nearest point within a radius' queries."""
-
-    def __init__(self, coords: np.ndarray, per_cell: float = 4.0):
-        c = np.asarray(coords, dtype=np.float64).reshape(-1, 2)
-        self.coords = c
-        n = len(c)
-        if n == 0:
-            self.lo = np.zeros(2)
-            self.cell = np.ones(2)
-            self.nx = self.ny = 1
-            self.order = np.zeros(0, np.int64)
-            self.keys = np.zeros(0, np.int64)
-            return
-        self.lo = c.min(0)
-        span = np.maximum(c.max(0) - self.lo, 1e-9)
-        side = max(1, int(np.sqrt(n / per_cell)))
-        self.nx = self.ny = side
-        self.cell = span / side
-        ij = self._cells(c)
-        keys = ij[:, 0] * self.ny + ij[:, 1]
-        self.order = np.argsort(keys, kind="stable")
-        self.keys = keys[self.order]
-
-    def _cells(self, pts: np.ndarray) -> np.ndarray:
-        ij = np.floor((pts - self.lo) / self.cell).astype(np.int64)
-        ij[:, 0] = np.clip(ij[:, 0], 0, self.nx - 1)
-        ij[:, 1] = np.clip(ij[:, 1], 0, self.ny - 1)
-        return ij
-
-    def nearest(self, x: float, y: float, rx: float, ry: float) -> int:
-        """Index of the nearest point within the ellipse of radii (rx, ry) around (x, y), or -1."""
-        if len(self.order) == 0 or rx <= 0 or ry <= 0:
-            return -1
-        i0 = int(np.floor((x - rx - self.lo[0]) / self.cell[0]))
-        i1 = int(np.floor((x + rx - self.lo[0]) / self.cell[0]))
-        j0 = int(np.floor((y - ry - self.lo[1]) / self.cell[1]))
-        j1 = int(np.floor((y + ry - self.lo[1]) / self.cell[1]))
-        if i1 < 0 or j1 < 0 or i0 >= self.nx or j0 >= self.ny:
-            return -1
-        i0, i1 = max(i0, 0), min(i1, self.nx - 1)
-        j0, j1 = max(j0, 0), min(j1, self.ny - 1)
-        if (i1 - i0 + 1) * (j1 - j0 + 1) > 256:  # zoomed far out: a vectorised scan is cheaper
-            cand = np.arange(len(self.coords))
-        else:
-            parts = []
-            for i in range(i0, i1 + 1):
-                a = np.searchsorted(self.keys, i * self.ny + j0, "left")
-                b = np.searchsorted(self.keys, i * self.ny + j1, "right")
-                if b > a:
-                    parts.append(self.order[a:b])
-            if not parts:
-                return -1
-            cand = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        d = ((self.coords[cand, 0] - x) / rx) ** 2 + ((self.coords[cand, 1] - y) / ry) ** 2
-        k = int(np.argmin(d))
-        return int(cand[k]) if d[k] <= 1.0 else -1
-
-
-def points_in_polygon(pts: np.ndarray, poly: np.ndarray) -> np.ndarray:
-    """Even-odd rule, vectorised over the points."""
-    pts = np.asarray(pts, dtype=np.float64)
-    poly = np.asarray(poly, dtype=np.float64)
-    if len(poly) < 3 or len(pts) == 0:
-        return np.zeros(len(pts), bool)
-    if len(poly) > 256:
-        poly = poly[np.linspace(0, len(poly) - 1, 256).round().astype(int)]
-    x, y = pts[:, 0], pts[:, 1]
-    inside = np.zeros(len(pts), bool)
-    # bounding box first: most points are outside a lasso
-    lo, hi = poly.min(0), poly.max(0)
-    box = (x >= lo[0]) & (x <= hi[0]) & (y >= lo[1]) & (y <= hi[1])
-    idx = np.flatnonzero(box)
-    if len(idx) == 0:
-        return inside
-    xs, ys = x[idx], y[idx]
-    res = np.zeros(len(idx), bool)
-    j = len(poly) - 1
-    for i in range(len(poly)):
-        xi, yi = poly[i]
-        xj, yj = poly[j]
-        if yi != yj:
-            cross = ((yi > ys) != (yj > ys)) & (xs < (xj - xi) * (ys - yi) / (yj - yi) + xi)
-            res ^= cross
-        j = i
-    inside[idx] = res
-    return inside
 
 
 class SelectViewBox(pg.ViewBox):
@@ -196,6 +108,83 @@ class HoverCard(QFrame):
         self.raise_()
 
 
+class MapBrushes:
+    """The points' colours as shared QBrush objects, one per colour (and per colour dimmed), so pyqtgraph's
+    symbol atlas holds one sprite per colour and draws with ``drawPixmapFragments``."""
+
+    DEFAULT = "#4e79a7"  # before any colouring
+
+    def __init__(self):
+        self._cache: dict[tuple, object] = {}
+        self.index = np.zeros(0, np.int64)  # point -> palette entry
+        self.palette: list[QColor] = []
+        self.dim: np.ndarray | None = None  # bool per point: greyed out
+
+    def set(self, color_index: np.ndarray, palette: list[QColor], dim: np.ndarray | None) -> bool:
+        """Take new colours; False when they are the ones held."""
+        color_index = np.asarray(color_index, dtype=np.int64)
+        dim = None if dim is None else np.asarray(dim, bool)
+        same = (len(color_index) == len(self.index) and np.array_equal(color_index, self.index)
+                and [c.rgba() for c in palette] == [c.rgba() for c in self.palette]
+                and ((dim is None and self.dim is None) or
+                     (dim is not None and self.dim is not None and np.array_equal(dim, self.dim))))
+        self.index, self.palette, self.dim = color_index, list(palette), dim
+        return not same
+
+    def brush(self, color: QColor, dim: bool) -> object:
+        key = (color.rgba(), dim)
+        b = self._cache.get(key)
+        if b is None:
+            c = QColor(color)
+            if dim:
+                c = QColor.fromRgbF(0.85 + 0.15 * c.redF(), 0.85 + 0.15 * c.greenF(), 0.85 + 0.15 * c.blueF())
+            b = self._cache[key] = pg.mkBrush(c)
+        return b
+
+    def for_points(self, n: int) -> np.ndarray:
+        """A brush per point (the default colour while the colours are not for ``n`` points)."""
+        if len(self.index) != n or not self.palette:
+            return np.array([self.brush(QColor(self.DEFAULT), False)] * n, dtype=object)
+        full = np.array([self.brush(c, False) for c in self.palette], dtype=object)
+        out = full[self.index]
+        if self.dim is not None and len(self.dim) == n:
+            dim = np.array([self.brush(c, True) for c in self.palette], dtype=object)
+            out = out.copy()
+            out[self.dim] = dim[self.index[self.dim]]
+        return out
+
+
+class Rings:
+    """Rings over points: around the neighbours (orange) and the clicked point (red)."""
+
+    def __init__(self, plot: pg.PlotWidget):
+        self.marks = pg.ScatterPlotItem(pxMode=True, size=13, pen=pg.mkPen("#ff8c00", width=2), brush=None)
+        self.marks.setZValue(10)
+        plot.addItem(self.marks)
+        self.focus = pg.ScatterPlotItem(pxMode=True, size=16, pen=pg.mkPen("#d00000", width=2.5), brush=None)
+        self.focus.setZValue(11)
+        plot.addItem(self.focus)
+        self.marked = np.zeros(0, np.int64)  # rows ringed orange
+        self.focused = -1  # the row ringed red
+
+    def draw(self, c: np.ndarray) -> None:
+        """Draw the rings at the positions ``c`` of the points."""
+        marked = self.marked[(self.marked >= 0) & (self.marked < len(c))]
+        if len(marked):
+            self.marks.setData(x=c[marked, 0], y=c[marked, 1])
+        else:
+            self.marks.clear()
+        if 0 <= self.focused < len(c):
+            self.focus.setData(x=[c[self.focused, 0]], y=[c[self.focused, 1]])
+        else:
+            self.focus.clear()
+
+    def clear(self) -> None:
+        self.marked, self.focused = np.zeros(0, np.int64), -1
+        self.marks.clear()
+        self.focus.clear()
+
+
 class EmbeddingMap(QWidget):
     """The scatter plot of a 2-D layout. Feed it coordinates, colours and per-point metadata."""
 
@@ -219,12 +208,8 @@ class EmbeddingMap(QWidget):
         lay.addWidget(self.plot)
         self.scatter = pg.ScatterPlotItem(pxMode=True, size=6, pen=None, useCache=True, hoverable=False)
         self.plot.addItem(self.scatter)
-        self.marks = pg.ScatterPlotItem(pxMode=True, size=13, pen=pg.mkPen("#ff8c00", width=2), brush=None)
-        self.marks.setZValue(10)
-        self.plot.addItem(self.marks)
-        self.focus = pg.ScatterPlotItem(pxMode=True, size=16, pen=pg.mkPen("#d00000", width=2.5), brush=None)
-        self.focus.setZValue(11)
-        self.plot.addItem(self.focus)
+        self.rings = Rings(self.plot)
+        self.marks, self.focus = self.rings.marks, self.rings.focus
         self.hover_mark = pg.ScatterPlotItem(pxMode=True, size=14, pen=pg.mkPen("#111111", width=2), brush=None)
         self.hover_mark.setZValue(12)
         self.plot.addItem(self.hover_mark)
@@ -253,10 +238,8 @@ class EmbeddingMap(QWidget):
         self._anim_from = self._anim_to = None
         self._anim_bounds = None  # (start, end) bounding boxes while the view follows an animation
         self._anim_ms = 500
-        self._brush_cache: dict[tuple, object] = {}
-        self._color_index = np.zeros(0, np.int64)
-        self._palette: list[QColor] = []
-        self._dim: np.ndarray | None = None
+        self.brushes = MapBrushes()
+        self._colored_count = -1  # the points the brushes were set for
         self.plot.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.vb.sigSelection.connect(self._on_selection)
@@ -293,13 +276,11 @@ class EmbeddingMap(QWidget):
         self.thumbs = thumbs
         n = len(c)
         size = 7 if n < 2000 else 6 if n < 6000 else 5
-        brushes = self._brushes(n)
+        brushes = self.brushes.for_points(n)
         self.scatter.setData(x=c[:, 0], y=c[:, 1], size=size, brush=brushes, pen=None)
-        self._colored_count = n if len(self._color_index) == n else -1
+        self._colored_count = n if len(self.brushes.index) == n else -1
         self.index = GridIndex(c)
-        self._marked, self._focus = np.zeros(0, np.int64), -1  # rings belong to the points they were drawn on
-        self.marks.clear()
-        self.focus.clear()
+        self.rings.clear()  # rings belong to the points they were drawn on
         self._hide_hover()
         self.set_message("" if n else "No points")
         if reset_view and n:
@@ -376,7 +357,7 @@ class EmbeddingMap(QWidget):
         s.bounds = [None, None]
         s.informViewBoundsChanged()
         s.update()
-        self._refresh_overlays(c)
+        self.rings.draw(c)
 
     def _anim_step(self) -> None:
         t = min(1.0, self._anim_clock.elapsed() / max(1, self._anim_ms))
@@ -389,71 +370,26 @@ class EmbeddingMap(QWidget):
             self.animationFinished.emit()
 
     # -- colours --------------------------------------------------------------------------------------------
-    def _brush(self, color: QColor, dim: bool) -> object:
-        key = (color.rgba(), dim)
-        b = self._brush_cache.get(key)
-        if b is None:
-            c = QColor(color)
-            if dim:
-                c = QColor.fromRgbF(0.85 + 0.15 * c.redF(), 0.85 + 0.15 * c.greenF(), 0.85 + 0.15 * c.blueF())
-            b = self._brush_cache[key] = pg.mkBrush(c)
-        return b
-
-    def _brushes(self, n: int) -> np.ndarray:
-        if len(self._color_index) != n or not self._palette:
-            return np.array([self._brush(QColor("#4e79a7"), False)] * n, dtype=object)
-        full = np.array([self._brush(c, False) for c in self._palette], dtype=object)
-        out = full[self._color_index]
-        if self._dim is not None and len(self._dim) == n:
-            dim = np.array([self._brush(c, True) for c in self._palette], dtype=object)
-            out = out.copy()
-            out[self._dim] = dim[self._color_index[self._dim]]
-        return out
-
     def set_colors(self, color_index: np.ndarray, palette: list[QColor], dim: np.ndarray | None = None) -> None:
         """Colour point i with ``palette[color_index[i]]``; ``dim`` (bool) greys points out."""
-        color_index = np.asarray(color_index, dtype=np.int64)
-        dim = None if dim is None else np.asarray(dim, bool)
-        same = (len(color_index) == len(self._color_index) and np.array_equal(color_index, self._color_index)
-                and [c.rgba() for c in palette] == [c.rgba() for c in self._palette]
-                and ((dim is None and self._dim is None) or
-                     (dim is not None and self._dim is not None and np.array_equal(dim, self._dim))))
-        if same and getattr(self, "_colored_count", -1) == self.count:
+        if not self.brushes.set(color_index, palette, dim) and self._colored_count == self.count:
             return  # brushes are costly to rebuild (tens of ms at 10,000 points): only on a change
-        self._color_index = color_index
-        self._palette = list(palette)
-        self._dim = dim
-        if self.count and len(self._color_index) == self.count:
+        if self.count and len(self.brushes.index) == self.count:
             self._colored_count = self.count
-            self.scatter.setBrush(list(self._brushes(self.count)))
+            self.scatter.setBrush(list(self.brushes.for_points(self.count)))
 
     # -- overlays ---------------------------------------------------------------------------------------------
     def set_marked(self, rows) -> None:
         """Rings around ``rows`` (neighbours)."""
-        self._marked = np.asarray(rows, dtype=np.int64)
-        self._refresh_overlays(self.coords)
+        self.rings.marked = np.asarray(rows, dtype=np.int64)
+        self.rings.draw(self.coords)
 
     def set_focus(self, row: int) -> None:
-        self._focus = int(row)
-        self._refresh_overlays(self.coords)
-
-    def _refresh_overlays(self, c: np.ndarray) -> None:
-        marked = getattr(self, "_marked", np.zeros(0, np.int64))
-        marked = marked[(marked >= 0) & (marked < len(c))]
-        if len(marked):
-            self.marks.setData(x=c[marked, 0], y=c[marked, 1])
-        else:
-            self.marks.clear()
-        f = getattr(self, "_focus", -1)
-        if 0 <= f < len(c):
-            self.focus.setData(x=[c[f, 0]], y=[c[f, 1]])
-        else:
-            self.focus.clear()
+        self.rings.focused = int(row)
+        self.rings.draw(self.coords)
 
     def clear_overlays(self) -> None:
-        self._marked = np.zeros(0, np.int64)
-        self._focus = -1
-        self._refresh_overlays(self.coords)
+        self.rings.clear()
 
     # -- hover and click ---------------------------------------------------------------------------------------
     def row_at_scene(self, scene_pos: QPointF) -> int:
@@ -509,13 +445,8 @@ class EmbeddingMap(QWidget):
     def _on_selection(self, poly: np.ndarray) -> None:
         if not self.count:
             return
-        if self.vb.mode == "rect" or len(poly) == 4 and self.vb.mode != "lasso":
-            lo, hi = poly.min(0), poly.max(0)
-            c = self.coords
-            inside = (c[:, 0] >= lo[0]) & (c[:, 0] <= hi[0]) & (c[:, 1] >= lo[1]) & (c[:, 1] <= hi[1])
-        else:
-            inside = points_in_polygon(self.coords, poly)
-        self.selectionChanged.emit(np.flatnonzero(inside))
+        rect = self.vb.mode == "rect" or len(poly) == 4 and self.vb.mode != "lasso"
+        self.selectionChanged.emit(rows_in_selection(self.coords, poly, rect))
 
     def set_mode(self, mode: str) -> None:
         self.vb.mode = mode
@@ -527,4 +458,4 @@ class EmbeddingMap(QWidget):
         return self.plot.mapFromScene(sp)
 
 
-__all__ = ["EmbeddingMap", "GridIndex", "points_in_polygon", "SelectViewBox", "HoverCard"]
+__all__ = ["EmbeddingMap", "MapBrushes", "Rings", "SelectViewBox", "HoverCard"]

@@ -17,15 +17,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import QSize, Qt, QTimer, Signal
+from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from app.map_model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.widgets.embedding_map import EmbeddingMap
 from app.widgets.map_controls import MapControls, StatusRow
-from app.widgets.map_export import EncoderExampleDialog, ExportButton, GifWriter
+from app.widgets.map_export import ExportButton, MapExports
 from app.widgets.map_legend import MapLegend, palette_for
-from app.widgets.map_loader import MapLoader
+from app.widgets.map_loader import MapLoader, SnapshotFeed
 from app.widgets.map_neighbours import NeighboursTab
 from app.widgets.map_requests import MapRequests
 from app.widgets.map_selection import SelectionTab
@@ -88,18 +88,18 @@ class EmbeddingPanel(QWidget):
         self.store = MapStore()
         self.requests = MapRequests(client)
         self.loader = MapLoader(self.store, self.requests, self)
-        self._dialogs: list = []
-        self.gif_writer = GifWriter(self)
+        self.exports = MapExports(self)
         PanelUi().setup(self)
         self.map.describe = self.store.describe
         self.timeline_bar.ready = lambda: self.request_id is None and not self.map.animating
-        self._poll = QTimer(self, interval=10_000)  # a live run's new snapshots on disk (headless jobs too)
-        self._poll.timeout.connect(self._poll_snapshots)
+        self.feed = SnapshotFeed(self.store, self.requests, self)  # the run's snapshots on disk
         self._connect()
         self._update_enabled()
 
     def _connect(self) -> None:
         c, ld = self.controls, self.loader
+        self.feed.listed.connect(self._on_snapshots)
+        self.feed.arrived.connect(self._on_new_snapshots)
         c.projectionChanged.connect(self._on_projection)
         c.colorChanged.connect(self._recolor)
         c.modeChanged.connect(self.map.set_mode)
@@ -113,12 +113,12 @@ class EmbeddingPanel(QWidget):
         self.selection_tab.picked.connect(lambda i: self._on_pick_row(int(self.selected_rows[i]))
                                           if i < len(self.selected_rows) else None)
         self.timeline_bar.moved.connect(self._on_timeline)
-        self.timeline_bar.exportGif.connect(self._ask_gif)
+        self.timeline_bar.exportGif.connect(self.exports.ask_gif)
         self.map.hoveredChanged.connect(self._on_hover)
         self.map.pointClicked.connect(self._on_pick_row)
         self.map.selectionChanged.connect(self.set_selection)
         ld.display.connect(self._display)
-        ld.status.connect(self._set_status)
+        ld.status.connect(self.set_status)
         ld.busy.connect(self.status_row.busy)
         ld.progress.connect(self.status_row.set_progress)
         ld.failed.connect(lambda text: self.map.set_message("No map: " + text) if self.current is None else None)
@@ -138,9 +138,7 @@ class EmbeddingPanel(QWidget):
     request_id = property(lambda self: self.loader.request_id)  # the map request in flight
     run_dir = property(lambda self: self.store.run_dir)
     entries = property(lambda self: self.store.entries)
-    states = property(lambda self: self.store.states)
     thumb_cache = property(lambda self: self.store.thumb_cache)
-    current_entry = property(lambda self: self.store.current_entry)
     selected_rows = property(lambda self: self.store.selected_rows)
     clicked_row = property(lambda self: self.store.clicked_row)
     neighbor_rows = property(lambda self: self.store.neighbor_rows)
@@ -164,15 +162,13 @@ class EmbeddingPanel(QWidget):
         self.selection_tab.clear()
         self.timeline_bar.set_entries(0, 0, "no snapshots")
         self._update_enabled()
-        self._poll.stop()
-        if live and self.run_dir:
-            self._poll.start()
+        self.feed.follow(bool(live and self.run_dir))
         if not self.run_dir:
             self.map.set_message("No run open")
             return
         self.map.set_message("Loading the map…")
-        self._set_status(f"Run {self.store.run_name}: looking for embedding snapshots…")
-        self.requests.snapshots(self.run_dir, self._on_snapshots, lambda e: self._set_status(e["message"], error=True))
+        self.set_status(f"Run {self.store.run_name}: looking for embedding snapshots…")
+        self.feed.list(lambda e: self.set_status(e["message"], error=True))
 
     def on_engine_message(self, msg) -> None:
         """RunStarted / Embedding / RunFinished messages of the live engine session."""
@@ -186,10 +182,10 @@ class EmbeddingPanel(QWidget):
             self._add_entry(Entry.live_message(msg), show=self.follow.isChecked() or self.current is None)
         elif kind in ("RunFinished", "RunFailed"):
             self.live = False
-            self._poll.stop()
+            self.feed.follow(False)
             self._update_enabled()
-            if kind == "RunFinished" and self.run_dir:
-                self.requests.snapshots(self.run_dir, self._on_new_snapshots, kind="snapshots-poll")
+            if kind == "RunFinished":
+                self.feed.poll(when_alive=False)
 
     def refresh(self) -> None:
         """A live run: ask the engine for a snapshot; otherwise map features from the checkpoint."""
@@ -197,10 +193,10 @@ class EmbeddingPanel(QWidget):
             return
         if self.live:
             self.embedRequested.emit()
-            self._set_status("Asked the training engine for a fresh embedding snapshot…")
+            self.set_status("Asked the training engine for a fresh embedding snapshot…")
             return
         entry = Entry.checkpoint(self.split.currentData(), self.sample.value())
-        self.states.pop(entry.key, None)
+        self.store.states.pop(entry.key, None)
         self._add_entry(entry, show=True)
 
     def cancel(self) -> None:
@@ -211,20 +207,11 @@ class EmbeddingPanel(QWidget):
         self.loader.show(entry, self.projection_name, self.split.currentData(), self.sample.value(), shown)
 
     # -- the timeline ------------------------------------------------------------------------------------------
-    def _poll_snapshots(self) -> None:
-        if self.run_dir and self.requests.alive:
-            self.requests.snapshots(self.run_dir, self._on_new_snapshots, kind="snapshots-poll")
-
-    def _on_new_snapshots(self, d: dict) -> None:
-        if d.get("run_dir") != self.run_dir:  # a listing of the run shown before
-            return
-        new = self.store.unknown_snapshots(d.get("snapshots", []))
+    def _on_new_snapshots(self, new: list[Entry]) -> None:
         for i, entry in enumerate(new):
             self._add_entry(entry, show=i == len(new) - 1 and self.follow.isChecked() and self.request_id is None)
 
     def _on_snapshots(self, d: dict) -> None:
-        if d.get("run_dir") != self.run_dir:
-            return
         for s in d.get("snapshots", []):
             self._add_entry(Entry.snapshot(s), show=False)
         if self.entries:
@@ -234,7 +221,7 @@ class EmbeddingPanel(QWidget):
             self.refresh()
         else:
             self.map.set_message("The map appears with the first embedding snapshot\n(or press Snapshot now)")
-            self._set_status("Live run: waiting for an embedding snapshot (eval.snapshot_every_s or "
+            self.set_status("Live run: waiting for an embedding snapshot (eval.snapshot_every_s or "
                              "eval.embed_every_epochs), or press Snapshot now")
 
     def _add_entry(self, entry: Entry, show: bool) -> None:
@@ -306,10 +293,6 @@ class EmbeddingPanel(QWidget):
         self.side.setCurrentIndex(0)
         self.show_neighbors(row)
 
-    def neighbors_of(self, row: int, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """Rows of the ``k`` nearest neighbours of ``row`` in feature space (cosine) and their similarities."""
-        return self.store.neighbors_of(row, k or self.k.value())
-
     def show_neighbors(self, row: int) -> None:
         found = self.store.query(row, self.k.value())
         if found is not None:
@@ -326,15 +309,15 @@ class EmbeddingPanel(QWidget):
         s = self.current
         if s is None or self.clicked_row < 0 or not self.requests.available:
             return
-        self._set_status("Searching all images…")
+        self.set_status("Searching all images…")
         self.requests.retrieve({"run_dir": self.run_dir, "index": int(s.indices[self.clicked_row]), "split": s.split,
                                 "k": self.k.value()}, self._on_retrieved,
-                               lambda e: self._set_status(e["message"], error=True))
+                               lambda e: self.set_status(e["message"], error=True))
 
     def _on_retrieved(self, d: dict) -> None:
         self.store.neighbor_rows = None
         self.neighbours_tab.show_retrieved(d)
-        self._set_status(f"Nearest neighbours among all {d.get('bank_size', 0):,} images of the set")
+        self.set_status(f"Nearest neighbours among all {d.get('bank_size', 0):,} images of the set")
 
     def set_selection(self, rows: np.ndarray) -> None:
         self.store.select(rows)
@@ -345,75 +328,25 @@ class EmbeddingPanel(QWidget):
             self.side.setCurrentIndex(1)
         self._recolor()
 
-    # -- export ------------------------------------------------------------------------------------------------
+    # -- export (app/widgets/map_export.py writes) ---------------------------------------------------------------
     def export_embedding(self, path: str, callback=None) -> int | None:
-        """Write the current map's features, 2-D coordinates, labels and file paths (CSV, .npz, .npy)."""
-        s = self.current
-        if s is None or not self.requests.available:
-            return None
-        args = {"path": path, "features": s.features, "coords": self.map.coords, "labels": s.labels,
-                "indices": s.indices, "paths": s.paths, "class_names": s.class_names}
-        return self.requests.export_embedding(
-            args, lambda d: self._set_status(f"Saved {d['csv']} and .npy files next to it"),
-            lambda e: self._set_status(e["message"] or "export failed", error=True), callback)
-
-    def _ask_gif(self) -> None:
-        from PySide6.QtWidgets import QFileDialog
-
-        start = str(Path(self.run_dir) / "map.gif") if self.run_dir else "map.gif"
-        path, _ = QFileDialog.getSaveFileName(self, "Export the run's maps as a GIF", start, "GIF (*.gif)")
-        if path:
-            self.export_gif(path)
+        return self.exports.embedding(path, callback)
 
     def export_gif(self, path: str, callback=None) -> bool:
-        """Write the run's snapshot maps (those with a layout) as an animated GIF, in a worker thread;
-        ``callback(frames or an error text)`` runs on the GUI thread when it is written."""
-        frames = self.store.movie_frames(self.projection_name)
-        if not frames:
-            self._set_status("No maps to export yet: wait for the first snapshot", error=True)
-            return False
-        c = self.store.coloring(self.color_by.currentText() or COLOR_CLUSTER)
-        palette = np.array([[q.red(), q.green(), q.blue()] for q in palette_for(c)], np.uint8)
-        skipped = sum(1 for e in self.entries if e.kind != "checkpoint") - len(frames)
-        self._set_status(f"Writing {len(frames)} maps to {path}…" +
-                         (f" ({skipped} snapshots not mapped yet: play the timeline first)" if skipped > 0 else ""))
-
-        def done(result) -> None:
-            ok = isinstance(result, int)
-            self._set_status(f"Saved {path} ({result} maps)" if ok else result, error=not ok)
-            if callback is not None:
-                callback(result)
-
-        legend = list(zip(c.names, palette.tolist())) if c.kind in ("class", "cluster") else None
-        self.gif_writer.write(path, frames, palette[np.clip(c.idx, 0, len(palette) - 1)], done, legend)
-        return True
+        return self.exports.gif(path, callback)
 
     def save_png(self, path: str) -> bool:
-        ok = self.figure.grab().save(path)
-        self._set_status(f"Saved {path}" if ok else f"Could not write {path}", error=not ok)
-        return ok
+        return self.exports.png(path)
 
     def export_encoder(self, path: str, fmt: str = "own", callback=None, show: bool = True) -> int | None:
-        if not self.run_dir or not self.requests.available:
-            return None
-
-        def done(d: dict) -> None:
-            self._set_status(f"Saved the encoder to {d['path']}")
-            if show:
-                dlg = EncoderExampleDialog(self, d["path"], {f"{d['format']} form": d["example"]})
-                self._dialogs.append(dlg)
-                dlg.show()
-
-        return self.requests.export_encoder({"run_dir": self.run_dir, "path": path, "format": fmt}, done,
-                                            lambda e: self._set_status(e["message"] or "export failed", error=True),
-                                            callback)
+        return self.exports.encoder(path, fmt, callback, show)
 
     # -- misc --------------------------------------------------------------------------------------------------
     def _on_projection(self) -> None:
-        if self.current_entry is not None:
-            self.show_entry(self.current_entry)
+        if self.store.current_entry is not None:
+            self.show_entry(self.store.current_entry)
 
-    def _set_status(self, text: str, error: bool = False) -> None:
+    def set_status(self, text: str, error: bool = False) -> None:
         if self.status_row.set_text(text, error):
             self.statusMessage.emit(text)
 

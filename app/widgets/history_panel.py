@@ -8,7 +8,6 @@ read on an I/O thread, never on the GUI thread.
 
 from __future__ import annotations
 
-import html
 import json
 import shutil
 import time
@@ -34,6 +33,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.run_details import details_html, fmt_duration, fmt_pct, read_details
 from app.run_model import RunRef
 from app.tasks import run_in_thread
 from app.view import MenuEntry, View, ViewContext
@@ -41,17 +41,6 @@ from app.view import MenuEntry, View, ViewContext
 COLUMNS = ("Run", "Method", "Data", "Started", "Duration", "State", "Steps", "kNN top-1", "Linear top-1")
 STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "loading": "#2e7d32", "evaluating": "#2e7d32",
                 "failed": "#c62828", "interrupted": "#c62828", "finished": "#1565c0", "stopped": "#6d4c41"}
-
-
-def fmt_duration(s: float) -> str:
-    s = int(s or 0)
-    if s >= 3600:
-        return f"{s // 3600}h {s % 3600 // 60:02d}m"
-    return f"{s // 60}m {s % 60:02d}s"
-
-
-def _pct(v) -> str:
-    return f"{v:.1%}" if isinstance(v, (int, float)) else ""
 
 
 class SortItem(QTableWidgetItem):
@@ -70,14 +59,64 @@ class SortItem(QTableWidgetItem):
         return a < b
 
 
-def read_details(run_dir: str) -> dict:
-    from engine.runs import read_json
+class RunTable(QTableWidget):
+    """The runs, a row each, sortable by every column (newest first); a row holds its folder."""
 
-    d = Path(run_dir)
-    return {"config": read_json(d / "config.json"), "results": read_json(d / "results.json"),
-            "data": read_json(d / "data.json"), "status": read_json(d / "status.json"),
-            "checkpoint": (d / "checkpoints" / "last.pt").exists(),
-            "encoder": (d / "encoder.safetensors").exists()}
+    def __init__(self, parent=None):
+        super().__init__(0, len(COLUMNS), parent)
+        self.setHorizontalHeaderLabels(COLUMNS)
+        self.verticalHeader().setVisible(False)
+        self.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setSortingEnabled(True)
+        self.setAlternatingRowColors(True)
+        hh = self.horizontalHeader()
+        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        self.sortItems(3, Qt.SortOrder.DescendingOrder)  # newest first
+
+    def fill(self, infos: list) -> None:
+        """A row per run (engine.runs.RunInfo); no selection signals meanwhile."""
+        self.setSortingEnabled(False)
+        self.blockSignals(True)
+        self.setRowCount(len(infos))
+        for r, info in enumerate(infos):
+            state = "live" if info.live and info.state == "running" else info.state
+            cells = [
+                SortItem(Path(info.path).name, Path(info.path).name),
+                SortItem(info.method, info.method),
+                SortItem(info.data, info.data),
+                SortItem(time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started)), info.started),
+                SortItem(fmt_duration(info.duration_s), info.duration_s),
+                SortItem(state + (" ●" if info.live else ""), state),
+                SortItem(str(info.step), info.step),
+                SortItem(fmt_pct(info.knn_top1), info.knn_top1 if info.knn_top1 is not None else -1),
+                SortItem(fmt_pct(info.linear_top1), info.linear_top1 if info.linear_top1 is not None else -1),
+            ]
+            cells[0].setData(Qt.ItemDataRole.UserRole, info.path)
+            cells[0].setToolTip(info.path)
+            cells[5].setForeground(QColor(STATE_COLORS.get(info.state, "#333")))
+            for c, item in enumerate(cells):
+                if c >= 6:
+                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+                self.setItem(r, c, item)
+        self.blockSignals(False)
+        self.setSortingEnabled(True)
+
+    def selected(self) -> str | None:
+        """The selected run's folder."""
+        rows = self.selectionModel().selectedRows()
+        if not rows:
+            return None
+        return self.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+
+    def select(self, run_dir: str) -> bool:
+        for r in range(self.rowCount()):
+            if self.item(r, 0).data(Qt.ItemDataRole.UserRole) == str(run_dir):
+                self.selectRow(r)
+                return True
+        return False
 
 
 class HistoryPanel(QWidget, View):
@@ -100,18 +139,7 @@ class HistoryPanel(QWidget, View):
         self.details: dict | None = None
         self.confirm = self._confirm_dialog
 
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(COLUMNS)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.setSortingEnabled(True)
-        self.table.setAlternatingRowColors(True)
-        hh = self.table.horizontalHeader()
-        hh.setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
-        hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.sortItems(3, Qt.SortOrder.DescendingOrder)  # newest first
+        self.table = RunTable()
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.itemDoubleClicked.connect(lambda _i: self.open_selected())
 
@@ -262,52 +290,21 @@ class HistoryPanel(QWidget, View):
         self.refreshed.emit()
 
     def _fill(self, keep: str | None) -> None:
-        self.table.setSortingEnabled(False)
-        self.table.blockSignals(True)
-        self.table.setRowCount(len(self.infos))
-        for r, info in enumerate(self.infos):
-            state = "live" if info.live and info.state == "running" else info.state
-            cells = [
-                SortItem(Path(info.path).name, Path(info.path).name),
-                SortItem(info.method, info.method),
-                SortItem(info.data, info.data),
-                SortItem(time.strftime("%Y-%m-%d %H:%M", time.localtime(info.started)), info.started),
-                SortItem(fmt_duration(info.duration_s), info.duration_s),
-                SortItem(state + (" ●" if info.live else ""), state),
-                SortItem(str(info.step), info.step),
-                SortItem(_pct(info.knn_top1), info.knn_top1 if info.knn_top1 is not None else -1),
-                SortItem(_pct(info.linear_top1), info.linear_top1 if info.linear_top1 is not None else -1),
-            ]
-            cells[0].setData(Qt.ItemDataRole.UserRole, info.path)
-            cells[0].setToolTip(info.path)
-            cells[5].setForeground(QColor(STATE_COLORS.get(info.state, "#333")))
-            for c, item in enumerate(cells):
-                if c >= 6:
-                    item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-                self.table.setItem(r, c, item)
-        self.table.blockSignals(False)
-        self.table.setSortingEnabled(True)
+        self.table.fill(self.infos)
         if keep:
             self.select(keep)
         self._update_buttons()
 
     # -- selection -------------------------------------------------------------------------
     def selected(self) -> str | None:
-        rows = self.table.selectionModel().selectedRows()
-        if not rows:
-            return None
-        return self.table.item(rows[0].row(), 0).data(Qt.ItemDataRole.UserRole)
+        return self.table.selected()
 
     def selected_info(self):
         path = self.selected()
         return next((i for i in self.infos if i.path == path), None)
 
     def select(self, run_dir: str) -> bool:
-        for r in range(self.table.rowCount()):
-            if self.table.item(r, 0).data(Qt.ItemDataRole.UserRole) == str(run_dir):
-                self.table.selectRow(r)
-                return True
-        return False
+        return self.table.select(run_dir)
 
     def _selected(self) -> None:
         self._update_buttons()
@@ -331,50 +328,7 @@ class HistoryPanel(QWidget, View):
             return
         self.details = d
         self.config_text.setPlainText(json.dumps(d.get("config") or {}, indent=2))
-        self.summary.setHtml(self._details_html(path, d))
-
-    def _details_html(self, path: str, d: dict) -> str:
-        e = html.escape
-        cfg, res, data, status = d.get("config") or {}, d.get("results") or {}, d.get("data") or {}, \
-            d.get("status") or {}
-        rows = [("Folder", e(path)), ("Method", e(str(cfg.get("method", "?")))),
-                ("Backbone", e(str(res.get("backbone") or data.get("backbone") or cfg.get("backbone", "?")))),
-                ("State", e(str(status.get("state", "?"))) + (f" — {e(str(status.get('reason')))}"
-                                                              if status.get("reason") else "")),
-                ("Steps / epochs", f"{status.get('step', 0)} / {status.get('epoch', 0)}"),
-                ("Training time", fmt_duration(status.get("elapsed_s", 0))),
-                ("Checkpoint", "yes" if d.get("checkpoint") else "no"),
-                ("Encoder file", "encoder.safetensors" if d.get("encoder") else "none yet")]
-        if status.get("error"):
-            rows.append(("Error", f"<span style='color:#c62828'>{e(str(status['error']))}</span>"))
-        out = ["<table cellspacing=4>"] + [f"<tr><td><b>{k}</b></td><td>{v}</td></tr>" for k, v in rows] + ["</table>"]
-        if res:
-            out.append("<h4>Final evaluation</h4><table cellspacing=4>")
-            for key, label in (("knn_top1", "kNN top-1"), ("knn_top5", "kNN top-5"),
-                               ("linear_top1", "linear probe top-1")):
-                if isinstance(res.get(key), (int, float)):
-                    out.append(f"<tr><td>{label}</td><td><b>{res[key]:.2%}</b></td></tr>")
-            out.append("</table>")
-            if res.get("note"):
-                out.append(f"<p>{e(str(res['note']))}</p>")
-            names, per = res.get("class_names") or [], res.get("knn_per_class") or []
-            if names and per:
-                out.append("<h4>kNN accuracy per class</h4><table cellspacing=2>")
-                for n, a in zip(names, per):
-                    width = int(120 * float(a))
-                    out.append(f"<tr><td>{e(str(n))}</td><td>{float(a):.0%}</td><td><table cellspacing=0><tr>"
-                               f"<td bgcolor='#4e79a7' width={max(1, width)} height=8></td></tr></table></td></tr>")
-                out.append("</table>")
-        elif status.get("state") in ("running", "paused"):
-            out.append("<p><i>The run is in progress; its results appear when it finishes.</i></p>")
-        if data:
-            out.append("<h4>Data</h4>")
-            out.append(f"<p>{e(str(data.get('name', '')))}: {data.get('num_images', '?')} images, "
-                       f"{data.get('image_size', '?')} px, {'labelled' if data.get('labelled') else 'unlabeled'}"
-                       f"{', ' + str(data.get('skipped')) + ' skipped' if data.get('skipped') else ''}</p>")
-            for n in data.get("notes") or []:
-                out.append(f"<p style='color:#555'>• {e(str(n))}</p>")
-        return "\n".join(out)
+        self.summary.setHtml(details_html(path, d))
 
     # -- actions ---------------------------------------------------------------------------
     def open_selected(self) -> None:

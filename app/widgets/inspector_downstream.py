@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QFileDialog,
@@ -59,38 +59,14 @@ def parse_budget_text(text: str) -> list:
     return out
 
 
-class DownstreamTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
-        self.inv_request_id = None
-        self.result: dict | None = None
-        self.meta: dict = {}
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(self._controls())
-        right = QSplitter(Qt.Orientation.Vertical)
-        right.addWidget(self._curve_box())
-        right.addWidget(self._invariance_box())
-        right.setSizes([460, 300])
-        right.setChildrenCollapsible(False)
-        split.addWidget(right)
-        split.setStretchFactor(1, 1)
-        split.setSizes([320, 900])
-        split.setChildrenCollapsible(False)
-        self.lay.addWidget(split, 1)
-        self.reset()
+class DataChoice(QGroupBox):
+    """The data of the curve: the run's own labelled splits, or two other labelled sets (a transfer)."""
 
-    # -- the controls ------------------------------------------------------------------------------------------
-    def _controls(self) -> QWidget:
-        box = QWidget()
-        v = QVBoxLayout(box)
-        v.setContentsMargins(0, 0, 6, 0)
-        intro = QLabel("How much do labels buy? Fit on 1, 10, … labels per class, score on a test set, next "
-                       "to training from scratch.")
-        intro.setWordWrap(True)
-        v.addWidget(intro)
+    browse = Signal(object, str)  # (the line edit, "training" or "test"): a "…" button was pressed
 
-        data = QGroupBox("Data")
-        dl = QVBoxLayout(data)
+    def __init__(self):
+        super().__init__("Data")
+        dl = QVBoxLayout(self)
         self.own_data = QRadioButton("the run's own labelled splits")
         self.other_data = QRadioButton("other labelled sets (transfer)")
         self.own_data.setChecked(True)
@@ -106,11 +82,134 @@ class DownstreamTab(InspectorTab):
             b = QPushButton("…")
             b.setFixedWidth(28)
             b.setToolTip(f"Choose the {what} set's folder (one sub-folder per class)")
-            b.clicked.connect(lambda _=False, e=edit, w=what: self._browse(e, w))
+            b.clicked.connect(lambda _=False, e=edit, w=what: self.browse.emit(e, w))
             row.addWidget(b)
             dl.addLayout(row)
             edit.textEdited.connect(lambda _t: self.other_data.setChecked(True))
-        v.addWidget(data)
+
+    def transfer(self) -> dict:
+        """The request's ``train_data`` and ``test_data`` for a transfer ({} for the run's own splits);
+        ValueError with a message when one is missing."""
+        if not self.other_data.isChecked():
+            return {}
+        train, test = self.train_spec.text().strip(), self.test_spec.text().strip()
+        if not train or not test:
+            raise ValueError("for a transfer, give a training set and a test set (folders or torchvision:NAME)")
+        return {"train_data": train, "test_data": test}
+
+    def test_set(self) -> str | None:
+        """The transfer's test set when one is chosen (the invariance bars measure on it)."""
+        return (self.other_data.isChecked() and self.test_spec.text().strip()) or None
+
+
+def heading(title: str, info: QLabel) -> QHBoxLayout:
+    """A section's head: its title in bold, then ``info`` (grey) taking the rest of the row."""
+    head = QHBoxLayout()
+    label = QLabel(title)
+    label.setStyleSheet("font-weight: bold;")
+    head.addWidget(label)
+    info.setStyleSheet("color: #666;")
+    head.addWidget(info, 1)
+    return head
+
+
+class InvarianceSection(QWidget):
+    """The invariance bars (``invariance`` op): how close an image's embedding stays under each
+    transformation, next to two images of one class and of different classes."""
+
+    def __init__(self):
+        super().__init__()
+        self.request_id = None
+        v = QVBoxLayout(self)
+        v.setContentsMargins(0, 4, 0, 0)
+        self.status = QLabel("Cosine similarity of an image's embedding with its transformed version, and of "
+                             "two images of one class / of different classes")
+        self.status.setWordWrap(True)
+        head = heading("Invariant or semantic?", self.status)
+        head.addWidget(QLabel("Images"))
+        self.images = QSpinBox()
+        self.images.setRange(2, 5000)
+        self.images.setValue(256)
+        head.addWidget(self.images)
+        self.button = QPushButton("Measure")
+        head.addWidget(self.button)
+        v.addLayout(head)
+        self.bars = InvarianceBars()
+        self.bars.setMinimumHeight(160)
+        v.addWidget(self.bars, 1)
+
+    def measure(self, client, run_dir: str | None, data: str | None = None) -> int | None:
+        """Ask for the bars of ``run_dir``'s encoder on its own data or on ``data``."""
+        if client is None or not run_dir:
+            self.status.setText("Open a run first")
+            return None
+        args = {"run_dir": run_dir, "images": self.images.value()}
+        if data:
+            args["data"] = data
+        self.button.setEnabled(False)
+        self.status.setText("Measuring…")
+
+        def done(d):
+            self.request_id = None
+            self.button.setEnabled(True)
+            self.bars.set_rows(d.get("rows") or [])
+            self.status.setText(f"{d.get('num_images', 0)} images of {d.get('data', '?')}; 1 = the same embedding, "
+                                "0 = unrelated. " + " ".join(d.get("notes") or []))
+
+        def failed(text):
+            self.request_id = None
+            self.button.setEnabled(True)
+            self.status.setText(text)
+
+        self.request_id = client.request(
+            "invariance", args, kind=f"invariance-{id(self)}",
+            on_progress=lambda p: self.status.setText(f"{p.detail or 'measuring'}… ({p.done}/{p.total})"),
+            on_partial=lambda d: self.bars.set_rows(d.get("rows") or []), on_done=done,
+            on_error=lambda e: failed(e.get("message") or "failed"), on_cancelled=lambda: failed("Cancelled"))
+        return self.request_id
+
+
+class DownstreamTab(InspectorTab):
+    def __init__(self, panel):
+        super().__init__(panel)
+        self.result: dict | None = None
+        self.meta: dict = {}
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self._controls())
+        right = QSplitter(Qt.Orientation.Vertical)
+        right.addWidget(self._curve_box())
+        self.invariance = InvarianceSection()
+        self.invariance.button.clicked.connect(self.run_invariance)
+        right.addWidget(self.invariance)
+        right.setSizes([460, 300])
+        right.setChildrenCollapsible(False)
+        split.addWidget(right)
+        split.setStretchFactor(1, 1)
+        split.setSizes([320, 900])
+        split.setChildrenCollapsible(False)
+        self.lay.addWidget(split, 1)
+        self.reset()
+        # the parts tests reach
+        self.other_data, self.train_spec, self.test_spec = self.data.other_data, self.data.train_spec, \
+            self.data.test_spec
+        self.bars, self.inv_status, self.inv_images = self.invariance.bars, self.invariance.status, \
+            self.invariance.images
+
+    inv_request_id = property(lambda self: self.invariance.request_id)  # the invariance request in flight
+
+    # -- the controls ------------------------------------------------------------------------------------------
+    def _controls(self) -> QWidget:
+        box = QWidget()
+        v = QVBoxLayout(box)
+        v.setContentsMargins(0, 0, 6, 0)
+        intro = QLabel("How much do labels buy? Fit on 1, 10, … labels per class, score on a test set, next "
+                       "to training from scratch.")
+        intro.setWordWrap(True)
+        v.addWidget(intro)
+
+        self.data = DataChoice()
+        self.data.browse.connect(self._browse)
+        v.addWidget(self.data)
 
         form_box = QGroupBox("Curve")
         form = QFormLayout(form_box)
@@ -183,13 +282,8 @@ class DownstreamTab(InspectorTab):
         w = QWidget()
         v = QVBoxLayout(w)
         v.setContentsMargins(0, 0, 0, 0)
-        head = QHBoxLayout()
-        title = QLabel("Label efficiency")
-        title.setStyleSheet("font-weight: bold;")
-        head.addWidget(title)
         self.curve_info = QLabel("")
-        self.curve_info.setStyleSheet("color: #666;")
-        head.addWidget(self.curve_info, 1)
+        head = heading("Label efficiency", self.curve_info)
         self.png_btn = QPushButton("Export PNG…")
         self.png_btn.clicked.connect(lambda: self.export_png())
         self.csv_btn = QPushButton("Export CSV…")
@@ -206,46 +300,19 @@ class DownstreamTab(InspectorTab):
         v.addWidget(self.notes)
         return w
 
-    def _invariance_box(self) -> QWidget:
-        w = QWidget()
-        v = QVBoxLayout(w)
-        v.setContentsMargins(0, 4, 0, 0)
-        head = QHBoxLayout()
-        title = QLabel("Invariant or semantic?")
-        title.setStyleSheet("font-weight: bold;")
-        head.addWidget(title)
-        self.inv_status = QLabel("Cosine similarity of an image's embedding with its transformed version, and of "
-                                 "two images of one class / of different classes")
-        self.inv_status.setWordWrap(True)
-        self.inv_status.setStyleSheet("color: #666;")
-        head.addWidget(self.inv_status, 1)
-        head.addWidget(QLabel("Images"))
-        self.inv_images = QSpinBox()
-        self.inv_images.setRange(2, 5000)
-        self.inv_images.setValue(256)
-        head.addWidget(self.inv_images)
-        self.inv_btn = QPushButton("Measure")
-        self.inv_btn.clicked.connect(self.run_invariance)
-        head.addWidget(self.inv_btn)
-        v.addLayout(head)
-        self.bars = InvarianceBars()
-        self.bars.setMinimumHeight(160)
-        v.addWidget(self.bars, 1)
-        return w
-
     def _browse(self, edit: QLineEdit, what: str) -> None:
         start = edit.text() or (str(Path(self.panel.run_dir).parent) if self.panel.run_dir else "")
         d = QFileDialog.getExistingDirectory(self, f"The {what} set (one folder per class)", start)
         if d:
             edit.setText(d)
-            self.other_data.setChecked(True)
+            self.data.other_data.setChecked(True)
 
     # -- state -------------------------------------------------------------------------------------------------
     def reset(self) -> None:
         """A new run is shown: nothing measured yet."""
         self.result, self.meta = None, {}
         self.plot.clear_points(text="Choose budgets and modes, then Run curve")
-        self.bars.set_rows([])
+        self.invariance.bars.set_rows([])
         self.curve_info.setText("")
         self.notes.setText("")
         self.progress.setValue(0)
@@ -269,11 +336,7 @@ class DownstreamTab(InspectorTab):
              "max_test": self.max_test.value(), "roots": self.panel.all_roots(),
              "baselines": (["random_init"] if self.random_init.isChecked() else [])
              + (["supervised:auto"] if self.supervised.isChecked() else [])}
-        if self.other_data.isChecked():
-            train, test = self.train_spec.text().strip(), self.test_spec.text().strip()
-            if not train or not test:
-                raise ValueError("for a transfer, give a training set and a test set (folders or torchvision:NAME)")
-            a.update(train_data=train, test_data=test)
+        a.update(self.data.transfer())
         return a
 
     # -- the curve ---------------------------------------------------------------------------------------------
@@ -353,63 +416,35 @@ class DownstreamTab(InspectorTab):
         path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", start, f"{suffix.upper()} (*.{suffix})")
         return path
 
-    def export_csv(self, path: str | None = None) -> str | None:
+    def _export(self, what: str, suffix: str, path: str | None, write, errors=Exception) -> str | None:
+        """``write(path)`` -> the status line's text; a path is asked for when none is given, and ``errors``
+        are told in the status line."""
         if not self.plot.points:
             self.set_status("Nothing to export yet: run the curve first", error=True)
             return None
-        path = path or self._save_path("points as CSV", "csv")
+        path = path or self._save_path(what, suffix)
         if not path:
             return None
         try:
-            n = write_points_csv(self.plot.point_list(), path)
-        except OSError as exc:
-            self.set_status(f"cannot write {path} ({exc.strerror or exc}); choose another folder", error=True)
+            self.set_status(write(path))
+        except errors as exc:
+            self.set_status(f"cannot write {path} ({getattr(exc, 'strerror', None) or exc}); choose another folder",
+                            error=True)
             return None
-        self.set_status(f"Saved {n} points to {path}")
         return path
 
+    def export_csv(self, path: str | None = None) -> str | None:
+        return self._export("points as CSV", "csv", path,
+                            lambda p: f"Saved {write_points_csv(self.plot.point_list(), p)} points to {p}", OSError)
+
     def export_png(self, path: str | None = None) -> str | None:
-        if not self.plot.points:
-            self.set_status("Nothing to export yet: run the curve first", error=True)
-            return None
-        path = path or self._save_path("curve as PNG", "png")
-        if not path:
-            return None
-        try:
-            self.plot.export_png(path, width=max(1000, self.plot.width()))
-        except Exception as exc:
-            self.set_status(f"cannot write {path} ({exc}); choose another folder", error=True)
-            return None
-        self.set_status(f"Saved the curve to {path}")
-        return path
+        def write(p: str) -> str:
+            self.plot.export_png(p, width=max(1000, self.plot.width()))
+            return f"Saved the curve to {p}"
+
+        return self._export("curve as PNG", "png", path, write)
 
     # -- invariance ------------------------------------------------------------------------------------------
     def run_invariance(self) -> int | None:
-        client = self.panel.client
-        if client is None or not self.panel.run_dir:
-            self.inv_status.setText("Open a run first")
-            return None
-        args = {"run_dir": self.panel.run_dir, "images": self.inv_images.value()}
-        if self.other_data.isChecked() and self.test_spec.text().strip():
-            args["data"] = self.test_spec.text().strip()
-        self.inv_btn.setEnabled(False)
-        self.inv_status.setText("Measuring…")
-
-        def done(d):
-            self.inv_request_id = None
-            self.inv_btn.setEnabled(True)
-            self.bars.set_rows(d.get("rows") or [])
-            self.inv_status.setText(f"{d.get('num_images', 0)} images of {d.get('data', '?')}; 1 = the same embedding, "
-                                    "0 = unrelated. " + " ".join(d.get("notes") or []))
-
-        def failed(text):
-            self.inv_request_id = None
-            self.inv_btn.setEnabled(True)
-            self.inv_status.setText(text)
-
-        self.inv_request_id = client.request(
-            "invariance", args, kind=f"invariance-{id(self)}",
-            on_progress=lambda p: self.inv_status.setText(f"{p.detail or 'measuring'}… ({p.done}/{p.total})"),
-            on_partial=lambda d: self.bars.set_rows(d.get("rows") or []), on_done=done,
-            on_error=lambda e: failed(e.get("message") or "failed"), on_cancelled=lambda: failed("Cancelled"))
-        return self.inv_request_id
+        """The bars on the run's own data, or on the transfer's test set when one is chosen."""
+        return self.invariance.measure(self.panel.client, self.panel.run_dir, self.data.test_set())

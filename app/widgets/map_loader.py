@@ -1,11 +1,11 @@
 """Loads the map of a timeline entry: a cached layout at once, or a request to the analysis process
 whose stages (a first look, PCA, thumbnails, clusters, layout frames, the final layout) it hands over
-as signals for the panel to draw."""
+as signals for the panel to draw. SnapshotFeed finds the timeline's entries: the run's snapshots on disk."""
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.map_model import Entry, MapState, MapStore
 from app.widgets.map_requests import MapRequests
@@ -135,3 +135,42 @@ class MapLoader(QObject):
         extra = f" · {PROJECTION_TITLES[proj]} in {seconds:.1f} s" if seconds else ""
         self.status.emit(self.store.summary(state) + extra, False)
         self.finished.emit(proj)
+
+
+class SnapshotFeed(QObject):
+    """The embedding snapshots of the run shown, on disk (a headless job's too): listed when the run opens,
+    polled every 10 s while it trains and once more when it ends. Answers about a run shown before are
+    dropped."""
+
+    listed = Signal(dict)  # the first listing ({"run_dir", "snapshots"})
+    arrived = Signal(list)  # [Entry]: snapshots not on the timeline yet
+
+    def __init__(self, store: MapStore, requests: MapRequests, parent=None):
+        super().__init__(parent)
+        self.store, self.requests = store, requests
+        self.timer = QTimer(self, interval=10_000)
+        self.timer.timeout.connect(self.poll)
+
+    def follow(self, on: bool) -> None:
+        """Poll (a live run) or not."""
+        self.timer.stop()
+        if on:
+            self.timer.start()
+
+    def list(self, on_error) -> None:
+        self.requests.snapshots(self.store.run_dir, self._listed, on_error)
+
+    def poll(self, when_alive: bool = True) -> None:
+        """Ask for snapshots not known yet (only while the analysis process is alive, unless told)."""
+        if self.store.run_dir and (self.requests.alive or not when_alive):
+            self.requests.snapshots(self.store.run_dir, self._polled, kind="snapshots-poll")
+
+    def _listed(self, d: dict) -> None:
+        if d.get("run_dir") == self.store.run_dir:
+            self.listed.emit(d)
+
+    def _polled(self, d: dict) -> None:
+        if d.get("run_dir") == self.store.run_dir:
+            new = self.store.unknown_snapshots(d.get("snapshots", []))
+            if new:
+                self.arrived.emit(new)

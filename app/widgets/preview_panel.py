@@ -12,10 +12,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QSignalBlocker, Qt, Signal
 from PySide6.QtWidgets import (
-    QCheckBox,
     QComboBox,
-    QFormLayout,
-    QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -27,169 +24,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.preview_model import ImagePicker, preview_request, views_base
 from app.view import View, ViewContext
-from app.widgets import discard
-from app.widgets.controls import ParamControl
+from app.widgets.preview_options import AugmentGroup, MethodOptions
 from app.widgets.tiles import TileView
-
-# augmentation operations: (title, switch field, strength fields)
-AUG_OPS = (
-    ("Random resized crop", "crop", ("crop_scale_min", "crop_scale_max")),
-    ("Horizontal flip", "flip_p", ()),
-    ("Colour jitter", "jitter_p", ("brightness", "contrast", "saturation", "hue")),
-    ("Grayscale", "gray_p", ()),
-    ("Gaussian blur", "blur_p", ("blur_sigma_min", "blur_sigma_max")),
-    ("Solarize", "solarize_p", ("solarize_threshold",)),
-)
-PROB_ON = 0.5  # a probability switched back on without a remembered value
-
-
-ASYMMETRY_CANDIDATES = 16  # images scored for the first preview image
-ASYMMETRIC = 0.25  # a subject this rotation-asymmetric (a heart scores ~0.3, a ring ~0.1) may go first
-
-
-def rotation_asymmetry(images: np.ndarray) -> np.ndarray:
-    """(N, H, W, C) uint8 -> how much each image's subject changes under its least-changing quarter turn
-    (90, 180 or 270 degrees about the subject's own box), as the mismatched fraction of its area: about
-    0 for a circle, ring, square or cross, large for a heart, crescent or triangle. The subject is what
-    differs from the image's border colour (the whole image when nothing stands out)."""
-    x = np.asarray(images, dtype=np.float32)
-    border = np.concatenate([x[:, 0], x[:, -1], x[:, :, 0], x[:, :, -1]], axis=1)  # (N, P, C)
-    diff = np.abs(x - np.median(border, axis=1)[:, None, None, :]).max(-1)  # (N, H, W)
-    out = np.zeros(len(x), dtype=np.float32)
-    for i, d in enumerate(diff):
-        m = (d > 40).astype(np.float32)
-        if m.sum() < 4 or m.mean() > 0.9:
-            m = d / max(float(d.max()), 1.0)  # nothing stands out: compare the whole image
-        ys, xs = np.nonzero(m > 0)
-        c = m[ys.min():ys.max() + 1, xs.min():xs.max() + 1] if len(ys) else m
-        h, w = c.shape
-        side = max(h, w)
-        sq = np.zeros((side, side), np.float32)
-        sq[(side - h) // 2:(side - h) // 2 + h, (side - w) // 2:(side - w) // 2 + w] = c
-        out[i] = min(np.abs(sq - np.rot90(sq, k)).sum() for k in (1, 2, 3)) / max(float(sq.sum()), 1.0)
-    return out
-
-
-class AugmentGroup(QGroupBox):
-    """A switch and strength sliders per augmentation operation, writing overrides into the
-    method's ``augment`` option (the recipe's values show until the user changes one)."""
-
-    changed = Signal(dict)  # the full overrides dict
-
-    def __init__(self, parent=None):
-        super().__init__("Augmentations (both views)", parent)
-        self.specs: dict[str, dict] = {}
-        self.base: dict = {}
-        self.overrides: dict = {}
-        self.switches: dict[str, QCheckBox] = {}
-        self.controls: dict[str, ParamControl] = {}
-        self._remember: dict[str, float] = {}
-        self._lay = QVBoxLayout(self)
-        self._body = QWidget()
-        self._lay.addWidget(self._body)
-        reset = QPushButton("Reset to the recipe")
-        reset.setToolTip("Forget the changes made here: the method's augmentation recipe applies")
-        reset.clicked.connect(self.reset)
-        self._lay.addWidget(reset)
-
-    def build(self, specs: list[dict]) -> None:
-        self.specs = {s["name"]: s for s in specs}
-        self._lay.removeWidget(self._body)
-        discard(self._body)
-        self._body = QWidget()
-        form = QFormLayout(self._body)
-        form.setContentsMargins(0, 0, 0, 0)
-        self.switches, self.controls = {}, {}
-        used = set()
-        for title, switch, strengths in AUG_OPS:
-            if switch not in self.specs:
-                continue
-            box = QCheckBox(title)
-            box.setToolTip(self.specs[switch].get("help", ""))
-            box.toggled.connect(lambda on, s=switch: self._switched(s, on))
-            self.switches[switch] = box
-            form.addRow(box)
-            used.add(switch)
-            fields = ([switch] if self.specs[switch]["type"] == "float" else []) + list(strengths)
-            for name in fields:
-                spec = self.specs.get(name)
-                if spec is None:
-                    continue
-                ctl = ParamControl(spec)
-                ctl.changed.connect(lambda v, n=name: self._set(n, v))
-                self.controls[name] = ctl
-                label = "probability" if name == switch else spec["label"]
-                form.addRow(f"    {label}", ctl)
-                used.add(name)
-        for name, spec in self.specs.items():  # fields a future engine adds
-            if name in used or spec.get("advanced") or spec["type"] not in ("float", "bool", "int"):
-                continue
-            ctl = ParamControl(spec)
-            ctl.changed.connect(lambda v, n=name: self._set(n, v))
-            self.controls[name] = ctl
-            form.addRow(spec["label"], ctl)
-        self._lay.insertWidget(0, self._body)
-        self.refresh()
-
-    def set_state(self, base: dict, overrides: dict) -> None:
-        self.base, self.overrides = dict(base or {}), dict(overrides or {})
-        self.refresh()
-
-    def value(self, name: str):
-        return self.overrides.get(name, self.base.get(name, (self.specs.get(name) or {}).get("default")))
-
-    def refresh(self) -> None:
-        for name, box in self.switches.items():
-            v = self.value(name)
-            with QSignalBlocker(box):
-                box.setChecked(bool(v) if isinstance(v, bool) else float(v or 0) > 0)
-            f = box.font()
-            f.setBold(name in self.overrides)
-            box.setFont(f)
-        for name, ctl in self.controls.items():
-            ctl.set_value(self.value(name))
-            ctl.setEnabled(self._op_enabled(name))
-
-    def _op_enabled(self, name: str) -> bool:
-        for _title, switch, strengths in AUG_OPS:
-            if name in strengths:
-                v = self.value(switch)
-                return bool(v) if isinstance(v, bool) else float(v or 0) > 0
-        return True
-
-    def _switched(self, switch: str, on: bool) -> None:
-        spec = self.specs[switch]
-        if spec["type"] == "bool":
-            self._set(switch, bool(on))
-            return
-        if on:
-            v = self._remember.get(switch) or self.base.get(switch) or PROB_ON
-            self._set(switch, float(v) if float(v) > 0 else PROB_ON)
-        else:
-            cur = float(self.value(switch) or 0)
-            if cur > 0:
-                self._remember[switch] = cur
-            self._set(switch, 0.0)
-
-    def _set(self, name: str, value) -> None:
-        if self.base.get(name) == value:
-            self.overrides.pop(name, None)
-        else:
-            self.overrides[name] = value
-        lo_hi = (("crop_scale_min", "crop_scale_max"), ("blur_sigma_min", "blur_sigma_max"))
-        for lo, hi in lo_hi:  # keep ranges valid while a slider moves
-            if name in (lo, hi) and float(self.value(lo)) > float(self.value(hi)):
-                other = hi if name == lo else lo
-                self.overrides[other] = value
-        self.refresh()
-        self.changed.emit(dict(self.overrides))
-
-    def reset(self) -> None:
-        self.overrides = {}
-        self._remember = {}
-        self.refresh()
-        self.changed.emit({})
 
 
 class PreviewPanel(QWidget, View):
@@ -200,15 +38,11 @@ class PreviewPanel(QWidget, View):
         super().__init__(parent)
         self.service = service
         self.model = config_model
-        self.dataset = None
-        self.indices: list[int] = []
+        self.images = ImagePicker()  # the dataset and the rows shown
         self.result: dict | None = None
         self.last_request: dict | None = None
         self._inflight: int | None = None
         self._pending = False
-        self._rng = np.random.default_rng(0)
-        self._order = np.zeros(0, dtype=np.int64)
-        self.option_controls: dict[str, ParamControl] = {}
         self.errors = 0
 
         # -- top bar ---------------------------------------------------------------------
@@ -255,15 +89,9 @@ class PreviewPanel(QWidget, View):
         self.info = QLabel("")
         self.info.setWordWrap(True)
         self.info.setTextFormat(Qt.TextFormat.RichText)
-        self.options_box = QGroupBox("Method options (shared with the Run panel)")
-        self._options_lay = QVBoxLayout(self.options_box)
-        self._options_body = QWidget()
-        self.options_form = QFormLayout(self._options_body)
-        self._options_lay.addWidget(self._options_body)
-        self.show_all = QCheckBox("Show advanced options")
-        self.show_all.setToolTip("Options marked advanced (some matter only for training)")
-        self._options_lay.addWidget(self.show_all)
-        self.show_all.toggled.connect(lambda _v: self._build_options())
+        self.options_box = MethodOptions()
+        self.options_box.edited.connect(self._option_edited)
+        self.options_box.show_all.toggled.connect(lambda _v: self._build_options())
         self.augment = AugmentGroup()
         self.augment.changed.connect(self._augment_changed)
         side = QWidget()
@@ -306,6 +134,10 @@ class PreviewPanel(QWidget, View):
         self.model.catalogue_changed.connect(self._fill_methods)
         self.model.options_changed.connect(self._options_changed)
         self._fill_methods()
+
+    dataset = property(lambda self: self.images.dataset)
+    indices = property(lambda self: self.images.indices)  # the dataset rows shown
+    option_controls = property(lambda self: self.options_box.controls)
 
     # -- methods ---------------------------------------------------------------------------
     def current_method(self) -> str | None:
@@ -353,52 +185,19 @@ class PreviewPanel(QWidget, View):
         self.request()
 
     def _build_options(self) -> None:
-        self._options_lay.removeWidget(self._options_body)
-        discard(self._options_body)
-        self._options_body = QWidget()
-        self.options_form = QFormLayout(self._options_body)
-        self.options_form.setContentsMargins(0, 0, 0, 0)
-        self._options_lay.insertWidget(0, self._options_body)
-        self.option_controls = {}
         name = self.current_method()
-        specs = self.model.option_specs(name) if name else []
-        values = self.model.options_for(name) if name else {}
-        has_augment = False
-        for spec in specs:
-            if spec["name"] == "augment" and spec["type"] == "dict":
-                has_augment = True
-                continue
-            if spec["type"] in ("dict", "list"):
-                continue
-            if spec.get("advanced") and not self.show_all.isChecked():
-                continue
-            ctl = ParamControl(spec)
-            ctl.set_value(values.get(spec["name"], spec["default"]))
-            ctl.changed.connect(lambda v, n=spec["name"]: self._option_edited(n, v))
-            self.option_controls[spec["name"]] = ctl
-            self.options_form.addRow(spec["label"], ctl)
-        if not self.option_controls:
-            note = QLabel("This method has no options that change its preview." if specs else
-                          "This method has no options.")
-            note.setWordWrap(True)
-            self.options_form.insertRow(0, note)
+        has_augment = self.options_box.build(self.model.option_specs(name) if name else [],
+                                             self.model.options_for(name) if name else {})
         self.augment.setVisible(has_augment)
         if has_augment:
             self._refresh_augment()
 
-    def _views_base(self) -> dict:
-        cat = self.model.catalogue or {}
-        name = self.current_method()
-        views = self.model.options_for(name).get("views", "simclr") if name else "simclr"
-        size_key = "small" if (self.dataset.image_size if self.dataset else 32) <= 48 else "large"
-        presets = (cat.get("augment_presets") or {}).get(size_key, {})
-        pair = presets.get(views) or presets.get("simclr") or [{}]
-        return dict(pair[0])
-
     def _refresh_augment(self) -> None:
         name = self.current_method()
-        over = self.model.options_for(name).get("augment", {}) if name else {}
-        self.augment.set_state(self._views_base(), over or {})
+        options = self.model.options_for(name) if name else {}
+        base = views_base(self.model.catalogue, options.get("views", "simclr") if name else "simclr",
+                          self.dataset.image_size if self.dataset else 32)
+        self.augment.set_state(base, (options.get("augment", {}) if name else {}) or {})
 
     def _option_edited(self, option: str, value) -> None:
         self.model.set_option(self.current_method(), option, value)
@@ -409,9 +208,7 @@ class PreviewPanel(QWidget, View):
     def _options_changed(self, method: str, option: str) -> None:
         if method != self.current_method():
             return
-        values = self.model.options_for(method)
-        for name, ctl in self.option_controls.items():
-            ctl.set_value(values.get(name))
+        self.options_box.set_values(self.model.options_for(method))
         if self.augment.isVisible() or option in ("augment", "views", ""):
             self._refresh_augment()
         self.request()
@@ -435,64 +232,29 @@ class PreviewPanel(QWidget, View):
         self._inflight = None
         self.request()
 
-    # -- images ----------------------------------------------------------------------------
+    # -- images (app/preview_model.py chooses them) ------------------------------------------
     def set_dataset(self, ds) -> None:
-        self.dataset = ds
+        self.images.set_dataset(ds, self.count.value())
         self._mark_methods()
-        self._rng = np.random.default_rng(len(ds))
-        self._order = self._image_order()
-        self.indices = []
-        self._pick_indices(keep_first=False)
         if self.augment.isVisible():
             self._refresh_augment()
         self.request()
 
-    def _image_order(self) -> np.ndarray:
-        """The order the preview takes images in, fixed until "Random images": switching methods or the
-        image count keeps the images, so the same seed shows the same batch. The first is the least
-        rotation-symmetric of the first few (a rotation preview of a circle shows four equal tiles)."""
-        n = len(self.dataset)
-        order = self._rng.permutation(n)
-        head = order[:min(n, ASYMMETRY_CANDIDATES)]
-        if len(head) > 1:
-            rows = np.sort(head)
-            score = dict(zip(rows.tolist(), rotation_asymmetry(np.asarray(self.dataset.images[rows])).tolist()))
-            clear = [int(i) for i in head if score[int(i)] >= ASYMMETRIC]
-            best = clear[0] if clear else max(score, key=score.get)
-            order = np.concatenate([[best], order[order != best]])
-        return order
-
     def _pick_indices(self, keep_first: bool) -> None:
-        if self.dataset is None or len(self.dataset) == 0:
-            return
-        n = min(self.count.value(), len(self.dataset))
-        first = self.indices[:1] if keep_first and self.indices else []
-        others = [int(i) for i in self._order[:n + 1] if int(i) not in first]
-        self.indices = (first + others)[:n]
+        self.images.pick(self.count.value(), keep_first)
 
     def choose_image(self, i: int) -> None:
         """The image clicked in the Data panel's grid goes first."""
-        rest = [j for j in self.indices if j != i]
-        self.indices = ([i] + rest)[:max(1, self.count.value())]
+        self.images.choose(i, self.count.value())
         self.request()
 
     def random_images(self) -> None:
-        if self.dataset is None:
-            return
-        self._order = self._image_order()
-        self.indices = []
-        self._pick_indices(keep_first=False)
-        self.request()
+        if self.images.shuffle(self.count.value()):
+            self.request()
 
     def _count_changed(self, n: int) -> None:
-        if self.dataset is None:
-            return
-        if n < len(self.indices):
-            self.indices = self.indices[:n]
-        else:
-            extra = [int(i) for i in self._order[:n + len(self.indices)] if int(i) not in self.indices]
-            self.indices = self.indices + extra[:n - len(self.indices)]
-        self.request()
+        if self.images.resize(n):
+            self.request()
 
     def reseed(self) -> None:
         self.seed.setValue(int(np.random.default_rng().integers(0, 100_000)))
@@ -506,23 +268,16 @@ class PreviewPanel(QWidget, View):
             self._pending = True
             return
         self._pending = False
-        idx = np.asarray(self.indices, dtype=np.int64)
-        args = {"method": name, "options": self.model.options_for(name), "seed": int(self.seed.value()),
-                "backbone": self._preview_backbone(name)}
-        clips = getattr(self.dataset, "clips", None)
-        if (self.model.method_info(name) or {}).get("input_kind") == "clips":
-            if clips is None:
-                self.result = None
-                self.tiles.set_result(None)
-                self.status.setText(f"{name} trains on clips, and {self.dataset.spec} holds single images; "
-                                    "choose builtin:clips, clips:FOLDER or a folder of videos")
-                self.status.setStyleSheet("color: #c0392b;")
-                return
-            args["clips"] = np.ascontiguousarray(clips[idx])
-        else:
-            args["images"] = np.ascontiguousarray(self.dataset.images[idx])
-        self.last_request = {k: v for k, v in args.items() if k not in ("images", "clips")} | \
-            {"indices": idx.tolist()}
+        try:
+            args, shown = preview_request(name, self.model.method_info(name), self.model.options_for(name),
+                                          self.seed.value(), self._preview_backbone(name), self.dataset, self.indices)
+        except ValueError as exc:  # a clip method on single images
+            self.result = None
+            self.tiles.set_result(None)
+            self.status.setText(str(exc))
+            self.status.setStyleSheet("color: #c0392b;")
+            return
+        self.last_request = shown
         self.status.setText("Drawing the pretext batch …")
         self._inflight = self.service.request("preview", args, on_done=self._shown, on_error=self._failed)
 
