@@ -187,5 +187,25 @@ def agree(flags: list[bool], device: torch.device) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
-__all__ = ["SYNC_BN", "world_and_rank", "init_distributed", "close_distributed", "GlobalBatchNorm",
+AGREE_EVERY = 10  # several processes agree on a time budget or a stop every this many steps
+
+
+class Ending:
+    """Why a run ends now, the same on every process. One process: the budget or a stop request. Several:
+    a step budget is the same on each; a time budget or a stop request counts when they agree, every
+    ``every`` steps (one small all-reduce, at the same steps on every process)."""
+
+    def __init__(self, world: int, device: torch.device, every: int = AGREE_EVERY):
+        self.world, self.device, self.every = world, device, every
+
+    def reason(self, budget_reason: str | None, stop_requested: bool, step: int) -> str | None:
+        if self.world == 1:
+            return "stopped" if stop_requested else budget_reason
+        if budget_reason == "completed" or step % self.every:
+            return budget_reason if budget_reason == "completed" else None
+        timed_out, stop = agree([budget_reason is not None, stop_requested], self.device)
+        return "stopped" if stop else "time budget" if timed_out else None
+
+
+__all__ = ["SYNC_BN", "AGREE_EVERY", "Ending", "world_and_rank", "init_distributed", "close_distributed", "GlobalBatchNorm",
            "sync_batchnorm", "StepModule", "wrap_step", "shard_order", "agree"]
