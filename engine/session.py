@@ -2,9 +2,10 @@
 
 One code path for the GUI's engine process, the headless CLI and ``torchrun``. The session talks
 to the outside only through ``emit(message)`` and a ``control`` object that yields commands, and
-through the run folder it writes. Its parts live in :mod:`engine.training`: device and precision,
-optimiser and schedule, the run's data (``prepare_data``), checkpoints, online evaluation and
-snapshots.
+through the run folder it writes. Its parts live in :mod:`engine.training`: the learner (method,
+device and precision, optimiser and one step), budget and schedule, the run's data (``prepare_data``),
+checkpoints (``RunCheckpoints``: saves, resume, last good state), reports (online evaluation and
+snapshots), the run folder, and when several processes end (``Ending``).
 
 Reproducibility: the order of every epoch comes from a generator seeded by (seed, epoch) and
 the random draws of every step (augmentations, masks, permutations) from one seeded by
@@ -19,6 +20,7 @@ processes (a run resumes with any number).
 
 from __future__ import annotations
 
+import math
 import queue
 import time
 from collections.abc import Callable
@@ -42,7 +44,7 @@ from engine.training.distributed import (
     shard_order,
     world_and_rank,
 )
-from engine.training.faults import divergence_message, failure_message, failure_report
+from engine.training.faults import failure_report
 from engine.training.learner import Learner
 from engine.training.monitor import Monitor
 from engine.training.optim import Budget, lr_at
@@ -197,7 +199,12 @@ class Session:
     def save_checkpoint(self, keep_epoch: bool = False) -> Path | None:
         if not self.is_main or self.record is None or self.learner is None or self.state == "loading":
             return None  # nothing trained yet: never overwrite a run's checkpoint with a fresh model
-        path = self.ckpt.save(self.epoch if keep_epoch else None)
+        try:
+            path = self.ckpt.save(self.epoch if keep_epoch else None)
+        except Diverged:
+            if self.ending.defer():  # several processes: they all stop at their next agreement
+                return None
+            raise
         self.record.flush()
         self.emit(M.CheckpointSaved(str(path), self.step, float(self.epoch)))
         self.write_status(force=True)
@@ -232,7 +239,7 @@ class Session:
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
         self.notes.extend(notes)
         self.report = Reporter(cfg, self.monitor, self.progress, self.budget, self.emit, self.is_main)
-        self.ckpt = RunCheckpoints(cfg, self.learner, self.progress, self.run_dir)
+        self.ckpt = RunCheckpoints(cfg, self.learner, self.progress, self.run_dir, self.is_main)
         if self.resume:
             self.notes.extend(self.ckpt.resume(self.budget, len(self.data)))
         if self.is_main:
@@ -264,6 +271,7 @@ class Session:
         if labels is not None:
             labels = labels.to(self.device, non_blocking=True)
         loss, metrics = self.learner.step(x, labels, g, lr, self.cfg.optim.grad_clip)
+        self.ending.watch(loss)
         self.method.after_step(self._fraction())
         self.step += 1
         self.batch_in_epoch += 1
@@ -301,7 +309,9 @@ class Session:
                 self.train_time += time.perf_counter() - t0
                 reason = self._budget_reached()
                 if meter.due(EMIT_EVERY_S) or reason is not None:
-                    self.report.step(meter.read(self.step, self.train_time, lr))
+                    values = meter.read(self.step, self.train_time, lr, check=self.world == 1)
+                    if math.isfinite(values["loss"]):  # several processes: they agree on a divergence
+                        self.report.step(values)
                     if self.ckpt.last_good.due():
                         self._keep_last_good()
                 if reason is None:
@@ -323,7 +333,7 @@ class Session:
         return reason or "completed"
 
     def _keep_last_good(self) -> None:
-        if self.is_main and not self.ckpt.keep_last_good():
+        if self.is_main and not self.ckpt.keep_last_good() and not self.ending.defer():
             raise weights_diverged(self.step)
 
     def _end_of_epoch(self) -> None:
@@ -349,8 +359,9 @@ class Session:
             self.state = "stopped" if reason == "stopped" else "finished"
             self.write_status(force=True, reason=reason)
             return self.report.finished(reason, self.run_dir, self.world, results)
-        except Diverged as exc:
-            return self._diverged(exc)
+        except Diverged as exc:  # the last good state becomes the checkpoint when it is newer
+            message = self.ckpt.diverged(exc, self.save_checkpoint, self.record, self.device) if self.ckpt else str(exc)
+            return self._fail(message, "", exc)
         except KeyboardInterrupt as exc:
             try:
                 self.save_checkpoint()
@@ -368,21 +379,6 @@ class Session:
             if self.lock is not None:
                 self.lock.release()
             close_distributed(self.world)
-
-    def _diverged(self, exc: Diverged) -> dict:
-        """Write the last good state as the run's checkpoint when it is newer than the one on disk; fail with
-        the one-line message (and what else went wrong, e.g. the disk is full as well)."""
-        try:
-            if self.is_main and self.run_dir is not None and self.ckpt is not None and self.ckpt.restore_last_good():
-                self.save_checkpoint()
-            good = self.ckpt_step if self.is_main and self.run_dir is not None else None
-            if self.record is not None:
-                self.record.write({"type": "diverged", "step": exc.step, "loss": exc.loss, "last_good_step": good,
-                                   "time": time.time()})
-            message = divergence_message(exc, self.run_dir, self.cfg, good, self.device.type)
-        except Exception as inner:  # noqa: BLE001 - say what happened first
-            message = f"{exc}; and then {failure_message(inner, self.run_dir, self.cfg, self.ckpt_step)}"
-        return self._fail(message, "", exc)
 
     def _fail(self, error: str, tb: str, exc: BaseException | None = None) -> dict:
         self.state = "failed"

@@ -70,11 +70,11 @@ class StepMeter:
         self.steps += 1
         self.images += images
 
-    def read(self, step: int, train_time: float, lr: float) -> dict:
+    def read(self, step: int, train_time: float, lr: float, check: bool = True) -> dict:
         """The mean loss and metrics since the last read, the learning rate and images/s; then reset.
-        Raises :class:`Diverged` when the loss is NaN or infinite."""
+        ``check``: raise :class:`Diverged` when the loss is NaN or infinite."""
         values = {k: _to_float(v) / self.steps for k, v in self.sums.items()}
-        if not math.isfinite(values["loss"]):
+        if check and not math.isfinite(values["loss"]):
             raise Diverged(f"the loss became {values['loss']} by step {step}: training diverged", step,
                            values["loss"])
         values["lr"] = lr

@@ -6,13 +6,15 @@ from (:class:`engine.training.faults.LastGood`). The file format is :mod:`engine
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from engine.errors import Diverged
 from engine.params import ConfigError
 from engine.runs import last_checkpoint
 from engine.training import checkpoints
-from engine.training.faults import LastGood, all_finite
+from engine.training.distributed import from_main
+from engine.training.faults import LastGood, all_finite, divergence_message, failure_message
 from engine.training.learner import Learner
 from engine.training.optim import Budget, lr_at
 from engine.training.progress import Progress
@@ -27,8 +29,8 @@ class RunCheckpoints:
     """The checkpoints of one run folder for a session (main process). ``step``: the step of the
     checkpoint on disk (None: none yet)."""
 
-    def __init__(self, cfg, learner: Learner, progress: Progress, run_dir: Path | None):
-        self.cfg, self.learner, self.progress, self.run_dir = cfg, learner, progress, run_dir
+    def __init__(self, cfg, learner: Learner, progress: Progress, run_dir: Path | None, is_main: bool = True):
+        self.cfg, self.learner, self.progress, self.run_dir, self.is_main = cfg, learner, progress, run_dir, is_main
         self.step: int | None = None
         self.saved_at = time.monotonic()
         self.last_good = LastGood()
@@ -88,6 +90,29 @@ class RunCheckpoints:
         self.learner.precision.load_state_dict(good.state["scaler"])
         self.progress.restore(progress, 0)
         return True
+
+    def diverged(self, exc: Diverged, save: Callable[[], object], record, device) -> str:
+        """After a divergence: the last good state becomes the run's checkpoint when it is newer than the one
+        on disk (``save``: the session's, which reports it) and the run's metrics say so; the one-line
+        message, the same on every process when they agreed on the divergence (``exc.agreed``)."""
+        error = None
+        try:
+            if self.is_main and self.run_dir is not None and self.restore_last_good():
+                save()
+        except Exception as inner:  # noqa: BLE001 - e.g. the disk is full as well: say what happened first
+            error = inner
+        good, run_dir = (self.step if self.is_main and self.run_dir is not None else None), self.run_dir
+        if getattr(exc, "agreed", False):  # every process is here: each says what the main process knows
+            good, run_dir = from_main([good, run_dir], device)
+        if record is not None and error is None:
+            try:
+                record.write({"type": "diverged", "step": exc.step, "loss": exc.loss, "last_good_step": good,
+                              "time": time.time()})
+            except Exception as inner:  # noqa: BLE001
+                error = inner
+        if error is not None:
+            return f"{exc}; and then {failure_message(error, self.run_dir, self.cfg, self.step)}"
+        return divergence_message(exc, run_dir, self.cfg, good, device.type)
 
     def export_encoder(self) -> Path:
         ln = self.learner
