@@ -212,3 +212,66 @@ def test_torchrun_line_and_slurm_script():
     assert "#SBATCH --nodes=2" in script and "--nproc_per_node 8" in script and "srun torchrun" in script
     if shutil.which("bash"):
         assert subprocess.run(["bash", "-n"], input=script, text=True).returncode == 0
+
+
+# -- a divergence on one process stops every process ---------------------------------------------------
+NAN_FROM = 13  # the step (counted from 1) from which process 1's loss is NaN
+
+
+def _diverging_worker(rank: int, port: int, runs_root: str, out_dir: str) -> None:
+    """A whole Session under 2 processes (gloo) whose process 1 gets a NaN loss from step NAN_FROM."""
+    import json
+    from pathlib import Path
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                      WORLD_SIZE=str(WORLD))
+    torch.set_num_threads(1)
+    from engine.config import RunConfig
+    from engine.session import Session
+
+    cls = get_method_class("simclr")
+    real, calls = cls.training_step, [0]
+
+    def step(self, x, labels, g):
+        out = real(self, x, labels, g)
+        calls[0] += 1
+        if rank == 1 and calls[0] >= NAN_FROM:
+            out.loss = out.loss * float("nan")
+        return out
+
+    cls.training_step = step
+    cfg = RunConfig.from_dict(dict(
+        method="simclr", backbone="small_cnn", epochs=50, device="cpu", runs_root=runs_root,
+        data={"spec": "builtin:shapes:64", "image_size": SIZE}, optim={"batch_size": 16},
+        method_options=OPTIONS["simclr"],
+        eval={"final_eval": False, "knn_every_epochs": 0, "embed_every_epochs": 0, "snapshot_every_s": 0}))
+    summary = Session(cfg, distributed=True).run()
+    (Path(out_dir) / f"rank{rank}.json").write_text(json.dumps(summary))
+
+
+def test_divergence_on_one_process_stops_all_with_one_message(tmp_path):
+    """Process 1's loss becomes NaN: both processes agree on it at their next agreement and stop within
+    seconds (none is left waiting in a collective), with the same one-line message and exit code; the
+    main process keeps the last good state as the run's checkpoint."""
+    import json
+    import time
+
+    import torch.multiprocessing as mp
+
+    ctx = mp.start_processes(_diverging_worker, args=(free_port(), str(tmp_path / "runs"), str(tmp_path)),
+                             nprocs=WORLD, join=False, start_method="spawn")
+    deadline = time.monotonic() + 180
+    try:
+        while not ctx.join(timeout=1):
+            assert time.monotonic() < deadline, "a process hung after the divergence"
+    finally:
+        for p in ctx.processes:
+            if p.is_alive():
+                p.kill()
+    got = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(WORLD)]
+    assert [g["reason"] for g in got] == ["failed", "failed"]
+    assert got[0]["error"] == got[1]["error"] and got[0]["exit_code"] == got[1]["exit_code"] == 1
+    line = got[0]["error"]
+    assert "training diverged: the loss became nan at step 20" in line and "\n" not in line
+    state = torch.load(next((tmp_path / "runs").glob("*/checkpoints/last.pt")), weights_only=True)
+    assert f"the last good state (step {state['step']})" in line and state["step"] < NAN_FROM

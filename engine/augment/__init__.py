@@ -11,6 +11,7 @@ Inputs and outputs are float tensors ``(B, 3, H, W)`` in [0, 1].
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, replace
 
@@ -88,9 +89,23 @@ def _uniform(n, lo, hi, g, device) -> torch.Tensor:
     return lo + (hi - lo) * _rand(n, g, device)
 
 
+@functools.lru_cache(maxsize=32)
+def _constants(device: torch.device, dtype: torch.dtype) -> dict:
+    """The fixed tensors of the ops on ``device``, made once: a tensor built from Python numbers is a
+    blocking copy to a GPU, which waits for every queued kernel (a host sync in each training step)."""
+    with torch.inference_mode(False):  # usable later outside inference mode too
+        return _make_constants(device, dtype)
+
+
+def _make_constants(device: torch.device, dtype: torch.dtype) -> dict:
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=dtype)
+    return {"gray": torch.tensor(_GRAY, dtype=dtype).view(1, 3, 1, 1).to(device),
+            # inverted on the CPU: linalg.inv on a GPU checks for errors with a host sync
+            "to_yiq": to_yiq.to(device), "to_rgb": torch.linalg.inv(to_yiq).to(device)}
+
+
 def gray(x: torch.Tensor) -> torch.Tensor:
-    w = torch.tensor(_GRAY, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    return (x * _constants(x.device, x.dtype)["gray"]).sum(1, keepdim=True)
 
 
 def crop_flip(x: torch.Tensor, cfg: AugmentConfig, g, out_size: int | None = None):
@@ -117,7 +132,9 @@ def crop_flip(x: torch.Tensor, cfg: AugmentConfig, g, out_size: int | None = Non
     theta[:, 0, 2] = cx
     theta[:, 1, 1] = ch
     theta[:, 1, 2] = cy
-    if not cfg.crop and not bool(flip.any()) and out == h:
+    # nothing to resample: skipped without a host sync when no flip can be drawn, and on the CPU only
+    # when none was (on a GPU asking would stall the step; resampling is nearly free there)
+    if not cfg.crop and out == h and (cfg.flip_p <= 0 or (dev.type == "cpu" and not bool(flip.any()))):
         boxes = torch.stack([cx - cw, cy - ch, cx + cw, cy + ch], 1)
         return x, boxes, flip
     grid = F.affine_grid(theta, [b, x.shape[1], out, out], align_corners=False)
@@ -129,9 +146,8 @@ def crop_flip(x: torch.Tensor, cfg: AugmentConfig, g, out_size: int | None = Non
 def _hue_matrices(angle: torch.Tensor) -> torch.Tensor:
     """Per-sample 3x3 RGB matrices rotating hue by ``angle`` (radians) in YIQ space."""
     dev, dt = angle.device, angle.dtype
-    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-                          device=dev, dtype=dt)
-    to_rgb = torch.linalg.inv(to_yiq)
+    const = _constants(dev, dt)
+    to_yiq, to_rgb = const["to_yiq"], const["to_rgb"]
     c, s = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(angle.shape[0], 3, 3, device=dev, dtype=dt)
     rot[:, 0, 0] = 1
@@ -154,7 +170,7 @@ def color_jitter(x: torch.Tensor, cfg: AugmentConfig, g):
     bf, cf, sf = factor(cfg.brightness), factor(cfg.contrast), factor(cfg.saturation)
     hf = _uniform(b, -cfg.hue, cfg.hue, g, dev) * apply
     params = {"brightness": bf, "contrast": cf, "saturation": sf, "hue": hf, "jitter": apply > 0}
-    if not bool((apply > 0).any()):
+    if cfg.jitter_p <= 0 or (dev.type == "cpu" and not bool((apply > 0).any())):  # no host sync on a GPU
         return x, params
     y = (x * bf.view(b, 1, 1, 1)).clamp(0, 1)
     mean = gray(y).mean(dim=(2, 3), keepdim=True)
@@ -183,7 +199,7 @@ def gaussian_blur(x: torch.Tensor, cfg: AugmentConfig, g):
     sel = _rand(b, g, dev) < cfg.blur_p
     # sigma is given in tenths of the image size (as SimCLR's 10%-of-image kernel)
     sigma = _uniform(b, cfg.blur_sigma_min, cfg.blur_sigma_max, g, dev) * (h / 32.0)
-    if cfg.blur_p <= 0 or not bool(sel.any()):
+    if cfg.blur_p <= 0 or (dev.type == "cpu" and not bool(sel.any())):  # no host sync on a GPU
         return x, torch.where(sel, sigma, torch.zeros_like(sigma))
     radius = max(1, int(math.ceil(3 * cfg.blur_sigma_max * h / 32.0)))
     radius = min(radius, (h - 1) // 2)

@@ -154,6 +154,14 @@ def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
         bt.copy_(bo)
 
 
+def bin_counts(idx: torch.Tensor, n: int) -> torch.Tensor:
+    """How often each of ``0..n-1`` occurs in ``idx``, as floats: ``torch.bincount`` on the CPU; elsewhere
+    a scatter-add, which (unlike bincount on a GPU) does not read the largest index back to the host."""
+    if idx.device.type == "cpu":
+        return torch.bincount(idx, minlength=n).float()
+    return torch.zeros(n, device=idx.device).index_add_(0, idx, torch.ones(idx.shape, device=idx.device))
+
+
 def cosine_momentum(base: float, progress: float) -> float:
     """BYOL's schedule: from ``base`` up to 1 along a cosine over the run."""
     import math

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.augment import preset
-from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
+from engine.methods.base import Method, StepOutput, bin_counts, cosine_momentum, ema_update, momentum_copy
 from engine.methods.decoder import feature_map, map_shape
 from engine.models.heads import mlp
 from engine.params import param
@@ -105,7 +105,7 @@ class BoW(Method):
             self.teacher_backbone.train(was)
         f = f.permute(0, 2, 3, 1)
         raw_mean = f.reshape(-1, f.shape[-1]).mean(0)
-        out = F.normalize(f - (self.feat_mean if bool(self.vocab_ready) else raw_mean), dim=-1)
+        out = F.normalize(f - torch.where(self.vocab_ready, self.feat_mean, raw_mean), dim=-1)  # no host sync
         return (out, raw_mean) if with_mean else out
 
     @staticmethod
@@ -117,9 +117,19 @@ class BoW(Method):
         return flat[idx].clone()
 
     def current_vocab(self, locals_: torch.Tensor) -> torch.Tensor:
-        if bool(self.vocab_ready):
+        if self._ready():
             return self.vocab
         return self.initial_vocab(locals_, self.cfg.words)
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        self._ready_seen = False  # the loaded state says
+        super()._load_from_state_dict(*args, **kwargs)
+
+    def _ready(self) -> bool:
+        """The vocabulary has been initialised (once seen, it stays so: no host sync per step after)."""
+        if not getattr(self, "_ready_seen", False):
+            self._ready_seen = bool(self.vocab_ready)
+        return self._ready_seen
 
     def assign(self, locals_: torch.Tensor, vocab: torch.Tensor) -> torch.Tensor:
         """Assignments ``(B, h, w, K)`` of every location to the words (rows sum to 1)."""
@@ -148,7 +158,7 @@ class BoW(Method):
         words no location chose are re-seeded with random locations of this batch. ``raw_mean``: the
         batch mean of the uncentred features (the centre follows it)."""
         flat = locals_.reshape(-1, locals_.shape[-1])
-        if not bool(self.vocab_ready):
+        if not self._ready():
             self.vocab.copy_(self.initial_vocab(locals_, self.cfg.words))
             if raw_mean is not None:
                 self.feat_mean.copy_(raw_mean)
@@ -160,7 +170,7 @@ class BoW(Method):
             self.feat_mean.mul_(0.99).add_(raw_mean, alpha=0.01)
         k = self.cfg.words
         near = (flat @ self.vocab.t()).argmax(1)
-        counts = torch.bincount(near, minlength=k).float()
+        counts = bin_counts(near, k)
         sums = torch.zeros_like(self.vocab).index_add_(0, near, flat)
         used = counts > 0
         means = sums / counts.clamp(min=1).unsqueeze(1)
@@ -171,6 +181,11 @@ class BoW(Method):
         # a word no location of this batch chose is re-seeded at once (online k-means otherwise lets a few
         # central words win everything: 3 of 128 words in use after 78 steps, with a frozen teacher too)
         dead = ~used
+        if flat.device.type != "cpu":  # no host sync: a random location for every word, kept where it is dead
+            pick = torch.randint(0, flat.shape[0], (k,), generator=g, device=flat.device)
+            self.vocab.copy_(torch.where(dead.unsqueeze(1), flat[pick], self.vocab))
+            self.usage.masked_fill_(dead, 1.0 / k)
+            return
         n_dead = int(dead.sum())
         if n_dead:
             pick = torch.randint(0, flat.shape[0], (n_dead,), generator=g, device=flat.device)
@@ -184,7 +199,7 @@ class BoW(Method):
         loss = -(target * F.log_softmax(logits, 1)).sum(1).mean()
         with torch.no_grad():
             ent = -(target * target.clamp(min=1e-12).log()).sum(1).mean()
-            words_used = (batch.meta["word_map"].flatten().bincount(minlength=self.cfg.words) > 0).float().sum()
+            words_used = (bin_counts(batch.meta["word_map"].flatten(), self.cfg.words) > 0).float().sum()
         self.update_vocab(batch.meta["locals"], g, batch.meta["raw_mean"])
         return StepOutput(loss, {"target_entropy": ent, "words_used": words_used})
 

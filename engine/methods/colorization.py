@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.methods.base import StepOutput
+from engine.methods.base import StepOutput, bin_counts
 from engine.methods.decoder import ReconstructionMethod, ReconstructionOptions
 from engine.params import param
 from engine.pretext.color import (
@@ -77,7 +77,7 @@ class Colorization(ReconstructionMethod):
         hard = batch.meta["bins"]
         if self.cfg.rebalance > 0:
             with torch.no_grad():
-                freq = torch.bincount(hard.flatten(), minlength=len(self.bins)).float()
+                freq = bin_counts(hard.flatten(), len(self.bins))
                 self.prior.mul_(0.99).add_(freq / freq.sum(), alpha=0.01)
                 lam = self.cfg.rebalance
                 w = 1.0 / ((1 - lam) * self.prior + lam / len(self.bins))

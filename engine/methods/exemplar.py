@@ -95,7 +95,7 @@ class Exemplar(Method):
                 y = warp(y, similarity_matrix(**sim).to(x.device)).clamp(0, 1)
             outs.append(y)
             params.append(p)
-            angles.append(sim["angle"].cpu())
+            angles.append(sim["angle"])  # stays on the device (a copy to the host would stall the step)
         targets = torch.arange(b, device=x.device)
         meta = {"num_views": self.cfg.copies, "angles": angles}
         if preview:

@@ -35,11 +35,12 @@ class InpaintingConfig(ReconstructionOptions):
                                            "no discriminator)", min=0.0, max=0.5)
 
 
-def crop_boxes(x: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
-    """The ``(x0, y0, x1, y1)`` boxes of ``x`` (all the same size) as a batch ``(B, C, h, w)``."""
+def crop_boxes(x: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """The ``(x0, y0, x1, y1)`` boxes of ``x`` (all the same size, ``(h, w)`` when given: no host sync)
+    as a batch ``(B, C, h, w)``."""
     b, c, h, w = x.shape
     boxes = boxes.to(x.device)
-    bh, bw = int(boxes[0, 3] - boxes[0, 1]), int(boxes[0, 2] - boxes[0, 0])
+    bh, bw = size or (int(boxes[0, 3] - boxes[0, 1]), int(boxes[0, 2] - boxes[0, 0]))
     yy = (boxes[:, 1:2] + torch.arange(bh, device=x.device)).view(b, bh, 1).expand(b, bh, bw)
     xx = (boxes[:, 0:1] + torch.arange(bw, device=x.device)).view(b, 1, bw).expand(b, bh, bw)
     flat = (yy * w + xx).reshape(b, 1, bh * bw).expand(b, c, -1)
@@ -96,8 +97,8 @@ class Inpainting(ReconstructionMethod):
         w = self.cfg.adversarial_weight
         m = batch.meta["mask"]
         filled = batch.inputs * (1 - m) + pred * m
-        fake = crop_boxes(filled, batch.meta["boxes"])
-        real = crop_boxes(batch.targets, batch.meta["boxes"])
+        fake = crop_boxes(filled, batch.meta["boxes"], batch.meta.get("box_size"))
+        real = crop_boxes(batch.targets, batch.meta["boxes"], batch.meta.get("box_size"))
         d = self.discriminator
         ones = torch.ones(x.shape[0], device=x.device)
         zeros = torch.zeros_like(ones)

@@ -87,8 +87,8 @@ class RelativeTransform(Method):
         sim = random_similarity(x.shape[0], g, x.device, c.max_angle, (c.scale_min, c.scale_max), c.max_shift)
         m = similarity_matrix(**sim)
         v2 = warp(v1, m.to(v1.dtype), padding=c.padding).clamp(0, 1)
-        return PretextBatch((v1, v2), m.flatten(1), {"angle": sim["angle"].cpu(), "scale": sim["scale"].cpu(),
-                                                     "shift": sim["shift"].cpu(), "padding": c.padding})
+        return PretextBatch((v1, v2), m.flatten(1), {"angle": sim["angle"], "scale": sim["scale"],  # on the device:
+                                                     "shift": sim["shift"], "padding": c.padding})  # no sync
 
     def features(self, v1, v2):
         both = torch.cat([v1, v2])

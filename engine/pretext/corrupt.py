@@ -39,8 +39,8 @@ def block_mask(x: torch.Tensor, g: torch.Generator | None = None, size: float = 
     mask = inside.unsqueeze(1).to(x.dtype)
     fill = torch.tensor(FILL, device=dev, dtype=x.dtype).view(1, 3, 1, 1)
     inputs = x * (1 - mask) + fill * mask
-    boxes = torch.stack([x0, y0, x0 + bw, y0 + bh], 1).cpu()
-    return PretextBatch(inputs, x, {"mask": mask, "boxes": boxes, "mode": mode, "size": size})
+    boxes = torch.stack([x0, y0, x0 + bw, y0 + bh], 1)  # on the device: no host sync in a training step
+    return PretextBatch(inputs, x, {"mask": mask, "boxes": boxes, "box_size": (bh, bw), "mode": mode, "size": size})
 
 
 def add_noise(x: torch.Tensor, g: torch.Generator | None = None, kind: str = "gaussian",

@@ -22,6 +22,8 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from engine.errors import Diverged
+
 SYNC_BN = ("auto", "on", "off")
 
 
@@ -187,5 +189,74 @@ def agree(flags: list[bool], device: torch.device) -> list[bool]:
     return [bool(v) for v in t.tolist()]
 
 
-__all__ = ["SYNC_BN", "world_and_rank", "init_distributed", "close_distributed", "GlobalBatchNorm",
+AGREE_EVERY = 10  # several processes agree on a time budget or a stop every this many steps
+
+
+class Ending:
+    """Why a run ends now, the same on every process. One process: the budget or a stop request. Several:
+    a step budget is the same on each; a time budget, a stop request or a divergence counts when they
+    agree: every ``every`` steps and at the last step (one small all-reduce, at the same steps on every
+    process), so that a NaN loss on one process stops them all together, with the same message, instead
+    of leaving the others waiting in a collective.
+
+    Several processes: :meth:`watch` sums each step's loss on the device (no sync), and
+    ``weights_bad`` is set when the main process finds NaN weights (keeping the last good state, or a
+    checkpoint); a divergence raises :class:`Diverged` with ``agreed = True`` on every process."""
+
+    def __init__(self, world: int, device: torch.device, every: int = AGREE_EVERY):
+        self.world, self.device, self.every = world, device, every
+        self.loss_sum: torch.Tensor | float = 0.0  # the losses since the last agreement
+        self.weights_bad = False
+        self.closed = False  # the processes agreed that the run ends: no further agreement
+
+    def defer(self) -> bool:
+        """The main process found NaN weights: True when several processes are still to agree (every
+        process then stops at the next agreement); False: raise now."""
+        if self.world > 1 and not self.closed:
+            self.weights_bad = True
+            return True
+        return False
+
+    def watch(self, loss: torch.Tensor) -> None:
+        if self.world > 1:
+            self.loss_sum = self.loss_sum + loss.detach().float()
+
+    def reason(self, budget_reason: str | None, stop_requested: bool, step: int) -> str | None:
+        if self.world == 1:
+            return "stopped" if stop_requested else budget_reason
+        if budget_reason != "completed" and step % self.every:
+            return None
+        timed_out, stop, bad_weights, bad_loss = self._agree(budget_reason is not None, stop_requested)
+        if bad_loss != 0 or bad_weights:  # the sum of the non-finite losses: NaN or infinite
+            what = f"the loss became {bad_loss}" if bad_loss != 0 else "the weights became NaN or infinite"
+            exc = Diverged(f"{what} by step {step}: training diverged", step, bad_loss if bad_loss else float("nan"))
+            exc.agreed = True
+            raise exc
+        reason = "completed" if budget_reason == "completed" else "stopped" if stop else \
+            "time budget" if timed_out else None
+        self.closed = reason is not None
+        return reason
+
+    def _agree(self, timed_out: bool, stop: bool) -> tuple[bool, bool, bool, float]:
+        """One all-reduce (sum) of the flags and of each process's non-finite loss sum (0 when finite)."""
+        dev = self.device if dist.get_backend() == "nccl" else torch.device("cpu")
+        loss = torch.as_tensor(self.loss_sum, dtype=torch.float32).to(dev).reshape(1)
+        flags = torch.tensor([float(timed_out), float(stop), float(self.weights_bad)], device=dev)
+        t = torch.cat([flags, torch.where(torch.isfinite(loss), torch.zeros_like(loss), loss)])
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+        self.loss_sum, self.weights_bad = 0.0, False
+        v = t.tolist()
+        return v[0] > 0, v[1] > 0, v[2] > 0, v[3]
+
+
+def from_main(values: list, device: torch.device) -> list:
+    """The main process's ``values`` (picklable) on every process (every process must call it)."""
+    if not dist.is_initialized() or dist.get_world_size() <= 1:
+        return values
+    out = list(values)
+    dist.broadcast_object_list(out, src=0, device=device if dist.get_backend() == "nccl" else None)
+    return out
+
+
+__all__ = ["SYNC_BN", "AGREE_EVERY", "Ending", "from_main", "world_and_rank", "init_distributed", "close_distributed", "GlobalBatchNorm",
            "sync_batchnorm", "StepModule", "wrap_step", "shard_order", "agree"]

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import errno
 import time
+import traceback
 
 import torch
 
-from engine.errors import BadInput, Diverged, exit_code_for
+from engine.errors import BadInput, Diverged, Interrupted, exit_code_for
 
 LAST_GOOD_EVERY_S = 30.0
 
@@ -108,5 +109,19 @@ def failure_message(exc: BaseException, run_dir, cfg, ckpt_step: int | None) -> 
     return f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}".rstrip(": ")
 
 
+def failure_report(exc: BaseException, run_dir, cfg, ckpt_step: int | None) -> tuple[str, str]:
+    """(the one-line message, the traceback worth showing or "") of a failure that is neither a divergence
+    nor Ctrl-C: bad input and cancelling say it all, out of GPU memory says what to lower, a failed write
+    where and that the checkpoint is intact; anything else is a bug and keeps its traceback."""
+    if isinstance(exc, (BadInput, Interrupted)):
+        return str(exc), ""
+    tb = "".join(traceback.format_exception(exc))
+    if isinstance(exc, torch.OutOfMemoryError):
+        bs = cfg.optim.batch_size
+        return (f"out of GPU memory at batch size {bs}; lower the batch size (e.g. {max(2, bs // 2)}) or choose a "
+                "smaller backbone, then resume", tb)
+    return failure_message(exc, run_dir, cfg, ckpt_step), "" if isinstance(exc, OSError) else tb
+
+
 __all__ = ["LastGood", "LAST_GOOD_EVERY_S", "all_finite", "cpu_copy", "divergence_message", "failure_message",
-           "exit_code_for"]
+           "failure_report", "exit_code_for"]

@@ -7,9 +7,21 @@ import json
 import os
 import socket
 import time
+from collections.abc import Callable
 from pathlib import Path
 
-from engine.runs import MetricsLog, json_safe, new_run_dir, read_json, write_json
+from engine.errors import UsageError
+from engine.runs import (
+    MetricsLog,
+    acquire_writer,
+    json_safe,
+    new_run_dir,
+    read_json,
+    remove_if_empty,
+    remove_stale_temporaries,
+    write_json,
+)
+from engine.training.checkpoints import run_config
 
 STATUS_EVERY_S = 5.0
 
@@ -30,6 +42,29 @@ class RunRecord:
             cfg.save(run_dir / "config.json")
         old = read_json(run_dir / "status.json", {}) or {}
         return cls(run_dir, MetricsLog(run_dir / "metrics.jsonl"), old.get("started", time.time()))
+
+    @classmethod
+    def start(cls, cfg, run_dir: Path | None, resume: dict | None, claim: Callable[[Path], None]) -> RunRecord:
+        """Create the folder of a new run (``claim`` takes it first; a folder that already holds a run is
+        refused) or reopen a resumed one (already claimed; its config.json takes the changes ``--resume``
+        allowed, the device excepted: that is this session's only); ``resume``: the ``resume`` record
+        (step, epoch, samples, processes) of a resumed run, None for a new one."""
+        if resume:
+            stored = run_config(run_dir).to_dict()
+            changed = cfg.to_dict() | {"device": stored.get("device", "auto")}
+            if changed != stored:
+                type(cfg).from_dict(changed).save(run_dir / "config.json")
+        else:
+            if run_dir is None:
+                run_dir = new_run_dir(cfg.runs_root, cfg.method, cfg.data.spec, cfg.name)
+            claim(run_dir)
+            if (run_dir / "config.json").exists():
+                raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
+                                 "or choose another run folder")
+        record = cls.open(cfg, run_dir, resume is not None)
+        if resume is not None:
+            record.write({"type": "resume", **resume, "time": time.time()})
+        return record
 
     def status(self, force: bool = False, in_place: bool = False, **fields) -> None:
         """Refresh status.json (at most every few seconds unless ``force``): state, step, pid, heartbeat.
@@ -68,6 +103,29 @@ class RunRecord:
         self.log.close()
 
 
+def claim(run_dir: Path, warn: Callable[[str], None]) -> tuple[object, list[str]]:
+    """Take the run folder's writer lock (the caller holds it until its session ends) and clear what a
+    killed writer left: (the lock, notes)."""
+    lock = acquire_writer(run_dir)
+    if lock.took_over:
+        warn(f"took over {run_dir} from process {lock.took_over}, which ended without releasing it")
+    removed = remove_stale_temporaries(run_dir)
+    notes = [f"removed {len(removed)} unfinished temporary file(s) left by a writer that was killed mid-write: "
+             f"{', '.join(p.name for p in removed[:3])}"] if removed else []
+    return lock, notes
+
+
+def abandon(run_dir: Path, lock) -> None:
+    """A new run that failed on bad input leaves no folder behind (the window makes one before the engine
+    process starts): release this process's claim and remove the folder if empty; one another process
+    holds stays."""
+    if lock is None and (run_dir / ".writer.lock").exists():
+        return
+    if lock is not None:
+        lock.release()
+    remove_if_empty(run_dir)
+
+
 def _overwrite(path: Path, data: bytes) -> None:
     """Rewrite a small file in place (its blocks are reused: this works on a full disk)."""
     try:
@@ -78,4 +136,4 @@ def _overwrite(path: Path, data: bytes) -> None:
         pass
 
 
-__all__ = ["RunRecord", "STATUS_EVERY_S"]
+__all__ = ["RunRecord", "STATUS_EVERY_S", "claim", "abandon"]

@@ -33,6 +33,14 @@ class RunData:
             raise KeyError(key)
         return getattr(self, key)
 
+    def ready(self, cfg, method_cls, device) -> RunData:
+        """Check that the method can train on this data and place it (see :meth:`place`)."""
+        if method_cls.needs_labels and not self.data.labelled:
+            raise ConfigError("method", f"{cfg.method} needs labels, and {cfg.data.spec} is unlabeled; "
+                                        "choose a dataset with class folders or another method")
+        self.place(device, cfg.data.in_memory_limit_mb)
+        return self
+
     def place(self, device, memory_limit_mb: float) -> None:
         """Small datasets live on the training device as one uint8 tensor."""
         if self.data.streaming or device.type == "cpu":
