@@ -215,7 +215,8 @@ def test_divergence_and_bad_config_are_reported_not_raised(tmp_path):
 
 
 def test_time_budget_and_online_knn(tmp_path):
-    cfg = tiny("simclr", "builtin:shapes:96", tmp_path, epochs=0, minutes=0.08,
+    # 32 images of batch 16: an epoch (and its kNN monitor) ends every 2 steps, however slow the machine
+    cfg = tiny("simclr", "builtin:shapes:32", tmp_path, epochs=0, minutes=0.08,
                eval={"knn_every_epochs": 1, "final_eval": True, "embed_every_epochs": 1, "embed_size": 20})
     summary, msgs = run(cfg)
     assert summary["reason"] == "time budget"
