@@ -76,7 +76,8 @@ class RunConfig:
     epochs: int = param(0, "Train for this many epochs (0: use minutes)", min=0, max=100000)
     minutes: float = param(0.0, "Train for this many minutes (0: use epochs)", min=0.0, max=100000.0)
     device: str = param("auto", "auto, cpu, cuda or mps", choices=DEVICES)
-    precision: str = param("auto", "auto (bf16/fp16 on GPU, fp32 on CPU), fp32, bf16, fp16",
+    precision: str = param("auto", "auto (bf16/fp16 on GPU; bf16 on CPUs that compute it natively, "
+                           "AMX or AVX512-BF16, else fp32), fp32, bf16, fp16",
                            choices=PRECISIONS, advanced=True)
     gather: bool = param(True, "Several processes: losses that couple samples (contrastive negatives, "
                          "cross-correlation, variance, DINO's centre) see the global batch, gathered from every "

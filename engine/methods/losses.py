@@ -2,12 +2,34 @@
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 
 from engine.dist import LOCAL, Group
 
 
+def _device_type(args) -> str:
+    for a in args:
+        if isinstance(a, torch.Tensor):
+            return a.device.type
+        if isinstance(a, (list, tuple)) and a and isinstance(a[0], torch.Tensor):
+            return a[0].device.type
+    return "cpu"
+
+
+def full_precision(fn):
+    """Compute a loss in float32 even inside a bf16/fp16 autocast step: its matrix products (similarities,
+    cross-correlations, covariances) sum over the batch, and low precision would blur them."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with torch.autocast(_device_type(args), enabled=False):
+            return fn(*args, **kwargs)
+    return wrapper
+
+
+@full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2,
             group: Group = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
     """NT-Xent / InfoNCE over the batch (SimCLR, Chen et al. 2020). Returns (loss, top-1 accuracy of
@@ -31,6 +53,7 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2,
     return loss, acc
 
 
+@full_precision
 def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, temperature: float,
              group: Group = LOCAL):
     """InfoNCE with one positive key per query and a queue of negatives (MoCo, He et al. 2020).
@@ -50,6 +73,7 @@ def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, tempe
     return F.cross_entropy(logits, targets), (logits.argmax(1) == 0).float().mean()
 
 
+@full_precision
 def byol_loss(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     """2 - 2 cos(p, z) with z a detached target (BYOL, Grill et al. 2020)."""
     return 2 - 2 * F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
@@ -60,6 +84,7 @@ def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
     return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
+@full_precision
 def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> tuple[torch.Tensor, dict]:
     """Drive the cross-correlation matrix of the two views' standardised embeddings to the
     identity (Barlow Twins, Zbontar et al. 2021): invariance on the diagonal, redundancy
@@ -75,6 +100,7 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051)
     return on + lambd * off, {"on_diag": on.detach(), "off_diag": off.detach()}
 
 
+@full_precision
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_coeff: float = 25.0, std_coeff: float = 25.0,
                 cov_coeff: float = 1.0) -> tuple[torch.Tensor, dict]:
     """Variance-Invariance-Covariance regularisation (VICReg, Bardes et al. 2022): MSE between the
@@ -94,6 +120,7 @@ def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_coeff: float = 25.0, std
     return loss, {"invariance": inv.detach(), "variance": var.detach(), "covariance": cov.detach()}
 
 
+@full_precision
 def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: torch.Tensor,
               student_temp: float = 0.1, teacher_temp: float = 0.04) -> torch.Tensor:
     """Cross-entropy between the centred, sharpened teacher distribution of each global view and

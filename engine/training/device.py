@@ -8,6 +8,7 @@ every device: ``with precision.autocast(): ...; precision.backward(loss, opt); p
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 
 import torch
@@ -49,9 +50,30 @@ def device_name(device: torch.device) -> str:
     return f"CPU ({torch.get_num_threads()} threads)"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (Intel AMX or AVX512-BF16): there a bf16-autocast step of
+    the CPU default model runs about twice as fast as fp32 and learns as much per step. Elsewhere bf16 is
+    emulated and slower, so ``auto`` stays fp32. ``SSLWB_CPU_BF16=0`` / ``1`` overrides the detection."""
+    forced = os.environ.get("SSLWB_CPU_BF16", "").strip()
+    if forced in ("0", "1"):
+        return forced == "1"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"amx_bf16", "avx512_bf16"}) and torch.backends.mkldnn.is_available()
+    except OSError:
+        pass
+    return False
+
+
 def autocast_dtype(device: torch.device, precision: str) -> torch.dtype | None:
-    if precision == "fp32" or device.type == "cpu" and precision == "auto":
+    if precision == "fp32":
         return None
+    if device.type == "cpu" and precision == "auto":
+        return torch.bfloat16 if cpu_native_bf16() else None
     if precision == "bf16":
         return torch.bfloat16
     if precision == "fp16":
@@ -111,4 +133,4 @@ class Precision:
             self.scaler.load_state_dict(state)
 
 
-__all__ = ["resolve_device", "device_name", "autocast_dtype", "place_model", "Precision"]
+__all__ = ["cpu_native_bf16", "resolve_device", "device_name", "autocast_dtype", "place_model", "Precision"]
