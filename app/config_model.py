@@ -12,7 +12,7 @@ import copy
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import RunConfig
+from engine.config import RunConfig, recipe_options
 from engine.params import ConfigError, check_bounds, coerce
 
 SECTIONS = ("data", "optim", "eval")
@@ -29,9 +29,9 @@ def default_run_config() -> dict:
     # would cost training over 10%)
     d["eval"].update(knn_every_epochs=0, monitor_size=500, bank_size=2000, linear_probe_epochs=30,
                      embed_every_epochs=0, snapshot_every_s=4.0)
-    # strong hue/grey jitter and crops of at least 40%: the views must not be told apart by colour,
-    # so the encoder learns shape (README "Methods": the colour shortcut and its lesson)
-    d["method_options"] = {"augment": {"hue": 0.5, "gray_p": 0.5, "crop_scale_min": 0.4}}
+    # the built-in shapes bring their own recipe (engine.config.data_recipe): strong hue/grey jitter and
+    # crops of at least 40%, so the views are not told apart by colour and the encoder learns shape
+    d["method_options"] = {}
     return d
 
 
@@ -107,6 +107,7 @@ class ConfigModel(QObject):
     def options_for(self, method: str) -> dict:
         """The method's options: its defaults, then what the user set."""
         out = {s["name"]: copy.deepcopy(s["default"]) for s in self.option_specs(method)}
+        out.update(recipe_options(out, self._cfg["data"].get("spec", "")))  # what the dataset recommends
         out.update(copy.deepcopy(self._options.get(method, {})))
         return out
 
@@ -133,6 +134,8 @@ class ConfigModel(QObject):
             else:
                 d[section] = values
         d["method_options"] = {s["name"]: copy.deepcopy(s["default"]) for s in info.get("options", [])}
+        d["method_options"].update(recipe_options(d["method_options"], self._cfg["data"].get("spec", "")))
+        d["data"]["spec"] = self._cfg["data"].get("spec", d["data"]["spec"])
         return d
 
     # -- writing -----------------------------------------------------------------------------

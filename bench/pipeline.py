@@ -16,6 +16,9 @@ Measures, side by side in one run, with SimCLR's CPU defaults (small_cnn, its ba
     python bench/pipeline.py [--data SPEC] [--steps N] [--batch-size B] [--device auto|cpu|cuda] [--compile]
 
 ``--compile`` compiles the training step with torch.compile (the session's ``--compile``).
+``--precision`` as the session's (default auto: bf16 autocast on GPUs and on CPUs with AMX or
+AVX512-BF16); with mixed precision on, the same full step also runs in float32 beside it
+(``full_step_fp32_images_per_s``, ``mixed_precision_speedup``).
 
 The last line is one JSON object.
 """
@@ -102,6 +105,8 @@ def main() -> None:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--device", default="cpu", choices=["auto", "cpu", "cuda"])
     p.add_argument("--compile", action="store_true", help="compile the training step with torch.compile")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="as the session's (auto: bf16 on GPUs and on CPUs that compute bf16 natively)")
     args = p.parse_args()
 
     dev = resolve_device(args.device)
@@ -116,7 +121,7 @@ def main() -> None:
     method = place_model(cls(cfg.method_config(), build_backbone(backbone, 32), DataInfo(32, 0)), dev)
     method.train()
     opt = build_optimizer(method, cfg)
-    precision = Precision(dev, "auto")
+    precision = Precision(dev, args.precision)
     step_fn = StepModule(method)
     if args.compile:
         step_fn = torch.compile(step_fn)
@@ -171,6 +176,14 @@ def main() -> None:
         t_model.append(timed(model_step, max(1, args.steps // 3)))
     tf, tm = min(t_full), min(t_model)
 
+    # the same full step in float32, beside it: what mixed precision buys (when it is on)
+    t_fp32 = None
+    if precision.amp_dtype is not None:
+        amp = precision.amp_dtype
+        precision.amp_dtype = None
+        t_fp32 = min(timed(full_step, max(1, args.steps // 3)) for _ in range(2))
+        precision.amp_dtype = amp
+
     # the augmentation alone
     def aug_only(k):
         method.make_batch(x0, step_generator(0, k, 0, dev))
@@ -204,6 +217,8 @@ def main() -> None:
         "augment_fraction": round(max(0.0, (tf - tm) / tf), 4),
         "per_image_pipeline_images_per_s": round(bs / t_per_image, 1),
         "speedup_vs_per_image": round(t_per_image / tf, 2),
+        "full_step_fp32_images_per_s": round(bs / t_fp32, 1) if t_fp32 else None,
+        "mixed_precision_speedup": round(t_fp32 / tf, 2) if t_fp32 else None,
         "model_tflop": round(tflop, 6),
         "full_step_tflops": round(tflop / tf, 4),
         "model_only_tflops": round(tflop / tm, 4),

@@ -191,9 +191,10 @@ def config_from_args(args):
     if args.config:
         base = RunConfig.load(args.config).to_dict()
         if args.method and args.method != base["method"]:
-            base = default_config(args.method).to_dict() | {"data": base["data"], "eval": base["eval"]}
+            base = default_config(args.method, data={"spec": args.data or base["data"]["spec"]}).to_dict() | \
+                {"data": base["data"], "eval": base["eval"]}
     else:
-        base = default_config(args.method or "simclr").to_dict()
+        base = default_config(args.method or "simclr", **({"data": {"spec": args.data}} if args.data else {})).to_dict()
     if args.data:
         base["data"]["spec"] = args.data
     if args.eval_data:

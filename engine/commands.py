@@ -33,7 +33,8 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
     if base is None:
         from engine.config import default_config
 
-        base = default_config(config.get("method", "simclr")).to_dict()
+        spec = (config.get("data") or {}).get("spec")
+        base = default_config(config.get("method", "simclr"), **({"data": {"spec": spec}} if spec else {})).to_dict()
     args = ["train", "--method", str(config["method"])]
     data, bdata = config.get("data", {}), base.get("data", {})
     args += ["--data", str(data.get("spec", bdata.get("spec", "builtin:shapes")))]
