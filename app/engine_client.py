@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Signal
+from PySide6.QtCore import QObject, QTimer, Signal
 
 from app.process_client import ProcessClient, describe_exit
 from engine import messages as M
@@ -49,6 +49,11 @@ class EngineClient(ProcessClient):
         self.started_msg: M.RunStarted | None = None
         self._terminal = False
         self._resume = False
+        self._standby = False  # the child is a standby process waiting for its run (prewarm)
+        self._prewarm_timer = QTimer(self)  # keeps a standby ready between runs (enable_prewarm)
+        self._prewarm_timer.setSingleShot(True)
+        self._prewarm_timer.timeout.connect(self._prewarm_due)
+        self._prewarm_on = False
 
     # -- queries ----------------------------------------------------------------------------
     @property
@@ -81,13 +86,52 @@ class EngineClient(ProcessClient):
         if not resume:
             self.last_checkpoint_step = None
         self._resume = resume
-        self._spawn()
+        if not self._start_standby():
+            self._spawn()
         self._set_state(STARTING)
         return self.run_dir
 
-    def _spawn_args(self, requests, messages):
-        from engine.worker import train_process
+    def prewarm(self) -> bool:
+        """Start the next run's process ahead of time: it imports torch and the engine while the user is
+        still choosing, so Start shows the first step seconds sooner. Nothing happens while another child
+        is there. Returns whether a standby process waits."""
+        if self._standby:
+            return self.alive
+        if self._proc is not None or self.active or self.in_process:
+            return False
+        self._standby = True
+        self._spawn()
+        return True
 
+    def enable_prewarm(self, delay_ms: int = 500) -> None:
+        """Keep a standby process ready: ``delay_ms`` from now, and again after every run's process ends."""
+        self._prewarm_on = True
+        self._prewarm_timer.start(delay_ms)
+
+    def _prewarm_due(self) -> None:
+        if not self._prewarm_on or self.active or self._stopping:
+            return
+        if not self.prewarm() and self._proc is not None and not self._standby:
+            self._prewarm_timer.start(2000)  # the last run's process is still saying goodbye
+
+    def _start_standby(self) -> bool:
+        """Hand the run to the standby process, if one waits; False: spawn a fresh one."""
+        if not self._standby:
+            return False
+        from engine.worker import START
+
+        self._standby = False
+        if self.alive and self._send(M.Command(START, {"config": self.config, "run_dir": self.run_dir,
+                                                       "resume": self._resume})):
+            return True
+        ProcessClient.shutdown(self, 1.0)  # gone or deaf: drop it
+        return False
+
+    def _spawn_args(self, requests, messages):
+        from engine.worker import train_process, train_standby
+
+        if self._standby:
+            return train_standby, (messages, requests, self._nice), {}
         return train_process, (self.config, self.run_dir, self._resume, messages, requests, self._nice), {}
 
     def resume_last(self, budget: dict | None = None) -> str:
@@ -124,7 +168,12 @@ class EngineClient(ProcessClient):
 
     def shutdown(self, timeout: float = 10.0) -> None:
         """Stop a run cleanly (checkpoint) and wait for the process; used when the window closes."""
-        if self._proc is not None:
+        self._prewarm_on = False
+        self._prewarm_timer.stop()
+        if self._standby:  # no run: the standby just ends
+            self._standby = False
+            super().shutdown(min(timeout, 2.0))
+        elif self._proc is not None:
             super().shutdown(timeout, goodbye=M.Command(M.STOP))
 
     # -- messages ---------------------------------------------------------------------------
@@ -132,8 +181,13 @@ class EngineClient(ProcessClient):
         if state != self.state:
             self.state = state
             self.state_changed.emit(state)
+        if self._prewarm_on and state in (FINISHED, STOPPED, FAILED, DIED):
+            self._prewarm_timer.start(2000)
 
     def _child_ended(self, code: int | None) -> None:
+        if self._standby:  # a standby that ended before its run: the next Start spawns a fresh process
+            self._standby = False
+            return
         if self._terminal:  # it said goodbye (RunFinished / RunFailed) before it ended
             return
         self._set_state(DIED)  # before can_resume(): a dead run is no longer active

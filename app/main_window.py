@@ -70,6 +70,8 @@ class MainWindow(QMainWindow):
         self.run_model = RunModel(self)
         self.service = WorkerClient(parent=self)
         self.engine = EngineClient(self)
+        if os.environ.get("SSLWB_PREWARM", "1") != "0":  # the next run's process waits, torch imported
+            self.engine.enable_prewarm()
         warm = os.environ.get("SSLWB_ANALYSIS_WARMUP", "1") != "0"  # tests may skip the UMAP warm-up
         self.analysis = AnalysisClient(self, start=False, warm=warm)
         self.context = ViewContext(run=self.run_model, config=self.model, engine=self.engine, service=self.service,

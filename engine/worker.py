@@ -94,6 +94,43 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
     """Entry point of the engine process: run one session, send every message to ``out_queue``."""
     parent = os.getppid()
     _lower_priority(nice)
+    _train(config_dict, run_dir, resume, out_queue, cmd_queue, parent)
+
+
+START = "start"  # the standby's one command: Command(START, {"config": ..., "run_dir": ..., "resume": ...})
+
+
+def train_standby(out_queue, cmd_queue, nice: int = 0) -> None:
+    """Entry point of an engine process started ahead of its run: it imports torch and the engine (the
+    seconds a start would otherwise wait for) while the user is still choosing, then waits for
+    ``Command(START, ...)`` and runs that session exactly as :func:`train_process` does. Anything else
+    on the queue (the window's goodbye), or the window's end, ends it."""
+    import queue
+
+    parent = os.getppid()
+    _lower_priority(nice)
+    from engine import messages as M
+
+    try:
+        import engine.session  # noqa: F401 - torch and the engine: the slow part of a start
+    except BaseException:  # noqa: BLE001 - the run that follows reports it
+        pass
+    while True:
+        try:
+            item = cmd_queue.get(timeout=1.0)
+        except queue.Empty:
+            if os.getppid() != parent:
+                return
+            continue
+        except (EOFError, OSError, ValueError):
+            return
+        if isinstance(item, M.Command) and item.name == START:
+            a = item.args
+            _train(a.get("config") or {}, a.get("run_dir"), bool(a.get("resume")), out_queue, cmd_queue, parent)
+        return
+
+
+def _train(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue, parent: int) -> None:
     from engine import messages as M
 
     control = None
@@ -441,5 +478,5 @@ def service_main(req_q, resp_q, nice: int = 0) -> None:
     serve_requests(req_q, resp_q, make, join_s=5.0)  # a running job finishes its native calls first
 
 
-__all__ = ["train_process", "service_main", "ServiceHandler", "catalogue", "validate_config", "load_dataset_for_view",
+__all__ = ["train_process", "train_standby", "START", "service_main", "ServiceHandler", "catalogue", "validate_config", "load_dataset_for_view",
            "preview_plain"]

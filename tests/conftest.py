@@ -22,6 +22,7 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SSLWB_DATA_DIR", str(base / "tvdata"))
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(base / "config"))
     monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")  # the window's analysis process skips the UMAP warm-up
+    monkeypatch.setenv("SSLWB_PREWARM", "0")  # no standby training process per window (tests/test_prewarm.py)
 
 
 @pytest.fixture(scope="module")
