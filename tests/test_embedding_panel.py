@@ -3,6 +3,7 @@ analysis process and a tiny run trained by the engine."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -82,6 +83,11 @@ def test_map_appears_after_short_run(panel, qtbot, run):
     total = sum(int(panel.legend.item(i).text().split("(")[-1].rstrip(")")) for i in range(panel.legend.count()))
     assert total == 200
     assert panel.map.thumbs is not None and panel.map.thumbs.shape == (200, 32, 32, 3)
+    # a run opened after it ended still says its kNN where the audience looks (from its metrics.jsonl)
+    knn = [json.loads(line) for line in (Path(run[0]) / "metrics.jsonl").read_text().splitlines()]
+    knn = [r for r in knn if r.get("kind") == "knn_monitor" and r["step"] <= s.step]
+    assert knn and panel.map.headline.isVisible()
+    assert panel.map.headline.text().startswith(f"kNN top-1 {knn[-1]['knn_top1']:.2f}")
 
     # stepping back through the timeline shows the first epoch's map (same images, other features)
     before = panel.map.coords.copy()

@@ -212,6 +212,9 @@ class EmbeddingPanel(QWidget):
             self._add_entry(entry, show=i == len(new) - 1 and self.follow.isChecked() and self.request_id is None)
 
     def _on_snapshots(self, d: dict) -> None:
+        if not self.live:  # a run opened later: its headline from the kNN it logged
+            for rec in d.get("knn", []):
+                self.store.knn.add(rec["step"], rec)
         for s in d.get("snapshots", []):
             self._add_entry(Entry.snapshot(s), show=False)
         if self.entries:

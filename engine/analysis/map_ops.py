@@ -25,11 +25,23 @@ class _Points:
     epoch: float | None = None
 
 
+def knn_records(run_dir) -> list[dict]:
+    """The ``knn_monitor`` eval records of the run's metrics.jsonl: step, knn_top1 (and random_init_knn)."""
+    from engine.runs import clean_resumed, read_metrics
+
+    records, _ = read_metrics(run_dir)
+    keep = ("step", "knn_top1", "random_init_knn")
+    return [{k: r[k] for k in keep if k in r} for r in clean_resumed(records)
+            if r.get("type") == "eval" and r.get("kind") == "knn_monitor" and "step" in r]
+
+
 class MapOps:
     """``op_snapshots``, ``op_map`` and ``op_project`` (mixed into :class:`engine.analysis.AnalysisWorker`)."""
 
     def op_snapshots(self, job: Job) -> dict:
-        return {"run_dir": job.args["run_dir"], "snapshots": list_snapshots(job.args["run_dir"])}
+        """The run's snapshots, and its online kNN records (the map's headline of a run opened later)."""
+        run_dir = job.args["run_dir"]
+        return {"run_dir": run_dir, "snapshots": list_snapshots(run_dir), "knn": knn_records(run_dir)}
 
     def op_map(self, job: Job) -> dict:
         """A map in stages (:class:`engine.messages.MapStage`, each a ``Partial`` reply with ``"stage"``):
