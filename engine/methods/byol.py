@@ -22,8 +22,11 @@ from engine.pretext.views import multi_view
 class BYOLConfig(ContrastiveViews):
     views: str = param("simclr", "Augmentation recipe of the two views (the paper uses BYOL's; SimCLR's stronger "
                                   "colour jitter learns faster in short CPU runs)", choices=("simclr", "byol", "light"))
-    momentum: float = param(0.98, "Base momentum of the target network (the paper: 0.996 for long runs), raised to 1 along "
-                                  "a cosine when the schedule is on", min=0.0, max=1.0)
+    # a target that follows quickly learns in a few hundred CPU steps: on builtin:shapes, 552 steps,
+    # kNN 0.70 with 0.98, 0.75 with 0.95, 0.80 with 0.9 (random init 0.58)
+    momentum: float = param(0.9, "Base momentum of the target network (the paper: 0.996 for long runs; short runs "
+                                 "learn faster with a target that follows quickly), raised to 1 along a cosine when "
+                                 "the schedule is on", min=0.0, max=1.0)
     momentum_schedule: bool = param(True, "Raise the momentum to 1 along a cosine over the run (the paper)")
     proj_hidden: int = param(1024, "Hidden width of the projector and predictor (the paper: 4096)", min=8,
                              max=16384)
