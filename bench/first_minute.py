@@ -141,6 +141,7 @@ def main() -> int:
     stalls = np.maximum(0.0, np.asarray(intervals[1:]) - BEAT_MS)
     out = {
         "window_shown_s": round(shown, 2),
+        "start_pressed_s": round(t_start - T0, 2),  # from launch: the data and the catalogue had arrived
         "first_loss_point_s": round(ev["loss"] - t_start, 2) if ev["loss"] else None,
         "first_map_s": round(ev["map"] - t_start, 2) if ev["map"] else None,
         "map_refresh_median_s": round(float(np.median(np.diff(maps))), 2) if len(maps) > 1 else None,

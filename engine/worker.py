@@ -112,7 +112,7 @@ def train_standby(out_queue, cmd_queue, nice: int = 0) -> None:
     from engine import messages as M
 
     try:
-        import engine.session  # noqa: F401 - torch and the engine: the slow part of a start
+        _warm_up()
     except BaseException:  # noqa: BLE001 - the run that follows reports it
         pass
     while True:
@@ -128,6 +128,24 @@ def train_standby(out_queue, cmd_queue, nice: int = 0) -> None:
             a = item.args
             _train(a.get("config") or {}, a.get("run_dir"), bool(a.get("resume")), out_queue, cmd_queue, parent)
         return
+
+
+def _warm_up() -> None:
+    """What a start would otherwise wait for: torch and the engine imported, torch's lazily imported
+    optimiser machinery (``torch._dynamo``, 2 s on a 2-core CPU, pulled in by the first AdamW) and the
+    CPU's convolution kernels (a tiny step under the session's precision)."""
+    import engine.session  # noqa: F401 - torch and the engine
+    import torch
+
+    from engine.training.device import Precision
+
+    conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
+    opt = torch.optim.AdamW(conv.parameters(), lr=1e-3)
+    precision = Precision(torch.device("cpu"), "auto")
+    with precision.autocast():
+        loss = conv(torch.rand(2, 3, 16, 16)).float().square().mean()
+    precision.backward(loss, opt)
+    precision.step(opt)
 
 
 def _train(config_dict: dict, run_dir: str | None, resume: bool, out_queue, cmd_queue, parent: int) -> None:

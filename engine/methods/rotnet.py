@@ -32,7 +32,10 @@ class RotNet(Method):
     summary = "Transformation prediction: classify the rotation (0/90/180/270) applied to an image."
     description = ("Learns what objects look like upright (shapes, parts, their layout). Only 4 classes: "
                    "the task saturates quickly; it relies on images having a canonical orientation and "
-                   "fails on rotation-invariant content (textures, aerial or microscope images).")
+                   "fails on rotation-invariant content (textures, aerial or microscope images) and on "
+                   "symmetric objects: on the built-in shapes, circles and rings look the same at every "
+                   "rotation and squares and crosses at every quarter turn, so half the classes teach it "
+                   "nothing.")
     paper = "Gidaris et al., Unsupervised Representation Learning by Predicting Image Rotations, ICLR 2018"
     family = "transformation"
     backbone_kind = "any"
