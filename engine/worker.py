@@ -134,9 +134,9 @@ def _warm_up() -> None:
     """What a start would otherwise wait for: torch and the engine imported, torch's lazily imported
     optimiser machinery (``torch._dynamo``, 2 s on a 2-core CPU, pulled in by the first AdamW) and the
     CPU's convolution kernels (a tiny step under the session's precision)."""
-    import engine.session  # noqa: F401 - torch and the engine
     import torch
 
+    import engine.session  # noqa: F401 - torch and the engine
     from engine.training.device import Precision
 
     conv = torch.nn.Conv2d(3, 8, 3, padding=1).to(memory_format=torch.channels_last)
