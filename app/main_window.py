@@ -70,8 +70,6 @@ class MainWindow(QMainWindow):
         self.run_model = RunModel(self)
         self.service = WorkerClient(parent=self)
         self.engine = EngineClient(self)
-        if os.environ.get("SSLWB_PREWARM", "1") != "0":  # the next run's process waits, torch imported
-            self.engine.enable_prewarm()
         warm = os.environ.get("SSLWB_ANALYSIS_WARMUP", "1") != "0"  # tests may skip the UMAP warm-up
         self.analysis = AnalysisClient(self, start=False, warm=warm)
         self.context = ViewContext(run=self.run_model, config=self.model, engine=self.engine, service=self.service,
@@ -175,6 +173,10 @@ class MainWindow(QMainWindow):
             f"The engine could not list its methods: {e.get('message')}", error=True))
 
     def _catalogue(self, cat: dict) -> None:
+        if not self.catalogue_fresh and os.environ.get("SSLWB_PREWARM", "1") != "0":
+            # the next run's process, torch imported, waits for Start; started once the service has answered,
+            # so its warm-up does not delay the catalogue on a small CPU
+            self.engine.enable_prewarm(0)
         self.catalogue_fresh = True
         S.write_cache("catalogue.json", cat)
         self.model.set_catalogue(cat)  # the views that show the catalogue follow the model

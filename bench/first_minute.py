@@ -52,6 +52,8 @@ def main() -> int:
     p.add_argument("--seconds", type=float, default=60.0, help="seconds of training to watch (default 60)")
     p.add_argument("--runs-root", default=None, help="where the run folder goes (default: a temporary folder)")
     p.add_argument("--timeout", type=float, default=230.0, help="give up after this many seconds in all")
+    p.add_argument("--think", type=float, default=0.0, help="seconds a user looks at the ready window before "
+                   "pressing Start (default 0: at once; the standby training process warms up meanwhile)")
     args = p.parse_args()
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -122,6 +124,8 @@ def main() -> int:
         if ev["loss"] is None and win.curves.point_count("loss") >= 1:
             ev["loss"] = now
 
+    think_end = time.monotonic() + args.think
+    wait(lambda: time.monotonic() >= think_end, "the user to press Start")
     win.run_panel.start_btn.click()  # as a user does
     t_start = time.perf_counter()
     win.show_view("embedding")  # where the audience looks
@@ -142,6 +146,7 @@ def main() -> int:
     out = {
         "window_shown_s": round(shown, 2),
         "start_pressed_s": round(t_start - T0, 2),  # from launch: the data and the catalogue had arrived
+        "think_s": args.think,
         "first_loss_point_s": round(ev["loss"] - t_start, 2) if ev["loss"] else None,
         "first_map_s": round(ev["map"] - t_start, 2) if ev["map"] else None,
         "map_refresh_median_s": round(float(np.median(np.diff(maps))), 2) if len(maps) > 1 else None,

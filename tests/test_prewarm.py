@@ -61,3 +61,25 @@ def test_a_standby_that_died_is_replaced_silently(qtbot, client, tmp_path):
     assert not died and client.state == "idle"  # nobody lost anything: no banner
     client.start(tiny_config(tmp_path))
     qtbot.waitUntil(lambda: client.state == "finished", timeout=WAIT)
+
+
+def test_the_window_keeps_a_standby_once_the_service_has_answered(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("SSLWB_PREWARM", "1")
+    monkeypatch.setenv("SSLWB_NICE", "0")
+    monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
+    from app.launch import make_app
+    from app.main_window import MainWindow
+
+    make_app()
+    win = MainWindow(data_spec="builtin:shapes:64")
+    win.confirm_quit = False
+    qtbot.addWidget(win)
+    try:
+        qtbot.waitUntil(lambda: win.catalogue_fresh, timeout=WAIT)
+        qtbot.waitUntil(lambda: win.engine._standby and win.engine.alive, timeout=WAIT)
+        assert win.engine.state == "idle"  # nothing runs: Start is still the user's
+        pid = win.engine.pid
+    finally:
+        win.engine.shutdown(timeout=10)
+        win.close()
+    qtbot.waitUntil(lambda: gone(pid), timeout=20_000)
