@@ -361,3 +361,13 @@ def test_window_shows_both_views_and_opens_runs_in_them(qtbot, run, monkeypatch,
     proc = win.analysis._proc
     win.close()
     qtbot.waitUntil(lambda: proc is None or not proc.is_alive(), timeout=10_000)
+
+
+def test_map_from_checkpoint_says_how_many_images_it_shows(panel, qtbot):
+    """The tiny run's evaluation set has fewer images than the box asks for: the box then says how many."""
+    panel.sample.setValue(5000)
+    panel.refresh()  # Map from checkpoint
+    qtbot.waitUntil(lambda: panel.request_id is None and panel.current is not None
+                    and panel.current.key.startswith("ckpt:") and "#" not in panel.current.key, timeout=120_000)
+    assert panel.map.count == len(panel.current.indices) < 5000
+    assert panel.sample.value() == panel.map.count

@@ -250,6 +250,8 @@ class EmbeddingPanel(QWidget):
             self.map.set_headline(self.store.headline())
             if not state.key.startswith("ckpt:"):
                 self.controls.show_count(len(state.indices))
+            elif "#" not in state.key and len(state.indices) < int(state.key.rsplit(":", 1)[1]):
+                self.controls.show_count(len(state.indices))  # fewer images than asked for: the box says so
         if same:
             self.map.thumbs = state.thumbs
             self._recolor()
