@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 
 HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance")
@@ -25,5 +26,17 @@ def main(argv: list[str] | None = None) -> int:
     return launch(argv)
 
 
+def _leave(code: int) -> None:
+    """Exit with ``code``. Under torchrun (several processes) without the interpreter's teardown: gloo's
+    threads, still held by objects that die in it, can abort a process there after the run has ended and
+    written everything, and torchrun would then report the run as failed."""
+    code = 0 if code is None else int(code)
+    if int(os.environ.get("WORLD_SIZE", "1") or 1) > 1:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    _leave(main())
