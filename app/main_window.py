@@ -102,6 +102,10 @@ class MainWindow(QMainWindow):
         if start_service:
             self.service.start()
             self._request_catalogue()
+            if os.environ.get("SSLWB_PREWARM", "1") != "0":
+                # the next run's process imports torch while the window and the service start, so that
+                # Start pressed the moment the window is ready shows the first loss within a second or two
+                self.engine.enable_prewarm(0)
             self.data_panel.load(self._initial_spec, self._initial_size, self._initial_download)
         # the window is the timer's context: a window closed (and deleted) before it fires cancels it
         QTimer.singleShot(ANALYSIS_START_DELAY_MS, self, lambda: self.analysis.start() if self.isVisible() else None)
@@ -173,10 +177,6 @@ class MainWindow(QMainWindow):
             f"The engine could not list its methods: {e.get('message')}", error=True))
 
     def _catalogue(self, cat: dict) -> None:
-        if not self.catalogue_fresh and os.environ.get("SSLWB_PREWARM", "1") != "0":
-            # the next run's process, torch imported, waits for Start; started once the service has answered,
-            # so its warm-up does not delay the catalogue on a small CPU
-            self.engine.enable_prewarm(0)
         self.catalogue_fresh = True
         S.write_cache("catalogue.json", cat)
         self.model.set_catalogue(cat)  # the views that show the catalogue follow the model

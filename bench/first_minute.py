@@ -81,7 +81,15 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.005)
 
-    wait(lambda: win.dataset is not None and win.catalogue_fresh, "the dataset and the method catalogue")
+    arrived: dict = {}
+
+    def ready() -> bool:
+        for key, got in (("catalogue_s", win.catalogue_fresh), ("dataset_s", win.dataset is not None)):
+            if got and key not in arrived:
+                arrived[key] = round(time.perf_counter() - T0, 2)
+        return len(arrived) == 2
+
+    wait(ready, "the dataset and the method catalogue")
     m = win.model
     info = m.method_info() or {}
     assert info.get("needs_labels") is False, f"the default run's method {m.method} must not need labels"
@@ -94,6 +102,7 @@ def main() -> int:
 
     def on_message(msg):
         kind = type(msg).__name__
+        ev.setdefault(f"first_{kind}", time.perf_counter())
         if kind == "StepMetrics":
             ev["train_s"] = msg.elapsed_s
         elif kind == "EvalResult" and msg.kind_name == "knn_monitor" and "knn_top1" in msg.values:
@@ -111,6 +120,15 @@ def main() -> int:
             ev["agreement"] = map_agreement(panel.map.coords, s.labels)
 
     win.engine.message.connect(on_message)
+    real_start_run = win.start_run
+
+    def start_run(cfg):  # after the config's check in the service: the training process takes over
+        ev.setdefault("run_started_by_window", time.perf_counter())
+        return real_start_run(cfg)
+
+    win.start_run = start_run
+    win.run_panel.start_requested.disconnect()
+    win.run_panel.start_requested.connect(win.start_run)
     panel.layoutFinished.connect(on_layout)
     panel.mapShown.connect(lambda _k: ev.__setitem__("map", ev["map"] or time.perf_counter()))
 
@@ -142,11 +160,15 @@ def main() -> int:
     win.close()
 
     maps = [t for t in ev["maps"] if t > t_start]
+
+    def since_start(key):
+        return round(ev[key] - t_start, 2) if ev.get(key) else None
     stalls = np.maximum(0.0, np.asarray(intervals[1:]) - BEAT_MS)
     out = {
         "window_shown_s": round(shown, 2),
         "start_pressed_s": round(t_start - T0, 2),  # from launch: the data and the catalogue had arrived
         "think_s": args.think,
+        **arrived,  # from launch
         "first_loss_point_s": round(ev["loss"] - t_start, 2) if ev["loss"] else None,
         "first_map_s": round(ev["map"] - t_start, 2) if ev["map"] else None,
         "map_refresh_median_s": round(float(np.median(np.diff(maps))), 2) if len(maps) > 1 else None,
@@ -154,6 +176,10 @@ def main() -> int:
         "random_init_knn": round(ev["random_init"], 4) if ev["random_init"] is not None else None,
         "map_agreement_at_60s": round(ev["agreement"], 4),
         "stall_p99_ms": round(float(np.percentile(stalls, 99)), 2),
+        # where the time after Start goes: the config checked, the first step's message in the window
+        "config_checked_s": since_start("run_started_by_window"),
+        "run_started_message_s": since_start("first_RunStarted"),
+        "first_step_message_s": since_start("first_StepMetrics"),
         "maps_drawn": len(maps), "knn_step": ev["target_step"], "seconds": args.seconds,
         "wall_s": round(time.perf_counter() - T0, 1), "load_average": [round(v, 2) for v in os.getloadavg()],
     }

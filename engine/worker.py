@@ -108,13 +108,13 @@ def train_standby(out_queue, cmd_queue, nice: int = 0) -> None:
     import queue
 
     parent = os.getppid()
-    _lower_priority(nice)
     from engine import messages as M
 
-    try:
+    try:  # at the window's priority: Start pressed the moment the window is ready waits for this
         _warm_up()
     except BaseException:  # noqa: BLE001 - the run that follows reports it
         pass
+    _lower_priority(nice)  # the run below the window, as a fresh training process is
     while True:
         try:
             item = cmd_queue.get(timeout=1.0)

@@ -3,6 +3,7 @@ on a tiny trained run, and the request lanes (cancel / supersede)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -313,3 +314,35 @@ def test_lane_supersede_and_cancel():
         assert got == {1: "cancelled", 2: "cancelled", 4: "cancelled", 3: "cancelled"}
     finally:
         lane.stop()
+
+
+def _thread_priorities(out) -> None:
+    import threading
+
+    from engine.analysis import _yield_thread
+
+    got = {}
+
+    def warm():
+        _yield_thread(7)
+        got["warm"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    t = threading.Thread(target=warm)
+    t.start()
+    t.join()
+    out.put((got["warm"], os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+
+
+@pytest.mark.skipif(not hasattr(os, "setpriority"), reason="per-thread priority needs Linux")
+def test_the_umap_warm_up_yields_the_cpu_but_requests_keep_their_priority():
+    """The warm-up thread (seconds of numba compiling at launch) runs 7 nice steps below the process,
+    whose own thread (the one that answers requests) keeps its priority."""
+    import multiprocessing as mp
+
+    ctx = mp.get_context("spawn")
+    q = ctx.Queue()
+    p = ctx.Process(target=_thread_priorities, args=(q,))
+    p.start()
+    warm, main = q.get(timeout=60)
+    p.join(30)
+    assert warm == min(19, main + 7) and warm > main

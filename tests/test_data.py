@@ -267,3 +267,39 @@ def test_large_folders_stream_with_the_same_images(tmp_path):
     paths = [st.paths[i] for i in idx.tolist()]
     ref = {p: mem.images[k] for k, p in enumerate(mem.paths)}
     assert all(torch.equal(imgs[k], ref[p]) for k, p in enumerate(paths))
+
+
+def test_shapes_come_back_from_the_cache_and_a_bad_cache_is_redrawn(tmp_path, monkeypatch):
+    """The built-in shapes are kept in the cache folder (the service, the training process and the next
+    run ask for the same images): the second load reads the file instead of drawing, and a corrupt or
+    wrongly shaped file is drawn again, not believed."""
+    import engine.data.shapes as shapes_mod
+
+    monkeypatch.setenv("SSLWB_CACHE_DIR", str(tmp_path))
+    drawn = []
+    real = shapes_mod.generate_shapes
+
+    def counting(*a, **k):
+        drawn.append(a)
+        return real(*a, **k)
+
+    monkeypatch.setattr(shapes_mod, "generate_shapes", counting)
+    first = shapes_mod.load_shapes(48, 32, "train")
+    files = list((tmp_path / "shapes").glob("shapes-48-32-*.npz"))
+    assert len(drawn) == 1 and len(files) == 1
+    again = shapes_mod.load_shapes(48, 32, "train")
+    assert len(drawn) == 1  # from the file
+    assert torch.equal(again.images, first.images) and torch.equal(again.labels, first.labels)
+    assert torch.equal(again.images, real(48, 32, 1000)[0])  # the same images the generator draws
+    files[0].write_bytes(b"not an npz")
+    assert torch.equal(shapes_mod.load_shapes(48, 32, "train").images, first.images)
+    assert len(drawn) == 2
+    import numpy as np
+
+    np.savez(files[0], images=np.zeros((5, 3, 32, 32), np.uint8), labels=np.zeros(5, np.int64))
+    assert torch.equal(shapes_mod.load_shapes(48, 32, "train").images, first.images)
+    assert len(drawn) == 3
+    stale = tmp_path / "shapes" / "shapes-48-32-1000-none-000000000000.npz"  # an older drawing code's file
+    stale.write_bytes(b"old")
+    shapes_mod.load_shapes(16, 32, "train")  # a new file is written: the stale one goes
+    assert not stale.exists() and files[0].exists()

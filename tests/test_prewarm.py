@@ -63,7 +63,7 @@ def test_a_standby_that_died_is_replaced_silently(qtbot, client, tmp_path):
     qtbot.waitUntil(lambda: client.state == "finished", timeout=WAIT)
 
 
-def test_the_window_keeps_a_standby_once_the_service_has_answered(qtbot, tmp_path, monkeypatch):
+def test_the_window_starts_a_standby_at_launch(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_PREWARM", "1")
     monkeypatch.setenv("SSLWB_NICE", "0")
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
@@ -75,8 +75,9 @@ def test_the_window_keeps_a_standby_once_the_service_has_answered(qtbot, tmp_pat
     win.confirm_quit = False
     qtbot.addWidget(win)
     try:
-        qtbot.waitUntil(lambda: win.catalogue_fresh, timeout=WAIT)
         qtbot.waitUntil(lambda: win.engine._standby and win.engine.alive, timeout=WAIT)
+        assert not win.catalogue_fresh  # started with the window, not after the service's first answer
+        qtbot.waitUntil(lambda: win.catalogue_fresh, timeout=WAIT)
         assert win.engine.state == "idle"  # nothing runs: Start is still the user's
         pid = win.engine.pid
     finally:

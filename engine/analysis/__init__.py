@@ -65,6 +65,7 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
     def warmup(self) -> None:
         from engine.eval.projection import warmup
 
+        _yield_thread(int(os.environ.get("SSLWB_WARMUP_NICE", "10")))
         try:
             t0 = time.perf_counter()
             import torch  # off the critical path of the first request
@@ -87,6 +88,21 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
 
     def op_ping(self, job: Job) -> dict:
         return {"pid": os.getpid(), "warm": self.warm.is_set()}
+
+
+def _yield_thread(nice: int) -> None:
+    """Lower this thread's priority only (Linux keeps a nice value per thread): the warm-up compiles for
+    seconds at launch, when the service, the window and the standby training process need the 2 cores
+    more; requests keep the process's own priority."""
+    import multiprocessing
+
+    if nice <= 0 or multiprocessing.parent_process() is None or not hasattr(os, "setpriority"):
+        return
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + nice))
+    except (OSError, AttributeError):
+        pass
 
 
 def serve(requests, replies, device: str = "cpu", warm: bool = True, runs_roots: tuple = ()) -> None:

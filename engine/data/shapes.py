@@ -9,6 +9,8 @@ Everything is rasterised in batches with torch (2x supersampled), deterministic 
 from __future__ import annotations
 
 import math
+import os
+from pathlib import Path
 
 import torch
 
@@ -185,11 +187,53 @@ def parse_shapes_spec(rest: str) -> int:
     return parse_shapes_query(rest)[0]
 
 
+def _source_key() -> str:
+    """A fingerprint of this file: a change to how shapes are drawn never reads an old cache."""
+    import hashlib
+
+    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+
+
+def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`generate_shapes`, kept in the cache folder: the same images come back in milliseconds
+    instead of a second or two (the service, the training process and the next run all ask for
+    them). A missing, stale, unreadable or unwritable cache only costs the generation."""
+    import numpy as np
+
+    from engine.data.folder import cache_dir
+
+    name = f"shapes-{count}-{image_size}-{seed}-{shortcut}-{_source_key()}.npz"
+    try:
+        path = cache_dir() / "shapes" / name
+    except (OSError, RuntimeError):  # no home folder
+        return generate_shapes(count, image_size, seed, shortcut=shortcut)
+    try:
+        with np.load(path) as z:
+            images, labels = torch.from_numpy(z["images"].copy()), torch.from_numpy(z["labels"].copy())
+        if images.shape == (count, 3, image_size, image_size) and labels.shape == (count,) \
+                and images.dtype == torch.uint8:
+            return images, labels
+    except (OSError, ValueError, KeyError, EOFError):
+        pass
+    images, labels = generate_shapes(count, image_size, seed, shortcut=shortcut)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+        np.savez(tmp, images=images.numpy(), labels=labels.numpy())
+        os.replace(tmp, path)  # readers see the whole file or none
+        for old in path.parent.glob("shapes-*.npz"):  # drawn by an earlier version of this file
+            if not old.name.endswith(f"-{_source_key()}.npz"):
+                old.unlink(missing_ok=True)
+    except OSError:
+        pass
+    return images, labels
+
+
 def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0,
                 shortcut: str = "none") -> ImageData:
     # train and test come from different seeds so they never share an image
     split_seed = {"train": 1000 + seed, "test": 2000 + seed}[split]
-    images, labels = generate_shapes(count, image_size, split_seed, shortcut=shortcut)
+    images, labels = cached_shapes(count, image_size, split_seed, shortcut)
     query = f"?shortcut={shortcut}" if shortcut != "none" else ""
     eval_source = f"builtin:shapes-test:{max(200, count // 5)}{query}" if split == "train" else ""
     return ImageData(
