@@ -187,8 +187,9 @@ def data_recipe(spec: str) -> dict:
     """Method options that a dataset recommends to every method trained on it (a method takes the ones
     it has; what a user sets wins): today the built-in shapes' ``augment`` (see SHAPES_RECIPE)."""
     s = (spec or "").strip().lower()
-    if s == "builtin:shapes" or (s.startswith("builtin:shapes:") and "?" not in s):
-        return json.loads(json.dumps(SHAPES_RECIPE))
+    head, _, query = s.partition("?")
+    if (head == "builtin:shapes" or head.startswith("builtin:shapes:")) and "colo" not in query:
+        return json.loads(json.dumps(SHAPES_RECIPE))  # the ?shortcut=light lesson is about RotNet: it keeps it
     return {}
 
 

@@ -117,7 +117,8 @@ def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path
         qtbot.keyClick(panel.folder, Qt.Key.Key_Return)
     assert sig.args[0].spec == str(folder)
     # the built-in set keeps the colour-shortcut lesson option
-    assert parse_spec("builtin:shapes:300?shortcut=colour") == {"kind": 0, "count": 300, "shortcut": True}
+    assert parse_spec("builtin:shapes:300?shortcut=colour") == {"kind": 0, "count": 300, "shortcut": True,
+                                                                 "light": False}
     assert parse_spec("shapes?shortcut=color")["shortcut"] and not parse_spec("builtin:shapes:300")["shortcut"]
     panel.set_spec("builtin:shapes:300?shortcut=colour", 16)
     assert panel.kind.currentIndex() == 0 and panel.shortcut.isChecked() and panel.count.value() == 300
@@ -128,6 +129,12 @@ def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path
     assert panel.shortcut.isChecked()  # showing the loaded set does not drop it
     panel.shortcut.setChecked(False)
     assert panel.spec_from_ui() == "builtin:shapes:300"
+    # and the light lesson (RotNet's), one lesson at a time
+    panel.set_spec("builtin:shapes:300?shortcut=light", 16)
+    assert panel.light.isChecked() and not panel.shortcut.isChecked()
+    assert panel.spec_from_ui() == "builtin:shapes:300?shortcut=light"
+    panel.shortcut.setChecked(True)
+    assert not panel.light.isChecked() and panel.spec_from_ui() == "builtin:shapes:300?shortcut=colour"
 
 
 # -- the demo --------------------------------------------------------------------------------------

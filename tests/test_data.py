@@ -77,6 +77,26 @@ def test_shapes_shortcut_colour_makes_colour_identify_the_image():
             load_dataset(bad, 32)
 
 
+def test_shapes_shortcut_light_says_where_up_is_and_the_default_does_not():
+    """Default: flat backgrounds and unshaded shapes, so only a shape's own outline says where "up" is.
+    ``?shortcut=light``: lit from above (the background darkens downwards, shapes are shaded at their
+    bottom), so brightness alone tells an upright image from one turned upside down."""
+    plain = load_dataset("builtin:shapes:400", 32)
+    lit = load_dataset("builtin:shapes:400?shortcut=light", 32)
+    assert lit.source == "builtin:shapes:400?shortcut=light" and lit.eval_source.endswith("?shortcut=light")
+    assert torch.equal(plain.labels, lit.labels)
+
+    def top_minus_bottom(images):  # mean brightness of the top rows minus the bottom rows, per image
+        x = images.float().mean(dim=1)
+        return x[:, :6].mean(dim=(1, 2)) - x[:, -6:].mean(dim=(1, 2))
+
+    d_lit, d_plain = top_minus_bottom(lit.images), top_minus_bottom(plain.images)
+    # lit: nearly every image is brighter at the top; plain: no side wins (the shapes' own outlines
+    # make either side brighter in some images)
+    assert (d_lit > 0).float().mean() > 0.95 and d_lit.mean() > 10
+    assert 0.3 < (d_plain > 0).float().mean() < 0.7 and abs(float(d_plain.mean())) < 3
+
+
 def _save(path, arr, mode=None, fmt=None):
     img = Image.fromarray(arr, mode) if mode else Image.fromarray(arr)
     img.save(path, format=fmt)

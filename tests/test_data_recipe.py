@@ -23,6 +23,8 @@ def test_shapes_recipe_reaches_every_method_with_views_and_no_other():
     # the shortcut variant is the lesson: it keeps the methods' own (weaker) colour jitter
     assert data_recipe("builtin:shapes:2000?shortcut=colour") == {}
     assert augment(default_config("simclr", data={"spec": "builtin:shapes:2000?shortcut=colour"})) == {}
+    # the light lesson is RotNet's: the view methods keep the shapes' recipe there
+    assert data_recipe("builtin:shapes:2000?shortcut=light") == SHAPES_RECIPE
 
 
 def test_what_the_user_sets_wins_over_the_recipe():

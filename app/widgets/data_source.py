@@ -32,8 +32,10 @@ def parse_spec(spec: str) -> dict:
         rest = s[len("builtin:"):] if low.startswith("builtin:") else s
         rest, _, query = rest.partition("?")
         _name, _, count = rest.partition(":")
-        shortcut = any(q.strip().lower() in ("shortcut=colour", "shortcut=color") for q in query.split("&"))
-        return {"kind": 0, "count": int(count) if count.strip().isdigit() else 6000, "shortcut": shortcut}
+        items = [q.strip().lower() for q in query.split("&")]
+        shortcut = any(q in ("shortcut=colour", "shortcut=color") for q in items)
+        return {"kind": 0, "count": int(count) if count.strip().isdigit() else 6000, "shortcut": shortcut,
+                "light": "shortcut=light" in items}
     if low.startswith("torchvision:") or low.startswith("tv:"):
         rest = s.split(":", 1)[1]
         name_part, _, root = rest.partition(":")
@@ -43,10 +45,11 @@ def parse_spec(spec: str) -> dict:
 
 
 def build_spec(kind: int, count: int = 0, shortcut: bool = False, folder: str = "", tv_name: str = "",
-               tv_split: str = "", tv_root: str = "") -> str:
-    """The panel's fields -> a dataset spec (the inverse of ``parse_spec``); "" for a folder not chosen."""
+               tv_split: str = "", tv_root: str = "", light: bool = False) -> str:
+    """The panel's fields -> a dataset spec (the inverse of ``parse_spec``); "" for a folder not chosen.
+    ``shortcut``: the colour lesson; ``light``: the light lesson (one of them: colour wins)."""
     if kind == 0:
-        return f"builtin:shapes:{count}" + ("?shortcut=colour" if shortcut else "")
+        return f"builtin:shapes:{count}" + ("?shortcut=colour" if shortcut else "?shortcut=light" if light else "")
     if kind == 1:
         return folder.strip()
     spec = f"torchvision:{tv_name}@{tv_split}"
@@ -79,6 +82,14 @@ class SourceBox(QGroupBox):
         self.shortcut.setToolTip("Give every image its own colours, so colour alone tells two views of an image "
                                  "apart: the colour shortcut of the README's lesson (builtin:shapes?shortcut=colour)")
         f0.addRow("", self.shortcut)
+        self.light = QCheckBox("Light shortcut (lesson)")
+        self.light.setToolTip("Light every image from above, so brightness alone says where \"up\" is: RotNet "
+                              "then predicts rotations from the light, not the shape "
+                              "(builtin:shapes?shortcut=light)")
+        f0.addRow("", self.light)
+        # one lesson at a time
+        self.shortcut.toggled.connect(lambda on: on and self.light.setChecked(False))
+        self.light.toggled.connect(lambda on: on and self.shortcut.setChecked(False))
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("a folder of images (class sub-folders give labels)")
         self.browse_btn = QPushButton("Browse…")
@@ -170,7 +181,8 @@ class SourceBox(QGroupBox):
 
     def spec(self) -> str:
         return build_spec(self.kind.currentIndex(), self.count.value(), self.shortcut.isChecked(), self.folder.text(),
-                          self.tv_name.currentText(), self.tv_split.currentText(), self.tv_root.text())
+                          self.tv_name.currentText(), self.tv_split.currentText(), self.tv_root.text(),
+                          light=self.light.isChecked())
 
     def download(self) -> bool:
         return self.kind.currentIndex() == 2 and self.tv_download.isChecked()
@@ -181,6 +193,7 @@ class SourceBox(QGroupBox):
         if p["kind"] == 0:
             self.count.setValue(int(p["count"]))
             self.shortcut.setChecked(bool(p["shortcut"]))
+            self.light.setChecked(bool(p["light"]) and not p["shortcut"])
         elif p["kind"] == 1:
             self.folder.setText(p["folder"])
         else:

@@ -2,7 +2,8 @@
 
 Eight classes (the shape). Colour, position, scale and background vary at random, so colour
 statistics say nothing about the class and an encoder has to learn shape. Shapes keep a roughly
-upright orientation (a small tilt only), so rotation prediction is a meaningful pretext task.
+upright orientation (a small tilt only) and nothing else says where "up" is (flat backgrounds, no
+shading), so rotation prediction has to look at the shape.
 Everything is rasterised in batches with torch (2x supersampled), deterministic from the seed.
 """
 
@@ -19,7 +20,7 @@ from engine.data.base import ImageData
 SHAPES = ("circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart")
 DEFAULT_COUNT = 6000
 SCALE = (0.42, 0.8)  # shape size, as a fraction of the image half-width
-SHORTCUTS = ("none", "colour")
+SHORTCUTS = ("none", "colour", "light")
 
 
 def _inside(kind: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -94,7 +95,7 @@ def _colours(n: int, g: torch.Generator, shortcut: str, knobs: dict) -> tuple[to
     tones = torch.tensor(knobs.get("bg_tones", BG_TONES))
     t = tones[torch.randint(len(tones), (n,), generator=g)]
     top = _hsv_to_rgb(t[:, 0], t[:, 1], t[:, 2])
-    return fg, top, top * 0.7
+    return fg, top, top * 0.7 if shortcut == "light" else top
 
 
 def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int = 0,
@@ -104,6 +105,10 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     ``shortcut="colour"`` gives every image its own foreground and background colours (drawn from
     the whole colour circle), so colour alone tells any two images apart: the lesson set on which
     SimCLR without strong colour jitter learns colour instead of shape.
+
+    ``shortcut="light"`` lights every image from above (a background that darkens downwards and shapes
+    shaded at their bottom), so the light alone says where "up" is: the lesson set on which RotNet
+    predicts rotations from the light and learns nothing about shape.
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
@@ -126,8 +131,8 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
         cy = (torch.rand(n, generator=g) * 2 - 1) * margin * 0.9
         tilt = (torch.rand(n, generator=g) * 2 - 1) * math.radians(20)
         fg, top, bottom = _colours(n, g, shortcut, knobs)
-        # background: the same vertical light gradient in every image (light at the top) and fine
-        # pixel noise; neither says which image it is
+        # background: a flat tone (or, lit from above, a gradient darker at the bottom) and fine pixel
+        # noise; neither says which image it is
         x = gx.expand(n, -1, -1)
         y = gy.expand(n, -1, -1)
         grad = ((y + 1) / 2).unsqueeze(1)
@@ -144,7 +149,8 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
             sel = lab == k
             if sel.any():
                 occ[sel] = _inside(kind, u[sel], v[sel])
-        shade = 1 - 0.25 * ((v + 1) / 2).clamp(0, 1)  # a little shading inside the shape
+        # lit from above (both lesson sets): a little shading inside the shape, darker at its bottom
+        shade = 1 - (0.0 if shortcut == "none" else 0.25) * ((v + 1) / 2).clamp(0, 1)
         fgimg = fg[:, :, None, None] * shade.unsqueeze(1)
         img = bg * (1 - occ.unsqueeze(1)) + fgimg * occ.unsqueeze(1)
         img = torch.nn.functional.avg_pool2d(img, ss)
@@ -152,7 +158,7 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     return out, labels
 
 
-SPEC_HELP = "builtin:shapes[:N][?shortcut=colour]"
+SPEC_HELP = "builtin:shapes[:N][?shortcut=colour|light]"
 
 
 def parse_shapes_query(rest: str) -> tuple[int, dict]:
@@ -165,7 +171,8 @@ def parse_shapes_query(rest: str) -> tuple[int, dict]:
         key, sep, value = item.partition("=")
         key, value = key.strip().lower(), value.strip().lower()
         if key != "shortcut" or not sep:
-            raise ValueError(f"builtin:shapes has one option, shortcut=colour ({SPEC_HELP}); got {item!r}")
+            raise ValueError(f"builtin:shapes has one option, shortcut=colour or shortcut=light ({SPEC_HELP}); "
+                             f"got {item!r}")
         value = "colour" if value == "color" else value
         if value not in SHORTCUTS:
             raise ValueError(f"builtin:shapes shortcut must be one of {', '.join(SHORTCUTS)}, got {value!r}")

@@ -32,10 +32,10 @@ class RotNet(Method):
     summary = "Transformation prediction: classify the rotation (0/90/180/270) applied to an image."
     description = ("Learns what objects look like upright (shapes, parts, their layout). Only 4 classes: "
                    "the task saturates quickly; it relies on images having a canonical orientation and "
-                   "fails on rotation-invariant content (textures, aerial or microscope images) and on "
-                   "symmetric objects: on the built-in shapes, circles and rings look the same at every "
-                   "rotation and squares and crosses at every quarter turn, so half the classes teach it "
-                   "nothing.")
+                   "fails on rotation-invariant content (textures, aerial or microscope images). Any other "
+                   "cue to where \"up\" is becomes its shortcut: on builtin:shapes?shortcut=light, lit from "
+                   "above, it reads the rotation off the light and learns nothing about shape (kNN +0.03 over "
+                   "random init after 2 minutes, against +0.43 on the unlit shapes).")
     paper = "Gidaris et al., Unsupervised Representation Learning by Predicting Image Rotations, ICLR 2018"
     family = "transformation"
     backbone_kind = "any"
