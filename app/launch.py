@@ -80,6 +80,8 @@ class DemoWatch:
         elif kind == "Embedding" and self.target_step is None and self.after is not None \
                 and (self.train_s >= self.after or (self.after <= 0 and msg.step == 0)):
             self.target_step = int(msg.step)
+            if self.after <= 0:  # the picture of the start: the map stays on step 0 as training goes on
+                self.window.view("embedding").follow.setChecked(False)
 
     def ready(self) -> bool:
         if self.after is None:
