@@ -80,7 +80,9 @@ def test_unlabeled_folder_trains_and_skips_label_evaluation(tmp_path):
 
 
 def test_loss_goes_down_on_a_small_run(tmp_path):
-    cfg = tiny("rotnet", "builtin:shapes:128", tmp_path, epochs=5, optim={"batch_size": 32, "lr": 2e-3},
+    # the lit shapes: RotNet's loss falls within a few steps there (the light says where "up" is), so
+    # this checks the training loop, not how fast RotNet learns shape
+    cfg = tiny("rotnet", "builtin:shapes:128?shortcut=light", tmp_path, epochs=5, optim={"batch_size": 32, "lr": 2e-3},
                eval={"knn_every_epochs": 0, "final_eval": False})
     summary, msgs = run(cfg)
     losses = [m.values["loss"] for m in msgs if isinstance(m, M.StepMetrics)]
