@@ -157,6 +157,9 @@ def launch(argv: list[str]) -> int:
             and sys.platform.startswith("linux"):
         os.environ["QT_QPA_PLATFORM"] = "offscreen"  # no display: draw offscreen
     app = make_app()
+    from app.main_thread_gc import MainThreadGC
+
+    gc_guard = MainThreadGC(app)  # noqa: F841 - widgets die in the GUI thread, not in a reader thread
     from app.main_window import MainWindow
 
     if (args.after is not None or args.gif) and not (args.demo and args.screenshot):

@@ -25,6 +25,19 @@ def _isolated_dirs(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SSLWB_PREWARM", "0")  # no standby training process per window (tests/test_prewarm.py)
 
 
+@pytest.fixture(autouse=True)
+def _qt_garbage_goes_in_the_main_thread(request):
+    """After a test with widgets, collect its garbage here, in the main thread. Left to Python's cyclic
+    collector, a dead widget may be destroyed in whatever thread allocates next, such as an in-process
+    analysis worker; Qt then waits for a lock the main thread holds while that thread waits for the GIL,
+    and the suite hangs (seen once: a QMenu collected in the "rpc-fast" lane)."""
+    yield
+    if "qtbot" in request.fixturenames:
+        import gc
+
+        gc.collect()
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny networks on a shared CPU: one torch thread is faster than two fighting over it.
