@@ -188,7 +188,8 @@ def data_recipe(spec: str) -> dict:
     it has; what a user sets wins): today the built-in shapes' ``augment`` (see SHAPES_RECIPE)."""
     s = (spec or "").strip().lower()
     head, _, query = s.partition("?")
-    if (head == "builtin:shapes" or head.startswith("builtin:shapes:")) and "colo" not in query:
+    colour_lesson = {q.strip() for q in query.split("&")} & {"shortcut=colour", "shortcut=color"}
+    if (head == "builtin:shapes" or head.startswith("builtin:shapes:")) and not colour_lesson:
         return json.loads(json.dumps(SHAPES_RECIPE))  # the ?shortcut=light lesson is about RotNet: it keeps it
     return {}
 

@@ -9,6 +9,7 @@ Everything is rasterised in batches with torch (2x supersampled), deterministic 
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 from pathlib import Path
@@ -194,6 +195,7 @@ def parse_shapes_spec(rest: str) -> int:
     return parse_shapes_query(rest)[0]
 
 
+@functools.lru_cache(maxsize=1)
 def _source_key() -> str:
     """A fingerprint of this file: a change to how shapes are drawn never reads an old cache."""
     import hashlib
@@ -209,7 +211,8 @@ def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none"
 
     from engine.data.folder import cache_dir
 
-    name = f"shapes-{count}-{image_size}-{seed}-{shortcut}-{_source_key()}.npz"
+    key = _source_key()
+    name = f"shapes-{count}-{image_size}-{seed}-{shortcut}-{key}.npz"
     try:
         path = cache_dir() / "shapes" / name
     except (OSError, RuntimeError):  # no home folder
@@ -229,7 +232,7 @@ def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none"
         np.savez(tmp, images=images.numpy(), labels=labels.numpy())
         os.replace(tmp, path)  # readers see the whole file or none
         for old in path.parent.glob("shapes-*.npz"):  # drawn by an earlier version of this file
-            if not old.name.endswith(f"-{_source_key()}.npz"):
+            if not old.name.endswith(f"-{key}.npz"):
                 old.unlink(missing_ok=True)
     except OSError:
         pass
