@@ -120,15 +120,9 @@ def main() -> int:
             ev["agreement"] = map_agreement(panel.map.coords, s.labels)
 
     win.engine.message.connect(on_message)
-    real_start_run = win.start_run
-
-    def start_run(cfg):  # after the config's check in the service: the training process takes over
-        ev.setdefault("run_started_by_window", time.perf_counter())
-        return real_start_run(cfg)
-
-    win.start_run = start_run
-    win.run_panel.start_requested.disconnect()
-    win.run_panel.start_requested.connect(win.start_run)
+    # the config checked in the service and the run handed to the training process (after the window's
+    # own slot, connected first)
+    win.run_panel.start_requested.connect(lambda _cfg: ev.setdefault("run_started_by_window", time.perf_counter()))
     panel.layoutFinished.connect(on_layout)
     panel.mapShown.connect(lambda _k: ev.__setitem__("map", ev["map"] or time.perf_counter()))
 
