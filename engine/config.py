@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from engine.params import ConfigError, from_dict, param, to_dict
+from engine.specs import shapes_parts, shapes_shortcut
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -186,10 +187,8 @@ SHAPES_RECIPE = {"augment": {"hue": 0.5, "gray_p": 0.5, "crop_scale_min": 0.4}}
 def data_recipe(spec: str) -> dict:
     """Method options that a dataset recommends to every method trained on it (a method takes the ones
     it has; what a user sets wins): today the built-in shapes' ``augment`` (see SHAPES_RECIPE)."""
-    s = (spec or "").strip().lower()
-    head, _, query = s.partition("?")
-    colour_lesson = {q.strip() for q in query.split("&")} & {"shortcut=colour", "shortcut=color"}
-    if (head == "builtin:shapes" or head.startswith("builtin:shapes:")) and not colour_lesson:
+    parts = shapes_parts(spec)
+    if parts is not None and shapes_shortcut(parts[1]) != "colour":
         return json.loads(json.dumps(SHAPES_RECIPE))  # the ?shortcut=light lesson is about RotNet: it keeps it
     return {}
 

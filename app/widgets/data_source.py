@@ -19,6 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from engine.specs import DEFAULT_COUNT, shapes_parts, shapes_shortcut
+
 TV_FALLBACK = [{"name": n, "splits": ["train", "test"]} for n in
                ("cifar10", "cifar100", "stl10", "mnist", "fashionmnist", "svhn")]
 KINDS = ("Built-in shapes", "Image folder", "torchvision dataset")
@@ -28,14 +30,12 @@ def parse_spec(spec: str) -> dict:
     """A dataset spec -> the panel's fields (kind, count and shortcut, folder, tv name/split/root)."""
     s = (spec or "").strip()
     low = s.lower()
-    if low.startswith("builtin:") or low == "shapes" or low.startswith(("shapes:", "shapes?")):
-        rest = s[len("builtin:"):] if low.startswith("builtin:") else s
-        rest, _, query = rest.partition("?")
-        _name, _, count = rest.partition(":")
-        items = [q.strip().lower() for q in query.split("&")]
-        shortcut = any(q in ("shortcut=colour", "shortcut=color") for q in items)
-        return {"kind": 0, "count": int(count) if count.strip().isdigit() else 6000, "shortcut": shortcut,
-                "light": "shortcut=light" in items}
+    parts = shapes_parts(s)
+    if parts is not None:
+        count, query = parts
+        shortcut = shapes_shortcut(query)
+        return {"kind": 0, "count": int(count) if count.isdigit() else DEFAULT_COUNT,
+                "shortcut": shortcut == "colour", "light": shortcut == "light"}
     if low.startswith("torchvision:") or low.startswith("tv:"):
         rest = s.split(":", 1)[1]
         name_part, _, root = rest.partition(":")

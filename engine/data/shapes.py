@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from engine.data.base import ImageData
+from engine.specs import DEFAULT_COUNT, SHORTCUTS, parse_shapes_query
 
 SHAPES = ("circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart")
-DEFAULT_COUNT = 6000
 SCALE = (0.42, 0.8)  # shape size, as a fraction of the image half-width
-SHORTCUTS = ("none", "colour", "light")
 
 
 def _inside(kind: str, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -157,36 +156,6 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
         img = torch.nn.functional.avg_pool2d(img, ss)
         out[start:start + n] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return out, labels
-
-
-SPEC_HELP = "builtin:shapes[:N][?shortcut=colour|light]"
-
-
-def parse_shapes_query(rest: str) -> tuple[int, dict]:
-    """``N`` or ``N?shortcut=colour`` (either part may be empty) -> (N images, options)."""
-    rest = (rest or "").strip()
-    count, _, query = rest.partition("?")
-    count = count.strip()
-    options = {"shortcut": "none"}
-    for item in filter(None, (q.strip() for q in query.split("&"))):
-        key, sep, value = item.partition("=")
-        key, value = key.strip().lower(), value.strip().lower()
-        if key != "shortcut" or not sep:
-            raise ValueError(f"builtin:shapes has one option, shortcut=colour or shortcut=light ({SPEC_HELP}); "
-                             f"got {item!r}")
-        value = "colour" if value == "color" else value
-        if value not in SHORTCUTS:
-            raise ValueError(f"builtin:shapes shortcut must be one of {', '.join(SHORTCUTS)}, got {value!r}")
-        options["shortcut"] = value
-    if not count:
-        return DEFAULT_COUNT, options
-    try:
-        n = int(count)
-    except ValueError:
-        raise ValueError(f"builtin:shapes takes an image count after a colon ({SPEC_HELP}), got {count!r}") from None
-    if not 16 <= n <= 500_000:
-        raise ValueError(f"builtin:shapes count must be between 16 and 500000, got {n}")
-    return n, options
 
 
 def parse_shapes_spec(rest: str) -> int:
