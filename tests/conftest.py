@@ -61,6 +61,29 @@ def cifar_small():
 _FAULT_MATRIX: dict[str, dict] = {}
 
 
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A tiny finished run (RotNet, one epoch on 64 shapes), trained once per test module."""
+    from tests.test_bad_inputs import TINY, run_cli
+
+    base = tmp_path_factory.mktemp("finished")
+    rc, out, err = run_cli(["train", "--method", "rotnet", "--data", "builtin:shapes:64", "--epochs", "1",
+                            "--run-dir", base / "run", *TINY])
+    assert rc == 0, err
+    return base / "run"
+
+
+@pytest.fixture
+def run_copy(finished_run, tmp_path):
+    """A copy of :func:`finished_run` for one test to change or damage."""
+    import shutil
+
+    dst = tmp_path / "run"
+    shutil.copytree(finished_run, dst)
+    (dst / ".writer.lock").unlink(missing_ok=True)
+    return dst
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "fault(case): a case of the fault matrix (bad inputs, crashes, "
                                        "signals); counted in the 'fault matrix: N cases, N held' line")

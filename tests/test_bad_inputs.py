@@ -12,7 +12,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
@@ -420,23 +419,6 @@ def test_bad_config_gets_one_line_and_exit_2(kind, tmp_path, request):
 
 
 # -- case 7: eval / embed / resume on folders that are not runs -----------------------------------
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("finished")
-    rc, out, err = run_cli(["train", "--method", "rotnet", "--data", "builtin:shapes:64", "--epochs", "1",
-                            "--run-dir", base / "run", *TINY])
-    assert rc == 0, err
-    return base / "run"
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(finished_run, dst)
-    (dst / ".writer.lock").unlink(missing_ok=True)
-    return dst
-
-
 @pytest.mark.parametrize("cmd", ["eval", "embed", "resume"])
 @pytest.mark.parametrize("what", ["empty_folder", "missing", "a_file"])
 def test_not_a_run_folder(cmd, what, tmp_path, request):

@@ -12,7 +12,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -62,21 +61,6 @@ def status(run_dir: Path) -> dict:
 
 def temporaries(run_dir: Path) -> list[Path]:
     return [p for p in run_dir.rglob(".*") if ".tmp" in p.name]
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    base = tmp_path_factory.mktemp("finished")
-    rc, out, err = run_cli(["train", *RUN, "--epochs", "1", "--run-dir", base / "run"])
-    assert rc == 0, err
-    return base / "run"
-
-
-@pytest.fixture
-def run_copy(finished_run, tmp_path):
-    dst = tmp_path / "run"
-    shutil.copytree(finished_run, dst)
-    return dst
 
 
 def main_py(*args, code: str | None = None) -> subprocess.Popen:
