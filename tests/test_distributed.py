@@ -30,12 +30,14 @@ OPTIONS = {
     "barlow_twins": {"proj_dim": 32},
     "vicreg": {"proj_dim": 32},
     "dino": {"out_dim": 64, "head_hidden": 32, "bottleneck": 16, "local_crops": 1},
+    "simclr:multicrop": {"proj_hidden": 32, "proj_dim": 16, "local_crops": 1},  # METHOD:VARIANT
 }
 
 
-def build(name: str):
+def build(key: str):
+    name = key.partition(":")[0]
     cls = get_method_class(name)
-    cfg = default_config(name, method_options=OPTIONS[name]).method_config()
+    cfg = default_config(name, method_options=OPTIONS[key]).method_config()
     torch.manual_seed(0)
     method = cls(cfg, build_backbone("small_cnn", SIZE), DataInfo(SIZE, 0))
     return method.train()

@@ -288,3 +288,33 @@ def test_exemplar_copies_are_surrogate_classes():
     z2 = torch.randn(2, 5, 8, generator=torch.Generator().manual_seed(0))
     lg = surrogate_logits(z2, 1.0)
     torch.testing.assert_close(torch.diagonal(lg[0]), F.cosine_similarity(z2[0], z2[1], dim=-1))
+
+
+def test_simclr_multicrop_contrasts_every_local_crop_with_both_views():
+    from engine.methods.losses import nt_xent
+
+    m = build("simclr", local_crops=2, local_size=0.5, proj_hidden=32, proj_dim=16).train()
+    x = images()
+    views = m.make_batch(x, generator_for(1)).inputs
+    assert [tuple(v.shape[-2:]) for v in views] == [(32, 32), (32, 32), (16, 16), (16, 16)]
+    out = m.training_step(x, None, generator_for(1))
+    z = [m.projector(m.backbone(torch.cat(views[:2]))).chunk(2),
+         m.projector(m.backbone(torch.cat(views[2:]))).chunk(2)]
+    (z1, z2), local = z
+    pairs = [(z1, z2)] + [(zg, zl) for zl in local for zg in (z1, z2)]
+    expected = sum(nt_xent(a, b, m.cfg.temperature)[0] for a, b in pairs) / len(pairs)
+    assert torch.allclose(out.loss, expected, rtol=1e-5)
+    assert not torch.allclose(out.loss, nt_xent(z1, z2, m.cfg.temperature)[0], rtol=1e-3)
+    # the preview shows the local crops under their names, from the same code
+    titles = [t.caption.split(":")[0] for t in m.preview_rows(x[:2], generator_for(1))[0].tiles]
+    assert titles == ["original", "view 1", "view 2", "local 1", "local 2"]
+
+
+def test_simclr_without_local_crops_draws_the_views_as_before():
+    from engine.pretext.views import multi_view
+
+    m = build("simclr")
+    x = images()
+    got = m.make_batch(x, generator_for(2)).inputs
+    want = multi_view(x, m.views, generator_for(2)).inputs
+    assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, want))

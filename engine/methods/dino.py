@@ -17,8 +17,7 @@ from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update,
 from engine.methods.losses import dino_loss
 from engine.methods.simclr import ContrastiveViews, build_views
 from engine.params import param
-from engine.pretext.base import PretextBatch
-from engine.pretext.views import multi_view
+from engine.pretext.views import MultiCrop
 
 
 @dataclass
@@ -98,27 +97,15 @@ class DINO(Method):
         super().__init__(cfg, backbone, info)
         v1, v2 = build_views(cfg.views, cfg.augment, info.image_size)
         self.views = (replace(v1, crop_scale_min=cfg.global_crop_min), replace(v2, crop_scale_min=cfg.global_crop_min))
-        self.local_view = replace(v2, crop_scale_min=min(0.05, cfg.local_crop_max), crop_scale_max=cfg.local_crop_max,
-                                  blur_p=min(v2.blur_p, 0.5), solarize_p=0.0)
-        self.local_size = max(8, int(round(info.image_size * cfg.local_size)))
-        if getattr(backbone, "kind", "") == "vit":  # local crops must tile into whole patches
-            p = backbone.patch
-            self.local_size = max(p, self.local_size // p * p)
+        self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
+                               backbone.patch if getattr(backbone, "kind", "") == "vit" else 0)
         self.head = DINOHead(backbone.feature_dim, cfg.head_hidden, cfg.bottleneck, cfg.out_dim, cfg.head_bn)
         self.teacher_backbone = momentum_copy(backbone)
         self.teacher_head = momentum_copy(self.head)
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
 
     def make_batch(self, x, g, preview=False):
-        glob = multi_view(x, self.views, g, with_params=preview)
-        if not self.cfg.local_crops:
-            return glob
-        loc = multi_view(x, (self.local_view,) * self.cfg.local_crops, g, out_size=self.local_size,
-                         with_params=preview)
-        meta = {"num_views": 2 + self.cfg.local_crops, "num_global": 2}
-        if preview:
-            meta["params"] = glob.meta["params"] + loc.meta["params"]
-        return PretextBatch(glob.inputs + loc.inputs, None, meta)
+        return self.crops(x, g, with_params=preview, views=self.views)
 
     def momentum_at(self, progress: float) -> float:
         return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
@@ -155,6 +142,5 @@ class DINO(Method):
     def preview_rows(self, x, g):
         from engine.pretext.tiles import views_rows
 
-        titles = ("global 1 (teacher + student)", "global 2 (teacher + student)") + tuple(
-            f"local {i + 1} (student only)" for i in range(self.cfg.local_crops))
+        titles = self.crops.titles(" (teacher + student)", " (student only)")
         return views_rows(x, self.make_batch(x, g, preview=True), titles=titles)

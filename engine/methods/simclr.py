@@ -15,7 +15,7 @@ from engine.methods.base import Method, StepOutput
 from engine.methods.losses import nt_xent
 from engine.models.heads import projection_head
 from engine.params import from_dict, param
-from engine.pretext import multi_view
+from engine.pretext.views import MultiCrop
 
 
 @dataclass
@@ -38,6 +38,10 @@ class SimCLRConfig(ContrastiveViews):
     temperature: float = param(0.2, "Softmax temperature of NT-Xent", min=0.01, max=2.0)
     proj_hidden: int = param(512, "Hidden width of the projection head", min=8, max=16384)
     proj_dim: int = param(128, "Output width of the projection head", min=2, max=16384)
+    local_crops: int = param(0, "Small local crops besides the two views (multi-crop, as SwAV: each is "
+                                "contrasted with both views; 0: off)", min=0, max=16)
+    local_size: float = param(0.5, "Side of a local crop relative to the image", min=0.25, max=1.0)
+    local_crop_max: float = param(0.3, "Largest local crop (fraction of the area)", min=0.02, max=1.0)
 
 
 class SimCLR(Method):
@@ -64,14 +68,26 @@ class SimCLR(Method):
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
         self.views = build_views(cfg.views, cfg.augment, info.image_size)
+        self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
+                               backbone.patch if getattr(backbone, "kind", "") == "vit" else 0)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
 
     def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
+        return self.crops(x, g, with_params=preview, views=self.views)
 
     def training_step(self, x, labels, g):
-        v1, v2 = self.make_batch(x, g).inputs
-        z = self.projector(self.backbone(torch.cat([v1, v2])))
-        z1, z2 = z.chunk(2)
+        views = self.make_batch(x, g).inputs
+        z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).chunk(2)
         loss, acc = nt_xent(z1, z2, self.cfg.temperature, self.group)
+        if len(views) > 2:  # multi-crop: every local crop against both views, each pair weighted alike
+            local = self.projector(self.backbone(torch.cat(views[2:]))).chunk(len(views) - 2)
+            pairs = [nt_xent(zg, zl, self.cfg.temperature, self.group)[0] for zl in local for zg in (z1, z2)]
+            loss = (loss + sum(pairs)) / (1 + len(pairs))
         return StepOutput(loss, {"pretext_acc": acc})
+
+    @torch.no_grad()
+    def preview_rows(self, x, g):
+        from engine.pretext.tiles import views_rows
+
+        titles = ("view 1", "view 2") + self.crops.titles()[2:]
+        return views_rows(x, self.make_batch(x, g, preview=True), titles=titles)
