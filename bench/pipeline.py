@@ -1,6 +1,7 @@
 """How much of a SimCLR step the augmentation pipeline costs, and ours vs the per-image pipeline.
 
-Measures, side by side in one run, with SimCLR's CPU defaults (small_cnn, its batch size):
+Measures, side by side in one run, with SimCLR's CPU defaults (small_cnn, its batch size; two views, no
+local crops, like the per-image pipeline it is compared with):
 - ``full_step_images_per_s``: augmentation of two views + forward + backward + optimiser step,
   from the uint8 tensor cache (what the session does);
 - ``model_only_images_per_s``: forward + backward + optimiser step on the same, already
@@ -110,7 +111,8 @@ def main() -> None:
     args = p.parse_args()
 
     dev = resolve_device(args.device)
-    cfg = default_config("simclr")
+    # two views, as the per-image recipe it is compared with (SimCLR's local crops are off here)
+    cfg = default_config("simclr", method_options={"local_crops": 0})
     bs = args.batch_size or cfg.optim.batch_size
     data = load_dataset(args.data, 32)
     if dev.type != "cpu":

@@ -24,7 +24,7 @@ from engine.pretext.base import PretextBatch
 
 B, SIZE, WORLD = 8, 16, 2
 OPTIONS = {
-    "simclr": {"proj_hidden": 32, "proj_dim": 16},
+    "simclr": {"proj_hidden": 32, "proj_dim": 16, "local_crops": 0},
     "moco": {"proj_hidden": 32, "proj_dim": 16, "queue_size": 40},
     "byol": {"proj_hidden": 32, "proj_dim": 16},
     "barlow_twins": {"proj_dim": 32},

@@ -313,7 +313,7 @@ def test_simclr_multicrop_contrasts_every_local_crop_with_both_views():
 def test_simclr_without_local_crops_draws_the_views_as_before():
     from engine.pretext.views import multi_view
 
-    m = build("simclr")
+    m = build("simclr", local_crops=0)
     x = images()
     got = m.make_batch(x, generator_for(2)).inputs
     want = multi_view(x, m.views, generator_for(2)).inputs

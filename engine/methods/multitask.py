@@ -25,9 +25,9 @@ class MultiTaskConfig:
     tasks: dict = param({"context": 1.0, "rotnet": 1.0, "simclr": 1.0},
                         "Tasks and their loss weights, e.g. {\"context\": 1, \"colorization\": 0.5}: any "
                         "self-supervised method that fits the backbone")
-    task_options: dict = param({"rotnet": {"all_four": False}}, "Options of each task, e.g. "
-                               "{\"colorization\": {\"mode\": \"regression\"}} (default: one rotation per image, "
-                               "to keep the step cheap)", advanced=True)
+    task_options: dict = param({"rotnet": {"all_four": False}, "simclr": {"local_crops": 0}}, "Options of each "
+                               "task, e.g. {\"colorization\": {\"mode\": \"regression\"}} (default: one rotation "
+                               "per image and SimCLR without local crops, to keep the step cheap)", advanced=True)
 
     def check(self, path: str = "") -> None:
         from engine.methods import METHODS

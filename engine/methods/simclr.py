@@ -38,7 +38,9 @@ class SimCLRConfig(ContrastiveViews):
     temperature: float = param(0.2, "Softmax temperature of NT-Xent", min=0.01, max=2.0)
     proj_hidden: int = param(512, "Hidden width of the projection head", min=8, max=16384)
     proj_dim: int = param(128, "Output width of the projection head", min=2, max=16384)
-    local_crops: int = param(0, "Small local crops besides the two views (multi-crop, as SwAV: each is "
+    # cifar10-small, 2 CPU cores, at the same ~600 s of training: kNN 0.597 with 2 local crops against 0.58
+    # without (each step costs ~1.7x, yet the encoder learns more per second)
+    local_crops: int = param(2, "Small local crops besides the two views (multi-crop, as SwAV: each is "
                                 "contrasted with both views; 0: off)", min=0, max=16)
     local_size: float = param(0.5, "Side of a local crop relative to the image", min=0.25, max=1.0)
     local_crop_max: float = param(0.3, "Largest local crop (fraction of the area)", min=0.02, max=1.0)
@@ -61,9 +63,10 @@ class SimCLR(Method):
 
     @classmethod
     def run_defaults(cls) -> dict:
-        # measured on cifar10-small, 2 CPU cores, 10 minutes: batch 128 and lr 1e-3 beat batch 256 / 2e-3
-        # (more steps in the same time, and small batches run faster per image on a CPU)
-        return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 128}}
+        # measured on cifar10-small, 2 CPU cores, 10 minutes: batch 128 beat batch 256 (more steps in the same
+        # time, and small batches run faster per image on a CPU); at batch 128, lr 2e-3 beat 1e-3 (kNN 0.591
+        # against 0.582 at the same 5,850 steps)
+        return {"optim": {"optimizer": "adamw", "lr": 2e-3, "weight_decay": 1e-4, "batch_size": 128}}
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
