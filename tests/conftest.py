@@ -87,6 +87,13 @@ def run_copy(finished_run, tmp_path):
 def pytest_configure(config):
     config.addinivalue_line("markers", "fault(case): a case of the fault matrix (bad inputs, crashes, "
                                        "signals); counted in the 'fault matrix: N cases, N held' line")
+    import signal
+
+    # a suite started in the background (`nohup ... &`, some CI runners) inherits SIGINT ignored: Python then
+    # raises no KeyboardInterrupt, and every child it starts ignores Ctrl-C too. The Ctrl-C cases test what a
+    # user at a terminal gets, so the suite runs with Python's own handler (children start with the default).
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -39,7 +39,7 @@ class SimCLRConfig(ContrastiveViews):
     proj_hidden: int = param(512, "Hidden width of the projection head", min=8, max=16384)
     proj_dim: int = param(128, "Output width of the projection head", min=2, max=16384)
     # cifar10-small, 2 CPU cores, at the same ~600 s of training: kNN 0.597 with 2 local crops against 0.58
-    # without (each step costs ~1.7x, yet the encoder learns more per second)
+    # without (each step costs ~1.4x, yet the encoder learns more per second)
     local_crops: int = param(2, "Small local crops besides the two views (multi-crop, as SwAV: each is "
                                 "contrasted with both views; 0: off)", min=0, max=16)
     local_size: float = param(0.5, "Side of a local crop relative to the image", min=0.25, max=1.0)
