@@ -98,14 +98,14 @@ class DINO(Method):
         v1, v2 = build_views(cfg.views, cfg.augment, info.image_size)
         self.views = (replace(v1, crop_scale_min=cfg.global_crop_min), replace(v2, crop_scale_min=cfg.global_crop_min))
         self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
-                               backbone.patch if getattr(backbone, "kind", "") == "vit" else 0)
+                               getattr(backbone, "patch", 0))
         self.head = DINOHead(backbone.feature_dim, cfg.head_hidden, cfg.bottleneck, cfg.out_dim, cfg.head_bn)
         self.teacher_backbone = momentum_copy(backbone)
         self.teacher_head = momentum_copy(self.head)
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
 
     def make_batch(self, x, g, preview=False):
-        return self.crops(x, g, with_params=preview, views=self.views)
+        return self.crops(x, self.views, g, with_params=preview)
 
     def momentum_at(self, progress: float) -> float:
         return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
@@ -142,5 +142,5 @@ class DINO(Method):
     def preview_rows(self, x, g):
         from engine.pretext.tiles import views_rows
 
-        titles = self.crops.titles(" (teacher + student)", " (student only)")
+        titles = self.crops.titles(global_note=" (teacher + student)", local_note=" (student only)")
         return views_rows(x, self.make_batch(x, g, preview=True), titles=titles)

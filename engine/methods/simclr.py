@@ -72,11 +72,11 @@ class SimCLR(Method):
         super().__init__(cfg, backbone, info)
         self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
-                               backbone.patch if getattr(backbone, "kind", "") == "vit" else 0)
+                               getattr(backbone, "patch", 0))
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
 
     def make_batch(self, x, g, preview=False):
-        return self.crops(x, g, with_params=preview, views=self.views)
+        return self.crops(x, self.views, g, with_params=preview)
 
     def training_step(self, x, labels, g):
         views = self.make_batch(x, g).inputs
@@ -92,5 +92,5 @@ class SimCLR(Method):
     def preview_rows(self, x, g):
         from engine.pretext.tiles import views_rows
 
-        titles = ("view 1", "view 2") + self.crops.titles()[2:]
+        titles = self.crops.titles("view")
         return views_rows(x, self.make_batch(x, g, preview=True), titles=titles)
