@@ -55,21 +55,27 @@ def shapes_shortcut(query: str) -> str:
 def parse_shapes_query(rest: str) -> tuple[int, dict]:
     """``N`` or ``N?shortcut=colour`` (either part may be empty) -> (N images, options); ValueError with
     a message a user can act on for anything else."""
-    count, _, query = (rest or "").strip().partition("?")
-    count = count.strip()
+    count, _, query = (rest or "").partition("?")
     options = {"shortcut": "none"}
     for item in _items(query):
         options["shortcut"] = _shortcut_item(item)
-    if not count:
-        return DEFAULT_COUNT, options
+    return parse_count(count, "builtin:shapes", "an image count", DEFAULT_COUNT, 500_000, f" ({SPEC_HELP})"), options
+
+
+def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hint: str = "") -> int:
+    """The count after a built-in dataset's colon (``default`` when empty), 16 to ``high``; ValueError
+    naming ``dataset`` otherwise (``noun``: what it counts, e.g. "an image count")."""
+    text = (text or "").strip()
+    if not text:
+        return default
     try:
-        n = int(count)
+        n = int(text)
     except ValueError:
-        raise ValueError(f"builtin:shapes takes an image count after a colon ({SPEC_HELP}), got {count!r}") from None
-    if not 16 <= n <= 500_000:
-        raise ValueError(f"builtin:shapes count must be between 16 and 500000, got {n}")
-    return n, options
+        raise ValueError(f"{dataset} takes {noun} after a colon{hint}, got {text!r}") from None
+    if not 16 <= n <= high:
+        raise ValueError(f"{dataset} count must be between 16 and {high}, got {n}")
+    return n
 
 
-__all__ = ["DEFAULT_COUNT", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_shapes_query", "shapes_parts",
+__all__ = ["DEFAULT_COUNT", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_count", "parse_shapes_query", "shapes_parts",
            "shapes_shortcut"]

@@ -29,6 +29,7 @@ import torch.nn.functional as F
 
 from engine.data.base import ImageData
 from engine.data.shapes import SHAPES, _hsv_to_rgb, _inside
+from engine.specs import parse_count
 
 DEFAULT_CLIPS = 1200
 DEFAULT_FRAMES = 8
@@ -216,15 +217,7 @@ def generate_clips(count: int = DEFAULT_CLIPS, image_size: int = 32, frames: int
 
 def parse_clips_spec(rest: str) -> int:
     """``builtin:clips`` or ``builtin:clips:N`` -> N clips."""
-    if not rest:
-        return DEFAULT_CLIPS
-    try:
-        n = int(rest)
-    except ValueError:
-        raise ValueError(f"builtin:clips takes a clip count after a colon, got {rest!r}") from None
-    if not 16 <= n <= 100_000:
-        raise ValueError(f"builtin:clips count must be between 16 and 100000, got {n}")
-    return n
+    return parse_count(rest, "builtin:clips", "a clip count", DEFAULT_CLIPS, 100_000)
 
 
 def load_builtin_clips(count: int, image_size: int, split: str = "train", seed: int = 0,
