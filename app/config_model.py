@@ -58,7 +58,7 @@ def check_value(spec: dict, value, path: str):
         value = value.strip()
         if value == "":
             raise ConfigError(path, f"enter a {spec['type']}")
-    v = coerce(value, spec["type"], path)
+    v = coerce(value, spec["type"], path, spec.get("zero"))
     check_bounds(spec, v, path)
     return v
 

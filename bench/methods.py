@@ -186,10 +186,12 @@ def row_from_run(method: str, run_dir: Path, cfg, reused: bool = False) -> dict:
     step = int(results.get("step", status.get("step", 0)) or 0)
     out = {"method": method, "run_dir": str(run_dir)}
     out.update({k: results.get(k) for k in ("backbone", "knn_top1", "knn_top5", "linear_top1")})
-    images = step * min(cfg.optim.batch_size, results.get("num_train") or cfg.optim.batch_size)
+    optim = json.loads((run_dir / "config.json").read_text())["optim"]  # as the run took it (auto resolved)
+    bs = optim["batch_size"]
+    images = step * min(bs, results.get("num_train") or bs)
     out.update({"steps": step, "train_time_s": results.get("train_time_s", status.get("train_time_s")),
                 "epochs": round(images / results["num_train"], 2) if results.get("num_train") else None,
-                "batch_size": cfg.optim.batch_size, "optimizer": cfg.optim.optimizer, "lr": cfg.optim.lr})
+                "batch_size": bs, "optimizer": optim["optimizer"], "lr": optim["lr"]})
     if reused:
         out["reused"] = True
     return out

@@ -43,6 +43,7 @@ from engine.data import load_dataset  # noqa: E402
 from engine.methods import DataInfo, get_method_class  # noqa: E402
 from engine.models import build_backbone, default_backbone  # noqa: E402
 from engine.seeds import epoch_order, step_generator  # noqa: E402
+from engine.training.batch import cpu_batch  # noqa: E402
 from engine.training.device import Precision, place_model, resolve_device  # noqa: E402
 from engine.training.distributed import StepModule  # noqa: E402
 from engine.training.optim import build_optimizer  # noqa: E402
@@ -113,11 +114,11 @@ def main() -> None:
     dev = resolve_device(args.device)
     # two views, as the per-image recipe it is compared with (SimCLR's local crops are off here)
     cfg = default_config("simclr", method_options={"local_crops": 0})
-    bs = args.batch_size or cfg.optim.batch_size
+    cls = get_method_class("simclr")
+    bs = args.batch_size or (cpu_batch(cls) if dev.type == "cpu" else cls.gpu_batch)  # what auto aims at
     data = load_dataset(args.data, 32)
     if dev.type != "cpu":
         data.to(dev)
-    cls = get_method_class("simclr")
     torch.manual_seed(0)
     backbone = default_backbone(dev.type)
     method = place_model(cls(cfg.method_config(), build_backbone(backbone, 32), DataInfo(32, 0)), dev)

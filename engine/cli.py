@@ -22,6 +22,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
+
+def _batch_size(text: str) -> int:
+    """``--batch-size``: a number, or ``auto`` (0)."""
+    if text.strip().lower() == "auto":
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of images (or auto)") from None
+
 def usage_error(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)
     return EXIT_USAGE
@@ -107,7 +117,9 @@ def build_parser() -> argparse.ArgumentParser:
     budget = t.add_mutually_exclusive_group()
     budget.add_argument("--minutes", type=float, metavar="M", help="train for M minutes of training time")
     budget.add_argument("--epochs", type=int, metavar="E", help="train for E epochs")
-    t.add_argument("--batch-size", type=int, metavar="B", help="images per step (default: the method's)")
+    t.add_argument("--batch-size", type=_batch_size, metavar="B", help="images per step over all processes, or "
+                   "auto (the default): the method's batch on a CPU; on a GPU a larger one sized to its free "
+                   "memory, with the learning rate scaled to it")
     t.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the method's)")
     t.add_argument("--backbone", metavar="NAME", help="auto (default), small_cnn, small_cnn_wide, resnet18, "
                    "resnet34, resnet50, vit_mini, vit_tiny, vit_small")

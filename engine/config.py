@@ -45,7 +45,9 @@ class OptimConfig:
                       label="learning rate")
     weight_decay: float = param(1e-4, "Weight decay", min=0.0, max=1.0, log=True)
     momentum: float = param(0.9, "Momentum (SGD and LARS)", min=0.0, max=0.999, advanced=True)
-    batch_size: int = param(256, "Images per step, over all processes (each of N processes takes 1/N)", min=2, max=65536)
+    batch_size: int = param(0, "Images per step, over all processes (each of N processes takes 1/N). 0 (auto): the "
+                            "method's batch for the device: its CPU batch on a CPU; on a GPU a larger one sized to "
+                            "the GPU's free memory, the learning rate scaled with it", min=2, max=65536, zero="auto")
     warmup_fraction: float = param(0.05, "Part of the run spent warming the learning rate up",
                                    min=0.0, max=0.5, advanced=True)
     schedule: str = param("cosine", "Learning-rate schedule after warm-up", choices=("cosine", "constant"),
@@ -209,7 +211,8 @@ def default_config(method: str = "simclr", **overrides) -> RunConfig:
     base = RunConfig(method=method).to_dict()
     for section, values in cls.run_defaults().items():
         if isinstance(values, dict):
-            base[section].update(values)
+            # the method's batch size is its batch on a CPU, which auto (0) takes there (engine.training.batch)
+            base[section].update({k: v for k, v in values.items() if (section, k) != ("optim", "batch_size")})
         else:
             base[section] = values
     base["method_options"] = to_dict(cls.Config())

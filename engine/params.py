@@ -35,9 +35,12 @@ def param(
     log: bool = False,
     label: str | None = None,
     advanced: bool = False,
+    zero: str | None = None,
 ) -> Any:
-    """A dataclass field with the metadata the validators and forms read."""
+    """A dataclass field with the metadata the validators and forms read. ``zero``: a word for the value 0
+    of a number that ``min`` otherwise keeps above it (``"auto"``); the CLI takes the word, the form shows it."""
     meta = {
+        "zero": zero,
         "help": help,
         "min": min,
         "max": max,
@@ -89,6 +92,7 @@ def field_specs(cls_or_obj) -> list[dict]:
             "log": meta.get("log", False),
             "label": meta.get("label") or f.name.replace("_", " "),
             "advanced": meta.get("advanced", False),
+            "zero": meta.get("zero"),
         })
     return specs
 
@@ -107,8 +111,11 @@ def _type_name(tp) -> str:
     return "str"
 
 
-def coerce(value: Any, type_name: str, path: str) -> Any:
-    """Turn ``value`` (from JSON, a CLI string or a form) into the field's type or raise."""
+def coerce(value: Any, type_name: str, path: str, zero: str | None = None) -> Any:
+    """Turn ``value`` (from JSON, a CLI string or a form) into the field's type or raise. ``zero``: the
+    field's word for 0 (see :func:`param`), taken in place of it."""
+    if zero and isinstance(value, str) and value.strip().lower() == zero:
+        return 0
     try:
         if type_name == "bool":
             if isinstance(value, str):
@@ -158,8 +165,11 @@ def check_bounds(spec: dict, value: Any, path: str) -> None:
         allowed = ", ".join(str(c) for c in spec["choices"])
         raise ConfigError(path, f"{value!r} is not allowed; choose one of: {allowed}")
     if spec["type"] in ("int", "float"):
+        if value == 0 and spec.get("zero"):
+            return
         if spec["min"] is not None and value < spec["min"]:
-            raise ConfigError(path, f"{value} is below the minimum {spec['min']}")
+            also = f" (or 0: {spec['zero']})" if spec.get("zero") else ""
+            raise ConfigError(path, f"{value} is below the minimum {spec['min']}{also}")
         if spec["max"] is not None and value > spec["max"]:
             raise ConfigError(path, f"{value} is above the maximum {spec['max']}")
 
@@ -197,7 +207,7 @@ def from_dict(cls, data: dict | None, path: str = ""):
         if spec is None:
             kwargs[f.name] = data[f.name]
             continue
-        value = coerce(data[f.name], spec["type"], sub)
+        value = coerce(data[f.name], spec["type"], sub, spec.get("zero"))
         check_bounds(spec, value, sub)
         kwargs[f.name] = value
     obj = cls(**kwargs)

@@ -20,6 +20,7 @@ processes (a run resumes with any number).
 
 from __future__ import annotations
 
+import copy
 import math
 import queue
 import time
@@ -35,6 +36,7 @@ from engine.errors import BadInput, Diverged, exit_code_for
 from engine.methods import get_method_class
 from engine.params import ConfigError
 from engine.seeds import epoch_order, step_generator
+from engine.training.batch import resolve_batch
 from engine.training.checkpoints import run_config
 from engine.training.device import device_name, resolve_device
 from engine.training.distributed import (
@@ -216,6 +218,8 @@ class Session:
 
     # -- set-up ----------------------------------------------------------------------------
     def setup(self) -> None:
+        if not self.cfg.optim.batch_size:  # auto: resolved below into this run's own copy
+            self.cfg = copy.deepcopy(self.cfg)
         cfg = self.cfg
         if not cfg.epochs and not cfg.minutes:
             raise ConfigError("epochs", "set a budget: --epochs E or --minutes M (one must be above 0)")
@@ -236,6 +240,7 @@ class Session:
         self.notes = self.notes + rd.notes
         self.monitor = Monitor(cfg, rd, self.device, None)
         self.learner = Learner.build(cfg, self.method_cls, method_cfg, self.data, self.device, self.world)
+        self.notes.extend(resolve_batch(cfg, self.method_cls, self.learner, self.data, self.device, self.world))
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
         self.notes.extend(notes)
         self.report = Reporter(cfg, self.monitor, self.progress, self.budget, self.emit, self.is_main)

@@ -62,7 +62,9 @@ class ParamControl(QWidget):
         elif t == "int" and lo is not None and hi is not None and hi - lo <= 100_000:
             self.kind = "int"
             self.w = QSpinBox()
-            self.w.setRange(int(lo), int(hi))
+            self.w.setRange(0 if spec.get("zero") else int(lo), int(hi))
+            if spec.get("zero"):
+                self.w.setSpecialValueText(spec["zero"])  # shown for 0
             self.w.valueChanged.connect(lambda v: self.changed.emit(int(v)))
             lay.addWidget(self.w, 1)
         else:

@@ -54,6 +54,9 @@ class Method(nn.Module):
     Config: ClassVar[type] = NoOptions
     # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
     reconstruct_captions: ClassVar[tuple] = ()
+    # the batch that ``optim.batch_size`` auto aims at on a GPU before sizing it to the GPU's memory (on a CPU
+    # auto takes the batch of ``run_defaults``); see engine.training.batch
+    gpu_batch: ClassVar[int] = 512
     # the processes a loss that couples samples spans (engine.dist); the session sets it from ``gather``
     group: Group = Group(gather=True)
 
@@ -84,7 +87,8 @@ class Method(nn.Module):
     # -- recipe ------------------------------------------------------------------------------
     @classmethod
     def run_defaults(cls) -> dict:
-        """Recommended run settings (optimiser, batch size) for this method, by section."""
+        """Recommended run settings (optimiser, batch size) for this method, by section. The batch size is the
+        one its recipe was measured at on a CPU: ``optim.batch_size`` auto takes it there."""
         return {}
 
     def make_batch(self, x: torch.Tensor, g: torch.Generator | None, preview: bool = False) -> PretextBatch:
