@@ -129,6 +129,7 @@ SAME_RUN_KEYS = ("method", "backbone", "minutes", "device", "seed", "data", "opt
 def finished_run(cfg, runs_root: str) -> Path | None:
     """A run folder in ``runs_root`` that trained ``cfg`` to the end (same settings), if any."""
     want = cfg.to_dict()
+    auto = not want["optim"]["batch_size"]  # a run took auto's batch (and learning rate) for its device
     for d in sorted(Path(runs_root).glob(f"*-{cfg.name}"), reverse=True):
         try:
             have = json.loads((d / "config.json").read_text())
@@ -137,6 +138,8 @@ def finished_run(cfg, runs_root: str) -> Path | None:
                 continue
         except (OSError, ValueError):
             continue
+        if auto:
+            want["optim"].update({k: have.get("optim", {}).get(k) for k in ("batch_size", "lr")})
         if all(have.get(k) == want.get(k) for k in SAME_RUN_KEYS) and \
                 have.get("eval", {}).get("linear_probe_epochs") == want["eval"]["linear_probe_epochs"]:
             return d
