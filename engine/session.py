@@ -33,6 +33,7 @@ import torch
 from engine import messages as M
 from engine.config import RunConfig
 from engine.errors import BadInput, Diverged, exit_code_for
+from engine.eval.protocol import run_backbone_name
 from engine.methods import get_method_class
 from engine.params import ConfigError
 from engine.seeds import epoch_order, step_generator
@@ -239,7 +240,10 @@ class Session:
         self.rundata, self.data = rd, rd.data
         self.notes = self.notes + rd.notes
         self.monitor = Monitor(cfg, rd, self.device, None)
-        self.learner = Learner.build(cfg, self.method_cls, method_cfg, self.data, self.device, self.world)
+        # a resumed run keeps the backbone it trained: ``auto`` on another device (or in a later version) would
+        # pick another one, which its checkpoint does not fit
+        trained = run_backbone_name(self.run_dir, cfg) if self.resume and self.run_dir is not None else ""
+        self.learner = Learner.build(cfg, self.method_cls, method_cfg, self.data, self.device, self.world, trained)
         self.notes.extend(resolve_batch(cfg, self.method_cls, self.learner, self.data, self.device, self.world))
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
         self.notes.extend(notes)

@@ -159,6 +159,21 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     assert steps == sorted(steps) and steps[-1] == 8
 
 
+def test_a_resumed_auto_run_keeps_the_backbone_it_trained(tmp_path, monkeypatch):
+    """``--backbone auto`` resolves by device: resumed on another device (here: a default that changed),
+    the run still builds the backbone its checkpoint holds."""
+    import engine.training.learner as L
+
+    part, _, _ = _train_steps(tmp_path, "part", stop_at=3)
+    assert part["reason"] == "stopped"
+    monkeypatch.setattr(L, "default_backbone", lambda device_type, prefer="cnn": "small_cnn_wide")
+    resumed, s_res, _ = _train_steps(tmp_path, "part", resume_dir=part["run_dir"])
+    assert resumed["reason"] == "completed", resumed.get("error")
+    assert s_res.learner.backbone_name == "small_cnn"
+    fresh, s_new, _ = _train_steps(tmp_path, "new", epochs=1)  # a new run takes the (changed) default
+    assert s_new.learner.backbone_name == "small_cnn_wide"
+
+
 def test_pause_resume_stop_from_another_thread(tmp_path):
     cfg = tiny("simclr", "builtin:shapes:128", tmp_path, epochs=50,
                eval={"knn_every_epochs": 0, "final_eval": False})

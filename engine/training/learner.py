@@ -25,10 +25,14 @@ class Learner:
     backbone_name: str
 
     @classmethod
-    def build(cls, cfg, method_cls, method_cfg, data, device: torch.device, world: int) -> Learner:
+    def build(cls, cfg, method_cls, method_cfg, data, device: torch.device, world: int,
+              trained: str = "") -> Learner:
         """The method (``method_cls`` with options ``method_cfg``) of ``cfg`` for ``data`` on ``device`` (its BatchNorm over the global batch when
-        asked), with its optimiser (none when the method does not train) and precision."""
+        asked), with its optimiser (none when the method does not train) and precision. ``trained``: the
+        backbone a resumed run trained, which its ``auto`` keeps on any device."""
         bname = cfg.backbone
+        if bname == "auto" and trained not in ("", "auto"):
+            bname = trained
         if bname == "auto":
             bname = default_backbone(device.type, "vit" if method_cls.backbone_kind == "vit" else "cnn")
         backbone = build_backbone(bname, cfg.data.image_size)
