@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "auto (the default): the method's batch on a CPU; on a GPU a larger one sized to its free "
                    "memory, with the learning rate scaled to it")
     t.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the method's)")
-    t.add_argument("--backbone", metavar="NAME", help="auto (default), small_cnn, small_cnn_wide, resnet18, "
+    t.add_argument("--backbone", metavar="NAME", help="auto (default), small_cnn, small_cnn_fast, small_cnn_wide, resnet18, "
                    "resnet34, resnet50, vit_mini, vit_tiny, vit_small")
     _add_common_data(t)
     t.add_argument("--seed", type=int, help="random seed (default 0)")

@@ -79,9 +79,12 @@ def test_unlabeled_folder_trains_and_skips_label_evaluation(tmp_path):
     assert summary["reason"] == "failed" and "needs labels" in summary["error"]
 
 
-def test_loss_goes_down_on_a_small_run(tmp_path):
+def test_loss_goes_down_on_a_small_run(tmp_path, monkeypatch):
     # the lit shapes: RotNet's loss falls within a few steps there (the light says where "up" is), so
     # this checks the training loop, not how fast RotNet learns shape
+    import engine.session as S
+
+    monkeypatch.setattr(S, "EMIT_EVERY_S", 0.0)  # a record every step, however fast the machine runs them
     cfg = tiny("rotnet", "builtin:shapes:128?shortcut=light", tmp_path, epochs=5, optim={"batch_size": 32, "lr": 2e-3},
                eval={"knn_every_epochs": 0, "final_eval": False})
     summary, msgs = run(cfg)
@@ -164,8 +167,8 @@ def test_a_resumed_auto_run_keeps_the_backbone_it_trained(tmp_path, monkeypatch)
     the run still builds the backbone its checkpoint holds."""
     import engine.training.learner as L
 
-    part, _, _ = _train_steps(tmp_path, "part", stop_at=3)
-    assert part["reason"] == "stopped"
+    part, s_part, _ = _train_steps(tmp_path, "part", stop_at=3)
+    assert part["reason"] == "stopped" and s_part.learner.backbone_name == "small_cnn"
     monkeypatch.setattr(L, "default_backbone", lambda device_type, prefer="cnn": "small_cnn_wide")
     resumed, s_res, _ = _train_steps(tmp_path, "part", resume_dir=part["run_dir"])
     assert resumed["reason"] == "completed", resumed.get("error")

@@ -31,21 +31,31 @@ class SmallCNN(nn.Module):
 
     ``convs`` convolutions per block; each block but the last halves the resolution. Global
     average pooling gives a ``feature_dim`` vector for any input size (tiles and patches too).
+    ``pool_first``: a block max-pools its convolution's output before its BatchNorm and ReLU (as in
+    Keller Jordan's fast CIFAR-10 networks), so they run on a quarter of the pixels (``small_cnn_fast``):
+    forward and backward 1.3x as fast on a CPU, where those memory-bound layers take about a third of
+    the time; 1.1x the steps in a SimCLR run, which learns as much per step, while DINO learns less.
     """
 
     kind = "cnn"
 
-    def __init__(self, widths=(32, 64, 128, 256), convs: int = 1):
+    def __init__(self, widths=(32, 64, 128, 256), convs: int = 1, pool_first: bool = False):
         super().__init__()
         self.norm = Normalize()
         layers: list[nn.Module] = []
         cin = 3
         for i, w in enumerate(widths):
+            pool = [nn.MaxPool2d(2, ceil_mode=True)] if i < len(widths) - 1 else []
+            if pool_first:
+                for j in range(convs):
+                    conv, bn, relu = _conv_bn(cin if j == 0 else w, w)
+                    layers += [conv, *(pool if j == convs - 1 else []), bn, relu]
+                cin = w
+                continue
             for j in range(convs):
                 layers += _conv_bn(cin if j == 0 else w, w)
             cin = w
-            if i < len(widths) - 1:
-                layers.append(nn.MaxPool2d(2, ceil_mode=True))
+            layers += pool
         self.features = nn.Sequential(*layers)
         self.feature_dim = widths[-1]
 
@@ -187,6 +197,8 @@ def _vit_patch(image_size: int) -> int:
 
 BACKBONES = {
     "small_cnn": "4 conv blocks (32-256 channels): fast on a CPU, the default there",
+    "small_cnn_fast": "small_cnn pooling before BatchNorm and ReLU: 1.1x the steps, as good for SimCLR, "
+                      "worse for DINO",
     "small_cnn_wide": "4 conv blocks (64-512 channels), two convs per block: slower, stronger",
     "resnet18": "ResNet-18 (CIFAR stem for small images): the default on a GPU",
     "resnet34": "ResNet-34",
@@ -213,6 +225,8 @@ def build_backbone(name: str, image_size: int = 32) -> nn.Module:
 
     if name == "small_cnn":
         return SmallCNN()
+    if name == "small_cnn_fast":
+        return SmallCNN(pool_first=True)
     if name == "small_cnn_wide":
         return SmallCNN(widths=(64, 128, 256, 512), convs=2)
     if name.startswith("resnet"):
