@@ -53,7 +53,7 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         args += ["--minutes", repr(float(minutes))]
     optim, boptim = config.get("optim", {}), base.get("optim", {})
     if optim.get("batch_size", boptim.get("batch_size")) != boptim.get("batch_size"):
-        args += ["--batch-size", str(optim["batch_size"])]
+        args += ["--batch-size", str(optim["batch_size"] or "auto")]
     if optim.get("lr", boptim.get("lr")) != boptim.get("lr"):
         args += ["--lr", repr(float(optim["lr"]))]
     for key, flag in (("backbone", "--backbone"), ("seed", "--seed"), ("runs_root", "--runs-root")):

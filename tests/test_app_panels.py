@@ -115,6 +115,15 @@ def test_run_form_checks_fields_as_typed(qtbot, model):
     bs.editor.selectAll()
     qtbot.keyClicks(bs.editor, "1")
     assert "below the minimum 2" in bs.error.text()
+    assert "(or 0: auto)" in bs.error.text()
+    bs.editor.selectAll()
+    qtbot.keyClicks(bs.editor, "auto")  # the word for 0: the method's batch for the device
+    assert not bs.error.isVisible() and model.get("optim.batch_size") == 0
+    assert "--batch-size auto" in panel.commands.command_line()
+    model.set("optim.batch_size", 48)
+    assert bs.editor.text() == "48"
+    model.set("optim.batch_size", 0)
+    assert bs.editor.text() == "auto"
     bs.editor.selectAll()
     qtbot.keyClicks(bs.editor, "32")
     assert model.get("optim.batch_size") == 32

@@ -27,7 +27,9 @@ from app.widgets.controls import fmt
 from engine.params import ConfigError
 
 
-def _text(value, type_name: str) -> str:
+def _text(value, type_name: str, zero: str | None = None) -> str:
+    if zero and value == 0 and type_name in ("int", "float"):
+        return zero  # the field's word for 0 ("auto"), which it also takes typed
     if type_name in ("dict", "list"):
         return json.dumps(value) if value not in (None, {}, []) else ""
     if isinstance(value, float):
@@ -61,6 +63,8 @@ class FieldRow(QWidget):
         else:
             self.editor = QLineEdit()
             self.editor.textEdited.connect(self._typed)
+            if spec.get("zero"):
+                self.editor.setPlaceholderText(f"{spec['zero']} or a number")
             if t in ("dict", "list"):
                 self.editor.setPlaceholderText("JSON, e.g. {\"blur_p\": 0.5}" if t == "dict" else "a, b, c")
         self.editor.setToolTip(spec.get("help", ""))
@@ -124,7 +128,7 @@ class FieldRow(QWidget):
                 else:
                     self.editor.setCurrentIndex(max(0, i))
             else:
-                self.editor.setText(_text(value, self.spec["type"]))
+                self.editor.setText(_text(value, self.spec["type"], self.spec.get("zero")))
         self.set_error("")
 
     def text(self) -> str:
