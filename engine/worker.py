@@ -264,25 +264,14 @@ def validate_config(config: dict) -> dict:
 
 def _check_spec(spec: str, path: str):
     """A cheap check of a dataset spec (syntax, folder existence), without loading it."""
-    from engine.data import DataError
+    from engine.data import DataError, builtin_dataset
     from engine.data import _split_spec as split_spec
     from engine.params import ConfigError
 
     try:
         kind, rest = split_spec(spec)
         if kind == "builtin":
-            from engine.data.clips import parse_clips_spec
-            from engine.data.shapes import parse_shapes_spec
-
-            name, _, count = rest.partition(":")
-            name = name.strip().lower()
-            if name in ("clips", "clips-test"):
-                parse_clips_spec(count.strip())
-            elif name in ("shapes", "shapes-test"):
-                parse_shapes_spec(count.strip())
-            else:
-                return ConfigError(path, f"unknown built-in dataset {name!r}; use builtin:shapes[:N] or "
-                                         "builtin:clips[:N]")
+            builtin_dataset(rest)
         elif kind == "torchvision":
             from engine.data.tv import parse_tv_spec
 

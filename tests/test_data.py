@@ -323,3 +323,25 @@ def test_shapes_come_back_from_the_cache_and_a_bad_cache_is_redrawn(tmp_path, mo
     stale.write_bytes(b"old")
     shapes_mod.load_shapes(16, 32, "train")  # a new file is written: the stale one goes
     assert not stale.exists() and files[0].exists()
+
+
+@pytest.mark.parametrize("spec", ["builtin:clips:abc", "builtin:clips:5", "builtin:nope", "builtin:shapes:10",
+                                  "builtin:shapes-test:40?shortcut=blue", "shapes:x"])
+def test_a_bad_builtin_spec_gets_one_message_from_the_check_the_form_and_loading(spec):
+    from engine.data import DataError, check_dataset, load_dataset
+    from engine.worker import _check_spec
+
+    with pytest.raises(DataError) as loading:
+        load_dataset(spec, 16)
+    with pytest.raises(DataError) as checking:
+        check_dataset(spec, 16)
+    form = _check_spec(spec, "data.spec")
+    assert str(checking.value) == str(loading.value) == form.message, spec
+
+
+@pytest.mark.parametrize("spec", ["builtin:clips:16", "builtin:shapes-test:40?shortcut=colour", "shapes"])
+def test_a_good_builtin_spec_passes_the_check_and_the_form(spec):
+    from engine.data import check_dataset
+    from engine.worker import _check_spec
+
+    assert check_dataset(spec, 16)["labelled"] is True and _check_spec(spec, "data.spec") is None

@@ -42,6 +42,29 @@ def _split_spec(spec: str) -> tuple[str, str]:
     return "folder", spec
 
 
+def builtin_dataset(rest: str) -> tuple[str, str, int, dict]:
+    """What follows ``builtin:`` (``shapes-test:500?shortcut=colour``) -> (name, split, count, options):
+    the built-in dataset it names, its count and options checked; a :class:`DataError` otherwise. Loading,
+    the quick check and the worker's form check all read a built-in spec here."""
+    name, _, count = rest.partition(":")
+    name, split = name.strip().lower(), "train"
+    if name in ("shapes-test", "clips-test"):
+        name, split = name[:-5], "test"
+    if name not in BUILTIN:
+        raise DataError(f"unknown built-in dataset {name!r}; choose one of: {', '.join(BUILTIN)}")
+    try:
+        if name == "clips":
+            from engine.data.clips import parse_clips_spec
+
+            return name, split, parse_clips_spec(count.strip()), {}
+        from engine.specs import parse_shapes_query
+
+        n, options = parse_shapes_query(count)
+        return name, split, n, options
+    except ValueError as exc:
+        raise DataError(str(exc)) from None
+
+
 def _query_after_colon(rest: str) -> str:
     """``shapes?shortcut=colour`` -> ``shapes:?shortcut=colour``: the name, a colon, then count and options."""
     name, sep, query = rest.partition("?")
@@ -95,32 +118,16 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
         raise DataError(f"image size {image_size} is out of range; choose 8 to 512 pixels")
     kind, rest = _split_spec(spec)
     if kind == "builtin":
-        from engine.data.shapes import load_shapes, parse_shapes_query
-
-        name, _, count = rest.partition(":")
-        name = name.strip().lower()
-        split = "train"
-        if name in ("shapes-test", "clips-test"):
-            name, split = name[:-5], "test"
-        if name not in BUILTIN:
-            raise DataError(f"unknown built-in dataset {name!r}; choose one of: {', '.join(BUILTIN)}")
+        name, split, n, options = builtin_dataset(rest)
+        n = min(n, max_images) if max_images else n
         if name == "clips":
-            from engine.data.clips import load_builtin_clips, parse_clips_spec
+            from engine.data.clips import load_builtin_clips
 
-            try:
-                n = parse_clips_spec(count.strip())
-            except ValueError as exc:
-                raise DataError(str(exc)) from None
-            n = min(n, max_images) if max_images else n
             if progress:
                 progress(0, n, "generating clips")
             return load_builtin_clips(n, image_size, split=split, seed=seed)
-        try:
-            n, options = parse_shapes_query(count)
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
-        if max_images:
-            n = min(n, max_images)
+        from engine.data.shapes import load_shapes
+
         if progress:
             progress(0, n, "generating shapes")
         data = load_shapes(n, image_size, split=split, seed=seed, shortcut=options["shortcut"])
@@ -158,19 +165,7 @@ def check_dataset(spec: str, image_size: int = 32) -> dict:
         raise DataError(f"image size {image_size} is out of range; choose 8 to 512 pixels")
     kind, rest = _split_spec(spec)
     if kind == "builtin":
-        from engine.data.shapes import parse_shapes_spec
-
-        name, _, count = rest.partition(":")
-        if name.strip().lower() in ("clips", "clips-test"):
-            if count.strip() and not count.strip().isdigit():
-                raise DataError(f"builtin:{name.strip()}:{count.strip()}: the count must be a whole number")
-            return {"kind": kind, "labelled": True}
-        if name.strip().lower() not in BUILTIN + ("shapes-test",):
-            raise DataError(f"unknown built-in dataset {name.strip().lower()!r}; choose one of: {', '.join(BUILTIN)}")
-        try:
-            parse_shapes_spec(count.strip())
-        except ValueError as exc:
-            raise DataError(str(exc)) from None
+        builtin_dataset(rest)
         return {"kind": kind, "labelled": True}
     if kind == "torchvision":
         from engine.data.tv import parse_tv_spec

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from engine.data.base import ImageData
-from engine.specs import DEFAULT_COUNT, SHORTCUTS, parse_shapes_query
+from engine.specs import DEFAULT_COUNT, SHORTCUTS
 
 SHAPES = ("circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart")
 SCALE = (0.42, 0.8)  # shape size, as a fraction of the image half-width
@@ -156,12 +156,6 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
         img = torch.nn.functional.avg_pool2d(img, ss)
         out[start:start + n] = (img.clamp(0, 1) * 255).round().to(torch.uint8)
     return out, labels
-
-
-def parse_shapes_spec(rest: str) -> int:
-    """``builtin:shapes``, ``builtin:shapes:N`` or ``builtin:shapes:N?shortcut=colour`` -> N images
-    (the options are checked too)."""
-    return parse_shapes_query(rest)[0]
 
 
 @functools.lru_cache(maxsize=1)
