@@ -6,6 +6,8 @@
 - :mod:`engine.training.distributed`: several processes: DDP, synchronised BatchNorm, epoch shards,
   ``Ending`` (when they stop together: budget, stop request, divergence)
 - :mod:`engine.training.optim`: optimiser (AdamW, SGD, LARS), learning-rate schedule and ``Budget``
+- :mod:`engine.training.batch`: ``resolve_batch``: the batch size ``auto`` takes on the device (a GPU's
+  measured by two probe steps) and the learning rate scaled with it
 - :mod:`engine.training.progress`: ``Progress`` (step, epoch, samples, training time) and ``StepMeter``
 - :mod:`engine.training.rundata`: ``prepare_data(cfg)``, the only place a run's splits and samples are made
 - :mod:`engine.training.checkpoints`: ``save_checkpoint``, ``load_checkpoint``, ``load_run_method``,
