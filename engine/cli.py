@@ -22,7 +22,6 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")
 
 
-
 def _batch_size(text: str) -> int:
     """``--batch-size``: a number, or ``auto`` (0)."""
     if text.strip().lower() == "auto":
@@ -31,6 +30,7 @@ def _batch_size(text: str) -> int:
         return int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of images (or auto)") from None
+
 
 def usage_error(msg: str) -> int:
     print(f"error: {msg}", file=sys.stderr)

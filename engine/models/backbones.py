@@ -46,16 +46,12 @@ class SmallCNN(nn.Module):
         cin = 3
         for i, w in enumerate(widths):
             pool = [nn.MaxPool2d(2, ceil_mode=True)] if i < len(widths) - 1 else []
-            if pool_first:
-                for j in range(convs):
-                    conv, bn, relu = _conv_bn(cin if j == 0 else w, w)
-                    layers += [conv, *(pool if j == convs - 1 else []), bn, relu]
-                cin = w
-                continue
             for j in range(convs):
-                layers += _conv_bn(cin if j == 0 else w, w)
+                conv, bn, relu = _conv_bn(cin if j == 0 else w, w)
+                layers += [conv, *(pool if pool_first and j == convs - 1 else []), bn, relu]
             cin = w
-            layers += pool
+            if not pool_first:
+                layers += pool
         self.features = nn.Sequential(*layers)
         self.feature_dim = widths[-1]
 

@@ -139,7 +139,8 @@ def resolve_batch(cfg, method_cls, learner, data, device: torch.device, world: i
     target = max(ref, int(method_cls.gpu_batch))
     where = "Apple MPS (not sized to its memory: set --batch-size if it runs short)"
     if device.type == "cuda":
-        sample, labels, _ = next(iter(data.batches(min(8, len(data)), torch.arange(min(8, len(data))))))
+        n = min(8, len(data))
+        sample, labels, _ = next(iter(data.batches(n, torch.arange(n))))
         memory = probe_step_memory(learner, sample, labels, device, peak)
         target = _agree_min(fit_batch(target, world, memory), world, device)
         where = (f"the GPU (a step takes {memory.fixed / 2**30:.2f} GiB + {memory.per_image / 2**20:.1f} MiB "
