@@ -202,6 +202,36 @@ def test_two_process_run_resumes_with_one(tmp_path):
     assert max(r["step"] for r in steps) == 12 and any(r["step"] > 8 for r in steps)
 
 
+def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_path):
+    """Two torchrun agents, as on two nodes (``--nnodes 2``, one process each, the same rendezvous id and
+    endpoint): they train one run of world size 2; only the process that got rank 0 writes a run folder,
+    each "node" with its own runs folder here, so a second writer could not hide; no deprecation
+    warning reaches the user."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
+         "--rdzv-id", "two-nodes", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
+         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
+         "--batch-size", "16", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root",
+         str(tmp_path / f"node{k}"), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(root), env=env) for k in range(2)]
+    outs = [p.communicate(timeout=240) for p in nodes]
+    assert [p.returncode for p in nodes] == [0, 0], [err[-2000:] for _, err in outs]
+    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs if out.strip()]
+    assert len(summaries) == 1 and (summaries[0]["processes"], summaries[0]["step"], summaries[0]["samples"]) \
+        == (2, 2 * (64 // 16), 2 * 64)
+    written = sorted(p for k in range(2) for p in (tmp_path / f"node{k}").glob("*") if p.is_dir())
+    assert written == [Path(summaries[0]["run_dir"])]
+    assert (written[0] / "checkpoints" / "last.pt").exists()
+    assert not any("Warning" in err for _, err in outs), [err[-2000:] for _, err in outs]
+
+
 def test_torchrun_line_and_slurm_script():
     """The Run panel's torchrun line and Slurm script: the train part parses back to the same config,
     the script is valid bash and meets on the first node with the c10d rendezvous."""

@@ -15,6 +15,7 @@ each process's shard of an epoch, and agreeing on when to stop.
 
 from __future__ import annotations
 
+import inspect
 import os
 import warnings
 
@@ -149,6 +150,14 @@ def _outside_ddp(step: StepModule) -> list[str]:
     return names
 
 
+def _buffer_sync(every_forward: bool) -> dict:
+    """DDP's switch for sending rank 0's buffers (BatchNorm statistics) at every forward: named
+    ``forward_sync_buffers`` since torch 2.14 (``broadcast_buffers``, which now warns, before). Both
+    also send them once at the start, when every process holds the same ones anyway."""
+    params = inspect.signature(nn.parallel.DistributedDataParallel.__init__).parameters
+    return {"forward_sync_buffers" if "forward_sync_buffers" in params else "broadcast_buffers": every_forward}
+
+
 def wrap_step(method: nn.Module, device: torch.device, world: int, *, synced_bn: bool = False,
               compile: bool = False):
     """The callable ``step(x, labels, g) -> (loss, metrics)`` of a training step: the method's own
@@ -163,8 +172,7 @@ def wrap_step(method: nn.Module, device: torch.device, world: int, *, synced_bn:
         nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(step, ignored)
         step = nn.parallel.DistributedDataParallel(
             step, device_ids=[device.index] if device.type == "cuda" else None,
-            broadcast_buffers=not synced_bn, find_unused_parameters=False,
-            gradient_as_bucket_view=True)
+            find_unused_parameters=False, gradient_as_bucket_view=True, **_buffer_sync(not synced_bn))
     if compile:
         step = torch.compile(step)
     return step
