@@ -93,6 +93,7 @@ def _add_common_data(p):
 
 def build_parser() -> argparse.ArgumentParser:
     from engine.methods import method_names
+    from engine.models import backbone_names
 
     parser = Parser(prog="main.py", description="SSL Workbench: explore visual self-supervised learning. "
                     "Without a command it opens the workbench window.")
@@ -121,8 +122,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "auto (the default): the method's batch on a CPU; on a GPU a larger one sized to its free "
                    "memory, with the learning rate scaled to it")
     t.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the method's)")
-    t.add_argument("--backbone", metavar="NAME", help="auto (default), small_cnn, small_cnn_fast, small_cnn_wide, resnet18, "
-                   "resnet34, resnet50, vit_mini, vit_tiny, vit_small")
+    t.add_argument("--backbone", metavar="NAME", help=f"auto (default), {', '.join(backbone_names())}")
     _add_common_data(t)
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--run-dir", metavar="DIR", help="write the run to DIR (default: a new folder in runs/)")
