@@ -45,7 +45,7 @@ from engine.models import build_backbone, default_backbone  # noqa: E402
 from engine.seeds import epoch_order, step_generator  # noqa: E402
 from engine.training.batch import cpu_batch  # noqa: E402
 from engine.training.device import Precision, place_model, resolve_device  # noqa: E402
-from engine.training.distributed import StepModule  # noqa: E402
+from engine.training.distributed import wrap_step  # noqa: E402
 from engine.training.optim import build_optimizer  # noqa: E402
 
 CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-small" / "train"
@@ -125,9 +125,7 @@ def main() -> None:
     method.train()
     opt = build_optimizer(method, cfg)
     precision = Precision(dev, args.precision)
-    step_fn = StepModule(method)
-    if args.compile:
-        step_fn = torch.compile(step_fn)
+    step_fn = wrap_step(method, dev, 1, compile=args.compile)  # the session's step, compiled as it compiles it
     order = epoch_order(len(data), 0, 0)
 
     def sync():

@@ -232,6 +232,29 @@ def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_
     assert not any("Warning" in err for _, err in outs), [err[-2000:] for _, err in outs]
 
 
+@pytest.mark.slow
+def test_compiled_step_trains_under_two_processes(tmp_path):
+    """``--compile`` under DDP (2 processes) trains: the step compiles with static shapes, as with
+    automatic dynamic shapes inductor failed to generate a backward (torch 2.14)."""
+    import json
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
+    done = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "1",
+         "--batch-size", "32", "--compile", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root",
+         str(tmp_path), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
+        capture_output=True, text=True, timeout=400, cwd=str(root), env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert (summary["processes"], summary["step"], summary["samples"]) == (2, 2, 64)
+    config = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
+    assert config["compile"] is True
+
+
 def test_torchrun_line_and_slurm_script():
     """The Run panel's torchrun line and Slurm script: the train part parses back to the same config,
     the script is valid bash and meets on the first node with the c10d rendezvous."""

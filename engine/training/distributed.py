@@ -162,7 +162,9 @@ def wrap_step(method: nn.Module, device: torch.device, world: int, *, synced_bn:
               compile: bool = False):
     """The callable ``step(x, labels, g) -> (loss, metrics)`` of a training step: the method's own
     step on one process, under DDP on several (gradients averaged during backward), compiled with
-    ``torch.compile`` when asked."""
+    ``torch.compile`` when asked: with static shapes, one graph for each input shape a run has (views,
+    local crops), as inductor (torch 2.14) failed to generate the backward of DDP's step once automatic
+    dynamic shapes set in."""
     step = StepModule(method)
     if world > 1 and any(p.requires_grad for p in method.parameters()):
         ignored = _outside_ddp(step)
@@ -174,7 +176,7 @@ def wrap_step(method: nn.Module, device: torch.device, world: int, *, synced_bn:
             step, device_ids=[device.index] if device.type == "cuda" else None,
             find_unused_parameters=False, gradient_as_bucket_view=True, **_buffer_sync(not synced_bn))
     if compile:
-        step = torch.compile(step)
+        step = torch.compile(step, dynamic=False)
     return step
 
 
