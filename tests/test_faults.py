@@ -309,6 +309,17 @@ def test_resume_applies_safe_changes(run_copy):
     assert any(r.get("type") == "eval" and r.get("kind") == "knn_monitor" and r["epoch"] == 3 for r in records)
 
 
+def test_resume_may_switch_compilation_like_the_device():
+    """Compiling the step changes how it runs, not what the checkpoint means: a run compiled on a GPU
+    resumes uncompiled on a CPU (and the other way round)."""
+    from engine.config import default_config
+    from engine.training.resume import apply_resume_changes
+
+    cfg = default_config("simclr", compile=True, device="cuda")
+    assert apply_resume_changes(cfg, {"compile": False, "device": "cpu"}).compile is False
+    assert apply_resume_changes(default_config("simclr"), {"compile": True}).compile is True
+
+
 # -- case 7: damaged, foreign and malicious checkpoints --------------------------------------------------
 class Evil:
     def __init__(self, marker):

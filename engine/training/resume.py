@@ -2,7 +2,7 @@
 
 A resumed run continues from its checkpoint with its own ``config.json``. Settings that are safe
 to change mid-run (the learning rate and gradient clipping, the budget, the evaluation settings
-and the final-evaluation switch, checkpoint frequency, device and precision) are applied; every
+and the final-evaluation switch, checkpoint frequency, device, precision and compilation) are applied; every
 other change (method, batch size, data, image size, backbone, seed, augmentations, method
 options, ...) would make the checkpoint mean something else, so it is refused with a message
 that names each flag. No flag is ever silently ignored.
@@ -13,11 +13,11 @@ from __future__ import annotations
 from engine.config import RunConfig
 from engine.params import ConfigError
 
-SAFE_KEYS = ("epochs", "minutes", "device", "precision", "checkpoint_every_minutes", "checkpoint_every_epochs",
-             "optim.lr", "optim.grad_clip")
+SAFE_KEYS = ("epochs", "minutes", "device", "precision", "compile", "checkpoint_every_minutes",
+             "checkpoint_every_epochs", "optim.lr", "optim.grad_clip")
 SAFE_PREFIXES = ("eval.",)
-SAFE_TEXT = ("--lr, --epochs or --minutes, --device, --no-final-eval, --set eval.*, --set optim.lr, "
-             "--set optim.grad_clip, --set precision, --set checkpoint_every_minutes")
+SAFE_TEXT = ("--lr, --epochs or --minutes, --device, --compile, --no-final-eval, --set eval.*, --set optim.lr, "
+             "--set optim.grad_clip, --set precision, --set compile, --set checkpoint_every_minutes")
 _MISSING = object()
 
 
