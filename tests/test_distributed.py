@@ -205,8 +205,8 @@ def test_two_process_run_resumes_with_one(tmp_path):
 def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_path):
     """Two torchrun agents, as on two nodes (``--nnodes 2``, one process each, the same rendezvous id and
     endpoint): they train one run of world size 2; only the process that got rank 0 writes a run folder,
-    each "node" with its own runs folder here, so a second writer could not hide; no deprecation
-    warning reaches the user."""
+    each "node" with its own runs folder here, so a second writer could not hide; the run's first line
+    says how many processes train it; no deprecation warning reaches the user."""
     import json
     import subprocess
     from pathlib import Path
@@ -218,7 +218,7 @@ def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_
         [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
          "--rdzv-id", "two-nodes", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
          str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
-         "--batch-size", "16", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root",
+         "--batch-size", "16", "--device", "cpu", "--no-final-eval", "--runs-root",
          str(tmp_path / f"node{k}"), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(root), env=env) for k in range(2)]
     outs = [p.communicate(timeout=240) for p in nodes]
@@ -230,6 +230,7 @@ def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_
     assert written == [Path(summaries[0]["run_dir"])]
     assert (written[0] / "checkpoints" / "last.pt").exists()
     assert not any("Warning" in err for _, err in outs), [err[-2000:] for _, err in outs]
+    assert "on 2 processes, each on CPU (1 thread):" in "".join(err for _, err in outs)
 
 
 @pytest.mark.slow

@@ -12,6 +12,7 @@ import functools
 import os
 
 import torch
+import torch.distributed as dist
 
 from engine.params import ConfigError
 
@@ -43,11 +44,16 @@ def resolve_device(name: str) -> torch.device:
 
 
 def device_name(device: torch.device) -> str:
+    """What a run trains on, in words; with several processes, how many (each on such a device)."""
     if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    if device.type == "mps":
-        return "Apple GPU (MPS)"
-    return f"CPU ({torch.get_num_threads()} threads)"
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "mps":
+        name = "Apple GPU (MPS)"
+    else:
+        threads = torch.get_num_threads()
+        name = f"CPU ({threads} thread{'s' if threads != 1 else ''})"
+    world = dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
+    return f"{world} processes, each on {name}" if world > 1 else name
 
 
 @functools.lru_cache(maxsize=1)
