@@ -10,9 +10,12 @@ the mean of their losses (each scores its own rows); the gradients are DDP's ave
 
 from __future__ import annotations
 
+import json
 import os
 import socket
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -166,33 +169,40 @@ def test_shard_order_keeps_global_batches():
             assert torch.equal(got, order[k * 16:(k + 1) * 16])
 
 
+ROOT = Path(__file__).resolve().parents[1]
+ENV = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+
+
+def torchrun(launch: list[str], runs_root, *train: str) -> list[str]:
+    """The command line of a small SimCLR run on the built-in shapes under ``torchrun`` (``launch``: its own
+    flags), CPU only, no evaluation; ``train``: more flags of the train command."""
+    return [sys.executable, "-m", "torch.distributed.run", *launch, str(ROOT / "main.py"), "train",
+            "--method", "simclr", "--data", "builtin:shapes:64", "--device", "cpu", "--no-final-eval",
+            "--runs-root", str(runs_root), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64", *train]
+
+
+def summary_of(stdout: str) -> dict:
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_two_process_run_resumes_with_one(tmp_path):
     """torchrun (c10d rendezvous, as on several nodes) with 2 processes for 2 epochs, resumed with 1
     process to 3 epochs: the resumed run continues at the step and global sample count it stopped at."""
-    import json
-    import subprocess
-    import sys
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     first = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc_per_node", "2",
-         "--rdzv-backend", "c10d", "--rdzv-endpoint", f"127.0.0.1:{free_port()}",
-         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
-         "--batch-size", "16", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root", str(tmp_path),
-         "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
-        capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+        torchrun(["--nnodes", "1", "--nproc_per_node", "2", "--rdzv-backend", "c10d",
+                  "--rdzv-endpoint", f"127.0.0.1:{free_port()}"], tmp_path,
+                 "--epochs", "2", "--batch-size", "16", "--quiet"),
+        capture_output=True, text=True, timeout=240, cwd=str(ROOT), env=ENV)
     assert first.returncode == 0, first.stderr[-2000:]
-    s1 = json.loads(first.stdout.strip().splitlines()[-1])
+    s1 = summary_of(first.stdout)
     assert (s1["processes"], s1["step"], s1["samples"], s1["epoch"]) == (2, 2 * (64 // 16), 2 * 64, 2)
     run_dir = Path(s1["run_dir"])
-    second = subprocess.run([sys.executable, str(root / "main.py"), "train", "--resume", str(run_dir), "--epochs",
+    second = subprocess.run([sys.executable, str(ROOT / "main.py"), "train", "--resume", str(run_dir), "--epochs",
                              "3", "--device", "cpu", "--quiet"],
-                            capture_output=True, text=True, timeout=240, cwd=str(root), env=env)
+                            capture_output=True, text=True, timeout=240, cwd=str(ROOT), env=ENV)
     assert second.returncode == 0, second.stderr[-2000:]
-    s2 = json.loads(second.stdout.strip().splitlines()[-1])
+    s2 = summary_of(second.stdout)
     assert (s2["processes"], s2["step"], s2["samples"], s2["epoch"]) == (1, 3 * 4, 3 * 64, 3)
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     resume = [r for r in records if r["type"] == "resume"]
@@ -207,23 +217,14 @@ def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_
     endpoint): they train one run of world size 2; only the process that got rank 0 writes a run folder,
     each "node" with its own runs folder here, so a second writer could not hide; the run's first line
     says how many processes train it; no deprecation warning reaches the user."""
-    import json
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
-    endpoint = f"127.0.0.1:{free_port()}"
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc_per_node", "1",
-         "--rdzv-id", "two-nodes", "--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint,
-         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "2",
-         "--batch-size", "16", "--device", "cpu", "--no-final-eval", "--runs-root",
-         str(tmp_path / f"node{k}"), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(root), env=env) for k in range(2)]
+    launch = ["--nnodes", "2", "--nproc_per_node", "1", "--rdzv-id", "two-nodes", "--rdzv-backend", "c10d",
+              "--rdzv-endpoint", f"127.0.0.1:{free_port()}"]
+    nodes = [subprocess.Popen(torchrun(launch, tmp_path / f"node{k}", "--epochs", "2", "--batch-size", "16"),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=ENV)
+             for k in range(2)]
     outs = [p.communicate(timeout=240) for p in nodes]
     assert [p.returncode for p in nodes] == [0, 0], [err[-2000:] for _, err in outs]
-    summaries = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs if out.strip()]
+    summaries = [summary_of(out) for out, _ in outs if out.strip()]
     assert len(summaries) == 1 and (summaries[0]["processes"], summaries[0]["step"], summaries[0]["samples"]) \
         == (2, 2 * (64 // 16), 2 * 64)
     written = sorted(p for k in range(2) for p in (tmp_path / f"node{k}").glob("*") if p.is_dir())
@@ -237,23 +238,14 @@ def test_two_nodes_meet_by_c10d_rendezvous_and_only_the_main_process_writes(tmp_
 def test_compiled_step_trains_under_two_processes(tmp_path):
     """``--compile`` under DDP (2 processes) trains: the step compiles with static shapes, as with
     automatic dynamic shapes inductor failed to generate a backward (torch 2.14)."""
-    import json
-    import subprocess
-    from pathlib import Path
-
-    root = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=str(root), OMP_NUM_THREADS="1")
     done = subprocess.run(
-        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(root / "main.py"), "train", "--method", "simclr", "--data", "builtin:shapes:64", "--epochs", "1",
-         "--batch-size", "32", "--compile", "--device", "cpu", "--quiet", "--no-final-eval", "--runs-root",
-         str(tmp_path), "--set", "eval.knn_every_epochs=0", "--set", "proj_hidden=64"],
-        capture_output=True, text=True, timeout=400, cwd=str(root), env=env)
+        torchrun(["--standalone", "--nproc_per_node", "2"], tmp_path,
+                 "--epochs", "1", "--batch-size", "32", "--compile", "--quiet"),
+        capture_output=True, text=True, timeout=400, cwd=str(ROOT), env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
-    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    summary = summary_of(done.stdout)
     assert (summary["processes"], summary["step"], summary["samples"]) == (2, 2, 64)
-    config = json.loads((Path(summary["run_dir"]) / "config.json").read_text())
-    assert config["compile"] is True
+    assert json.loads((Path(summary["run_dir"]) / "config.json").read_text())["compile"] is True
 
 
 def test_torchrun_line_and_slurm_script():
@@ -261,7 +253,6 @@ def test_torchrun_line_and_slurm_script():
     the script is valid bash and meets on the first node with the c10d rendezvous."""
     import shlex
     import shutil
-    import subprocess
 
     from engine.cli import build_parser, config_from_args, slurm_script, torchrun_command
 
@@ -287,9 +278,6 @@ NAN_FROM = 13  # the step (counted from 1) from which process 1's loss is NaN
 
 def _diverging_worker(rank: int, port: int, runs_root: str, out_dir: str) -> None:
     """A whole Session under 2 processes (gloo) whose process 1 gets a NaN loss from step NAN_FROM."""
-    import json
-    from pathlib import Path
-
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                       WORLD_SIZE=str(WORLD))
     torch.set_num_threads(1)
@@ -321,7 +309,6 @@ def test_divergence_on_one_process_stops_all_with_one_message(tmp_path):
     """Process 1's loss becomes NaN: both processes agree on it at their next agreement and stop within
     seconds (none is left waiting in a collective), with the same one-line message and exit code; the
     main process keeps the last good state as the run's checkpoint."""
-    import json
     import time
 
     import torch.multiprocessing as mp
