@@ -13,7 +13,7 @@ import copy
 from PySide6.QtCore import QObject, Signal
 
 from engine.config import RunConfig, recipe_options
-from engine.params import ConfigError, check_bounds, coerce
+from engine.params import ConfigError, field_value
 
 SECTIONS = ("data", "optim", "eval")
 
@@ -58,9 +58,7 @@ def check_value(spec: dict, value, path: str):
         value = value.strip()
         if value == "":
             raise ConfigError(path, f"enter a {spec['type']}")
-    v = coerce(value, spec["type"], path, spec.get("zero"))
-    check_bounds(spec, v, path)
-    return v
+    return field_value(spec, value, path)
 
 
 class ConfigModel(QObject):

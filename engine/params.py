@@ -207,12 +207,18 @@ def from_dict(cls, data: dict | None, path: str = ""):
         if spec is None:
             kwargs[f.name] = data[f.name]
             continue
-        value = coerce(data[f.name], spec["type"], sub, spec.get("zero"))
-        check_bounds(spec, value, sub)
-        kwargs[f.name] = value
+        kwargs[f.name] = field_value(spec, data[f.name], sub)
     obj = cls(**kwargs)
     validate(obj, path)
     return obj
+
+
+def field_value(spec: dict, value: Any, path: str) -> Any:
+    """``value`` (from JSON, a CLI string or a form) as the field of ``spec`` takes it: coerced to its type
+    (its word for 0 included) and checked against its bounds; a ConfigError otherwise."""
+    value = coerce(value, spec["type"], path, spec.get("zero"))
+    check_bounds(spec, value, path)
+    return value
 
 
 def validate(obj, path: str = "") -> None:
