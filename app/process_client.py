@@ -110,12 +110,14 @@ class ProcessClient(QObject):
     MAX_RESTARTS = 3  # within RESTART_WINDOW_S
     RESTART_WINDOW_S = 120.0
     DEFAULT_NICE = 5
+    NICE_ENV = ""  # the variable that sets this kind's priority alone (SSLWB_NICE sets every kind's)
 
     def __init__(self, parent: QObject | None = None, *, nice: int | None = None, budget_ms: float = 6.0,
                  in_process: bool = False):
         super().__init__(parent)
         # helper processes yield the CPU to the window (SSLWB_NICE overrides, e.g. 0 in tests)
-        self._nice = nice if nice is not None else int(os.environ.get("SSLWB_NICE", self.DEFAULT_NICE))
+        own = os.environ.get(self.NICE_ENV, "") if self.NICE_ENV else ""
+        self._nice = nice if nice is not None else int(own or os.environ.get("SSLWB_NICE", self.DEFAULT_NICE))
         self._budget = budget_ms / 1000.0
         self.in_process = in_process
         self._proc = None

@@ -56,6 +56,7 @@ from engine.training.record import RunRecord, abandon, claim
 from engine.training.report import Reporter
 from engine.training.run_checkpoints import RunCheckpoints, weights_diverged
 from engine.training.rundata import prepare_data
+from engine.training.threads import ThreadTuner
 
 EMIT_EVERY_S = 0.25
 
@@ -147,6 +148,7 @@ class Session:
         self.record: RunRecord | None = None  # the run folder (main process only)
         self.lock = None  # this process's claim to write the run folder (rank 0)
         self.notes: list[str] = []
+        self.threads: ThreadTuner | None = None
 
     @property
     def method(self):
@@ -228,6 +230,7 @@ class Session:
         method_cfg = cfg.method_config()
         self.device = resolve_device(cfg.device)
         init_distributed(self.device, self.world)
+        self.threads = ThreadTuner.for_run(self.device, self.world)  # CPU threads: by the load, then by timing
         self.ending = Ending(self.world, self.device)
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
@@ -303,6 +306,9 @@ class Session:
         self.report.start()
         if reason is None:
             self.report.maybe_snapshot(self.method)  # the random-init map and kNN: the first frame of the run
+        if self.threads is not None:
+            self.threads.start()
+            self._announce_threads()
         while reason is None:
             # global batch k of the epoch is the same images for any number of processes
             order = shard_order(epoch_order(len(self.data), cfg.seed, self.epoch), self.budget.batch_size,
@@ -315,7 +321,11 @@ class Session:
                     return "stopped"
                 t0 = time.perf_counter()
                 lr = self._train_step(x_u8, labels, meter)
-                self.train_time += time.perf_counter() - t0
+                took = time.perf_counter() - t0
+                self.train_time += took
+                if self.threads is not None:
+                    self.threads.step_done(took)
+                    self._announce_threads()
                 reason = self._budget_reached()
                 if meter.due(EMIT_EVERY_S) or reason is not None:
                     values = meter.read(self.step, self.train_time, lr, check=self.world == 1)
@@ -340,6 +350,14 @@ class Session:
             self.progress.next_epoch()
             self._end_of_epoch()  # its kNN monitor, reconstructions and embedding snapshot too
         return reason or "completed"
+
+    def _announce_threads(self) -> None:
+        """The thread tuner's changes of count since the last call: a log line and a metrics record each."""
+        for old, new in self.threads.news():
+            if self.record is not None:
+                self.record.write({"type": "threads", "step": self.step, "time": round(self.train_time, 3),
+                                   "threads": new, "from": old})
+            self.emit(M.Warning(self.threads.describe(old, new)))
 
     def _keep_last_good(self) -> None:
         if self.is_main and not self.ckpt.keep_last_good() and not self.ending.defer():

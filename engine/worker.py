@@ -39,13 +39,13 @@ from engine.rpc import CancelledError, Handler, Job, Status, exit_child, put_qui
 # -- helpers -------------------------------------------------------------------------------------
 
 
-def _lower_priority(nice: int) -> None:
-    """Make this process yield the CPU to the window's event loop (a 2-core laptop stays smooth)."""
-    if nice and hasattr(os, "nice"):
-        try:
-            os.nice(int(nice))
-        except OSError:
-            pass
+def _lower_priority(nice: int, training: bool = False) -> None:
+    """Make this process yield the CPU to the window's event loop (a 2-core laptop stays smooth): every
+    thread of it, torch's pool included (:mod:`engine.priority`). ``SSLWB_TRAIN_BATCH=1`` also marks a
+    training process CPU-bound (an experiment's switch)."""
+    from engine.priority import lower_priority
+
+    lower_priority(nice, batch=training and os.environ.get("SSLWB_TRAIN_BATCH") == "1")
 
 
 # -- the training process -------------------------------------------------------------------------
@@ -93,7 +93,7 @@ def train_process(config_dict: dict, run_dir: str | None, resume: bool, out_queu
                   nice: int = 0) -> None:
     """Entry point of the engine process: run one session, send every message to ``out_queue``."""
     parent = os.getppid()
-    _lower_priority(nice)
+    _lower_priority(nice, training=True)
     _train(config_dict, run_dir, resume, out_queue, cmd_queue, parent)
 
 
@@ -114,7 +114,7 @@ def train_standby(out_queue, cmd_queue, nice: int = 0) -> None:
         _warm_up()
     except BaseException:  # noqa: BLE001 - the run that follows reports it
         pass
-    _lower_priority(nice)  # the run below the window, as a fresh training process is
+    _lower_priority(nice, training=True)  # the run below the window, as a fresh training process is
     while True:
         try:
             item = cmd_queue.get(timeout=1.0)

@@ -65,7 +65,10 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
     def warmup(self) -> None:
         from engine.eval.projection import warmup
 
-        _yield_thread(int(os.environ.get("SSLWB_WARMUP_NICE", "10")))
+        # at the process's own priority by default: a niced thread that holds the GIL while it compiles is
+        # preempted by any busy program, and the requests wait for it (the first map took 10.9 s instead of
+        # 0.8 s beside one busy program); SSLWB_WARMUP_NICE lowers it
+        _yield_thread(int(os.environ.get("SSLWB_WARMUP_NICE", "0")))
         try:
             t0 = time.perf_counter()
             import torch  # off the critical path of the first request
@@ -111,9 +114,11 @@ def serve(requests, replies, device: str = "cpu", warm: bool = True, runs_roots:
 
     if multiprocessing.parent_process() is not None:  # a process of its own (not a test's thread)
         limit_threads(analysis_threads())
-        try:  # below the window (0), above the training process (the engine client runs it at 10)
-            os.nice(int(os.environ.get("SSLWB_ANALYSIS_NICE", "5")))
-        except (OSError, ValueError, AttributeError):
+        try:  # beside training, at the priority of other programs: a niced map starved beside one busy program
+            from engine.priority import lower_priority
+
+            lower_priority(int(os.environ.get("SSLWB_ANALYSIS_NICE", "0")))
+        except ValueError:
             pass
 
     def make(emit):

@@ -27,32 +27,43 @@ def _u8(t: torch.Tensor) -> np.ndarray:
 
 
 class SnapshotClock:
-    """When the time-based snapshots (embedding + kNN monitor) are due, in seconds of training.
+    """When the time-based snapshots (embedding + kNN monitor) are due, in seconds of training and steps.
 
     Every ``every_s`` seconds of training, but never so often that snapshots cost training more than
     ``max_cost`` of its speed: after a snapshot that took ``cost`` seconds, the next one waits at least
-    ``cost * (1 - max_cost) / max_cost`` seconds of training (9x the cost at 10%). The step-0 snapshot
-    (``first``) carries one-off warm-up costs and does not space out the next one.
+    ``cost * (1 - max_cost) / max_cost`` seconds of training (9x the cost at 10%). And never less than
+    ``min_steps`` steps after the last one: when steps are slow (a busy machine, a large model on a CPU)
+    a snapshot every few steps would show nothing new and take the steps' time. The step-0 snapshot
+    (``first``) carries one-off warm-up costs and does not space out the next one by its cost.
     """
 
-    def __init__(self, every_s: float, max_cost: float = 0.10):
+    MIN_STEPS = 10
+
+    def __init__(self, every_s: float, max_cost: float = 0.10, min_steps: int = MIN_STEPS):
         self.every_s = float(every_s)
         self.max_cost = float(max_cost)
+        self.min_steps = int(min_steps)
         self.next_at: float | None = None  # None: the step-0 snapshot is due
+        self.next_step = 0  # and not before this step
         self.spent_s = 0.0  # seconds spent on snapshots so far
 
     @property
     def on(self) -> bool:
         return self.every_s > 0
 
-    def due(self, train_time: float) -> bool:
-        return self.on and (self.next_at is None or train_time >= self.next_at)
+    def due(self, train_time: float, step: int | None = None) -> bool:
+        if not self.on or (step is not None and step < self.next_step):
+            return False
+        return self.next_at is None or train_time >= self.next_at
 
-    def done(self, train_time: float, cost_s: float, first: bool = False) -> float:
-        """A snapshot at ``train_time`` took ``cost_s`` seconds; returns when the next one is due."""
+    def done(self, train_time: float, cost_s: float, first: bool = False, step: int | None = None) -> float:
+        """A snapshot at ``train_time`` (and ``step``) took ``cost_s`` seconds; returns when the next one
+        is due (in seconds of training)."""
         self.spent_s += cost_s
         gap = self.every_s if first else max(self.every_s, cost_s * (1 - self.max_cost) / self.max_cost)
         self.next_at = train_time + gap
+        if step is not None:
+            self.next_step = step + self.min_steps
         return self.next_at
 
 

@@ -70,14 +70,14 @@ class Reporter:
     def start(self) -> None:
         """Before the first step of a resumed run: its step-0 snapshot was taken before."""
         if self.clock.on and self.progress.step > 0:
-            self.clock.done(self.progress.train_time, 0.0)
+            self.clock.done(self.progress.train_time, 0.0, step=self.progress.step)
 
     def maybe_snapshot(self, method) -> None:
         """The time-based snapshot (``eval.snapshot_every_s``) when due: an embedding snapshot, the kNN
         monitor on its images (:meth:`Monitor.snapshot`) and a reconstruction preview. The one at step 0
         also gives ``random_init_knn`` (in its eval record)."""
         at = self.progress
-        if not self.clock.due(at.train_time):
+        if not self.clock.due(at.train_time, at.step):
             return
         t0, first = time.perf_counter(), at.step == 0
         if self.is_main:
@@ -89,7 +89,7 @@ class Reporter:
             self.emit(embedding)
             self.emit(self.monitor.reconstruction(method, at.step, epoch_f))
             method.train()  # feature extraction switched the encoder to eval mode
-        self.clock.done(at.train_time, time.perf_counter() - t0, first=first)
+        self.clock.done(at.train_time, time.perf_counter() - t0, first=first, step=at.step)
 
     def end_of_epoch(self, method) -> None:
         """The kNN monitor and reconstructions, and the embedding snapshot, of the epochs they are due."""
