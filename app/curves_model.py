@@ -214,6 +214,30 @@ def final_summary(final: dict, probe_epochs: int | None) -> str:
     return "Final: " + " · ".join(parts) if parts else ""
 
 
+def x_extent(runs, x_kind: str) -> tuple[float, float] | None:
+    """The smallest and largest x of every series of ``runs`` (None: no points)."""
+    lo, hi = np.inf, -np.inf
+    for run in runs:
+        for s in (*run.steps.values(), *run.evals.values()):
+            if s.n:
+                x = s.x(x_kind)
+                lo, hi = min(lo, float(x[0]), float(x.min())), max(hi, float(x[-1]), float(x.max()))
+    return (lo, hi) if hi >= lo else None
+
+
+STEPS = (1.0, 1.5, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+
+
+def round_up(x: float, headroom: float = 1.05) -> float:
+    """The first of 1, 1.5, 2, 3, 4, 5, 6, 8 times a power of ten at or above ``x * headroom``: where a
+    growing x axis ends, so that it changes a few times a run, not with every point."""
+    import math
+
+    x = max(float(x) * headroom, 1e-9)
+    base = 10.0 ** math.floor(math.log10(x))
+    return next(m * base for m in STEPS if m * base >= x - 1e-12 * base)
+
+
 def curve_xy(s: Series, key: str, run: RunCurves, x_kind: str, smoothing: float, log_y: bool):
     """What one series draws: ``(x, y, raw)``. For a run's loss ``y`` is the smoothed copy and ``raw``
     the points themselves (both without non-positive values on a log axis); otherwise ``raw`` is None."""

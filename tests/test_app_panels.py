@@ -341,6 +341,43 @@ def test_curves_append_redraw_and_export(qtbot, tmp_path):
     assert (tmp_path / "curves.png").stat().st_size > 10_000
 
 
+def test_curves_x_range_grows_in_steps_and_stops_following_after_a_zoom(qtbot):
+    """A range that changes with every point redraws every axis every frame (2.5x the paint time)."""
+    from app.curves_model import round_up
+    from app.widgets.curves_panel import CurvesPanel
+    from engine import messages as M
+
+    assert [round_up(v) for v in (9, 10, 580, 1000, 0.3)] == [10, 15, 800, 1500, 0.4]
+    panel = CurvesPanel()
+    qtbot.addWidget(panel)
+    panel.resize(1000, 600)
+    panel.show()
+    panel.start_live("test run")
+    ranges = []
+    for step in range(1, 401):
+        panel.on_engine_message(M.StepMetrics(step, step / 100, {"loss": 2.0 - step / 1000, "lr": 0.1}, step * 0.1))
+        panel._redraw()
+        ranges.append(tuple(round(v, 6) for v in panel.plots["loss"].vb.viewRange()[0]))
+    assert len(set(ranges)) <= 20  # 400 points: at most 8 ranges a decade (1, 1.5, 2, 3, ... 400 -> 500)
+    left, right = ranges[-1]
+    assert left <= 1 and 400 <= right <= 500
+    # every plot shares it
+    assert all(abs(p.vb.viewRange()[0][1] - right) < 1e-6 for p in panel.plots.values())
+    # a zoom by the user: the range stays where the user put it
+    panel.plots["loss"].vb.setXRange(100, 200, padding=0)
+    panel.plots["loss"].vb.sigRangeChangedManually.emit([True, False])
+    for step in range(401, 900):
+        panel.on_engine_message(M.StepMetrics(step, step / 100, {"loss": 1.0, "lr": 0.1}, step * 0.1))
+    panel._redraw()
+    assert panel.plots["loss"].vb.viewRange()[0] == pytest.approx([100, 200])
+    # the auto-range button: following again
+    panel.plots["loss"].vb.enableAutoRange(x=True)
+    panel.on_engine_message(M.StepMetrics(900, 9.0, {"loss": 1.0, "lr": 0.1}, 90.0))
+    panel._redraw()
+    lo, hi = panel.plots["loss"].vb.viewRange()[0]
+    assert lo <= 1 and 900 <= hi <= 1000
+
+
 def _fake_headless_run(root: Path, steps: int) -> tuple[Path, object]:
     """A run folder as `main.py train` writes it (same writer classes), still running."""
     from engine.config import RunConfig

@@ -34,6 +34,7 @@ from app.curves_model import (
     RunCurves,
     curve_xy,
     final_summary,
+    x_extent,
 )
 from app.run_model import RunRef
 from app.view import MenuEntry, View, ViewContext
@@ -267,6 +268,7 @@ class CurvesPanel(QWidget, View):
             run.dirty.clear()
         self.model.all_dirty = False
         if changed:
+            self.graphics.follow_x(x_extent(self.runs.values(), self.x_kind))
             self.redraws += 1
             self.changed.emit()
 

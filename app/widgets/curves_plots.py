@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
+from PySide6.QtWidgets import QGraphicsItem
 
-from app.curves_model import REFERENCES, RunCurves
+from app.curves_model import REFERENCES, RunCurves, round_up
 
 # (key, title, source) -- source "step" for StepMetrics values, "eval" for kNN-monitor values
 PLOTS = (
@@ -43,12 +44,18 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         self.plots["collapse_std"].enableAutoRange(y=False)
         self.ref_lines: dict[tuple[str, str], pg.InfiniteLine] = {}  # (run, key): the main run's level lines
         self.chance_line = self.level_line("knn_top1", "#888", Qt.PenStyle.DotLine, 0.97)
+        # the shared x range follows the data in steps (follow_x) until the user zooms or pans; the button
+        # that re-enables pyqtgraph's auto-range hands it back to following
+        self.x_follow = True
+        self.x_range: tuple[float, float] | None = None
 
     def add_plot(self, key: str, title: str, row: int, col: int) -> pg.PlotItem:
         p = self.addPlot(row=row, col=col)
         p.showGrid(x=True, y=True, alpha=0.25)
         for side in ("left", "bottom"):  # grid lines at major ticks only: a third of the paint time
             p.getAxis(side).setStyle(maxTickLevel=0)
+            # an axis whose range did not change is copied from a cache, not drawn again (text is costly)
+            p.getAxis(side).setCacheMode(QGraphicsItem.CacheMode.DeviceCoordinateCache)
         p.setLabel("bottom", self.x_kind)
         p.getAxis("left").setWidth(48)
         p.setMenuEnabled(True)
@@ -57,18 +64,50 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         p.legend.setVisible(False)
         if self.plots:  # one x range for all plots: an eval point sits where its step is
             p.setXLink(self.plots["loss"])
+        p.enableAutoRange(x=False)
+        p.vb.sigRangeChangedManually.connect(self._x_manual)
+        p.vb.sigStateChanged.connect(self._x_auto)
         self.plots[key] = p
         self.set_title(key)
         return p
 
     def set_title(self, key: str) -> None:
         p = self.plots[key]
-        p.setTitle(f"<span style='font-size:9pt'>{p.titleText}{self.note_for(key)}</span>")
+        html = f"<span style='font-size:9pt'>{p.titleText}{self.note_for(key)}</span>"
+        if getattr(p, "title_html", None) != html:  # a new title re-lays the whole grid out: only when it changes
+            p.title_html = html
+            p.setTitle(html)
 
     def set_x(self, kind: str, label: str) -> None:
         self.x_kind = kind
+        self.x_follow, self.x_range = True, None
         for p in self.plots.values():
             p.setLabel("bottom", label)
+
+    def follow_x(self, extent: tuple[float, float] | None) -> None:
+        """Show the data's x ``extent`` (lo, hi) up to a round number past its end, unless the user zoomed or
+        panned. The range grows in steps of at most half its length, so the axes (the costly part of a
+        frame: 2.5x the paint time when every axis changes) are redrawn a few times a run, not every frame."""
+        if not self.x_follow or extent is None:
+            return
+        lo, hi = extent
+        left = 0.0 if lo >= 0 else lo
+        if self.x_range is not None and self.x_range[0] == left and lo >= left and hi <= self.x_range[1]:
+            return
+        right = round_up(max(hi - left, 1e-9)) + left
+        self.x_range = (left, right)
+        self.plots["loss"].setXRange(left, right, padding=0)
+
+    def _x_manual(self, *_mask) -> None:
+        self.x_follow = False
+
+    def _x_auto(self, *_args) -> None:
+        """pyqtgraph's auto-range button (or a reset) switched x auto-ranging on: follow the data again."""
+        vb = self.plots["loss"].vb if "loss" in self.plots else None
+        if vb is not None and vb.autoRangeEnabled()[0]:
+            for p in self.plots.values():
+                p.enableAutoRange(x=False)
+            self.x_follow, self.x_range = True, None
 
     def level_line(self, key: str, color: str, style, position: float) -> pg.InfiniteLine:
         line = pg.InfiniteLine(angle=0, movable=False, pen=pg.mkPen(color, width=1.2, style=style),
