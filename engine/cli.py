@@ -403,8 +403,16 @@ def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
     try:
         summary = Session(cfg, printer, control, run_dir=run_dir, resume=resume).run()
     finally:
+        for sig in old:  # the run has ended: a late Ctrl-C or SIGTERM changes nothing now, and is not a crash
+            signal.signal(sig, signal.SIG_IGN)
+    try:
+        return _report_run(summary)
+    finally:
         for sig, handler in old.items():
             signal.signal(sig, handler)
+
+
+def _report_run(summary: dict) -> int:
     code = run_exit_code(summary)
     if summary.get("reason") == "failed":
         return code
@@ -459,8 +467,12 @@ def cmd_eval(args) -> int:
         test = load_dataset(args.test_data, size)
     except (ConfigError, DataError) as exc:
         return usage_error(str(exc))
-    if not train.labelled or not test.labelled:
-        return usage_error("eval needs labelled --train-data and --test-data (class folders or a labelled dataset)")
+    for flag, part in (("--train-data", train), ("--test-data", test)):
+        if not part.labelled:
+            from engine.data import why_unlabelled
+
+            return usage_error(f"{flag} {part.source} {why_unlabelled(part)}; eval needs labelled --train-data and "
+                               "--test-data")
     if train.class_names != test.class_names:
         return usage_error(f"the classes of --train-data ({len(train.class_names)}) and --test-data "
                            f"({len(test.class_names)}) differ; use two splits of the same dataset")

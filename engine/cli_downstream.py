@@ -143,11 +143,10 @@ def cmd_downstream(args) -> int:
         print(f"[{done}/{total}] {time.monotonic() - t0:6.1f}s {text}", file=sys.stderr, flush=True)
 
     try:
-        result = run_downstream(sources, train, test, cfg, progress=progress)
+        result = run_downstream(sources, train, test, cfg, progress=progress,
+                                on_note=lambda note: print(f"note: {note}", file=sys.stderr, flush=True))
     except (DataError, ValueError) as exc:
         return _err(str(exc))
-    for note in result.notes:
-        print(f"note: {note}", file=sys.stderr)
     print(results_table(result.points), file=sys.stderr)
     out = result.to_dict()
     out.pop("fits")

@@ -71,6 +71,11 @@ class Interrupted(WorkbenchError):
     exit_code = EXIT_INTERRUPTED
 
 
+class Stopped(Interrupted):
+    """A stop was asked for (Ctrl-C, SIGTERM, the window's Stop) in a phase that is not a training step:
+    reading the data, a snapshot, the final evaluation. The run ends ``stopped``, as it does between steps."""
+
+
 def exit_code_for(exc: BaseException) -> int:
     """The exit status for ``exc``: its own ``exit_code``, 130 for Ctrl-C, 1 for anything else."""
     if isinstance(exc, KeyboardInterrupt):
@@ -95,5 +100,5 @@ def run_exit_code(summary: dict) -> int:
 
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "WorkbenchError", "BadInput",
-           "UsageError", "RunBusy", "RunFailed", "Diverged", "Interrupted", "exit_code_for",
+           "UsageError", "RunBusy", "RunFailed", "Diverged", "Interrupted", "Stopped", "exit_code_for",
            "run_exit_code"]

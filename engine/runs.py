@@ -162,12 +162,47 @@ def new_run_dir(runs_root: str | Path, method: str, data_spec: str, name: str = 
     raise RuntimeError(f"could not create a run folder in {root}")
 
 
+TORN_FILE = "metrics.jsonl.torn"
+
+
+def repair_tail(path: Path) -> int:
+    """A JSON-lines file that a killed writer left with a half-written last line ends at its last whole
+    line again; the torn bytes are kept in ``metrics.jsonl.torn`` beside it (nothing is thrown away).
+    Returns how many bytes were moved (0: the file ended with a whole line)."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            if size == 0:
+                return 0
+            back = min(size, 1 << 20)
+            fh.seek(size - back)
+            tail = fh.read()
+    except OSError:
+        return 0
+    if tail.endswith(b"\n"):
+        return 0
+    cut = tail.rfind(b"\n")
+    if cut < 0 and back < size:
+        return 0  # a last line over a megabyte: not ours to cut
+    torn = tail[cut + 1:]
+    with open(path.with_name(TORN_FILE), "ab") as fh:
+        fh.write(torn + b"\n")
+    with open(path, "r+b") as fh:
+        fh.truncate(size - len(torn))
+    return len(torn)
+
+
 class MetricsLog:
-    """Append-only JSON-lines log, flushed at most once a second (and on close)."""
+    """Append-only JSON-lines log, flushed at most once a second (and on close). A torn last line left by a
+    killed writer is repaired first (:func:`repair_tail`; ``repaired``: the bytes moved aside), so every
+    line of the file stays a whole record."""
 
     def __init__(self, path: Path, flush_every_s: float = 1.0):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.repaired = repair_tail(self.path) if self.path.exists() else 0
         self._fh = open(self.path, "a", encoding="utf-8")
         self._last = time.monotonic()
         self.flush_every_s = flush_every_s
@@ -195,11 +230,12 @@ class MetricsLog:
                     pass
 
 
-def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict], int]:
+def read_metrics(run_dir: str | Path, offset: int = 0, torn: list | None = None) -> tuple[list[dict], int]:
     """Records from ``metrics.jsonl`` starting at byte ``offset``; returns (records, new offset).
 
-    A half-written last line (a live run) is left for the next read. A ``resume`` record drops
-    the step records after the step it resumed from (they were never checkpointed).
+    A half-written last line (a live run) is left for the next read. A line that is not a JSON object (one
+    torn by a crash before a resume repaired such tails) is skipped, and reported in ``torn`` when given:
+    ``(byte offset, its first 60 characters)``. :func:`clean_resumed` applies the ``resume`` records.
     """
     path = Path(run_dir) / "metrics.jsonl"
     try:
@@ -212,13 +248,19 @@ def read_metrics(run_dir: str | Path, offset: int = 0) -> tuple[list[dict], int]
     if end < 0:
         return [], offset
     records = []
-    for line in chunk[:end].splitlines():
+    pos = offset
+    for line in chunk[:end].split(b"\n"):
+        at, pos = pos, pos + len(line) + 1
+        if not line.strip():
+            continue
         try:
             rec = json.loads(line)
         except ValueError:
-            continue
+            rec = None
         if isinstance(rec, dict):
             records.append(rec)
+        elif torn is not None:
+            torn.append((at, line[:60].decode("utf-8", "replace")))
     return records, offset + end + 1
 
 
@@ -264,22 +306,37 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def read_status(run_dir: str | Path) -> dict:
+    """A run's ``status.json`` as every reader should see it: a run that says it is active (running,
+    loading, paused, evaluating) but whose process is gone (dead pid on this host, or a heartbeat older than
+    ``STALE_AFTER_S``) is ``interrupted``, with ``live`` False and ``was`` the state it claimed. ``{}`` when
+    there is none."""
+    status = read_json(Path(run_dir) / "status.json", {})
+    status = dict(status) if isinstance(status, dict) else {}
+    state = status.get("state", "unknown")
+    active = state in ACTIVE_STATES
+    try:
+        fresh = time.time() - float(status.get("updated", 0) or 0) < STALE_AFTER_S
+        pid = int(status.get("pid", 0) or 0)
+    except (TypeError, ValueError):
+        fresh, pid = False, 0
+    same_host = status.get("host") in (None, socket.gethostname())
+    live = active and fresh and (not same_host or _pid_alive(pid))
+    if active and not live:
+        status["was"], status["state"] = state, "interrupted"
+    status["live"] = bool(live)
+    return status
+
+
 def run_info(run_dir: str | Path) -> RunInfo | None:
     """Summary of a run folder for the history list, or None if it is not a run folder."""
     d = Path(run_dir)
     cfg = read_json(d / "config.json")
     if not isinstance(cfg, dict):
         return None
-    status = read_json(d / "status.json", {}) or {}
+    status = read_status(d)
     results = read_json(d / "results.json", {}) or {}
-    state = status.get("state", "unknown")
-    updated = status.get("updated", 0)
-    active = state in ACTIVE_STATES
-    fresh = time.time() - float(updated) < STALE_AFTER_S
-    same_host = status.get("host") in (None, socket.gethostname())
-    live = active and fresh and (not same_host or _pid_alive(int(status.get("pid", 0))))
-    if active and not live:
-        state = "interrupted"
+    state, live = status.get("state", "unknown"), status["live"]
     started = status.get("started") or (d / "config.json").stat().st_mtime
     monitor = status.get("last_knn")
     return RunInfo(

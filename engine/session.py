@@ -32,7 +32,7 @@ import torch
 
 from engine import messages as M
 from engine.config import RunConfig
-from engine.errors import BadInput, Diverged, exit_code_for
+from engine.errors import EXIT_INTERRUPTED, BadInput, Diverged, Interrupted, Stopped, exit_code_for
 from engine.eval.protocol import run_backbone_name
 from engine.methods import get_method_class
 from engine.params import ConfigError
@@ -44,6 +44,8 @@ from engine.training.distributed import (
     Ending,
     close_distributed,
     init_distributed,
+    peer_lost,
+    peer_lost_message,
     shard_order,
     world_and_rank,
 )
@@ -114,6 +116,18 @@ class FlagControl(Control):
         return None
 
 
+class StopWatch:
+    """``is_set()``: has a stop been asked for? It looks at the session's control (other commands wait
+    for the training loop), so long work outside the steps (reading the data, a snapshot, the final
+    evaluation) can end within a batch when the user stops."""
+
+    def __init__(self, session: Session):
+        self.session = session
+
+    def is_set(self) -> bool:
+        return self.session.poll_stop()
+
+
 def _counter(name: str) -> property:
     """A counter of the session's :class:`Progress` as its attribute (``session.step``, ...)."""
     return property(lambda s: getattr(s.progress, name), lambda s, v: setattr(s.progress, name, v))
@@ -149,6 +163,8 @@ class Session:
         self.lock = None  # this process's claim to write the run folder (rank 0)
         self.notes: list[str] = []
         self.threads: ThreadTuner | None = None
+        self.pending: list[M.Command] = []  # commands read while looking for a stop, for the loop
+        self.stop_watch = StopWatch(self)
 
     @property
     def method(self):
@@ -176,8 +192,18 @@ class Session:
         if self.report is not None:
             self.report.status(self.state, force, **extra)
 
-    def _handle_commands(self) -> None:
+    def poll_stop(self) -> bool:
+        """Read the control without acting on anything but a stop; True when a stop was asked for."""
         for cmd in self.control.poll():
+            if cmd.name == M.STOP:
+                self.stop_requested, self.paused = True, False
+            else:
+                self.pending.append(cmd)
+        return self.stop_requested
+
+    def _handle_commands(self) -> None:
+        cmds, self.pending = self.pending + self.control.poll(), []
+        for cmd in cmds:
             self._apply(cmd)
         while self.paused and not self.stop_requested:
             self.write_status()
@@ -238,7 +264,12 @@ class Session:
             self._claim(self.run_dir)  # a live run is refused before anything is read or written
         self.set_state("loading", "reading the dataset")
         # the data is read before a new run folder exists: bad data leaves no stub run behind
-        rd = prepare_data(cfg, lambda done, total, detail: self.emit(M.Progress("data", done, total, detail)))
+        def reading(done, total, detail):
+            self.emit(M.Progress("data", done, total, detail))
+            if self.poll_stop():
+                raise Stopped("stopped while reading the dataset")
+
+        rd = prepare_data(cfg, reading)
         rd.ready(cfg, self.method_cls, self.device)
         self.rundata, self.data = rd, rd.data
         self.notes = self.notes + rd.notes
@@ -304,8 +335,8 @@ class Session:
             return "completed"
         self._keep_last_good()
         self.report.start()
-        if reason is None:
-            self.report.maybe_snapshot(self.method)  # the random-init map and kNN: the first frame of the run
+        if reason is None:  # the random-init map and kNN: the first frame of the run
+            self.report.maybe_snapshot(self.method, self.stop_watch)
         if self.threads is not None:
             self.threads.start()
             self._announce_threads()
@@ -334,7 +365,7 @@ class Session:
                     if self.ckpt.last_good.due():
                         self._keep_last_good()
                 if reason is None:
-                    self.report.maybe_snapshot(self.method)
+                    self.report.maybe_snapshot(self.method, self.stop_watch)
                 if self.is_main and self.ckpt.due(cfg.checkpoint_every_minutes):
                     self.save_checkpoint()
                 self.write_status()
@@ -382,20 +413,25 @@ class Session:
             if reason != "stopped" and self.cfg.eval.final_eval and self.is_main:
                 if self.rundata.bank_data is not None and self.rundata.eval_data is not None:
                     self.set_state("evaluating", "kNN and linear probe")
-                results = self.report.final(self.method, self.learner.backbone_name)
+                results = self.report.final(self.method, self.learner.backbone_name, self.stop_watch)
+                if results.get("stopped"):  # what was measured is kept; the run ends as a stop does
+                    reason = "stopped"
             self.state = "stopped" if reason == "stopped" else "finished"
             self.write_status(force=True, reason=reason)
             return self.report.finished(reason, self.run_dir, self.world, results)
         except Diverged as exc:  # the last good state becomes the checkpoint when it is newer
             message = self.ckpt.diverged(exc, self.save_checkpoint, self.record, self.device) if self.ckpt else str(exc)
             return self._fail(message, "", exc)
-        except KeyboardInterrupt as exc:
-            try:
-                self.save_checkpoint()
-            except Exception:  # noqa: BLE001 - the checkpoint on disk stays as it was
-                pass
-            return self._fail("interrupted", "", exc)
+        except (KeyboardInterrupt, Interrupted):  # Ctrl-C twice, or a stop before the first step
+            return self._stopped()
         except Exception as exc:
+            if peer_lost(exc, self.world):  # another process of the run ended: its raw library text says nothing
+                try:
+                    self.save_checkpoint()  # between two steps: this process's weights are whole
+                except Exception:  # noqa: BLE001 - the checkpoint on disk stays as it was
+                    pass
+                return self._fail(peer_lost_message(self.world, self.rank, self.step, self.run_dir, self.ckpt_step),
+                                  "", exc)
             return self._fail(*failure_report(exc, self.run_dir, self.cfg, self.ckpt_step), exc)
         finally:
             if self.record is not None:
@@ -406,6 +442,26 @@ class Session:
             if self.lock is not None:
                 self.lock.release()
             close_distributed(self.world)
+
+    def _stopped(self) -> dict:
+        """A stop outside the loop's own: the checkpoint written when something was trained, the state
+        ``stopped``; a new run stopped before its first step leaves no folder behind."""
+        try:
+            self.save_checkpoint()
+        except Exception:  # noqa: BLE001 - the checkpoint on disk stays as it was
+            pass
+        self.state = "stopped"
+        if self.report is not None and self.record is not None:
+            self.report.status("stopped", True, reason="stopped")
+            return {**self.report.finished("stopped", self.run_dir, self.world, {}), "exit_code": EXIT_INTERRUPTED}
+        if not self.resume and self.run_dir is not None:
+            abandon(self.run_dir, self.lock)
+            self.lock = None
+        summary = {"reason": "stopped", "run_dir": str(self.run_dir or ""), "step": self.step, "epoch": self.epoch,
+                   "samples": self.samples, "processes": self.world, "train_time_s": round(self.train_time, 1),
+                   "exit_code": EXIT_INTERRUPTED}
+        self.emit(M.RunFinished("stopped", str(self.run_dir or ""), self.step, summary))
+        return summary
 
     def _fail(self, error: str, tb: str, exc: BaseException | None = None) -> dict:
         self.state = "failed"

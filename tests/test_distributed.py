@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -334,3 +336,57 @@ def test_divergence_on_one_process_stops_all_with_one_message(tmp_path):
     assert "training diverged: the loss became nan at step 20" in line and "\n" not in line
     state = torch.load(next((tmp_path / "runs").glob("*/checkpoints/last.pt")), weights_only=True)
     assert f"the last good state (step {state['step']})" in line and state["step"] < NAN_FROM
+
+
+def _children_with_rank(parent_pid: int, rank: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
+            env = (d / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if int(stat[1]) == parent_pid and f"RANK={rank}".encode() in env:
+            out.append(int(d.name))
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.fault("round 2: a process of a torchrun run killed: the other says so in one line (which process, "
+                   "the step, how to continue), no raw gloo text; its checkpoint is at that step")
+def test_a_dead_peer_gives_one_line(tmp_path):
+    if not Path("/proc/self/environ").exists():
+        pytest.skip("finds the worker processes through /proc")
+    p = subprocess.Popen(torchrun(["--standalone", "--nproc_per_node", "2"], tmp_path, "--minutes", "2",
+                                  "--batch-size", "16", "--quiet"),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=str(ROOT), env=ENV)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            runs = [d for d in tmp_path.glob("*") if (d / "checkpoints" / "last.pt").exists()]
+            if runs:
+                break
+            assert p.poll() is None, p.communicate()
+            time.sleep(0.2)
+        time.sleep(1.0)
+        victims = _children_with_rank(p.pid, 1)
+        assert len(victims) == 1
+        os.kill(victims[0], signal.SIGKILL)
+        out, err = p.communicate(timeout=120)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode != 0
+    lines = [line for line in err.splitlines() if line.startswith("error:")]
+    assert len(lines) == 1, err[-3000:]
+    line = lines[0]
+    assert "process 1 of 2 ended unexpectedly; the run stopped at step" in line and "--resume" in line
+    assert "pair.cc" not in err and "Connection reset" not in err and "gloo" not in err.lower()
+    run_dir = runs[0]
+    state = json.loads((run_dir / "status.json").read_text())
+    assert state["state"] == "failed" and state["error"] == line.removeprefix("error: ")
+    step = int(line.split("stopped at step ")[1].split(";")[0])
+    ckpt = torch.load(run_dir / "checkpoints" / "last.pt", map_location="cpu", weights_only=True)
+    assert ckpt["step"] == step > 0

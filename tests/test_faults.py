@@ -24,7 +24,7 @@ import torch
 from engine.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_USAGE
 from engine.methods import get_method_class
 from engine.runs import acquire_writer, run_info
-from tests.test_bad_inputs import TINY, run_cli, the_error
+from tests.test_bad_inputs import TINY, png, run_cli, the_error
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -484,3 +484,356 @@ def test_window_shows_divergence_and_a_damaged_checkpoint(qtbot, tmp_path, monke
     finally:
         win.engine.shutdown(timeout=10)
         win.close()
+
+
+# -- second round: a stop is a stop in every phase ----------------------------------------------------------
+class StopWhen:
+    """A control whose STOP comes once ``ready()`` says so (looked at every time the session polls)."""
+
+    def __init__(self, ready):
+        from engine.session import FlagControl
+
+        self.inner, self.ready, self.sent = FlagControl(), ready, False
+
+    def poll(self):
+        if not self.sent and self.ready():
+            self.sent = True
+            self.inner.send("stop")
+        return self.inner.poll()
+
+    def wait(self, timeout):
+        return self.inner.wait(timeout)
+
+
+def _tiny_cfg(tmp_path, **kw):
+    from engine.config import default_config
+
+    base = dict(backbone="small_cnn", device="cpu", epochs=2, runs_root=str(tmp_path / "runs"),
+                data={"spec": "builtin:shapes:96", "image_size": 16}, optim={"batch_size": 16},
+                eval={"knn_every_epochs": 0, "linear_probe_epochs": 5})
+    base.update(kw)
+    return default_config("rotnet", **base)
+
+
+@pytest.mark.fault("round 2: a stop during the final evaluation ends it within a batch: state stopped, exit 130, "
+                   "the checkpoint intact, what was measured kept")
+def test_stop_during_the_final_evaluation(tmp_path):
+    import inspect
+
+    from engine.errors import run_exit_code
+    from engine.session import Session
+
+    cfg = _tiny_cfg(tmp_path, eval={"knn_every_epochs": 0, "linear_probe_epochs": 10000})
+
+    def probing():  # the stop comes while the linear probe trains, after the kNN
+        return any(f.function == "linear_probe" for f in inspect.stack()[1:6])
+
+    s = Session(cfg, control=StopWhen(probing), run_dir=tmp_path / "run")
+    summary = s.run()
+    assert summary["reason"] == "stopped" and run_exit_code(summary) == EXIT_INTERRUPTED
+    run_dir = tmp_path / "run"
+    assert status(run_dir)["state"] == "stopped"
+    assert checkpoint(run_dir)["step"] == summary["step"] > 0
+    results = json.loads((run_dir / "results.json").read_text())
+    assert "knn_top1" in results and "linear_top1" not in results  # the kNN was measured, the probe stopped
+    assert "stopped during the final evaluation" in results["stopped"]
+
+
+@pytest.mark.fault("round 2: a stop while the data is read: nothing written, exit 130, no run folder")
+def test_stop_while_reading_the_data(tmp_path):
+    from engine.errors import run_exit_code
+    from engine.session import Session
+
+    for c in ("a", "b"):
+        for i in range(20):
+            png(tmp_path / "data" / c / f"{i}.png", (10 * i, 100 if c == "a" else 0, 50))
+    cfg = _tiny_cfg(tmp_path, data={"spec": str(tmp_path / "data"), "image_size": 16})
+    control = StopWhen(lambda: True)
+    msgs = []
+    summary = Session(cfg, msgs.append, control=control).run()
+    assert summary["reason"] == "stopped" and run_exit_code(summary) == EXIT_INTERRUPTED
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+    assert type(msgs[-1]).__name__ == "RunFinished" and msgs[-1].reason == "stopped"
+
+
+@pytest.mark.fault("round 2: a stop during a snapshot ends the run at once, without that snapshot")
+def test_stop_during_a_snapshot(tmp_path):
+    from engine.session import Session
+
+    cfg = _tiny_cfg(tmp_path, epochs=50, eval={"knn_every_epochs": 0, "snapshot_every_s": 0.01, "final_eval": False})
+    s = None
+    calls = {"n": 0}
+
+    def ready():  # the stop arrives while the third snapshot extracts its features
+        import inspect
+
+        if any(f.function == "snapshot" for f in inspect.stack()[1:8]):
+            calls["n"] += 1
+        return calls["n"] >= 3
+
+    control = StopWhen(ready)
+    s = Session(cfg, control=control, run_dir=tmp_path / "run")
+    summary = s.run()
+    assert summary["reason"] == "stopped" and 0 < summary["step"] < 50 * 6
+    assert status(tmp_path / "run")["state"] == "stopped"
+
+
+@pytest.mark.slow
+@pytest.mark.fault("round 2: SIGTERM during the final evaluation: stopped within seconds, exit 130, resumable")
+def test_sigterm_during_the_final_evaluation(tmp_path):
+    run_dir = tmp_path / "run"
+    p = main_py("train", "--method", "rotnet", "--data", "builtin:shapes:64", "--image-size", "16",
+                "--batch-size", "8", "--device", "cpu", "--epochs", "1", "--run-dir", run_dir,
+                "--set", "eval.linear_probe_epochs=10000", "--set", "eval.knn_every_epochs=0")
+    try:
+        wait_for(lambda: (run_dir / "status.json").exists() and status(run_dir).get("state") == "evaluating",
+                 proc=p)
+        p.send_signal(signal.SIGTERM)
+        t0 = time.monotonic()
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert time.monotonic() - t0 < 15, "the stop took too long"
+    assert p.returncode == EXIT_INTERRUPTED, err
+    assert "Traceback" not in err and f"continue with: python main.py train --resume {run_dir}" in err
+    assert status(run_dir)["state"] == "stopped"
+    assert checkpoint(run_dir)["step"] > 0
+
+
+@pytest.mark.fault("round 2: Ctrl-C twice (the second aborts the stop): the state is stopped, not failed; the "
+                   "checkpoint is the last whole step")
+def test_ctrl_c_twice_is_a_stop(tmp_path, monkeypatch):
+    from engine.errors import run_exit_code
+    from engine.session import Session
+
+    cls = get_method_class("rotnet")
+    real, calls = cls.training_step, {"n": 0}
+
+    def step(self, x, labels, g):  # the second Ctrl-C lands in the middle of step 7
+        calls["n"] += 1
+        if calls["n"] == 7:
+            raise KeyboardInterrupt
+        return real(self, x, labels, g)
+
+    monkeypatch.setattr(cls, "training_step", step)
+    summary = Session(_tiny_cfg(tmp_path, epochs=5), run_dir=tmp_path / "run").run()
+    assert summary["reason"] == "stopped" and run_exit_code(summary) == EXIT_INTERRUPTED
+    assert status(tmp_path / "run")["state"] == "stopped"
+    assert checkpoint(tmp_path / "run")["step"] == 6
+
+
+@pytest.mark.slow
+@pytest.mark.fault("round 2: SIGINT twice from the shell: exit 130, state stopped, no traceback")
+def test_sigint_twice_is_a_stop(tmp_path):
+    run_dir = tmp_path / "run"
+    p = main_py("train", *RUN, "--minutes", "2", "--run-dir", run_dir)
+    try:
+        wait_for(lambda: running(run_dir), proc=p)
+        time.sleep(1.0)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.02)
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=60)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == EXIT_INTERRUPTED, err
+    # the second Ctrl-C aborts at once (Python's KeyboardInterrupt): one landing in a finaliser is reported by
+    # Python itself as "Exception ignored"; nothing else may show a traceback
+    assert "Traceback" not in err or "Exception ignored" in err, err
+    assert status(run_dir)["state"] == "stopped"
+    checkpoint(run_dir)  # loadable
+
+
+# -- second round: torn logs, early checkpoints, a process gone -------------------------------------------
+@pytest.mark.fault("round 2: a torn last line of metrics.jsonl: readers skip and report it, a resume repairs the "
+                   "tail so every line parses, and keeps its resume marker")
+def test_torn_metrics_line_is_repaired_on_resume(run_copy):
+    from engine.runs import TORN_FILE, clean_resumed, read_metrics
+
+    log = run_copy / "metrics.jsonl"
+    whole = log.read_bytes()
+    log.write_bytes(whole + b'{"type":"step","step":99,"lo')  # a crash mid-line
+    torn = []
+    records, _ = read_metrics(run_copy, torn=torn)
+    assert len(records) == whole.count(b"\n") and torn == []  # a last line without its end is left unread
+    log.write_bytes(whole + b'{"type":"step","step":99,"lo\n' + b'{"type":"eval","kind":"x","step":1}\n')
+    records, _ = read_metrics(run_copy, torn=torn)
+    assert len(torn) == 1 and torn[0][0] == len(whole) and torn[0][1].startswith('{"type":"step"')
+    log.write_bytes(whole + b'{"type":"step","step":99,"lo')
+    rc, out, err = run_cli(["train", "--resume", run_copy, "--epochs", "3", "--quiet"])
+    assert rc == 0, err
+    lines = log.read_text().splitlines()
+    parsed = strict_json_lines(log)  # every line parses
+    assert len(parsed) == len(lines)
+    resume = [r for r in parsed if r["type"] == "resume"]
+    assert len(resume) == 1 and resume[0]["repaired_bytes"] == len(b'{"type":"step","step":99,"lo')
+    assert (run_copy / TORN_FILE).read_bytes() == b'{"type":"step","step":99,"lo\n'  # kept, not thrown away
+    assert clean_resumed(parsed)[-1]["type"] in ("eval", "step")
+
+
+@pytest.mark.fault("round 2: the first checkpoint comes after the first epoch or minute, not after 5 minutes")
+def test_first_checkpoint_comes_early():
+    from types import SimpleNamespace
+
+    from engine.training.progress import Progress
+    from engine.training.run_checkpoints import RunCheckpoints
+
+    p = Progress()
+    ck = RunCheckpoints(SimpleNamespace(), None, p, None)
+    assert not ck.due(5.0)
+    p.train_time = 59.0
+    assert not ck.due(5.0)
+    p.epoch = 1  # the first epoch ended first
+    assert ck.due(5.0)
+    p.epoch, p.train_time = 0, 60.0  # or the first minute did
+    assert ck.due(5.0) and not ck.due(0)
+    ck.step, ck.saved_at = 100, time.monotonic()  # then by time
+    p.epoch, p.train_time = 7, 400.0
+    assert not ck.due(5.0)
+    ck.saved_at -= 301
+    assert ck.due(5.0)
+
+
+@pytest.mark.slow
+@pytest.mark.fault("round 2: a run killed in its first minutes has a checkpoint, and readers show it interrupted")
+def test_a_run_killed_early_is_interrupted_and_resumable(tmp_path):
+    from engine.runs import read_status
+
+    run_dir = tmp_path / "run"
+    p = main_py("train", "--method", "rotnet", "--data", "builtin:shapes:256", "--minutes", "3",
+                "--run-dir", run_dir, *TINY)
+    try:
+        wait_for(lambda: (run_dir / "checkpoints" / "last.pt").exists(), proc=p, timeout=90)
+        time.sleep(0.5)
+        p.kill()  # the OOM killer, a closed lid
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+    assert status(run_dir)["state"] == "running"  # what the killed process left
+    st = read_status(run_dir)
+    assert st["state"] == "interrupted" and st["was"] == "running" and not st["live"]
+    info = run_info(run_dir)
+    assert info.state == "interrupted" and not info.live
+    step = checkpoint(run_dir)["step"]
+    assert step > 0
+    rc, out, err = run_cli(["train", "--resume", run_dir, "--epochs", "1", "--quiet"])
+    assert rc == 0, err
+
+
+# -- second round: raw library text, exit codes -----------------------------------------------------------
+@pytest.mark.parametrize("protocol", [4, 5])
+def test_a_malicious_pickle_of_any_protocol_is_refused_without_library_text(protocol, run_copy, tmp_path,
+                                                                            capfd, request):
+    import pickle
+
+    request.node.add_marker(pytest.mark.fault(f"round 2: a malicious pickle (protocol {protocol}) as checkpoint: "
+                                              "one line, no third-party warning"))
+    with open(run_copy / "checkpoints" / "last.pt", "wb") as fh:
+        pickle.dump({"model": Evil(tmp_path / "pwned"), "step": 1}, fh, protocol=protocol)
+    rc, _, err = run_cli(["train", "--resume", run_copy])
+    captured = capfd.readouterr().err
+    assert rc == EXIT_USAGE, err
+    assert "holds Python objects" in the_error(err)
+    assert "Warning" not in err + captured and "weights_only" not in err + captured
+    assert not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.fault("round 2: a runs folder that cannot be written: one line, exit 2 (bad input), nothing started")
+def test_unwritable_runs_folder_is_bad_input(tmp_path):
+    target = Path("/sys/sslwb-runs")  # not writable, even by root
+    if os.geteuid() != 0:
+        target = tmp_path / "ro"
+        target.mkdir()
+        target.chmod(0o555)
+    elif not Path("/sys").is_dir():
+        pytest.skip("no place here that root cannot write")
+    rc, out, err = run_cli(["train", *RUN, "--epochs", "1", "--runs-root", target])
+    assert rc == EXIT_USAGE, err
+    line = the_error(err)
+    assert "cannot create the run folder" in line and str(target) in line
+
+
+@pytest.mark.fault("round 2: skipped files' reasons name no Python object; a decompression bomb says the limit")
+def test_skip_reasons_name_no_python_objects(tmp_path):
+    from PIL import Image
+
+    from engine.data import load_dataset
+
+    for c in ("a", "b"):
+        for i in range(3):
+            png(tmp_path / c / f"{i}.png")
+    (tmp_path / "a" / "notes.png").write_bytes(b"hello, not an image")
+    Image.new("1", (14000, 14000)).save(tmp_path / "b" / "huge.png")  # 196 megapixels: PIL refuses to open it
+    d = load_dataset(str(tmp_path), 16, use_cache=False)
+    reasons = dict(d.skipped)
+    assert len(reasons) == 2
+    assert all("<" not in r and "_io" not in r for r in reasons.values()), reasons
+    from PIL import Image as I
+
+    huge = next(r for p, r in reasons.items() if p.endswith("huge.png"))
+    assert f"over {I.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels" in huge, huge
+
+
+@pytest.mark.fault("round 2: a one-class folder is told it has one class, not that it has no class folders")
+def test_one_class_folder_is_named_as_such(tmp_path, finished_run):
+    for i in range(4):
+        png(tmp_path / "cats" / f"{i}.png", (40 * i, 20, 20))
+    rc, _, err = run_cli(["eval", "--run", finished_run, "--train-data", tmp_path, "--test-data", tmp_path,
+                          "--image-size", "16", "--no-baselines"])
+    assert rc == EXIT_USAGE
+    line = the_error(err)
+    assert "only one class folder (cats)" in line and "at least two classes" in line
+
+
+@pytest.mark.fault("round 2: downstream with more labels per class than a class has says so before it starts")
+def test_downstream_budget_over_the_smallest_class_is_said_first(tmp_path, finished_run):
+    for c in ("a", "b"):
+        for i in range(8):
+            png(tmp_path / c / f"{i}.png", (30 * i, 200 if c == "a" else 10, 90))
+    rc, out, err = run_cli(["downstream", "--run", finished_run, "--train-data", tmp_path, "--test-data", tmp_path,
+                            "--labels-per-class", "50", "--modes", "knn", "--seeds", "1", "--baselines", "none"])
+    assert rc == 0, err
+    lines = err.splitlines()
+    first = next(i for i, line in enumerate(lines) if line.startswith("note: 50 labels per class"))
+    assert first < next(i for i, line in enumerate(lines) if line.startswith("["))  # before the work
+    assert any("the test set is the training set" in line for line in lines)
+
+
+def _exit_table() -> dict[int, str]:
+    """The exit-status table users read: ``| exit | meaning |`` in the README or the user guide."""
+    import re
+
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]:
+        if not doc.is_file():
+            continue
+        text = doc.read_text(encoding="utf-8")
+        if "| exit | meaning |" not in text:
+            continue
+        rows = re.findall(r"^\|\s*(\d+)\s*\|(.+)\|\s*$", text.split("| exit | meaning |", 1)[1], re.M)
+        return {int(code): meaning for code, meaning in rows}
+    raise AssertionError("no exit-status table (| exit | meaning |) in the README or docs/")
+
+
+@pytest.mark.fault("round 2: every exit status of the documented table is what a case of its kind returns")
+def test_the_exit_table_holds(tmp_path, run_copy, nan_after):
+    table = _exit_table()
+    assert set(table) == {0, 1, 2, 130}, table
+    rc, _, err = run_cli(["train", *RUN, "--epochs", "1", "--runs-root", tmp_path / "ok"])
+    assert rc == 0 and "done" in table[0], err
+    nan_after["n"] = 3
+    rc, _, err = run_cli(["train", *RUN, "--epochs", "3", "--runs-root", tmp_path / "bad"])
+    nan_after["n"] = 10**9
+    assert rc == 1 and "diverged" in table[1], err
+    rc, _, err = run_cli(["train", *RUN, "--epochs", "1", "--data", tmp_path / "missing"])
+    assert rc == 2 and "missing" in table[2], err
+    rc, _, err = run_cli(["train", "--resume", tmp_path / "missing"])
+    assert rc == 2 and "not a run" in table[2], err
+    from engine.session import Session, resume_config
+
+    summary = Session(resume_config(run_copy), control=StopWhen(lambda: True), run_dir=run_copy, resume=True).run()
+    from engine.errors import run_exit_code
+
+    assert run_exit_code(summary) == 130 and "Ctrl-C" in table[130]

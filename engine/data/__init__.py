@@ -182,5 +182,19 @@ def check_dataset(spec: str, image_size: int = 32) -> dict:
     return {"kind": kind, "labelled": check_folder(Path(rest).expanduser(), image_size)}
 
 
-__all__ = ["load_dataset", "check_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES",
+ONE_CLASS = "only one class folder ("  # how a folder scan's note begins when it found a single class
+
+
+def why_unlabelled(data) -> str:
+    """Why ``data`` has no usable labels, for a message after its name: a single class folder (labels need
+    two classes at least) or no class folders at all."""
+    for note in getattr(data, "notes", None) or []:
+        if note.startswith(ONE_CLASS) and ")" in note:
+            name = note[len(ONE_CLASS):note.index(")")]
+            return (f"has only one class folder ({name}), and labels need at least two classes: add a folder "
+                    "for each other class")
+    return "has no labels (its images are not in class folders)"
+
+
+__all__ = ["why_unlabelled", "load_dataset", "check_dataset", "ImageData", "DataError", "Cancelled", "stratified_split", "resize_uint8", "SHAPES",
            "spec_is_clips", "has_clips", "input_mismatch", "CLIP_CHOICES"]

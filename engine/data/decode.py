@@ -47,9 +47,11 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
     with open_regular(path) as fh:
         try:
             img = Image.open(fh)
-        except Image.DecompressionBombError:
-            raise ValueError(f"too large to decode safely (over {2 * Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; "
+        except Image.DecompressionBombError:  # PIL refuses past twice its limit: the limit is what counts
+            raise ValueError(f"too large to decode safely (over {Image.MAX_IMAGE_PIXELS / 1e6:.0f} megapixels; "
                              "a possible decompression bomb)") from None
+        except Image.UnidentifiedImageError:  # its text names the open file object, not the file
+            raise ValueError("not an image that can be read (an unknown format, or the file is damaged)") from None
         with img:
             w, h = img.size
             limit = Image.MAX_IMAGE_PIXELS

@@ -190,7 +190,7 @@ def scan_folder(folder: str | Path, fence: Path | None = None) -> FolderScan:
             notes.append(f"{len(loose)} image(s) directly in {folder.name}/ are not in a class folder "
                          "and were left out")
         if len(classes) == 1:
-            notes.append(f"only one class folder ({classes[0][0]}): treated as unlabeled")
+            notes.append(f"only one class folder ({classes[0][0]}): treated as unlabeled")  # engine.data.ONE_CLASS
             return result(classes[0][1], None, None)
         paths, labels = [], []
         for k, (_, files) in enumerate(classes):
@@ -224,6 +224,15 @@ def _cache_key(paths: list[Path], size: int) -> str:
     return h.hexdigest()[:24]
 
 
+def skip_reason(exc: BaseException) -> str:
+    """Why a file was skipped, in one line that names no Python object (a library's text can hold the
+    repr of an open file, ``<_io.BufferedReader name=3>``: the row already names the file)."""
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"<[\w.]+ (?:name|object)[^>]*>", "the file", text).strip()
+
+
 def decode_files(paths: list[Path], size: int, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, workers: int = 4
                  ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
@@ -246,7 +255,7 @@ def decode_files(paths: list[Path], size: int, progress: ProgressFn | None = Non
             out[i] = decode_image(paths[i], size)
             ok[i] = True
         except Exception as exc:  # any unreadable file is skipped and reported
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = skip_reason(exc)
             with lock:
                 skipped.append((str(paths[i]), reason))
         with lock:

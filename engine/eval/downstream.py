@@ -338,12 +338,14 @@ def _resolve_budgets(budgets, labels, num_classes) -> tuple[list, list]:
 
 def check_datasets(train, test) -> None:
     """Raise DataError (a one-line message) when the two sets cannot be used together."""
+    from engine.data import why_unlabelled
+
     if not train.labelled:
-        raise DataError(f"the training set {train.source} has no labels; downstream evaluation needs a labelled "
-                        "training set (class folders)")
+        raise DataError(f"the training set {train.source} {why_unlabelled(train)}; downstream evaluation needs a "
+                        "labelled training set")
     if not test.labelled:
-        raise DataError(f"the test set {test.source} has no labels, so nothing can be scored; use a labelled "
-                        "test set (class folders)")
+        raise DataError(f"the test set {test.source} {why_unlabelled(test)}, so nothing can be scored; use a "
+                        "labelled test set")
     if list(train.class_names) != list(test.class_names):
         raise DataError(f"the training set has classes {', '.join(train.class_names[:5])} ... and the test set "
                         f"{', '.join(test.class_names[:5])} ...; use two splits of one labelled dataset")
@@ -352,8 +354,11 @@ def check_datasets(train, test) -> None:
 def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamConfig | None = None,
                    progress: ProgressFn | None = None, on_fit: Callable[[FitResult], None] | None = None,
                    on_point: Callable[[PointResult], None] | None = None, cancel=None,
-                   cache: FeatureCache | None = None) -> DownstreamResult:
+                   cache: FeatureCache | None = None,
+                   on_note: Callable[[str], None] | None = None) -> DownstreamResult:
     """Every (encoder, mode, budget) point over ``cfg.seeds`` seeds; see the module docstring.
+    ``on_note`` hears each note (a budget capped to the smallest class, a test set that is the training
+    set) as soon as it is known, before the work starts; they are in the result's ``notes`` too.
 
     Order: features of every encoder (cached), then the frozen modes (fast: whole curves come in a
     few seconds), then the fine-tuning fits, budget by budget. Raises DataError for unusable data,
@@ -368,6 +373,11 @@ def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamCo
     ytr = train.labels.cpu()
     yte = test.labels.cpu()
     budgets, notes = _resolve_budgets(cfg.labels_per_class, ytr.numpy(), c)
+    if dataset_key(train) == dataset_key(test):
+        notes.append("the test set is the training set: the scores say how well the labels are fitted, not how "
+                     "well the encoder generalises; score on other images of the same classes")
+    for note in notes if on_note is not None else ():
+        on_note(note)
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     frozen = [m for m in cfg.modes if m != "finetune"]
     fits_total = len(encoders) * len(budgets) * len(seeds) * len(cfg.modes)

@@ -8,10 +8,12 @@ import torch.nn.functional as F
 
 def linear_probe(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Tensor, test_y: torch.Tensor,
                  num_classes: int, epochs: int = 100, lr: float = 0.05, weight_decay: float = 1e-4,
-                 batch_size: int = 1024, seed: int = 0, return_predictions: bool = False):
+                 batch_size: int = 1024, seed: int = 0, return_predictions: bool = False, cancel=None):
     """Train a linear layer on standardised features with Adam; return test top-1 (and predictions).
 
-    Features are standardised with the training set's statistics; the schedule is cosine.
+    Features are standardised with the training set's statistics; the schedule is cosine. ``cancel``
+    (anything with ``is_set()``) is looked at every epoch: set, it ends the probe with
+    :class:`engine.data.base.Cancelled`.
     """
     g = torch.Generator().manual_seed(seed)
     train_f, test_f = train_f.float(), test_f.float()
@@ -24,6 +26,10 @@ def linear_probe(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Ten
     steps = max(1, epochs * ((n + batch_size - 1) // batch_size))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
     for _ in range(epochs):
+        if cancel is not None and cancel.is_set():
+            from engine.data.base import Cancelled
+
+            raise Cancelled("the linear probe was cancelled")
         perm = torch.randperm(n, generator=g)
         for s in range(0, n, batch_size):
             i = perm[s:s + batch_size]

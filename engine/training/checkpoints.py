@@ -11,12 +11,12 @@ Paths come from :mod:`engine.runs` (``checkpoint_path``, ``last_checkpoint``, ``
 from __future__ import annotations
 
 import io
-import pickle
 from pathlib import Path
 
 import torch
 
 from engine.config import RunConfig
+from engine.errors import BadInput
 from engine.eval.protocol import run_backbone_name
 from engine.params import ConfigError
 from engine.runs import atomic_write_bytes, checkpoint_path, encoder_path, last_checkpoint
@@ -69,22 +69,18 @@ def _first_line(exc: BaseException) -> str:
 def read_checkpoint(path: str | Path) -> dict:
     """The content of a checkpoint file, checked to be a workbench checkpoint (raises a one-line
     ConfigError otherwise: damaged, not a checkpoint, or a pickle that would run code)."""
+    from engine.safeload import UnsafeFile, load_weights
+
     path = Path(path)
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        # torch's own text suggests weights_only=False, the unsafe path: never repeat it
-        if "GLOBAL" in str(exc):
-            raise ConfigError("run", f"{path} is not a workbench checkpoint (it holds Python objects, which could "
-                                     "run code when loaded) and will not be loaded; use a checkpoint this "
-                                     "program wrote, or start a new run") from None
-        raise ConfigError("run", f"the checkpoint {path} cannot be read (it is not a checkpoint file this "
-                                 "program wrote: damaged or something else) and will not be loaded; start a "
-                                 "new run, or resume a copy of the run that has a good one") from None
-    except Exception as exc:
-        raise ConfigError("run", f"the checkpoint {path} cannot be read ({_first_line(exc)}); it is damaged "
-                                 "or not a checkpoint: start a new run, or resume a copy of the run "
-                                 "that has a good one") from None
+        state = load_weights(path, "checkpoint")
+    except UnsafeFile:
+        raise ConfigError("run", f"{path} is not a workbench checkpoint (it holds Python objects, which could "
+                                 "run code when loaded) and will not be loaded; use a checkpoint this "
+                                 "program wrote, or start a new run") from None
+    except BadInput as exc:
+        raise ConfigError("run", f"{exc}: start a new run, or resume a copy of the run that has a good "
+                                 "checkpoint") from None
     if not isinstance(state, dict):
         raise ConfigError("run", f"{path} is not a workbench checkpoint (it holds a {type(state).__name__}, "
                                  "not a checkpoint dict) and will not be loaded; start a new run")

@@ -268,5 +268,33 @@ def from_main(values: list, device: torch.device) -> list:
     return out
 
 
-__all__ = ["SYNC_BN", "AGREE_EVERY", "Ending", "from_main", "world_and_rank", "init_distributed", "close_distributed", "GlobalBatchNorm",
-           "sync_batchnorm", "StepModule", "wrap_step", "shard_order", "agree"]
+
+
+_PEER_LOST = ("connection reset by peer", "connection closed by peer", "broken pipe", "socket timeout",
+              "nccl", "processgroup", "gloo", "timed out", "remote worker", "end of file")
+
+
+def peer_lost(exc: BaseException, world: int) -> bool:
+    """Did ``exc`` come from the process group because another process of the run ended (killed, out of
+    memory, a node gone)? Only meaningful with several processes."""
+    if world <= 1:
+        return False
+    names = {c.__name__ for c in type(exc).__mro__}
+    if names & {"DistBackendError", "DistNetworkError", "DistStoreError", "DistError"}:
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and any(k in text for k in _PEER_LOST)
+
+
+def peer_lost_message(world: int, rank: int, step: int, run_dir, ckpt_step: int | None) -> str:
+    """One line for a surviving process: which one ended, where the run stopped, how to go on."""
+    who = f"process {1 - rank} of 2" if world == 2 else f"another of the {world} processes"
+    kept = (f"; its checkpoint is at step {ckpt_step}" if ckpt_step is not None
+            else "; it continues from its last checkpoint" if rank else "; it has no checkpoint yet")
+    return (f"{who} ended unexpectedly; the run stopped at step {step}{kept}. Continue with: python main.py "
+            f"train --resume {run_dir} (or your torchrun command with --resume {run_dir})")
+
+
+__all__ = ["SYNC_BN", "AGREE_EVERY", "Ending", "from_main", "world_and_rank", "init_distributed", "close_distributed",
+           "GlobalBatchNorm", "sync_batchnorm", "StepModule", "wrap_step", "shard_order", "agree", "peer_lost",
+           "peer_lost_message"]

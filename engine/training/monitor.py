@@ -78,8 +78,8 @@ class Monitor:
         self.last_knn: float | None = None
         self.random_init_knn: float | None = None  # the kNN of the untrained encoder (step-0 snapshot)
 
-    def features(self, method, data, indices=None) -> torch.Tensor:
-        return extract_features(method.encoder, data, indices, batch_size=512, device=self.device)
+    def features(self, method, data, indices=None, cancel=None) -> torch.Tensor:
+        return extract_features(method.encoder, data, indices, batch_size=512, device=self.device, cancel=cancel)
 
     def knn(self, method) -> dict:
         """Online kNN on held-out images (when labelled) and the collapse indicator."""
@@ -105,15 +105,24 @@ class Monitor:
             values["collapse_std"] = collapse_std(self.features(method, data, idx))
         return values
 
-    def final(self, method, results: dict) -> dict:
+    def final(self, method, results: dict, cancel=None) -> dict:
         """kNN (with per-class accuracy and confusion) and the linear probe over the whole evaluation
-        split, added to ``results``; a note instead when there are no labelled evaluation images."""
+        split, added to ``results``; a note instead when there are no labelled evaluation images.
+        ``cancel`` (``is_set()``: a stop was asked for) ends it within a batch or a probe epoch: what was
+        measured by then stays in ``results``, with ``stopped`` saying what was left out."""
+        from engine.data.base import Cancelled
+
         e = self.cfg.eval
         bank, query = self.rd.bank_data, self.rd.eval_data
         if bank is None or query is None:
             results["note"] = "no labelled evaluation data: kNN and linear probe skipped"
             return results
-        fb, ft = self.features(method, bank), self.features(method, query)
+        try:
+            fb = self.features(method, bank, cancel=cancel)
+            ft = self.features(method, query, cancel=cancel)
+        except Cancelled:
+            results["stopped"] = "stopped during the final evaluation: kNN and linear probe not measured"
+            return results
         yb, yt = bank.labels.cpu(), query.labels.cpu()
         c = query.num_classes
         top1, top5, pred = knn_accuracy(fb, yb, ft, yt, c, e.knn_k, e.knn_temperature, return_predictions=True)
@@ -123,21 +132,25 @@ class Monitor:
         results["knn_per_class"] = per_class_accuracy(conf)
         results["knn_confusion"] = conf.tolist()
         if e.linear_probe_epochs:
-            lin, lpred = linear_probe(fb, yb, ft, yt, c, epochs=e.linear_probe_epochs, seed=self.cfg.seed,
-                                      return_predictions=True)
+            try:
+                lin, lpred = linear_probe(fb, yb, ft, yt, c, epochs=e.linear_probe_epochs, seed=self.cfg.seed,
+                                          return_predictions=True, cancel=cancel)
+            except Cancelled:
+                results["stopped"] = "stopped during the final evaluation: the linear probe was not finished"
+                return results
             results["linear_top1"] = lin
             lconf = confusion_matrix(lpred, yt, c)
             results["linear_per_class"] = per_class_accuracy(lconf)
             results["linear_confusion"] = lconf.tolist()
         return results
 
-    def snapshot(self, method, step: int, epoch: float) -> tuple[dict, M.Embedding]:
+    def snapshot(self, method, step: int, epoch: float, cancel=None) -> tuple[dict, M.Embedding]:
         """The time-based snapshot: the embedding of the fixed sample and the kNN monitor on those same
         images, with no other forward pass (cheap enough for every few seconds): when the sample comes
         from the labelled evaluation split, each image is classified by its k nearest other images of
         the sample (leave-one-out), with labels used for this score only. Returns (values, message)."""
         src, idx = self.rd.embed_source, self.rd.embed_idx
-        feats = self.features(method, src, idx)
+        feats = self.features(method, src, idx, cancel=cancel)
         values = {"collapse_std": collapse_std(feats)}
         labels = src.get_labels(idx) if src is self.rd.eval_data else None
         if labels is not None and len(idx) > 1:

@@ -55,15 +55,22 @@ class RunRecord:
             if changed != stored:
                 type(cfg).from_dict(changed).save(run_dir / "config.json")
         else:
-            if run_dir is None:
-                run_dir = new_run_dir(cfg.runs_root, cfg.method, cfg.data.spec, cfg.name)
-            claim(run_dir)
+            where = run_dir if run_dir is not None else Path(cfg.runs_root).expanduser()
+            try:
+                if run_dir is None:
+                    run_dir = new_run_dir(cfg.runs_root, cfg.method, cfg.data.spec, cfg.name)
+                claim(run_dir)
+            except OSError as exc:  # a read-only or missing place: nothing was started, the user can fix it
+                raise UsageError(f"cannot create the run folder in {where} ({exc.strerror or exc}); choose a "
+                                 "writable runs folder (--runs-root, or runs_root in the Run panel) or fix its "
+                                 "permissions") from None
             if (run_dir / "config.json").exists():
                 raise UsageError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                                  "or choose another run folder")
         record = cls.open(cfg, run_dir, resume is not None)
         if resume is not None:
-            record.write({"type": "resume", **resume, "time": time.time()})
+            repaired = {"repaired_bytes": record.log.repaired} if record.log.repaired else {}
+            record.write({"type": "resume", **resume, **repaired, "time": time.time()})
         return record
 
     def status(self, force: bool = False, in_place: bool = False, **fields) -> None:

@@ -72,7 +72,7 @@ class Reporter:
         if self.clock.on and self.progress.step > 0:
             self.clock.done(self.progress.train_time, 0.0, step=self.progress.step)
 
-    def maybe_snapshot(self, method) -> None:
+    def maybe_snapshot(self, method, cancel=None) -> None:
         """The time-based snapshot (``eval.snapshot_every_s``) when due: an embedding snapshot, the kNN
         monitor on its images (:meth:`Monitor.snapshot`) and a reconstruction preview. The one at step 0
         also gives ``random_init_knn`` (in its eval record)."""
@@ -81,8 +81,14 @@ class Reporter:
             return
         t0, first = time.perf_counter(), at.step == 0
         if self.is_main:
+            from engine.data.base import Cancelled
+
             epoch_f = at.epoch_f(self.budget.steps_per_epoch)
-            values, embedding = self.monitor.snapshot(method, at.step, epoch_f)
+            try:
+                values, embedding = self.monitor.snapshot(method, at.step, epoch_f, cancel=cancel)
+            except Cancelled:  # a stop asked for meanwhile: the run ends at its next step, without this one
+                method.train()
+                return
             if at.step == 0 and "knn_top1" in values:
                 self.monitor.random_init_knn = values["random_init_knn"] = values["knn_top1"]
             self.eval("knn_monitor", epoch_f, values)
@@ -104,12 +110,13 @@ class Reporter:
         if self.is_main:
             self.emit(self.monitor.embedding(method, self.progress.step, self.progress.epoch))
 
-    def final(self, method, backbone: str) -> dict:
-        """The final kNN and linear probe (:meth:`Monitor.final`), written and reported."""
+    def final(self, method, backbone: str, cancel=None) -> dict:
+        """The final kNN and linear probe (:meth:`Monitor.final`), written and reported; a stop asked for
+        meanwhile (``cancel``) keeps what was measured, with ``stopped`` saying what was left out."""
         at = self.progress
         results = {"method": self.cfg.method, "backbone": backbone, "step": at.step, "epoch": at.epoch,
                    "train_time_s": round(at.train_time, 1)}
-        results = self.monitor.final(method, results)
+        results = self.monitor.final(method, results, cancel=cancel)
         self.record.write_results(results)
         self.eval("final", at.epoch, {k: v for k, v in results.items() if isinstance(v, (int, float))})
         return results

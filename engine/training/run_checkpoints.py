@@ -48,9 +48,18 @@ class RunCheckpoints:
         self.step = self.progress.step
         return path
 
+    FIRST_S = 60.0
+
     def due(self, every_minutes: float) -> bool:
-        """A periodic checkpoint (``checkpoint_every_minutes``) is due."""
-        return bool(every_minutes) and time.monotonic() - self.saved_at >= every_minutes * 60
+        """A checkpoint is due: the first one after the first minute of training or the first epoch,
+        whichever comes first (a run killed at minute 4 can be resumed), then every
+        ``checkpoint_every_minutes``."""
+        if not every_minutes:
+            return False
+        if self.step is None:
+            p = self.progress
+            return p.epoch >= 1 or p.train_time >= min(self.FIRST_S, every_minutes * 60)
+        return time.monotonic() - self.saved_at >= every_minutes * 60
 
     def resume(self, budget: Budget, num_images: int) -> list[str]:
         """Continue from the run's checkpoint (reads only); notes on what changed since it was written."""

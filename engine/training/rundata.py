@@ -100,8 +100,10 @@ def prepare_data(cfg, progress: Callable[[int, int, str], None] | None = None, *
             notes.append(f"held out {len(hold_idx)} labelled images for evaluation "
                          f"({dc.holdout_fraction:.0%}); training on {len(data)}")
     if not data.labelled and eval_data is None:
-        notes.append("no labels: kNN accuracy and the linear probe are skipped; the loss and the "
-                     "collapse indicator still show progress")
+        from engine.data import why_unlabelled
+
+        notes.append(f"the dataset {why_unlabelled(data)}: kNN accuracy and the linear probe are skipped; the loss "
+                     "and the collapse indicator still show progress")
     bank_data = data if data.labelled and (eval_data is None or eval_data.class_names == data.class_names) \
         else None
     if eval_data is not None and bank_data is None:
