@@ -266,6 +266,8 @@ class ProgressPrinter:
                                                                if msg.resumed else ""))
         elif isinstance(msg, M.Warning):
             self._line(f"note: {msg.text}")
+        elif isinstance(msg, M.Collapse):
+            self._line(f"warning (step {msg.step}): {msg.text}")
         elif isinstance(msg, M.StepMetrics) and not self.quiet:
             now = time.monotonic()
             if not self.tty and now - self.last < 10:

@@ -119,6 +119,16 @@ class Warning(Message):  # noqa: A001 - the protocol's name
     text: str
 
 
+@dataclass(frozen=True)
+class Collapse(Message):
+    """A sign of collapse appeared at ``step`` (:mod:`engine.eval.collapse`): ``where`` is "encoder" (its
+    features) or "outputs" (the method's); ``text`` says what it means and what to try."""
+
+    step: int
+    where: str
+    text: str
+
+
 # -- consumer -> engine --------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Command:

@@ -291,7 +291,8 @@ class Session:
                                                                self._claim)
             self.run_dir = self.monitor.run_dir = self.ckpt.run_dir = self.record.run_dir
             self.write_status(force=True)
-            self.record.write_data(self.data, rd.eval_data, self.notes, self.learner.backbone_name)
+            self.record.write_data(self.data, rd.eval_data, self.notes, self.learner.backbone_name,
+                                   self.monitor.describe())
 
     def _claim(self, run_dir: Path) -> None:
         """Take the run folder's writer lock (held until run() ends) and clear what a killed writer left."""

@@ -280,6 +280,39 @@ def test_worker_evaluate_retrieve_pretext_filters(tiny_run, worker):
     assert bad.kind == "error" and "no embedding snapshot at step 999" in bad.data["message"]
 
 
+def test_one_number_per_question(tiny_run, worker, tmp_path):
+    """The run's final evaluation, the Inspector's evaluation and the comparison of runs score one encoder with
+    one protocol: the same kNN and linear-probe numbers, each named by its protocol; a result measured once is
+    reused, and measured again (no cache) it is the same number."""
+    import json
+    import shutil
+
+    run_dir, _ = tiny_run
+    res = json.loads((Path(run_dir) / "results.json").read_text())
+    proto = res["protocol"]
+    assert proto["kind"] == "final" and proto["test"] == res["num_test"] and proto["probe_epochs"] == 2
+    ev = run_op(worker, "evaluate", run_dir=run_dir, supervised="none")[-1].data
+    this = ev["rows"][0]
+    assert this["knn_top1"] == res["knn_top1"] and this["linear_top1"] == res["linear_top1"]
+    assert this["cached"] == "results.json" and ev["protocol"] == proto
+    cmp = run_op(worker, "compare", run_dirs=[run_dir])[-1].data
+    assert cmp["rows"][0]["knn_top1"] == res["knn_top1"] and cmp["rows"][0]["linear_top1"] == res["linear_top1"]
+    # measured afresh with the same protocol: the very same numbers (not a second opinion)
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "results.json").unlink()
+    fresh = run_op(worker, "evaluate", run_dir=str(copy), supervised="none")[-1].data["rows"][0]
+    assert "cached" not in fresh
+    assert fresh["knn_top1"] == pytest.approx(res["knn_top1"], abs=1e-6)
+    assert fresh["linear_top1"] == pytest.approx(res["linear_top1"], abs=1e-6)
+    # another probe length is another question, and says so
+    other = run_op(worker, "evaluate", run_dir=run_dir, supervised="none", probe_epochs=3)[-1].data
+    assert "cached" not in other["rows"][0] and other["protocol"]["probe_epochs"] == 3
+    # what the online monitor scores is written down too
+    mon = json.loads((Path(run_dir) / "data.json").read_text())["monitor"]
+    assert mon["k"] == 20 and mon["epoch_test"] > 0
+
+
 # -- lanes: cancel and supersede -----------------------------------------------------------------------------------
 class _SlowWorker:
     """Stands in for AnalysisWorker: every request waits until cancelled (or 5 s)."""

@@ -137,18 +137,18 @@ class InspectOps:
         import torch
 
         from engine.bounds import find_supervised_runs, train_supervised
-        from engine.eval.protocol import Readout, run_summary
+        from engine.eval.protocol import run_summary
         from engine.models import build_backbone
 
         a = job.args
         ctx = self.context(a["run_dir"])
         ds = ctx.datasets(job)
-        readout = Readout(ctx.cfg, ds, int(a.get("max_bank", 5000)), int(a.get("max_test", 2000)))
-        kw = {"k": int(a.get("k", ctx.cfg.eval.knn_k)), "temperature": ctx.cfg.eval.knn_temperature,
-              "probe_epochs": int(a.get("probe_epochs", 50)), "cancel": job.cancel}
+        readout = _readout(ctx.cfg, ds, a)
+        kw = {"probe_epochs": a.get("probe_epochs"), "cancel": job.cancel}
         rows = []
         base = {"class_names": readout.class_names, "num_bank": len(readout.bank_idx),
-                "num_test": len(readout.test_idx), "notes": list(ds["notes"])}
+                "num_test": len(readout.test_idx), "notes": list(ds["notes"]),
+                "protocol": readout.protocol(a.get("probe_epochs"))}
 
         def add(row):
             rows.append(row)
@@ -157,7 +157,7 @@ class InspectOps:
         bname = ctx.backbone_name()
         job.progress(0, 3, "scoring this run")
         add({**run_summary(ctx.run_dir), "name": f"this run ({ctx.cfg.method})", "kind": "run",
-             **readout.score(ctx.encoder(), ctx.device, **kw)})
+             **_score_run(readout, ctx, ctx.device, kw)})
         job.check()
         job.progress(1, 3, "scoring a random-init encoder")
         torch.manual_seed(ctx.cfg.seed)
@@ -196,12 +196,12 @@ class InspectOps:
             if sctx.backbone_name() != bname:
                 base["notes"].append(f"the supervised run {sup_dir} uses {sctx.backbone_name()}, not {bname}")
             add({**run_summary(sup_dir), "name": f"supervised ({sctx.backbone_name()})", "kind": "supervised",
-                 **readout.score(sctx.encoder(), ctx.device, **kw)})
+                 **_score_run(readout, sctx, ctx.device, kw)})
         return {**base, "rows": rows}
 
     def op_compare(self, job: Job) -> dict:
         """Several runs scored on one readout (the first run's evaluation split): kNN and linear probe."""
-        from engine.eval.protocol import Readout, run_summary
+        from engine.eval.protocol import run_summary
 
         a = job.args
         runs = list(a.get("run_dirs") or [])
@@ -209,7 +209,8 @@ class InspectOps:
             raise ValueError("choose at least one run to compare")
         ref = self.context(a.get("reference") or runs[0])
         ds = ref.datasets(job)
-        readout = Readout(ref.cfg, ds, int(a.get("max_bank", 5000)), int(a.get("max_test", 2000)))
+        readout = _readout(ref.cfg, ds, a)
+        kw = {"probe_epochs": a.get("probe_epochs"), "cancel": job.cancel}
         rows, notes = [], []
         for i, r in enumerate(runs):
             job.check()
@@ -220,8 +221,7 @@ class InspectOps:
                 if ctx.cfg.data.image_size != ref.cfg.data.image_size:
                     raise ValueError(f"trained at {ctx.cfg.data.image_size} px, the readout is "
                                      f"{ref.cfg.data.image_size} px")
-                row.update(readout.score(ctx.encoder(), ref.device, k=int(a.get("k", 20)),
-                                         probe_epochs=int(a.get("probe_epochs", 30)), cancel=job.cancel))
+                row.update(_score_run(readout, ctx, ref.device, kw))
             except Exception as exc:
                 if job.cancel.is_set():
                     raise
@@ -229,7 +229,8 @@ class InspectOps:
             rows.append(row)
             job.partial({"rows": list(rows), "readout": ref.cfg.data.spec})
         return {"rows": rows, "readout": ref.cfg.data.spec, "class_names": readout.class_names,
-                "num_bank": len(readout.bank_idx), "num_test": len(readout.test_idx), "notes": notes}
+                "num_bank": len(readout.bank_idx), "num_test": len(readout.test_idx), "notes": notes,
+                "protocol": readout.protocol(a.get("probe_epochs"))}
 
     def op_supervised_runs(self, job: Job) -> dict:
         from engine.bounds import find_supervised_runs
@@ -237,3 +238,27 @@ class InspectOps:
         ctx = self.context(job.args["run_dir"])
         roots = [ctx.run_dir.parent, *job.args.get("roots", []), *self.runs_roots]
         return {"runs": find_supervised_runs(roots, ctx.backbone_name(), ctx.cfg.data.spec, ctx.cfg.data.image_size)}
+
+
+def _readout(cfg, datasets, args: dict):
+    """The run's evaluation protocol (:class:`engine.eval.protocol.Readout`); ``max_bank`` / ``max_test`` in
+    ``args`` narrow it (numbers then differ from the run's final evaluation, and say so in their protocol)."""
+    from engine.eval.protocol import Readout
+
+    mb, mt = args.get("max_bank"), args.get("max_test")
+    return Readout(cfg, datasets, None if mb is None else int(mb), None if mt is None else int(mt))
+
+
+def _score_run(readout, ctx, device, kw: dict) -> dict:
+    """A run's scores with ``readout``: its final evaluation when that measured the same encoder with the
+    same protocol (one number per question), else measured now."""
+    from engine.eval.protocol import cached_result
+
+    enc = ctx.encoder()
+    same_data = ctx.cfg.data.spec == readout.spec and ctx.cfg.data.image_size == readout.image_size
+    if same_data:
+        hit = cached_result(ctx.run_dir, readout.protocol(kw.get("probe_epochs")),
+                            getattr(enc, "checkpoint_step", None))
+        if hit is not None:
+            return hit
+    return readout.score(enc, device, **kw)

@@ -20,7 +20,9 @@ def linear_probe(train_f: torch.Tensor, train_y: torch.Tensor, test_f: torch.Ten
     mean, std = train_f.mean(0, keepdim=True), train_f.std(0, keepdim=True).clamp(min=1e-6)
     xtr, xte = (train_f - mean) / std, (test_f - mean) / std
     ytr = train_y.long()
-    layer = torch.nn.Linear(xtr.shape[1], num_classes)
+    with torch.random.fork_rng(devices=[]):  # the layer's initial weights come from ``seed`` too, not from
+        torch.manual_seed(seed)  # whatever the caller's global generator holds: one probe, one number
+        layer = torch.nn.Linear(xtr.shape[1], num_classes)
     opt = torch.optim.Adam(layer.parameters(), lr=lr, weight_decay=weight_decay)
     n = xtr.shape[0]
     steps = max(1, epochs * ((n + batch_size - 1) // batch_size))

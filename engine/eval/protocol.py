@@ -59,44 +59,48 @@ def _check(cancel):
         raise EvalCancelled("cancelled")
 
 
-def score_features(fb: torch.Tensor, yb: torch.Tensor, ft: torch.Tensor, yt: torch.Tensor, num_classes: int,
-                   k: int = 20, temperature: float = 0.07, probe_epochs: int = 50, seed: int = 0) -> dict:
-    """kNN (top-1/top-5) and linear-probe accuracy with per-class accuracy and confusion matrices."""
-    from engine.eval.knn import knn_accuracy
-    from engine.eval.linear import linear_probe
-    from engine.eval.metrics import confusion_matrix, per_class_accuracy
-
-    top1, top5, pred = knn_accuracy(fb, yb, ft, yt, num_classes, k, temperature, return_predictions=True)
-    conf = confusion_matrix(pred, yt, num_classes)
-    row = {"knn_top1": float(top1), "knn_top5": None if top5 is None else float(top5),
-           "knn_per_class": per_class_accuracy(conf), "knn_confusion": conf.cpu().numpy().astype(np.int64)}
-    if probe_epochs:
-        lin, lpred = linear_probe(fb, yb, ft, yt, num_classes, epochs=probe_epochs, seed=seed,
-                                  return_predictions=True)
-        lconf = confusion_matrix(lpred, yt, num_classes)
-        row.update({"linear_top1": float(lin), "linear_per_class": per_class_accuracy(lconf),
-                    "linear_confusion": lconf.cpu().numpy().astype(np.int64)})
-    return row
+FINAL_TEST_MAX = 10000  # the final evaluation scores at most this many evaluation images (a fixed sample)
 
 
 class Readout:
-    """A fixed labelled bank and test set (capped, sampled once) on which encoders are scored."""
+    """The evaluation protocol of a run, in one place: a fixed labelled bank and test set (capped, sampled
+    once with fixed seeds), the kNN's k and temperature, the linear probe's epochs and seed. The session's
+    final evaluation, the Inspector's evaluation and the comparison of runs all score with it, so the same
+    encoder gets the same numbers everywhere; :meth:`protocol` names it (stored in ``results.json``, where
+    a later request finds the number already measured: :func:`cached_result`).
 
-    def __init__(self, cfg, datasets, max_bank: int = 5000, max_test: int = 2000):
+    Defaults come from the run's ``cfg.eval``: ``bank_size`` bank images, at most ``FINAL_TEST_MAX`` test
+    images, ``knn_k``, ``knn_temperature``, ``linear_probe_epochs``, and the run's seed for the probe."""
+
+    def __init__(self, cfg, datasets, max_bank: int | None = None, max_test: int | None = None):
         """``datasets``: the run's data (:class:`engine.training.rundata.RunData` or its mapping form)."""
         bank, test = datasets["bank_data"], datasets["eval_data"]
         if bank is None or test is None or not test.labelled:
             raise DataError("this run has no labelled evaluation data, so kNN and the linear probe cannot be "
                             "scored; train on a labelled dataset (class folders) or set an eval dataset")
+        e = cfg.eval
         self.bank, self.test = bank, test
-        self.bank_idx = sample_indices(len(bank), max_bank, seed=seeds.READOUT_BANK_SEED)
-        self.test_idx = sample_indices(len(test), max_test, seed=seeds.READOUT_TEST_SEED)
+        self.bank_idx = sample_indices(len(bank), e.bank_size if max_bank is None else max_bank,
+                                       seed=seeds.READOUT_BANK_SEED)
+        self.test_idx = sample_indices(len(test), FINAL_TEST_MAX if max_test is None else max_test,
+                                       seed=seeds.READOUT_TEST_SEED)
         self.yb = bank.get_labels(self.bank_idx).cpu()
         self.yt = test.get_labels(self.test_idx).cpu()
         self.class_names = list(test.class_names)
         self.num_classes = test.num_classes
         self.image_size = cfg.data.image_size
         self.spec = cfg.data.spec
+        self.eval_spec = cfg.data.eval_spec or getattr(test, "source", "")
+        self.k, self.temperature = int(e.knn_k), float(e.knn_temperature)
+        self.probe_epochs, self.seed = int(e.linear_probe_epochs), int(cfg.seed)
+
+    def protocol(self, probe_epochs: int | None = None) -> dict:
+        """What the numbers are: the data, how many bank and test images, k, temperature, probe epochs."""
+        return {"kind": "final", "data": self.spec, "eval_data": self.eval_spec, "image_size": self.image_size,
+                "bank": int(len(self.bank_idx)), "test": int(len(self.test_idx)), "k": self.k,
+                "temperature": self.temperature,
+                "probe_epochs": self.probe_epochs if probe_epochs is None else int(probe_epochs),
+                "probe_seed": self.seed}
 
     def features(self, encoder, device, cancel=None):
         from engine.eval.features import extract_features
@@ -105,10 +109,54 @@ class Readout:
         ft = extract_features(encoder, self.test, self.test_idx, device=device, cancel=cancel)
         return fb, ft
 
-    def score(self, encoder, device, k=20, temperature=0.07, probe_epochs=50, cancel=None) -> dict:
-        fb, ft = self.features(encoder, device, cancel)
-        _check(cancel)
-        return score_features(fb, self.yb, ft, self.yt, self.num_classes, k, temperature, probe_epochs)
+    def knn(self, fb: torch.Tensor, ft: torch.Tensor) -> dict:
+        from engine.eval.knn import knn_accuracy
+        from engine.eval.metrics import confusion_matrix, per_class_accuracy
+
+        top1, top5, pred = knn_accuracy(fb, self.yb, ft, self.yt, self.num_classes, self.k, self.temperature,
+                                        return_predictions=True)
+        conf = confusion_matrix(pred, self.yt, self.num_classes)
+        return {"knn_top1": float(top1), "knn_top5": None if top5 is None else float(top5),
+                "knn_per_class": per_class_accuracy(conf), "knn_confusion": conf.cpu().numpy().astype(np.int64)}
+
+    def probe(self, fb: torch.Tensor, ft: torch.Tensor, epochs: int | None = None, cancel=None) -> dict:
+        from engine.eval.linear import linear_probe
+        from engine.eval.metrics import confusion_matrix, per_class_accuracy
+
+        epochs = self.probe_epochs if epochs is None else int(epochs)
+        if not epochs:
+            return {}
+        lin, lpred = linear_probe(fb, self.yb, ft, self.yt, self.num_classes, epochs=epochs, seed=self.seed,
+                                  return_predictions=True, cancel=cancel)
+        lconf = confusion_matrix(lpred, self.yt, self.num_classes)
+        return {"linear_top1": float(lin), "linear_per_class": per_class_accuracy(lconf),
+                "linear_confusion": lconf.cpu().numpy().astype(np.int64)}
+
+    def score(self, encoder, device, probe_epochs: int | None = None, cancel=None, **_old) -> dict:
+        """kNN and linear probe of ``encoder`` with this protocol (``probe_epochs`` overrides the run's)."""
+        from engine.data.base import Cancelled
+
+        try:
+            fb, ft = self.features(encoder, device, cancel)
+            _check(cancel)
+            return {**self.knn(fb, ft), **self.probe(fb, ft, probe_epochs, cancel),
+                    "protocol": self.protocol(probe_epochs)}
+        except Cancelled:
+            raise EvalCancelled("cancelled") from None
+
+
+def cached_result(run_dir: str | Path, protocol: dict, step: int | None) -> dict | None:
+    """The run's final evaluation (``results.json``) when it scored the encoder of checkpoint ``step`` with
+    exactly ``protocol``: the number already measured, not a second one; None otherwise."""
+    res = read_json(Path(run_dir) / "results.json", {})
+    if not isinstance(res, dict) or res.get("protocol") != protocol or "knn_top1" not in res:
+        return None
+    if step is not None and res.get("step") != step:
+        return None
+    keys = ("knn_top1", "knn_top5", "knn_per_class", "knn_confusion", "linear_top1", "linear_per_class",
+            "linear_confusion")
+    out = {k: res[k] for k in keys if k in res}
+    return {**out, "protocol": protocol, "cached": "results.json"}
 
 
 def run_summary(run_dir: str | Path) -> dict:

@@ -174,6 +174,8 @@ def load_run_encoder(run_dir: str | Path, device="cpu"):
         raise ConfigError("run", f"{run_dir} has no checkpoint yet; train it first")
     enc = build_backbone(bname, cfg.data.image_size)
     load_state(enc, state, last_checkpoint(run_dir) or enc_file)
+    # the step these weights are from (None: an encoder file of a run whose checkpoint is gone)
+    enc.checkpoint_step = int(full["step"]) if last_checkpoint(run_dir) is not None else None
     return enc.to(device).eval(), cfg, bname
 
 

@@ -13,13 +13,11 @@ from engine import messages as M
 from engine import seeds
 from engine.eval import (
     collapse_std,
-    confusion_matrix,
     extract_features,
     knn_accuracy,
     knn_leave_one_out,
-    linear_probe,
-    per_class_accuracy,
 )
+from engine.eval.collapse import effective_rank
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:
@@ -78,6 +76,16 @@ class Monitor:
         self.last_knn: float | None = None
         self.random_init_knn: float | None = None  # the kNN of the untrained encoder (step-0 snapshot)
 
+    def describe(self) -> dict:
+        """What the online kNN monitor scores: the snapshots' leave-one-out kNN on their sample of the
+        evaluation split (``snapshot_images``; none when the sample is not labelled) and, every
+        ``knn_every_epochs``, a kNN of ``monitor_size`` evaluation images against a ``bank_size`` bank."""
+        e, rd = self.cfg.eval, self.rd
+        labelled = rd.embed_source is rd.eval_data and rd.eval_data is not None
+        return {"snapshot_images": int(len(rd.embed_idx)) if labelled else 0, "k": int(e.knn_k),
+                "epoch_test": int(min(e.monitor_size, len(rd.eval_data))) if rd.eval_data is not None else 0,
+                "epoch_bank": int(min(e.bank_size, len(rd.bank_data))) if rd.bank_data is not None else 0}
+
     def features(self, method, data, indices=None, cancel=None) -> torch.Tensor:
         return extract_features(method.encoder, data, indices, batch_size=512, device=self.device, cancel=cancel)
 
@@ -106,42 +114,30 @@ class Monitor:
         return values
 
     def final(self, method, results: dict, cancel=None) -> dict:
-        """kNN (with per-class accuracy and confusion) and the linear probe over the whole evaluation
-        split, added to ``results``; a note instead when there are no labelled evaluation images.
-        ``cancel`` (``is_set()``: a stop was asked for) ends it within a batch or a probe epoch: what was
-        measured by then stays in ``results``, with ``stopped`` saying what was left out."""
+        """kNN (with per-class accuracy and confusion) and the linear probe with the run's evaluation protocol
+        (:class:`engine.eval.protocol.Readout`, the one the Inspector and the comparison of runs use too),
+        added to ``results`` with ``protocol`` naming it; a note instead when there are no labelled
+        evaluation images. ``cancel`` (``is_set()``: a stop was asked for) ends it within a batch or a probe
+        epoch: what was measured by then stays in ``results``, with ``stopped`` saying what was left out."""
         from engine.data.base import Cancelled
+        from engine.eval.protocol import Readout
 
-        e = self.cfg.eval
-        bank, query = self.rd.bank_data, self.rd.eval_data
-        if bank is None or query is None:
+        if self.rd.bank_data is None or self.rd.eval_data is None:
             results["note"] = "no labelled evaluation data: kNN and linear probe skipped"
             return results
+        readout = Readout(self.cfg, self.rd)
         try:
-            fb = self.features(method, bank, cancel=cancel)
-            ft = self.features(method, query, cancel=cancel)
+            fb, ft = readout.features(method.encoder, self.device, cancel)
         except Cancelled:
             results["stopped"] = "stopped during the final evaluation: kNN and linear probe not measured"
             return results
-        yb, yt = bank.labels.cpu(), query.labels.cpu()
-        c = query.num_classes
-        top1, top5, pred = knn_accuracy(fb, yb, ft, yt, c, e.knn_k, e.knn_temperature, return_predictions=True)
-        results.update({"knn_top1": top1, "knn_top5": top5, "num_train": len(fb), "num_test": len(ft),
-                        "class_names": query.class_names})
-        conf = confusion_matrix(pred, yt, c)
-        results["knn_per_class"] = per_class_accuracy(conf)
-        results["knn_confusion"] = conf.tolist()
-        if e.linear_probe_epochs:
-            try:
-                lin, lpred = linear_probe(fb, yb, ft, yt, c, epochs=e.linear_probe_epochs, seed=self.cfg.seed,
-                                          return_predictions=True, cancel=cancel)
-            except Cancelled:
-                results["stopped"] = "stopped during the final evaluation: the linear probe was not finished"
-                return results
-            results["linear_top1"] = lin
-            lconf = confusion_matrix(lpred, yt, c)
-            results["linear_per_class"] = per_class_accuracy(lconf)
-            results["linear_confusion"] = lconf.tolist()
+        results.update(readout.knn(fb, ft))
+        results.update({"num_train": len(fb), "num_test": len(ft), "class_names": readout.class_names,
+                        "protocol": readout.protocol()})
+        try:
+            results.update(readout.probe(fb, ft, cancel=cancel))
+        except Cancelled:
+            results["stopped"] = "stopped during the final evaluation: the linear probe was not finished"
         return results
 
     def snapshot(self, method, step: int, epoch: float, cancel=None) -> tuple[dict, M.Embedding]:
@@ -151,7 +147,7 @@ class Monitor:
         the sample (leave-one-out), with labels used for this score only. Returns (values, message)."""
         src, idx = self.rd.embed_source, self.rd.embed_idx
         feats = self.features(method, src, idx, cancel=cancel)
-        values = {"collapse_std": collapse_std(feats)}
+        values = {"collapse_std": collapse_std(feats), "effective_rank": effective_rank(feats)}
         labels = src.get_labels(idx) if src is self.rd.eval_data else None
         if labels is not None and len(idx) > 1:
             e = self.cfg.eval

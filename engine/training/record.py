@@ -92,12 +92,15 @@ class RunRecord:
     def write(self, record: dict) -> None:
         self.log.write(record)
 
-    def write_data(self, data, eval_data, notes: list[str], backbone: str) -> None:
-        """data.json: what the dataset turned out to be, the notes about it and the backbone used."""
+    def write_data(self, data, eval_data, notes: list[str], backbone: str, monitor: dict | None = None) -> None:
+        """data.json: what the dataset turned out to be, the notes about it, the backbone used and what the
+        online kNN monitor scores (``monitor``: its images and how, so every figure can say what it is)."""
         summary = data.summary()
         summary["notes"] = notes
         summary["eval"] = eval_data.summary() if eval_data is not None else None
         summary["backbone"] = backbone
+        if monitor is not None:
+            summary["monitor"] = monitor
         write_json(self.run_dir / "data.json", summary)
 
     def write_results(self, results: dict) -> None:

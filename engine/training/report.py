@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 
 from engine import messages as M
+from engine.eval.collapse import CollapseWatch
 from engine.training.device import device_name
 from engine.training.monitor import Monitor, SnapshotClock
 from engine.training.optim import Budget
@@ -23,6 +24,7 @@ class Reporter:
         self.cfg, self.monitor, self.progress, self.budget = cfg, monitor, progress, budget
         self.emit, self.is_main = emit, is_main
         self.clock = SnapshotClock(cfg.eval.snapshot_every_s)
+        self.collapse = CollapseWatch()
         self.record: RunRecord | None = None  # set once the run folder is open (main process)
 
     def started(self, run_dir, device, num_images: int, resumed: bool, notes: list[str]) -> None:
@@ -61,6 +63,15 @@ class Reporter:
             self.record.write({"type": "step", "step": at.step, "epoch": epoch_f, "samples": at.samples,
                                "time": round(at.train_time, 3), **{k: round(v, 6) for k, v in values.items()}})
         self.emit(M.StepMetrics(at.step, epoch_f, values, at.train_time, eta, min(1.0, p)))
+        self.alarm("outputs", self.collapse.step(values))
+
+    def alarm(self, where: str, text: str | None) -> None:
+        """A new sign of collapse: a message, and a record so an opened run shows it too."""
+        if text is None or not self.is_main:
+            return
+        self.emit(M.Collapse(self.progress.step, where, text))
+        if self.record is not None:
+            self.record.write({"type": "collapse", "step": self.progress.step, "where": where, "text": text})
 
     def eval(self, kind: str, epoch, values: dict) -> None:
         self.emit(M.EvalResult(kind, self.progress.step, float(epoch), values))
@@ -92,6 +103,8 @@ class Reporter:
             if at.step == 0 and "knn_top1" in values:
                 self.monitor.random_init_knn = values["random_init_knn"] = values["knn_top1"]
             self.eval("knn_monitor", epoch_f, values)
+            self.alarm("encoder", self.collapse.features(values["effective_rank"], values["collapse_std"],
+                                                         first=at.step == 0))
             self.emit(embedding)
             self.emit(self.monitor.reconstruction(method, at.step, epoch_f))
             method.train()  # feature extraction switched the encoder to eval mode
