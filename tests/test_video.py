@@ -404,3 +404,25 @@ def test_video_colorization_weights_the_object():
     r1 = m1.training_step(x[:, :, :3], None, generator_for(1)).loss
     r9 = m9.training_step(x[:, :, :3], None, generator_for(1)).loss
     assert torch.isclose(r1, r9)
+
+
+def test_builtin_clips_come_from_a_cache_the_second_time(tmp_path, monkeypatch):
+    """Drawing the built-in clips takes tens of seconds at their default count: they are kept in the cache
+    folder like the shapes, and the cached clips (and their motion) are the drawn ones."""
+    import torch
+
+    from engine.data import load_dataset
+    from engine.data.clips import generate_clips
+
+    monkeypatch.setenv("SSLWB_CACHE_DIR", str(tmp_path))
+    first = load_dataset("builtin:clips:24", 16)
+    files = list((tmp_path / "clips").glob("clips-24-16-*.npz"))
+    assert len(files) == 1
+    drawn = []
+    monkeypatch.setattr("engine.data.clips.generate_clips", lambda *a, **k: drawn.append(a) or generate_clips(*a, **k))
+    again = load_dataset("builtin:clips:24", 16)
+    assert [a[0] for a in drawn] == [1]  # only the one-clip probe of the arrays' shapes, not the 24
+    assert torch.equal(first.clips, again.clips) and torch.equal(first.labels, again.labels)
+    assert all(torch.equal(first.meta[k], again.meta[k]) for k in first.meta)
+    fresh, labels, meta = generate_clips(24, 16, first.frames, 3000)
+    assert torch.equal(fresh, again.clips) and torch.equal(meta["center_px"], again.meta["center_px"])

@@ -215,6 +215,23 @@ def generate_clips(count: int = DEFAULT_CLIPS, image_size: int = 32, frames: int
     return out, labels, meta
 
 
+def cached_clips(count: int, image_size: int, frames: int, seed: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """:func:`generate_clips`, kept in the cache folder like the shapes (drawing 1,200 clips takes about
+    40 s on a 2-core CPU; every Start and Resume asked for them again)."""
+    from engine.data.shapes import cached_arrays, source_key
+
+    def make():
+        clips, labels, meta = generate_clips(count, image_size, frames, seed)
+        return {"clips": clips.numpy(), "labels": labels.numpy(), **{f"meta_{k}": v.numpy() for k, v in meta.items()}}
+
+    probe = generate_clips(1, 8, frames, 0)[2]  # the meta arrays' names and trailing shapes (cheap: one tiny clip)
+    shapes = {"clips": (count, frames, 4, image_size, image_size), "labels": (count,),
+              **{f"meta_{k}": (count, *v.shape[1:]) for k, v in probe.items()}}
+    got = cached_arrays("clips", f"{count}-{image_size}-{frames}-{seed}", source_key(__file__), make, shapes)
+    meta = {k[len("meta_"):]: torch.from_numpy(v) for k, v in got.items() if k.startswith("meta_")}
+    return torch.from_numpy(got["clips"]), torch.from_numpy(got["labels"]), meta
+
+
 def parse_clips_spec(rest: str) -> int:
     """``builtin:clips`` or ``builtin:clips:N`` -> N clips."""
     return parse_count(rest, "builtin:clips", "a clip count", DEFAULT_CLIPS, 100_000)
@@ -223,7 +240,7 @@ def parse_clips_spec(rest: str) -> int:
 def load_builtin_clips(count: int, image_size: int, split: str = "train", seed: int = 0,
                        frames: int = DEFAULT_FRAMES) -> ClipData:
     split_seed = {"train": 3000 + seed, "test": 4000 + seed}[split]
-    clips, labels, meta = generate_clips(count, image_size, frames, split_seed)
+    clips, labels, meta = cached_clips(count, image_size, frames, split_seed)
     train = split == "train"
     return ClipData(
         name="clips" if train else "clips (test)",

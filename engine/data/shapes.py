@@ -158,48 +158,64 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     return out, labels
 
 
-@functools.lru_cache(maxsize=1)
-def _source_key() -> str:
-    """A fingerprint of this file: a change to how shapes are drawn never reads an old cache."""
+@functools.lru_cache(maxsize=8)
+def source_key(*files: str) -> str:
+    """A fingerprint of the drawing code (this file and ``files``): a change to how images are drawn
+    never reads an old cache."""
     import hashlib
 
-    return hashlib.sha1(Path(__file__).read_bytes()).hexdigest()[:12]
+    h = hashlib.sha1(Path(__file__).read_bytes())
+    for f in files:
+        h.update(Path(f).read_bytes())
+    return h.hexdigest()[:12]
 
 
-def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`generate_shapes`, kept in the cache folder: the same images come back in milliseconds
-    instead of a second or two (the service, the training process and the next run all ask for
-    them). A missing, stale, unreadable or unwritable cache only costs the generation."""
+def cached_arrays(kind: str, params: str, key: str, make, shapes: dict) -> dict:
+    """The arrays ``make()`` returns (a dict of numpy arrays), kept in the cache folder as
+    ``<kind>/<kind>-<params>-<key>.npz``: the same data comes back in milliseconds instead of seconds
+    (the service, the training process and the next run all ask for it). ``shapes``: the expected shape of
+    each array (a cache that does not match is drawn again). A missing, stale, unreadable or unwritable
+    cache only costs the generation; files of an earlier drawing code (another ``key``) are removed."""
     import numpy as np
 
     from engine.data.folder import cache_dir
 
-    key = _source_key()
-    name = f"shapes-{count}-{image_size}-{seed}-{shortcut}-{key}.npz"
+    name = f"{kind}-{params}-{key}.npz"
     try:
-        path = cache_dir() / "shapes" / name
+        path = cache_dir() / kind / name
     except (OSError, RuntimeError):  # no home folder
-        return generate_shapes(count, image_size, seed, shortcut=shortcut)
+        return make()
     try:
         with np.load(path) as z:
-            images, labels = torch.from_numpy(z["images"].copy()), torch.from_numpy(z["labels"].copy())
-        if images.shape == (count, 3, image_size, image_size) and labels.shape == (count,) \
-                and images.dtype == torch.uint8:
-            return images, labels
+            got = {k: z[k].copy() for k in shapes}
+        if all(got[k].shape == tuple(v) for k, v in shapes.items()):
+            return got
     except (OSError, ValueError, KeyError, EOFError):
         pass
-    images, labels = generate_shapes(count, image_size, seed, shortcut=shortcut)
+    arrays = make()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images.numpy(), labels=labels.numpy())
+        np.savez(tmp, **arrays)
         os.replace(tmp, path)  # readers see the whole file or none
-        for old in path.parent.glob("shapes-*.npz"):  # drawn by an earlier version of this file
+        for old in path.parent.glob(f"{kind}-*.npz"):  # drawn by an earlier version of the code
             if not old.name.endswith(f"-{key}.npz"):
                 old.unlink(missing_ok=True)
     except OSError:
         pass
-    return images, labels
+    return arrays
+
+
+def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`generate_shapes`, kept in the cache folder (:func:`cached_arrays`)."""
+
+    def make():
+        images, labels = generate_shapes(count, image_size, seed, shortcut=shortcut)
+        return {"images": images.numpy(), "labels": labels.numpy()}
+
+    got = cached_arrays("shapes", f"{count}-{image_size}-{seed}-{shortcut}", source_key(), make,
+                        {"images": (count, 3, image_size, image_size), "labels": (count,)})
+    return torch.from_numpy(got["images"]), torch.from_numpy(got["labels"])
 
 
 def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0,

@@ -381,7 +381,7 @@ def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamCo
     seeds = [cfg.seed + i for i in range(cfg.seeds)]
     frozen = [m for m in cfg.modes if m != "finetune"]
     fits_total = len(encoders) * len(budgets) * len(seeds) * len(cfg.modes)
-    total = fits_total + (2 * len(encoders) if frozen else 0)
+    total = fits_total  # progress counts fits: what the result says it was made of
     done = 0
     fits: list[FitResult] = []
     points: list[PointResult] = []
@@ -391,9 +391,9 @@ def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamCo
         if cancel is not None and cancel.is_set():
             raise DownstreamCancelled("the downstream evaluation was cancelled")
 
-    def tick(text):
+    def tick(text, fit: bool = True):
         nonlocal done
-        done += 1
+        done += int(fit)
         if progress is not None:
             progress(done, total, text)
 
@@ -423,7 +423,7 @@ def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamCo
                     enc = src.build(cfg.seed)
                 feats[src.name, role] = cache.get(src, enc, data, cfg.device, cfg.seed, cfg.feature_batch_size,
                                                   cancel)
-                tick(f"features of {src.name} on the {role} set")
+                tick(f"features of {src.name} on the {role} set", fit=False)
             stats = feature_stats(feats[src.name, "train"])
             for mode in frozen:
                 for b, req in budgets:
