@@ -220,7 +220,7 @@ class BoW(Method):
         overlay = to_uint8(0.45 * batch.meta["original"].cpu().float() + 0.55 * word_rgb)
         orig, student = to_uint8(batch.meta["original"]), to_uint8(batch.inputs)
         hist = batch.targets.cpu().float()
-        note = "" if bool(self.vocab_ready) else " (vocabulary: the k-means starting point from these images)"
+        note = "" if bool(self.vocab_ready) else " (a first vocabulary, from these images)"
         rows = []
         for i in range(x.shape[0]):
             top = torch.topk(hist[i], min(3, k))
@@ -229,9 +229,9 @@ class BoW(Method):
             h, w = wm.shape[1:]
             rows.append(PreviewRow(f"image {i + 1}", [
                 PreviewTile(orig[i], "original (the teacher's input)"),
-                PreviewTile(overlay[i], f"word map: {h}x{w} locations, {len(torch.unique(wm[i]))} distinct words{note}",
+                PreviewTile(overlay[i], f"word map: {h}x{w} places, {len(torch.unique(wm[i]))} words{note}",
                             grid=h if h == w else 0),
-                PreviewTile(himg, f"target: histogram over {k} words (sums to {float(hist[i].sum()):.2f}); top {tops}"),
+                PreviewTile(himg, f"target: histogram over {k} words; top {tops}"),
                 PreviewTile(student[i], "the student's perturbed view (predicts the histogram)"),
             ]))
         return rows

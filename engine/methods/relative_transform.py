@@ -126,13 +126,11 @@ class RelativeTransform(Method):
         size = x.shape[-1]
         rows = []
         for i in range(x.shape[0]):
-            t = m[i].tolist()
-            numbers = f"target [{t[0][0]:+.2f} {t[0][1]:+.2f} {t[0][2]:+.2f} / {t[1][0]:+.2f} {t[1][1]:+.2f} {t[1][2]:+.2f}]"
             what = describe(float(batch.meta["angle"][i]), float(batch.meta["scale"][i]), batch.meta["shift"][i], size)
             rows.append(PreviewRow(f"image {i + 1}", [
                 PreviewTile(a[i], "view 1 (after crop and flip)"),
                 PreviewTile(b[i], f"view 2: {what}"),
                 PreviewTile(g1[i], "view 1 with a grid"),
-                PreviewTile(c[i], f"the grid carried into view 2; {numbers}"),
+                PreviewTile(c[i], f"target: {what} (the grid carried into view 2)"),
             ]))
         return rows

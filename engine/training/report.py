@@ -40,7 +40,8 @@ class Reporter:
         """status.json (at most every few seconds unless ``force``)."""
         if self.record is not None:
             at, mon = self.progress, self.monitor
-            self.record.status(force, state=state, step=at.step, epoch=at.epoch, samples=at.samples,
+            self.record.status(force, state=state, step=at.step, epoch=at.epoch,
+                               epoch_f=at.epoch_f(self.budget.steps_per_epoch), samples=at.samples,
                                elapsed_s=round(at.train_time, 2), last_knn=mon.last_knn,
                                random_init_knn=mon.random_init_knn, **extra)
 
