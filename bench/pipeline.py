@@ -146,12 +146,10 @@ def main() -> None:
 
     x0 = data.images[order[:bs].to(data.images.device)].float().div(255)
     v1, v2 = method.make_batch(x0, step_generator(0, 0, 0, dev)).inputs
-    from engine.methods.losses import nt_xent
-
     def model_loss():
         with precision.autocast():
             z = method.projector(method.backbone(torch.cat([v1, v2])))
-            return nt_xent(*z.chunk(2), method.cfg.temperature)[0]
+            return method.losses.nt_xent(*z.chunk(2), method.cfg.temperature)[0]
 
     def model_step(k):
         optimise(model_loss())
@@ -203,7 +201,7 @@ def main() -> None:
             a, b = next(it)
         with precision.autocast():
             z = method.projector(method.backbone(torch.cat([a, b]).to(dev, non_blocking=True)))
-            loss = nt_xent(*z.chunk(2), method.cfg.temperature)[0]
+            loss = method.losses.nt_xent(*z.chunk(2), method.cfg.temperature)[0]
         optimise(loss)
 
     t_per_image = timed(per_image_step, args.steps)

@@ -36,6 +36,20 @@ def rank() -> int:
     return dist.get_rank() if initialized() else 0
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """The identity, whose backward hands on a contiguous gradient: on gloo, the backward of
+    ``torch.distributed.nn.functional.all_gather`` (torch 2.14) returns wrong gradients when the
+    gradient of a gathered part is strided (as an einsum's is), so every part gets this first."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 class Group:
     """The processes a loss is computed over (see the module's doc)."""
 
@@ -61,7 +75,8 @@ class Group:
 
         with warnings.catch_warnings():  # deprecated in favour of a private API; still the documented one
             warnings.simplefilter("ignore", FutureWarning)
-            return torch.cat(all_gather(x.contiguous()))
+            parts = all_gather(x.contiguous())
+        return torch.cat([_ContiguousGrad.apply(p) for p in parts])
 
     @torch.no_grad()
     def cat_nograd(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,6 +1,7 @@
 """Several processes on the CPU (gloo, started here): one training step with world size 2 and B/2 images
 a process gives the loss and the gradients of one process with B images, for every method whose loss
-couples samples; with ``gather`` off SimCLR's differ (so the comparison can fail).
+couples samples (tests/test_coupled_losses.py finds them); with ``gather`` off SimCLR's differ (so the
+comparison can fail).
 
 Exactness: both sides build the method from the same seed and train on the same views (made once on
 the full batch, each process taking its rows), BatchNorm runs in training mode with its statistics
@@ -36,7 +37,12 @@ OPTIONS = {
     "vicreg": {"proj_dim": 32},
     "dino": {"out_dim": 64, "head_hidden": 32, "bottleneck": 16, "local_crops": 1},
     "simclr:multicrop": {"proj_hidden": 32, "proj_dim": 16, "local_crops": 1},  # METHOD:VARIANT
+    "cpc": {"grid": 3, "patch": 8, "stride": 4, "steps": 1},
+    "exemplar": {"copies": 3, "proj_hidden": 32, "proj_dim": 16},
+    "tracking": {"proj_hidden": 32, "proj_dim": 16, "max_gap": 2},
+    "tracking:random": {"proj_hidden": 32, "proj_dim": 16, "max_gap": 2, "negatives": "random"},
 }
+CLIP_FRAMES = 4
 
 
 def build(key: str):
@@ -48,14 +54,17 @@ def build(key: str):
     return method.train()
 
 
-def images() -> torch.Tensor:
-    return torch.rand(B, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
+def images(method=None) -> torch.Tensor:
+    """The batch (clips for a method that trains on clips)."""
+    frames = (CLIP_FRAMES,) if method is not None and method.input_kind == "clips" else ()
+    return torch.rand(B, *frames, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(3))
 
 
 def fixed_views(method, rows: slice) -> None:
     """Make ``method.make_batch`` return the rows ``rows`` of views drawn once for the full batch."""
-    full = method.make_batch(images(), torch.Generator().manual_seed(1)).inputs
-    method.make_batch = lambda x, g, preview=False: PretextBatch(tuple(v[rows] for v in full), None, {})
+    full = method.make_batch(images(method), torch.Generator().manual_seed(1)).inputs
+    part = full[rows] if torch.is_tensor(full) else tuple(v[rows] for v in full)
+    method.make_batch = lambda x, g, preview=False: PretextBatch(part, None, {})
 
 
 def states(method) -> dict:
@@ -66,7 +75,7 @@ def states(method) -> dict:
 def reference(name: str):
     method = build(name)
     fixed_views(method, slice(None))
-    out = method.training_step(images(), None, None)
+    out = method.training_step(images(method), None, None)
     out.loss.backward()
     return float(out.loss.detach()), {n: p.grad.clone() for n, p in method.named_parameters() if p.grad is not None}, \
         states(method)
@@ -89,7 +98,7 @@ def _worker(rank: int, port: int, runs: list, out_path: str) -> None:
             b = B // WORLD
             fixed_views(method, slice(rank * b, (rank + 1) * b))
             step = wrap_step(method, torch.device("cpu"), WORLD, synced_bn=True)
-            loss, _ = step(images()[rank * b:(rank + 1) * b], None, None)
+            loss, _ = step(images(method)[rank * b:(rank + 1) * b], None, None)
             loss.backward()
             mean_loss = loss.detach().clone()
             dist.all_reduce(mean_loss)

@@ -291,8 +291,6 @@ def test_exemplar_copies_are_surrogate_classes():
 
 
 def test_simclr_multicrop_contrasts_every_local_crop_with_both_views():
-    from engine.methods.losses import nt_xent
-
     m = build("simclr", local_crops=2, local_size=0.5, proj_hidden=32, proj_dim=16).train()
     x = images()
     views = m.make_batch(x, generator_for(1)).inputs
@@ -302,9 +300,9 @@ def test_simclr_multicrop_contrasts_every_local_crop_with_both_views():
          m.projector(m.backbone(torch.cat(views[2:]))).chunk(2)]
     (z1, z2), local = z
     pairs = [(z1, z2)] + [(zg, zl) for zl in local for zg in (z1, z2)]
-    expected = sum(nt_xent(a, b, m.cfg.temperature)[0] for a, b in pairs) / len(pairs)
+    expected = sum(m.losses.nt_xent(a, b, m.cfg.temperature)[0] for a, b in pairs) / len(pairs)
     assert torch.allclose(out.loss, expected, rtol=1e-5)
-    assert not torch.allclose(out.loss, nt_xent(z1, z2, m.cfg.temperature)[0], rtol=1e-3)
+    assert not torch.allclose(out.loss, m.losses.nt_xent(z1, z2, m.cfg.temperature)[0], rtol=1e-3)
     # the preview shows the local crops under their names, from the same code
     titles = [t.caption.split(":")[0] for t in m.preview_rows(x[:2], generator_for(1))[0].tiles]
     assert titles == ["original", "view 1", "view 2", "local 1", "local 2"]

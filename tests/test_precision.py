@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from engine.dist import LOCAL
 from engine.methods import losses
 from engine.training import device as D
 
@@ -31,9 +32,10 @@ def test_losses_are_float32_inside_a_bf16_step(name):
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(64, 256, generator=g), torch.randn(64, 256, generator=g)
     fn = getattr(losses, name)
-    ref = fn(z1, z2)
+    group = {"group": LOCAL} if name in losses.COUPLED else {}
+    ref = fn(z1, z2, **group)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = fn(z1, z2)
+        got = fn(z1, z2, **group)
     ref, got = (ref[0], got[0]) if isinstance(ref, tuple) else (ref, got)
     assert got.dtype == torch.float32
     assert torch.allclose(got, ref, rtol=1e-6, atol=1e-6)
@@ -43,7 +45,7 @@ def test_without_the_guard_bf16_blurs_the_cross_correlation():
     """The guard matters: the same product under autocast differs (so the test above can fail)."""
     g = torch.Generator().manual_seed(0)
     z1, z2 = torch.randn(64, 256, generator=g), torch.randn(64, 256, generator=g)
-    ref = losses.barlow_twins_loss.__wrapped__(z1, z2)[0]
+    ref = losses.barlow_twins_loss.__wrapped__(z1, z2, group=LOCAL)[0]
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        got = losses.barlow_twins_loss.__wrapped__(z1, z2)[0]
+        got = losses.barlow_twins_loss.__wrapped__(z1, z2, group=LOCAL)[0]
     assert not torch.allclose(got.float(), ref, rtol=1e-4, atol=1e-4)

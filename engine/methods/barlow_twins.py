@@ -10,12 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.methods.base import Method, StepOutput
-from engine.methods.losses import barlow_twins_loss
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.base import StepOutput
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
-from engine.pretext.views import multi_view
 
 
 @dataclass
@@ -27,7 +25,7 @@ class BarlowTwinsConfig(ContrastiveViews):
                           max=32768)
 
 
-class BarlowTwins(Method):
+class BarlowTwins(TwoViewMethod):
     name = "barlow_twins"
     title = "Barlow Twins"
     summary = "Redundancy reduction: the two views' embedding cross-correlation is pushed to the identity."
@@ -47,14 +45,10 @@ class BarlowTwins(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_dim, cfg.proj_dim, layers=3)
-
-    def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
 
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs
         z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
-        loss, parts = barlow_twins_loss(self.group.cat(z1), self.group.cat(z2), self.cfg.lambd)
+        loss, parts = self.losses.barlow_twins_loss(z1, z2, self.cfg.lambd)
         return StepOutput(loss, parts)

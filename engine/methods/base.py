@@ -2,13 +2,14 @@
 
 A method owns its pretext/augmentation recipe (``make_batch``), its loss (``training_step``) and
 its extra modules (heads, momentum encoders, decoders). The base class owns the shared work:
-the encoder, parameter groups, EMA helpers and the preview, which calls the very same
-``make_batch`` that training calls.
+the encoder, parameter groups, the losses that couple samples bound to the processes a batch spans
+(``self.losses``) and the preview, which calls the very same ``make_batch`` that training calls.
+Two bases build on it: :class:`engine.methods.views.TwoViewMethod` (two augmented views of every
+image) and :class:`engine.methods.momentum.MomentumMethod` (momentum/EMA target networks).
 """
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -16,6 +17,7 @@ import torch
 import torch.nn as nn
 
 from engine.dist import Group
+from engine.methods.losses import CoupledLosses
 from engine.pretext.base import PretextBatch
 
 
@@ -57,14 +59,15 @@ class Method(nn.Module):
     # the batch that ``optim.batch_size`` auto aims at on a GPU before sizing it to the GPU's memory (on a CPU
     # auto takes the batch of ``run_defaults``); see engine.training.batch
     gpu_batch: ClassVar[int] = 512
-    # the processes a loss that couples samples spans (engine.dist); the session sets it from ``gather``
-    group: Group = Group(gather=True)
 
     def __init__(self, cfg, backbone: nn.Module, info: DataInfo):
         super().__init__()
         self.cfg = cfg
         self.backbone = backbone
         self.info = info
+        # the losses that couple samples (engine.methods.losses.COUPLED), bound to the processes the batch
+        # spans: every process of the run until the session sets the group from ``gather`` (``set_group``)
+        self.losses = CoupledLosses(Group(gather=True))
         check = getattr(type(self), "check_backbone", None)
         if check:
             check(backbone)
@@ -78,11 +81,17 @@ class Method(nn.Module):
             raise ConfigError("backbone", f"{self.name} needs a {'ViT' if self.backbone_kind == 'vit' else 'CNN'} "
                                           f"backbone ({', '.join(fits)} or auto), not {type(backbone).__name__}")
 
+    @property
+    def group(self) -> Group:
+        """The processes a batch spans (engine.dist): what ``self.losses`` are bound to, and what a state
+        that follows the batch (a queue of keys, a centre) gathers over."""
+        return self.losses.group
+
     def set_group(self, group: Group) -> None:
         """Compute coupled losses over ``group`` (this method and the methods inside it)."""
         for m in self.modules():
             if isinstance(m, Method):
-                m.group = group
+                m.losses = CoupledLosses(group)
 
     # -- recipe ------------------------------------------------------------------------------
     @classmethod
@@ -141,33 +150,9 @@ class Method(nn.Module):
                 {"params": no_decay, "weight_decay": 0.0, "lars_exclude": True}]
 
 
-def momentum_copy(module: nn.Module) -> nn.Module:
-    """A frozen copy of ``module`` for a momentum/EMA target network."""
-    target = copy.deepcopy(module)
-    for p in target.parameters():
-        p.requires_grad_(False)
-    return target
-
-
-@torch.no_grad()
-def ema_update(target: nn.Module, online: nn.Module, momentum: float) -> None:
-    """target <- momentum * target + (1 - momentum) * online (parameters; buffers copied)."""
-    for pt, po in zip(target.parameters(), online.parameters()):
-        pt.mul_(momentum).add_(po.detach(), alpha=1 - momentum)
-    for bt, bo in zip(target.buffers(), online.buffers()):
-        bt.copy_(bo)
-
-
 def bin_counts(idx: torch.Tensor, n: int) -> torch.Tensor:
     """How often each of ``0..n-1`` occurs in ``idx``, as floats: ``torch.bincount`` on the CPU; elsewhere
     a scatter-add, which (unlike bincount on a GPU) does not read the largest index back to the host."""
     if idx.device.type == "cpu":
         return torch.bincount(idx, minlength=n).float()
     return torch.zeros(n, device=idx.device).index_add_(0, idx, torch.ones(idx.shape, device=idx.device))
-
-
-def cosine_momentum(base: float, progress: float) -> float:
-    """BYOL's schedule: from ``base`` up to 1 along a cosine over the run."""
-    import math
-
-    return 1 - (1 - base) * (math.cos(math.pi * min(1.0, max(0.0, progress))) + 1) / 2

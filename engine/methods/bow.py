@@ -22,8 +22,9 @@ import torch
 import torch.nn.functional as F
 
 from engine.augment import preset
-from engine.methods.base import Method, StepOutput, bin_counts, cosine_momentum, ema_update, momentum_copy
+from engine.methods.base import StepOutput, bin_counts
 from engine.methods.decoder import feature_map, map_shape
+from engine.methods.momentum import MomentumMethod
 from engine.models.heads import mlp
 from engine.params import param
 from engine.pretext.base import PretextBatch
@@ -60,7 +61,7 @@ def histogram_image(h: torch.Tensor, colors: torch.Tensor, height: int = 40, bar
     return img.repeat_interleave(bar, dim=2)
 
 
-class BoW(Method):
+class BoW(MomentumMethod):
     name = "bow"
     title = "BoW prediction (bag of visual words)"
     summary = "Distillation: predict the histogram of a teacher's visual words in the original image from a perturbed view."
@@ -84,7 +85,7 @@ class BoW(Method):
         ch, _ = map_shape(backbone, info.image_size)
         self.view = preset(cfg.views, info.image_size)[0]
         self.head = mlp([(backbone.feature_dim, cfg.head_hidden, True, True), (cfg.head_hidden, cfg.words, False, False)])
-        self.teacher_backbone = momentum_copy(backbone)
+        self.add_momentum_targets(teacher_backbone="backbone")  # its momentum always rises along a cosine
         self.register_buffer("vocab", torch.zeros(cfg.words, ch))
         self.register_buffer("usage", torch.full((cfg.words,), 1.0 / cfg.words))
         self.register_buffer("vocab_ready", torch.zeros((), dtype=torch.bool))
@@ -156,10 +157,14 @@ class BoW(Method):
     def update_vocab(self, locals_: torch.Tensor, g, raw_mean: torch.Tensor | None = None) -> None:
         """One online k-means step: every word moves towards the mean of the locations nearest to it;
         words no location chose are re-seeded with random locations of this batch. ``raw_mean``: the
-        batch mean of the uncentred features (the centre follows it)."""
-        flat = locals_.reshape(-1, locals_.shape[-1])
+        batch mean of the uncentred features (the centre follows it). Over several processes the step
+        follows the global batch (every process's locations, the mean of their centres, the first
+        process's random picks), so every process keeps the same vocabulary."""
+        flat = self.group.cat_nograd(locals_.reshape(-1, locals_.shape[-1]))
+        if raw_mean is not None:
+            raw_mean = self.group.mean(raw_mean)
         if not self._ready():
-            self.vocab.copy_(self.initial_vocab(locals_, self.cfg.words))
+            self.vocab.copy_(self.initial_vocab(flat, self.cfg.words))
             if raw_mean is not None:
                 self.feat_mean.copy_(raw_mean)
             self.vocab_ready.fill_(True)
@@ -182,14 +187,14 @@ class BoW(Method):
         # central words win everything: 3 of 128 words in use after 78 steps, with a frozen teacher too)
         dead = ~used
         if flat.device.type != "cpu":  # no host sync: a random location for every word, kept where it is dead
-            pick = torch.randint(0, flat.shape[0], (k,), generator=g, device=flat.device)
+            pick = self.group.cat_nograd(torch.randint(0, flat.shape[0], (k,), generator=g, device=flat.device))[:k]
             self.vocab.copy_(torch.where(dead.unsqueeze(1), flat[pick], self.vocab))
             self.usage.masked_fill_(dead, 1.0 / k)
             return
         n_dead = int(dead.sum())
         if n_dead:
             pick = torch.randint(0, flat.shape[0], (n_dead,), generator=g, device=flat.device)
-            self.vocab[dead] = flat[pick]
+            self.vocab[dead] = flat[self.group.cat_nograd(pick)[:n_dead]]
             self.usage[dead] = 1.0 / k
 
     def training_step(self, x, labels, g):
@@ -202,9 +207,6 @@ class BoW(Method):
             words_used = (bin_counts(batch.meta["word_map"].flatten(), self.cfg.words) > 0).float().sum()
         self.update_vocab(batch.meta["locals"], g, batch.meta["raw_mean"])
         return StepOutput(loss, {"target_entropy": ent, "words_used": words_used})
-
-    def after_step(self, progress):
-        ema_update(self.teacher_backbone, self.backbone, cosine_momentum(self.cfg.momentum, progress))
 
     @torch.no_grad()
     def preview_rows(self, x, g):

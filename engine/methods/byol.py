@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
+from engine.methods.base import StepOutput
 from engine.methods.losses import byol_loss
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.momentum import MomentumMethod
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
-from engine.pretext.views import multi_view
 
 
 @dataclass
@@ -33,7 +33,7 @@ class BYOLConfig(ContrastiveViews):
     proj_dim: int = param(256, "Output width of the projector", min=2, max=16384)
 
 
-class BYOL(Method):
+class BYOL(MomentumMethod, TwoViewMethod):
     name = "byol"
     title = "BYOL (bootstrap your own latent)"
     summary = "Distillation: an online network predicts an EMA target network's view of another crop."
@@ -54,17 +54,9 @@ class BYOL(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
         self.predictor = projection_head(cfg.proj_dim, cfg.proj_hidden, cfg.proj_dim)
-        self.target_backbone = momentum_copy(backbone)
-        self.target_projector = momentum_copy(self.projector)
-
-    def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
-
-    def momentum_at(self, progress: float) -> float:
-        return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
+        self.add_momentum_targets(target_backbone="backbone", target_projector="projector")
 
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs
@@ -74,8 +66,3 @@ class BYOL(Method):
             z1, z2 = self.target_projector(self.target_backbone(both)).chunk(2)
         loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
         return StepOutput(loss, {})
-
-    def after_step(self, progress):
-        m = self.momentum_at(progress)
-        ema_update(self.target_backbone, self.backbone, m)
-        ema_update(self.target_projector, self.projector, m)

@@ -99,18 +99,15 @@ class CPC(Method):
         d = z.shape[1]
         zmap = z.view(b, gs, gs, d).permute(0, 3, 1, 2)
         c = self.context(zmap)  # (B, D, G, G)
-        keys = self.group.cat(F.normalize(z.float(), dim=1))  # every patch of the global batch is a negative
-        ids = (torch.arange(b * n, device=z.device) + self.group.offset(b * n)).view(b, gs, gs)
-        losses, accs = [], []
-        for k, w in enumerate(self.predictors, start=1):
+        ids = torch.arange(b * n, device=z.device).view(b, gs, gs)
+        preds, targets = [], []
+        for k, w in enumerate(self.predictors, start=1):  # predict the patch k rows below
             ctx = c[:, :, :gs - k, :].permute(0, 2, 3, 1).reshape(-1, d)
-            pred = F.normalize(w(ctx).float(), dim=1)
-            target = ids[:, k:, :].reshape(-1)
-            logits = pred @ keys.t() / self.cfg.temperature
-            losses.append(F.cross_entropy(logits, target))
-            accs.append((logits.argmax(1) == target).float().mean())
-        loss = torch.stack(losses).mean()
-        return StepOutput(loss, {"pretext_acc": torch.stack(accs).mean()})
+            preds.append(w(ctx))
+            targets.append(ids[:, k:, :].reshape(-1))
+        # every patch of the global batch is a negative
+        loss, acc = self.losses.predictive_nce(preds, z, targets, self.cfg.temperature)
+        return StepOutput(loss, {"pretext_acc": acc})
 
     @torch.no_grad()
     def preview_rows(self, x, g):

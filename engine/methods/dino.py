@@ -13,9 +13,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
+from engine.methods.base import StepOutput
 from engine.methods.losses import dino_loss
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.momentum import MomentumMethod
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.params import param
 from engine.pretext.views import MultiCrop
 
@@ -75,7 +76,7 @@ class DINOHead(nn.Module):
         return F.linear(z, F.normalize(self.prototypes, dim=-1))
 
 
-class DINO(Method):
+class DINO(MomentumMethod, TwoViewMethod):
     name = "dino"
     title = "DINO (self-distillation)"
     summary = "Distillation: a student matches an EMA teacher's sharpened, centred prototypes across crops."
@@ -95,20 +96,15 @@ class DINO(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        v1, v2 = build_views(cfg.views, cfg.augment, info.image_size)
-        self.views = (replace(v1, crop_scale_min=cfg.global_crop_min), replace(v2, crop_scale_min=cfg.global_crop_min))
+        self.views = tuple(replace(v, crop_scale_min=cfg.global_crop_min) for v in self.views)
         self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
                                getattr(backbone, "patch", 0))
         self.head = DINOHead(backbone.feature_dim, cfg.head_hidden, cfg.bottleneck, cfg.out_dim, cfg.head_bn)
-        self.teacher_backbone = momentum_copy(backbone)
-        self.teacher_head = momentum_copy(self.head)
+        self.add_momentum_targets(teacher_backbone="backbone", teacher_head="head")
         self.register_buffer("center", torch.zeros(1, cfg.out_dim))
 
     def make_batch(self, x, g, preview=False):
         return self.crops(x, self.views, g, with_params=preview)
-
-    def momentum_at(self, progress: float) -> float:
-        return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
 
     @torch.no_grad()
     def update_center(self, teacher_out: torch.Tensor) -> None:
@@ -132,11 +128,6 @@ class DINO(Method):
             entropy = -(probs * probs.clamp(min=1e-12).log()).sum(-1).mean()
         self.update_center(t)
         return StepOutput(loss, {"teacher_entropy": entropy})
-
-    def after_step(self, progress):
-        m = self.momentum_at(progress)
-        ema_update(self.teacher_backbone, self.backbone, m)
-        ema_update(self.teacher_head, self.head, m)
 
     @torch.no_grad()
     def preview_rows(self, x, g):

@@ -19,10 +19,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
-from engine.methods.base import Method, StepOutput
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.dist import LOCAL
+from engine.methods.base import StepOutput
+from engine.methods.losses import surrogate_logits as batch_surrogate_logits
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
 from engine.pretext.affine import random_similarity, similarity_matrix, warp
@@ -42,21 +43,13 @@ class ExemplarConfig(ContrastiveViews):
 
 
 def surrogate_logits(z: torch.Tensor, temperature: float) -> torch.Tensor:
-    """Cosine logits ``(K, B, B)`` of every copy ``z[k, i]`` against the B class prototypes: the mean
-    normalised embedding of each class's copies, leaving the copy itself out of its own class."""
-    k, b, _ = z.shape
-    z = F.normalize(z.float(), dim=-1)
-    total = z.sum(0)  # (B, D)
-    protos = F.normalize(total, dim=-1)
-    logits = torch.einsum("kbd,cd->kbc", z, protos)
-    own = F.normalize(total.unsqueeze(0) - z, dim=-1)  # the other copies of the same image
-    diag = (z * own).sum(-1)  # (K, B)
-    eye = torch.eye(b, dtype=torch.bool, device=z.device)
-    logits = torch.where(eye.unsqueeze(0), diag.unsqueeze(-1).expand_as(logits), logits)
-    return logits / temperature
+    """Cosine logits ``(K, B, B)`` of every copy ``z[k, i]`` against the B class prototypes of these images
+    alone: the mean normalised embedding of each class's copies, leaving the copy itself out of its own
+    class. (Training classifies among the classes of the global batch: ``losses.surrogate_loss``.)"""
+    return batch_surrogate_logits(z, temperature, LOCAL)
 
 
-class Exemplar(Method):
+class Exemplar(TwoViewMethod):
     name = "exemplar"
     title = "Exemplar CNN (surrogate classes)"
     summary = "Instance discrimination: each image is a class of its own, recognised under heavy augmentation."
@@ -77,8 +70,7 @@ class Exemplar(Method):
         return {"optim": {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "batch_size": 64}}
 
     def __init__(self, cfg, backbone, info):
-        super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)  # the preview's sliders change these
+        super().__init__(cfg, backbone, info)  # self.views: the recipes of the copies (the preview's sliders change them)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
 
     def make_batch(self, x, g, preview=False):
@@ -106,11 +98,8 @@ class Exemplar(Method):
         batch = self.make_batch(x, g)
         k, b = len(batch.inputs), x.shape[0]
         z = self.projector(self.backbone(torch.cat(batch.inputs))).view(k, b, -1)
-        logits = surrogate_logits(z, self.cfg.temperature)
-        target = batch.targets.repeat(k)
-        flat = logits.reshape(k * b, b)
-        loss = F.cross_entropy(flat, target)
-        return StepOutput(loss, {"pretext_acc": (flat.argmax(1) == target).float().mean()})
+        loss, acc = self.losses.surrogate_loss(z, self.cfg.temperature)  # among the classes of the global batch
+        return StepOutput(loss, {"pretext_acc": acc})
 
     @torch.no_grad()
     def preview_rows(self, x, g):

@@ -1,13 +1,51 @@
-"""Losses shared by methods (each in a few lines, with the paper it comes from)."""
+"""Losses shared by methods (each in a few lines, with the paper it comes from).
+
+A loss that couples the samples of a batch (negatives from other images, a cross-correlation, a
+variance over the batch) is registered with :func:`coupled`: it takes the processes its batch spans
+as a keyword-only ``group`` with no default, so a call that forgets it fails at once. Methods reach
+these losses through ``self.losses`` (a :class:`CoupledLosses` that the method's ``set_group`` binds
+to its group): ``self.losses.nt_xent(z1, z2, temperature)``. Under several processes each then sees
+the global batch; on one process (or with the config's ``gather`` off) the group is this process.
+"""
 
 from __future__ import annotations
 
 import functools
+import inspect
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 
-from engine.dist import LOCAL, Group
+from engine.dist import Group
+
+# name -> loss: the losses that couple the samples of a batch (every one takes ``group=``)
+COUPLED: dict[str, Callable] = {}
+
+
+def coupled(fn: Callable) -> Callable:
+    """Register ``fn`` as a loss that couples samples. It must take ``group`` as a keyword-only argument
+    without default (the processes whose rows it gathers)."""
+    param = inspect.signature(fn).parameters.get("group")
+    if param is None or param.kind is not param.KEYWORD_ONLY or param.default is not param.empty:
+        raise TypeError(f"{fn.__name__} couples samples: it must take group as a keyword-only argument "
+                        "without default (def loss(..., *, group))")
+    COUPLED[fn.__name__] = fn
+    return fn
+
+
+class CoupledLosses:
+    """The coupled losses bound to ``group``: ``losses.nt_xent(z1, z2, t)`` is ``nt_xent(z1, z2, t, group=group)``.
+    A method's ``self.losses`` is one of these; ``set_group`` binds a new one."""
+
+    def __init__(self, group: Group):
+        self.group = group
+        for name, fn in COUPLED.items():
+            setattr(self, name, functools.partial(fn, group=group))
+
+    def __getattr__(self, name: str):  # only for names that are not bound: say which are
+        raise AttributeError(f"{name!r} is not a loss that couples samples; those are: {', '.join(COUPLED)} "
+                             "(a per-sample loss is called directly from engine.methods.losses)")
 
 
 def _device_type(args) -> str:
@@ -29,9 +67,10 @@ def full_precision(fn):
     return wrapper
 
 
+@coupled
 @full_precision
-def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2,
-            group: Group = LOCAL) -> tuple[torch.Tensor, torch.Tensor]:
+def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2, *,
+            group: Group) -> tuple[torch.Tensor, torch.Tensor]:
     """NT-Xent / InfoNCE over the batch (SimCLR, Chen et al. 2020). Returns (loss, top-1 accuracy of
     picking the positive among the 2B-1 candidates).
 
@@ -53,9 +92,9 @@ def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2,
     return loss, acc
 
 
+@coupled
 @full_precision
-def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, temperature: float,
-             group: Group = LOCAL):
+def info_nce(q: torch.Tensor, k: torch.Tensor, queue: torch.Tensor | None, temperature: float, *, group: Group):
     """InfoNCE with one positive key per query and a queue of negatives (MoCo, He et al. 2020).
     Without a queue the negatives are the other keys of the (global, over ``group``) batch."""
     q = F.normalize(q.float(), dim=1)
@@ -84,12 +123,15 @@ def _off_diagonal(m: torch.Tensor) -> torch.Tensor:
     return m.flatten()[:-1].view(n - 1, n + 1)[:, 1:].flatten()
 
 
+@coupled
 @full_precision
-def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051) -> tuple[torch.Tensor, dict]:
+def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051, *,
+                      group: Group) -> tuple[torch.Tensor, dict]:
     """Drive the cross-correlation matrix of the two views' standardised embeddings to the
     identity (Barlow Twins, Zbontar et al. 2021): invariance on the diagonal, redundancy
-    reduction off it. Returns (loss, parts). Over several processes pass the gathered global batch
-    (``group.cat``): every process then computes the same global loss (lightly #1977)."""
+    reduction off it. Returns (loss, parts). Over a ``group`` of processes it is computed on the
+    gathered global batch: every process computes the same global loss (lightly #1977)."""
+    z1, z2 = group.cat(z1), group.cat(z2)
     b = z1.shape[0]
     z1, z2 = z1.float(), z2.float()
     z1 = (z1 - z1.mean(0)) / z1.std(0).clamp(min=1e-5)
@@ -100,12 +142,14 @@ def barlow_twins_loss(z1: torch.Tensor, z2: torch.Tensor, lambd: float = 0.0051)
     return on + lambd * off, {"on_diag": on.detach(), "off_diag": off.detach()}
 
 
+@coupled
 @full_precision
 def vicreg_loss(z1: torch.Tensor, z2: torch.Tensor, sim_coeff: float = 25.0, std_coeff: float = 25.0,
-                cov_coeff: float = 1.0) -> tuple[torch.Tensor, dict]:
+                cov_coeff: float = 1.0, *, group: Group) -> tuple[torch.Tensor, dict]:
     """Variance-Invariance-Covariance regularisation (VICReg, Bardes et al. 2022): MSE between the
-    views, a hinge keeping every dimension's std above 1, and decorrelated dimensions."""
-    z1, z2 = z1.float(), z2.float()
+    views, a hinge keeping every dimension's std above 1, and decorrelated dimensions. Over a
+    ``group`` of processes on the gathered global batch (every process computes the same loss)."""
+    z1, z2 = group.cat(z1).float(), group.cat(z2).float()
     b, d = z1.shape
     inv = F.mse_loss(z1, z2)
     z1 = z1 - z1.mean(0)
@@ -135,3 +179,73 @@ def dino_loss(student: list[torch.Tensor], teacher: list[torch.Tensor], center: 
             total = total + (-(t * lp).sum(-1)).mean()
             n += 1
     return total / max(1, n)
+
+
+# -- coupled losses computed in the step's precision (as their methods always did) --------------------
+@coupled
+def predictive_nce(preds: list[torch.Tensor], z: torch.Tensor, targets: list[torch.Tensor], temperature: float, *,
+                   group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+    """InfoNCE of predicted features against every feature of the global batch (CPC, van den Oord et al.
+    2018): ``preds[k]`` ``(N_k, D)`` is to pick the row ``targets[k]`` (indices into this process's ``z``)
+    among all rows of ``z`` gathered over ``group``. Returns (the mean loss over the predictions, the mean
+    top-1 accuracy)."""
+    keys = group.cat(F.normalize(z.float(), dim=1))
+    off = group.offset(z.shape[0])
+    losses, accs = [], []
+    for pred, target in zip(preds, targets):
+        logits = F.normalize(pred.float(), dim=1) @ keys.t() / temperature
+        target = target + off
+        losses.append(F.cross_entropy(logits, target))
+        accs.append((logits.argmax(1) == target).float().mean())
+    return torch.stack(losses).mean(), torch.stack(accs).mean()
+
+
+def surrogate_logits(z: torch.Tensor, temperature: float, group: Group) -> torch.Tensor:
+    """Cosine logits ``(K, B, B * world)`` of every copy ``z[k, i]`` of this process against the class
+    prototypes of the global batch: the mean normalised embedding of each image's copies, leaving the copy
+    itself out of its own class (Exemplar CNN)."""
+    k, b, _ = z.shape
+    z = F.normalize(z.float(), dim=-1)
+    total = z.sum(0)  # (B, D)
+    protos = group.cat(F.normalize(total, dim=-1))
+    logits = torch.einsum("kbd,cd->kbc", z, protos)
+    own = F.normalize(total.unsqueeze(0) - z, dim=-1)  # the other copies of the same image
+    diag = (z * own).sum(-1)  # (K, B)
+    logits = torch.where(own_columns(b, protos.shape[0], group, z.device).unsqueeze(0),
+                         diag.unsqueeze(-1).expand_as(logits), logits)
+    return logits / temperature
+
+
+def own_columns(rows: int, columns: int, group: Group, device) -> torch.Tensor:
+    """``(rows, columns)`` bool: row i of this process against column i of the gathered batch (its own)."""
+    cols = torch.arange(columns, device=device)
+    return cols.unsqueeze(0) == (torch.arange(rows, device=device) + group.offset(rows)).unsqueeze(1)
+
+
+@coupled
+def surrogate_loss(z: torch.Tensor, temperature: float, *, group: Group) -> tuple[torch.Tensor, torch.Tensor]:
+    """Exemplar CNN's classification of every copy ``z[k, i]`` ``(K, B, D)`` among the surrogate classes (the
+    images) of the global batch (Dosovitskiy et al. 2014). Returns (loss, top-1 accuracy)."""
+    k, b = z.shape[:2]
+    flat = surrogate_logits(z, temperature, group).reshape(k * b, -1)
+    target = (torch.arange(b, device=z.device) + group.offset(b)).repeat(k)
+    return F.cross_entropy(flat, target), (flat.argmax(1) == target).float().mean()
+
+
+@coupled
+def triplet_loss(zq: torch.Tensor, zt: torch.Tensor, margin: float, hardest: bool = True, *,
+                 group: Group) -> tuple[torch.Tensor, dict]:
+    """Triplet loss on cosine distances (Wang and Gupta 2015): every query ``zq[i]`` (L2-normalised) is
+    nearer its tracked patch ``zt[i]`` than a negative by ``margin``: the most similar tracked patch of
+    another clip of the global batch (``hardest``), else the previous clip's. Returns (loss, parts)."""
+    keys = group.cat(zt)
+    b = zq.shape[0]
+    sim = zq @ keys.t()  # (B, B * world): query i against every clip's tracked patch
+    rows = torch.arange(b, device=sim.device)
+    own = own_columns(b, keys.shape[0], group, sim.device)
+    pos = sim.diagonal() if group.world <= 1 else sim[rows, rows + group.offset(b)]
+    hard = sim.masked_fill(own, -2.0).max(1).values
+    neg = hard if hardest else sim[rows, (rows + group.offset(b) - 1) % keys.shape[0]]
+    loss = F.relu((1 - pos) - (1 - neg) + margin).mean()
+    return loss, {"pretext_acc": (hard < pos).float().mean(), "pos_cos": pos.mean().detach(),
+                  "neg_cos": neg.mean().detach()}

@@ -12,12 +12,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.methods.base import Method, StepOutput, cosine_momentum, ema_update, momentum_copy
-from engine.methods.losses import info_nce
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.base import StepOutput
+from engine.methods.momentum import MomentumMethod
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
-from engine.pretext.views import multi_view
 
 
 @dataclass
@@ -33,7 +32,7 @@ class MoCoConfig(ContrastiveViews):
     proj_dim: int = param(128, "Output width of the projection head", min=2, max=16384)
 
 
-class MoCo(Method):
+class MoCo(MomentumMethod, TwoViewMethod):
     name = "moco"
     title = "MoCo v2 (momentum contrast)"
     summary = "Contrastive: match a view to its momentum-encoded twin among a queue of past negatives."
@@ -53,18 +52,10 @@ class MoCo(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
-        self.key_backbone = momentum_copy(backbone)
-        self.key_projector = momentum_copy(self.projector)
+        self.add_momentum_targets(key_backbone="backbone", key_projector="projector")
         self.register_buffer("queue", F.normalize(torch.randn(cfg.queue_size, cfg.proj_dim), dim=1))
         self.register_buffer("queue_ptr", torch.zeros((), dtype=torch.long))
-
-    def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
-
-    def momentum_at(self, progress: float) -> float:
-        return cosine_momentum(self.cfg.momentum, progress) if self.cfg.momentum_schedule else self.cfg.momentum
 
     @torch.no_grad()
     def _keys(self, v):
@@ -86,19 +77,14 @@ class MoCo(Method):
         if self.cfg.symmetric:
             q1, q2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
             k1, k2 = self._keys(v1), self._keys(v2)
-            l1, a1 = info_nce(q1, k2, queue, self.cfg.temperature, self.group)
-            l2, a2 = info_nce(q2, k1, queue, self.cfg.temperature, self.group)
+            l1, a1 = self.losses.info_nce(q1, k2, queue, self.cfg.temperature)
+            l2, a2 = self.losses.info_nce(q2, k1, queue, self.cfg.temperature)
             loss, acc, keys = (l1 + l2) / 2, (a1 + a2) / 2, (k1, k2)
         else:
             q1 = self.projector(self.backbone(v1))
             keys = self._keys(v2)
-            loss, acc = info_nce(q1, keys, queue, self.cfg.temperature, self.group)
+            loss, acc = self.losses.info_nce(q1, keys, queue, self.cfg.temperature)
             keys = (keys,)
         # the keys of every process enter the queue, in the order one process with the global batch has
         self._enqueue(torch.cat([self.group.cat_nograd(k) for k in keys]))
         return StepOutput(loss, {"pretext_acc": acc})
-
-    def after_step(self, progress):
-        m = self.momentum_at(progress)
-        ema_update(self.key_backbone, self.backbone, m)
-        ema_update(self.key_projector, self.projector, m)

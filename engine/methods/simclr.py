@@ -10,27 +10,11 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.augment import AugmentConfig, preset
-from engine.methods.base import Method, StepOutput
-from engine.methods.losses import nt_xent
+from engine.methods.base import StepOutput
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
-from engine.params import from_dict, param
+from engine.params import param
 from engine.pretext.views import MultiCrop
-
-
-@dataclass
-class ContrastiveViews:
-    views: str = param("simclr", "Augmentation recipe of the two views", choices=("simclr", "byol", "light"))
-    augment: dict = param({}, "Overrides of the recipe's augmentation settings (crop_scale_min, "
-                              "brightness, blur_p, ...)", advanced=True)
-
-
-def build_views(views: str, overrides: dict, image_size: int) -> tuple[AugmentConfig, AugmentConfig]:
-    v1, v2 = preset(views, image_size)
-    if overrides:
-        base1, base2 = v1.__dict__ | overrides, v2.__dict__ | overrides
-        v1, v2 = from_dict(AugmentConfig, base1, "augment"), from_dict(AugmentConfig, base2, "augment")
-    return v1, v2
 
 
 @dataclass
@@ -46,7 +30,7 @@ class SimCLRConfig(ContrastiveViews):
     local_crop_max: float = param(0.3, "Largest local crop (fraction of the area)", min=0.02, max=1.0)
 
 
-class SimCLR(Method):
+class SimCLR(TwoViewMethod):
     name = "simclr"
     title = "SimCLR"
     summary = "Contrastive: pull two augmented views of an image together, push other images away."
@@ -70,7 +54,6 @@ class SimCLR(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.crops = MultiCrop(self.views, cfg.local_crops, cfg.local_size, cfg.local_crop_max, info.image_size,
                                getattr(backbone, "patch", 0))
         self.projector = projection_head(backbone.feature_dim, cfg.proj_hidden, cfg.proj_dim)
@@ -81,10 +64,10 @@ class SimCLR(Method):
     def training_step(self, x, labels, g):
         views = self.make_batch(x, g).inputs
         z1, z2 = self.projector(self.backbone(torch.cat(views[:2]))).chunk(2)
-        loss, acc = nt_xent(z1, z2, self.cfg.temperature, self.group)
+        loss, acc = self.losses.nt_xent(z1, z2, self.cfg.temperature)
         if len(views) > 2:  # multi-crop: every local crop against both views, each pair weighted alike
             local = self.projector(self.backbone(torch.cat(views[2:]))).chunk(len(views) - 2)
-            pairs = [nt_xent(zg, zl, self.cfg.temperature, self.group)[0] for zl in local for zg in (z1, z2)]
+            pairs = [self.losses.nt_xent(zg, zl, self.cfg.temperature)[0] for zl in local for zg in (z1, z2)]
             loss = (loss + sum(pairs)) / (1 + len(pairs))
         return StepOutput(loss, {"pretext_acc": acc})
 

@@ -10,11 +10,10 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.methods.base import Method, StepOutput
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.base import StepOutput
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import mlp
 from engine.params import param
-from engine.pretext.views import multi_view
 
 
 @dataclass
@@ -29,7 +28,7 @@ def neg_cosine(p: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
     return -F.cosine_similarity(p.float(), z.detach().float(), dim=-1).mean()
 
 
-class SimSiam(Method):
+class SimSiam(TwoViewMethod):
     name = "simsiam"
     title = "SimSiam (stop-gradient)"
     summary = "Distillation: two views predict each other through a predictor; a stop-gradient prevents collapse."
@@ -50,13 +49,9 @@ class SimSiam(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         d, p = backbone.feature_dim, cfg.proj_dim
         self.projector = mlp([(d, p, True, True), (p, p, True, True), (p, p, True, False)])
         self.predictor = mlp([(p, cfg.pred_hidden, True, True), (cfg.pred_hidden, p, False, False)])
-
-    def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
 
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs

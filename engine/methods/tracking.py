@@ -80,17 +80,9 @@ class Tracking(Method):
         q, t = self.make_batch(x, g).inputs
         z = F.normalize(self.projector(self.backbone(torch.cat([q, t]))).float(), dim=1)
         zq, zt = z.chunk(2)
-        sim = zq @ zt.t()  # (B, B): query i against every clip's tracked patch
-        b = sim.shape[0]
-        pos = sim.diagonal()
-        eye = torch.eye(b, dtype=torch.bool, device=sim.device)
-        if self.cfg.negatives == "hardest":
-            neg = sim.masked_fill(eye, -2.0).max(1).values
-        else:
-            neg = sim[torch.arange(b, device=sim.device), torch.roll(torch.arange(b, device=sim.device), 1)]
-        loss = F.relu((1 - pos) - (1 - neg) + self.cfg.margin).mean()
-        acc = (sim.masked_fill(eye, -2.0).max(1).values < pos).float().mean()
-        return StepOutput(loss, {"pretext_acc": acc, "pos_cos": pos.mean().detach(), "neg_cos": neg.mean().detach()})
+        # the negatives: the tracked patches of the other clips of the global batch
+        loss, parts = self.losses.triplet_loss(zq, zt, self.cfg.margin, self.cfg.negatives == "hardest")
+        return StepOutput(loss, parts)
 
     @torch.no_grad()
     def preview_rows(self, x, g):

@@ -10,12 +10,10 @@ from dataclasses import dataclass
 
 import torch
 
-from engine.methods.base import Method, StepOutput
-from engine.methods.losses import vicreg_loss
-from engine.methods.simclr import ContrastiveViews, build_views
+from engine.methods.base import StepOutput
+from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
-from engine.pretext.views import multi_view
 
 
 @dataclass
@@ -30,7 +28,7 @@ class VICRegConfig(ContrastiveViews):
     proj_dim: int = param(1024, "Width of the 3-layer expander (the paper: 8192)", min=8, max=32768)
 
 
-class VICReg(Method):
+class VICReg(TwoViewMethod):
     name = "vicreg"
     title = "VICReg"
     summary = "Regularised invariance: match two views while keeping every dimension's variance up and decorrelated."
@@ -50,14 +48,10 @@ class VICReg(Method):
 
     def __init__(self, cfg, backbone, info):
         super().__init__(cfg, backbone, info)
-        self.views = build_views(cfg.views, cfg.augment, info.image_size)
         self.projector = projection_head(backbone.feature_dim, cfg.proj_dim, cfg.proj_dim, layers=3)
-
-    def make_batch(self, x, g, preview=False):
-        return multi_view(x, self.views, g, with_params=preview)
 
     def training_step(self, x, labels, g):
         v1, v2 = self.make_batch(x, g).inputs
         z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
-        loss, parts = vicreg_loss(self.group.cat(z1), self.group.cat(z2), self.cfg.sim_coeff, self.cfg.std_coeff, self.cfg.cov_coeff)
+        loss, parts = self.losses.vicreg_loss(z1, z2, self.cfg.sim_coeff, self.cfg.std_coeff, self.cfg.cov_coeff)
         return StepOutput(loss, parts)
