@@ -88,3 +88,21 @@ def test_a_session_reports_collapse_of_a_dead_encoder(tmp_path, monkeypatch):
     assert [r["type"] for r in records].count("collapse") == 1
     healthy, _ = run(False, tmp_path / "ok")
     assert healthy == []
+
+
+def test_two_view_methods_report_how_alike_their_views_and_other_images_are():
+    """What the outputs' collapse alarm reads, for contrastive methods and those without negatives alike."""
+    import pytest
+
+    from engine.methods import DataInfo, get_method_class
+    from engine.models import build_backbone
+    from engine.seeds import step_generator
+
+    x = torch.rand(8, 3, 16, 16)
+    for name in ("simclr", "moco", "byol", "simsiam"):
+        cls = get_method_class(name)
+        m = cls(cls.Config(), build_backbone("small_cnn", 16), DataInfo(16, 0))
+        out = m.training_step(x, None, step_generator(0, 0, 0, torch.device("cpu")))
+        pos, neg = float(out.metrics["pos_cos"]), float(out.metrics["neg_cos"])
+        assert -1 <= neg <= 1 and -1 <= pos <= 1, name
+        assert pos != pytest.approx(neg), name

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.methods.base import StepOutput
-from engine.methods.losses import byol_loss
+from engine.methods.losses import byol_loss, pair_cosines
 from engine.methods.momentum import MomentumMethod
 from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
@@ -65,4 +65,4 @@ class BYOL(MomentumMethod, TwoViewMethod):
         with torch.no_grad():
             z1, z2 = self.target_projector(self.target_backbone(both)).chunk(2)
         loss = (byol_loss(p1, z2) + byol_loss(p2, z1)) / 2
-        return StepOutput(loss, {})
+        return StepOutput(loss, pair_cosines(p1, p2))

@@ -67,6 +67,15 @@ def full_precision(fn):
     return wrapper
 
 
+@torch.no_grad()
+def pair_cosines(a: torch.Tensor, b: torch.Tensor) -> dict:
+    """How alike two views' outputs are (a method's metrics, not a loss): ``pos_cos`` the mean cosine of an
+    image's two views, ``neg_cos`` that of different images (each row against the next one's view). When
+    both come near 1 the outputs collapsed (:mod:`engine.eval.collapse` watches them)."""
+    a, b = F.normalize(a.detach().float(), dim=1), F.normalize(b.detach().float(), dim=1)
+    return {"pos_cos": (a * b).sum(1).mean(), "neg_cos": (a * b.roll(1, dims=0)).sum(1).mean()}
+
+
 @coupled
 @full_precision
 def nt_xent(z1: torch.Tensor, z2: torch.Tensor, temperature: float = 0.2, *,

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.methods.base import StepOutput
+from engine.methods.losses import pair_cosines
 from engine.methods.momentum import MomentumMethod
 from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
@@ -87,4 +88,4 @@ class MoCo(MomentumMethod, TwoViewMethod):
             keys = (keys,)
         # the keys of every process enter the queue, in the order one process with the global batch has
         self._enqueue(torch.cat([self.group.cat_nograd(k) for k in keys]))
-        return StepOutput(loss, {"pretext_acc": acc})
+        return StepOutput(loss, {"pretext_acc": acc, **pair_cosines(q1, keys[-1])})

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from engine.methods.base import StepOutput
+from engine.methods.losses import pair_cosines
 from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import projection_head
 from engine.params import param
@@ -69,7 +70,7 @@ class SimCLR(TwoViewMethod):
             local = self.projector(self.backbone(torch.cat(views[2:]))).chunk(len(views) - 2)
             pairs = [self.losses.nt_xent(zg, zl, self.cfg.temperature)[0] for zl in local for zg in (z1, z2)]
             loss = (loss + sum(pairs)) / (1 + len(pairs))
-        return StepOutput(loss, {"pretext_acc": acc})
+        return StepOutput(loss, {"pretext_acc": acc, **pair_cosines(z1, z2)})
 
     @torch.no_grad()
     def preview_rows(self, x, g):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.methods.base import StepOutput
+from engine.methods.losses import pair_cosines
 from engine.methods.views import ContrastiveViews, TwoViewMethod
 from engine.models.heads import mlp
 from engine.params import param
@@ -58,4 +59,4 @@ class SimSiam(TwoViewMethod):
         z1, z2 = self.projector(self.backbone(torch.cat([v1, v2]))).chunk(2)
         p1, p2 = self.predictor(torch.cat([z1, z2])).chunk(2)
         loss = (neg_cosine(p1, z2) + neg_cosine(p2, z1)) / 2
-        return StepOutput(loss, {})
+        return StepOutput(loss, pair_cosines(z1, z2))
