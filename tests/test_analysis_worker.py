@@ -379,3 +379,25 @@ def test_the_umap_warm_up_yields_the_cpu_but_requests_keep_their_priority():
     warm, main = q.get(timeout=60)
     p.join(30)
     assert warm == min(19, main + 7) and warm > main
+
+
+def test_many_points_get_an_approximate_neighbour_graph_that_finds_the_neighbours():
+    """Above EXACT_KNN_MAX points the neighbour graph is searched cell by cell (an exact graph of 50,000
+    points took over 30 s): each point first, sorted by distance, and most of the exact neighbours found."""
+    from engine.eval.projection import EXACT_KNN_MAX, ivf_knn_graph, knn_graph
+
+    x, _ = clusters(n=EXACT_KNN_MAX + 3000, d=32, k=12, seed=3)
+    x = x + 0.3 * np.random.default_rng(4).normal(size=x.shape).astype(np.float32)
+    idx, dist = knn_graph(x, 10)
+    assert idx.shape == (len(x), 10) and (idx[:, 0] == np.arange(len(x))).all() and (dist[:, 0] == 0).all()
+    assert (np.diff(dist, axis=1) >= -1e-6).all()
+    xt = torch.nn.functional.normalize(torch.from_numpy(x), dim=1)
+    q = np.random.default_rng(0).choice(len(x), 500, replace=False)
+    exact = (xt[q] @ xt.T).topk(10, dim=1).indices.numpy()
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(exact, idx[q])])
+    assert recall > 0.6, recall  # noisy clusters: many near-ties; what matters is how near the found ones are
+    sim_exact = (xt[q].unsqueeze(1) * xt[torch.from_numpy(exact)]).sum(-1)[:, 1:].mean()
+    sim_found = (xt[q].unsqueeze(1) * xt[torch.from_numpy(idx[q]).long()]).sum(-1)[:, 1:].mean()
+    assert sim_found > 0.97 * sim_exact, (float(sim_found), float(sim_exact))
+    small, _ = ivf_knn_graph(x[:50], 10, cells=4, probe=1)  # neighbourhoods smaller than k are padded
+    assert small.shape == (50, 10) and (small[:, 0] == np.arange(50)).all()

@@ -32,6 +32,9 @@ PROJECTION_TITLES = {"umap": "UMAP", "pca": "PCA", "tsne": "t-SNE"}
 UMAP_NEIGHBORS = 12
 UMAP_EPOCHS = 150  # from a PCA start
 UMAP_EPOCHS_WARM = 80  # from the previous layout
+LARGE = 20000  # from this many points on, fewer epochs do (each is longer, and more points move together)
+UMAP_EPOCHS_LARGE = 100  # from a PCA start: on 48,000 CIFAR-10 features as trustworthy as 150 (0.927)
+UMAP_EPOCHS_LARGE_WARM = 50
 UMAP_NEGATIVE_RATE = 3
 UMAP_MIN_DIST = 0.1
 
@@ -104,13 +107,21 @@ def align_layout(coords: np.ndarray, reference: np.ndarray | None) -> np.ndarray
     return (a @ r * scale + reference.mean(0)).astype(np.float32)
 
 
+EXACT_KNN_MAX = 12000  # above this many points the neighbour graph is approximate (ivf_knn_graph)
+
+
 def knn_graph(x: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
-    """Exact cosine k-nearest neighbours (each point first, at distance 0): (indices int32, distances float32)."""
+    """Cosine k-nearest neighbours (each point first, at distance 0): (indices int32, distances float32).
+    Exact up to ``EXACT_KNN_MAX`` points (one matrix product per chunk); beyond, the cost of the exact graph
+    grows with the square of the points (50,000: over 30 s on 2 cores), so :func:`ivf_knn_graph` searches
+    each point's neighbourhood only (about 1 s)."""
     import torch
 
+    n = len(x)
+    if n > EXACT_KNN_MAX:
+        return ivf_knn_graph(x, k)
     xt = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
     xt = torch.nn.functional.normalize(xt, dim=1)
-    n = xt.shape[0]
     k = min(k, n)
     idx_out = np.empty((n, k), np.int32)
     dist_out = np.empty((n, k), np.float32)
@@ -123,6 +134,64 @@ def knn_graph(x: np.ndarray, k: int, chunk: int = 2048) -> tuple[np.ndarray, np.
         idx_out[s:s + chunk] = ind.numpy()
         dist_out[s:s + chunk] = (1.0 - top).clamp(min=0.0).numpy()
     return idx_out, dist_out
+
+
+def ivf_knn_graph(x: np.ndarray, k: int, cells: int | None = None, probe: int = 8, route_dims: int = 48,
+                  seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate cosine k-nearest neighbours for many points (an inverted file, as in FAISS's IVF): the
+    points are routed by a k-means (on their first ``route_dims`` principal components) into ``cells``
+    cells; each point's neighbours are searched, with exact similarities, among the points of the ``probe``
+    cells nearest to its own. On 48,000 CIFAR-10 features: about 1 s on 2 cores, and a UMAP from this graph
+    keeps more of the neighbourhoods (trustworthiness 0.927 against 0.895) than umap-learn's defaults."""
+    import torch
+
+    xt = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), dim=1)
+    n = xt.shape[0]
+    k = min(k, n)
+    cells = max(1, min(n, cells or int(round(np.sqrt(n)))))
+    probe = max(1, min(probe, cells))
+    g = torch.Generator().manual_seed(seed)
+    centred = xt - xt.mean(0, keepdim=True)
+    if route_dims and xt.shape[1] > route_dims:
+        sample = centred[torch.randperm(n, generator=g)[:4000]]
+        _, _, v = torch.linalg.svd(sample, full_matrices=False)
+        z = torch.nn.functional.normalize(centred @ v[:route_dims].T, dim=1)
+    else:
+        z = torch.nn.functional.normalize(centred, dim=1)
+    cent = z[torch.randperm(n, generator=g)[:cells]].clone()
+    for _ in range(8):
+        assign = (z @ cent.T).argmax(1)
+        cent = torch.nn.functional.normalize(torch.zeros_like(cent).index_add_(0, assign, z), dim=1)
+    assign = (z @ cent.T).argmax(1)
+    near = (cent @ cent.T).topk(probe, dim=1).indices  # a cell's own comes first
+    order = torch.argsort(assign)
+    xs = xt[order]
+    counts = torch.bincount(assign, minlength=cells).tolist()
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64).tolist()
+    idx = torch.empty((n, k), dtype=torch.long)
+    dist = torch.empty((n, k), dtype=torch.float32)
+    for i in range(cells):
+        m = counts[i]
+        if m == 0:
+            continue
+        blocks = [j for j in near[i].tolist() if counts[j]]
+        if blocks[0] != i:  # a tie among identical centroids: keep the cell's own points first
+            blocks = [i] + [j for j in blocks if j != i]
+        pos = torch.cat([torch.arange(starts[j], starts[j] + counts[j]) for j in blocks])
+        sim = xs[starts[i]:starts[i] + m] @ xs[pos].T
+        own = torch.arange(m)
+        sim[own, own] = 2.0  # the point itself comes first
+        kk = min(k, sim.shape[1])
+        top, ti = sim.topk(kk, dim=1)
+        top[:, 0] = 1.0
+        rows = order[starts[i]:starts[i] + m]
+        got = order[pos[ti]]
+        if kk < k:  # a tiny neighbourhood: repeat the last neighbour (at its distance)
+            got = torch.cat([got, got[:, -1:].expand(-1, k - kk)], 1)
+            top = torch.cat([top, top[:, -1:].expand(-1, k - kk)], 1)
+        idx[rows] = got
+        dist[rows] = (1.0 - top).clamp(min=0.0)
+    return idx.numpy().astype(np.int32), dist.numpy()
 
 
 def fuzzy_graph(knn_idx: np.ndarray, knn_dist: np.ndarray, n_iter: int = 64):
@@ -209,7 +278,10 @@ def umap_layout(x: np.ndarray, init: np.ndarray | None = None, n_neighbors: int 
 
     warm = init is not None and np.shape(init) == (n, 2) and np.isfinite(init).all()
     if n_epochs is None:
-        n_epochs = UMAP_EPOCHS_WARM if warm else UMAP_EPOCHS
+        if n >= LARGE:
+            n_epochs = UMAP_EPOCHS_LARGE_WARM if warm else UMAP_EPOCHS_LARGE
+        else:
+            n_epochs = UMAP_EPOCHS_WARM if warm else UMAP_EPOCHS
     n_epochs = max(1, int(n_epochs))
     k = max(2, min(n_neighbors, n - 1))
     rs = np.random.RandomState(seed)
