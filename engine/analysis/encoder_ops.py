@@ -54,7 +54,13 @@ class EncoderOps:
         """
         import torch
 
-        from engine.encoders.attention import attention_kind, attention_maps, mean_map, similarity_maps, top_mass_mask
+        from engine.encoders.attention import (
+            attention_kind,
+            attention_maps,
+            mean_map,
+            similarity_maps,
+            top_mass_mask,
+        )
 
         a = job.args
         ctx = self.context(a["run_dir"], a.get("data"))

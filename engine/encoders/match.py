@@ -118,13 +118,27 @@ def find_fit(flat: dict, own: dict, select: str = "", head_names=()) -> Fit:
     for f in flat:
         if f in taken:
             continue
-        if not f.startswith(prefix):
-            fit.others.append(f)
+        if not f.startswith(prefix):  # a head beside the encoder (teacher.head next to teacher.backbone), or another part
+            (fit.heads if _is_head(_beside(f, prefix), head_names) else fit.others).append(f)
         elif _is_head(f[len(prefix):], head_names):
             fit.heads.append(f)
         else:
             fit.unexpected.append(f)
     return fit
+
+
+def _shared(name: str, prefix: str) -> int:
+    """How many leading components ``name`` shares with ``prefix`` (``teacher.head.x`` and ``teacher.backbone.``: 1)."""
+    a, b = name.split("."), prefix.split(".")[:-1]
+    i = 0
+    while i < len(b) and i < len(a) - 1 and a[i] == b[i]:
+        i += 1
+    return i
+
+
+def _beside(name: str, prefix: str) -> str:
+    """``name`` after the components it shares with ``prefix``."""
+    return ".".join(name.split(".")[_shared(name, prefix):])
 
 
 def _names(items, strip: str = "") -> str:
@@ -133,16 +147,11 @@ def _names(items, strip: str = "") -> str:
 
 
 def _groups(names: list, prefix: str = "") -> str:
-    """The distinct parts names belong to (``student``, ``teacher.head``, ``state_dict.model.projector``): the
-    components they share with ``prefix``, and one more. A few."""
-    shared = prefix.split(".")[:-1] if prefix else []
+    """The distinct parts names belong to (``student``, ``state_dict.model.projector``): the components they
+    share with ``prefix``, and one more. A few."""
     seen: dict = {}
     for n in names:
-        parts = n.split(".")
-        i = 0
-        while i < len(shared) and i < len(parts) - 1 and parts[i] == shared[i]:
-            i += 1
-        seen.setdefault(".".join(parts[:i + 1]), None)
+        seen.setdefault(".".join(n.split(".")[:_shared(n, prefix) + 1]), None)
     out = list(seen)
     return ", ".join(out[:4]) + (", ..." if len(out) > 4 else "")
 
@@ -156,7 +165,7 @@ def fit_report(fit: Fit, arch: str, source: str) -> str:
     text = f"loaded {len(fit.state)} tensors of {arch} from {source}{where(fit)}"
     aside = []
     if fit.heads:
-        aside.append(f"{len(fit.heads)} of heads ({_groups([h[len(fit.prefix):] for h in fit.heads])})")
+        aside.append(f"{len(fit.heads)} of heads ({_groups([_beside(h, fit.prefix) for h in fit.heads])})")
     if fit.others:
         aside.append(f"{len(fit.others)} of other parts ({_groups(fit.others, fit.prefix)})")
     return text + ("; set aside " + " and ".join(aside) if aside else "; nothing else in the file")
