@@ -361,6 +361,7 @@ def resume_changes(args) -> tuple[dict, dict]:
 def cmd_train(args) -> int:
     from engine.data import DataError
     from engine.params import ConfigError
+    from engine.runs import encoder_entry
     from engine.session import FlagControl, Session, resume_config
     from engine.training.resume import apply_resume_changes
 
@@ -369,6 +370,9 @@ def cmd_train(args) -> int:
     try:
         if args.resume:
             run_dir = check_run_folder(args.resume, "--resume")
+            if encoder_entry(run_dir) is not None:
+                return usage_error(f"{run_dir} is an opened encoder, not a run; start a run from its weights with "
+                                   f"--init {run_dir}")
             cfg = resume_config(run_dir)
             if not (run_dir / "checkpoints" / "last.pt").is_file():
                 return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "

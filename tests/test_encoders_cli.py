@@ -201,6 +201,8 @@ def test_open_encoder_writes_a_folder_the_history_lists_as_an_encoder(opened):
     (info,) = list_runs(root)
     assert (info.kind, info.method, info.path, info.state) == ("encoder", "encoder", res["run_dir"], "finished")
     assert info.encoder == "dino_checkpoint.pth"
+    rc, out, err = run_cli(["train", "--resume", res["run_dir"]])
+    assert rc == 2 and "is an opened encoder, not a run" in the_error(err) and f"--init {res['run_dir']}" in err
 
 
 def test_the_map_evaluation_and_attention_work_on_an_opened_encoder(opened, vit):
