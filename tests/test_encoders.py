@@ -275,18 +275,40 @@ def test_the_model_s_own_preprocessing_crops_exactly_at_its_resize_size():
 
 
 # -- attention -------------------------------------------------------------------------------------------
-def test_timm_attention_is_timm_s_own_last_block_attention():
+def test_timm_attention_is_the_last_block_s_softmax_of_queries_and_keys():
     m = reference(VIT)
     attn = m.net.blocks[-1].attn
-    attn.fused_attn = False
     seen = []
-    handle = attn.attn_drop.register_forward_hook(lambda mod, a, out: seen.append(out))
+    handle = attn.register_forward_pre_hook(lambda mod, a: seen.append(a[0]))
     x = images()
     with torch.no_grad():
         mine = m.cls_attention(x)
-    handle.remove()
-    theirs = seen[-1][:, :, 0, 1:].reshape(mine.shape)
-    assert torch.allclose(mine, theirs, atol=1e-6)
+        handle.remove()
+        t = seen[-1]
+        b, n, d = t.shape
+        q, k, _ = attn.qkv(t).reshape(b, n, 3, 3, d // 3).permute(2, 0, 3, 1, 4)
+        want = ((q @ k.transpose(-2, -1)) * (d // 3) ** -0.5).softmax(-1)[:, :, 0, 1:].reshape(mine.shape)
+    assert torch.allclose(mine, want, atol=1e-6)
+    assert attn.fused_attn  # left as it was
+
+
+def test_the_workbench_vit_attention_reproduces_its_fused_block():
+    import torch.nn.functional as F
+
+    m = reference("vit_mini")
+    x = images(size=32)
+    with torch.no_grad():
+        t = m._embed(x)
+        for blk in m.blocks[:-1]:
+            t = blk(t)
+        last = m.blocks[-1]
+        b, n, d = t.shape
+        q, k, v = last.qkv(last.norm1(t)).view(b, n, 3, last.heads, d // last.heads).permute(2, 0, 3, 1, 4)
+        fused = F.scaled_dot_product_attention(q, k, v)[:, :, 0]  # the class token's output, per head
+        a = m.cls_attention(x).flatten(2)  # its weights on the patches
+        cls_weight = 1 - a.sum(-1, keepdim=True)  # what is left goes to the class token itself
+        mine = cls_weight * v[:, :, 0] + (a.unsqueeze(-1) * v[:, :, 1:]).sum(2)
+    assert torch.allclose(mine, fused, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ["vit_mini", "small_cnn", VIT, "torchvision:vit_b_16?image_size=32"])

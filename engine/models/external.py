@@ -317,6 +317,15 @@ class TimmEncoder(ExternalEncoder):
         return f
 
 
+def _attention_rows_from(weights: torch.Tensor, prefix: int, grid: tuple) -> torch.Tensor:
+    a = weights[:, :, 0, prefix:]
+    b, h, n = a.shape
+    gh, gw = grid
+    if gh * gw != n:
+        gh = gw = int(round(math.sqrt(n)))
+    return a.reshape(b, h, gh, gw)
+
+
 class TimmViT(TimmEncoder):
     """A timm ViT (DeiT, DINO, DINOv2, ...): prefix tokens (class, registers) then patches."""
 
@@ -332,6 +341,26 @@ class TimmViT(TimmEncoder):
         gh, gw = self._grid(x, t.shape[1])
         return t.transpose(1, 2).reshape(t.shape[0], t.shape[2], gh, gw)
 
+    def _own_weights(self, attn, x) -> torch.Tensor | None:
+        """The softmaxed attention ``(B, H, N, N)`` timm computes in ``attn`` (what its attention dropout gets,
+        on its unfused path), or None when the module has no such step."""
+        import threading
+
+        drop = getattr(attn, "attn_drop", None)
+        if not isinstance(drop, nn.Module) or not hasattr(attn, "fused_attn"):
+            return None
+        me, got = threading.get_ident(), []
+        handle = drop.register_forward_hook(
+            lambda m, a, out: got.append(a[0]) if threading.get_ident() == me else None)
+        fused, attn.fused_attn = attn.fused_attn, False
+        try:
+            self.net.forward_features(x)
+        finally:
+            attn.fused_attn = fused
+            handle.remove()
+        w = got[-1] if got else None
+        return w if w is not None and w.ndim == 4 and w.shape[0] == x.shape[0] else None
+
     def _grid(self, x, n: int) -> tuple:
         ps = getattr(self.net.patch_embed, "patch_size", (16, 16))
         ps = (ps, ps) if isinstance(ps, int) else tuple(ps)
@@ -341,9 +370,15 @@ class TimmViT(TimmEncoder):
         return gh, gw
 
     def cls_attention(self, x):
-        """The last block's class-token attention to the patches, per head: ``(B, heads, gh, gw)``."""
+        """The last block's class-token attention to the patches, per head: ``(B, heads, gh, gw)``: timm's own
+        attention weights (its unfused path, so relative position biases and the like are in), else computed
+        from the block's ``qkv`` projection."""
         x = self.pre(x)
         attn = self.net.blocks[-1].attn
+        weights = self._own_weights(attn, x)
+        if weights is not None:
+            n = weights.shape[-1] - self.prefix_tokens
+            return _attention_rows_from(weights, self.prefix_tokens, self._grid(x, n))
         t = self._capture(attn, x)
         b, n, _ = t.shape
         h = attn.num_heads
