@@ -3,7 +3,7 @@
     python main.py                      open the workbench window (built-in dataset)
     python main.py --demo               the demo: built-in shapes, the default run, its embedding map
     python main.py --screenshot out.png [--view NAME]   save a picture of the window and exit
-    python main.py train|eval|embed|methods|downstream|invariance ...  the headless engine (see --help)
+    python main.py train|eval|embed|methods|downstream|invariance|attention ...  the headless engine (see --help)
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 
-HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance")
+HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance", "attention")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+from engine.cli_encoders import check_run_folder  # noqa: F401 - re-exported
 from engine.commands import config_to_command, slurm_script, torchrun_command  # noqa: F401 - re-exported
 from engine.errors import EXIT_INTERRUPTED, EXIT_USAGE, WorkbenchError, exit_code_for, run_exit_code
 
@@ -37,25 +38,11 @@ def usage_error(msg: str) -> int:
     return EXIT_USAGE
 
 
-def check_run_folder(path: str | Path, flag: str = "--run") -> Path:
-    """``path`` as a run folder, or a :class:`UsageError` saying what it is instead."""
-    from engine.errors import UsageError
-
-    path = Path(path).expanduser()
-    if not path.exists():
-        raise UsageError(f"{flag} {path} does not exist; give a run folder that `python main.py train` wrote")
-    if not path.is_dir():
-        raise UsageError(f"{flag} {path} is a file, not a run folder; give the folder that holds config.json")
-    if not (path / "config.json").is_file():
-        raise UsageError(f"{flag} {path} is not a run folder (it has no config.json); give a folder that "
-                         "`python main.py train` wrote")
-    return path
-
-
-def check_run_config(cfg) -> None:
-    """Refuse a bad dataset, device or backbone before any run folder is made, so that bad input
-    never leaves a stub run behind (raises DataError/ConfigError; cheap: a folder scan, one
-    decoded image, the backbone built on the meta device)."""
+def check_run_config(cfg, resume: bool = False) -> None:
+    """Refuse a bad dataset, device or backbone (or initial weights that do not fit) before any run folder
+    is made, so that bad input never leaves a stub run behind (raises DataError/ConfigError/EncoderError;
+    cheap: a folder scan, one decoded image, the backbone built on the meta device, the initial weights read
+    once)."""
     import torch
 
     from engine.data import check_dataset
@@ -72,10 +59,18 @@ def check_run_config(cfg) -> None:
     if name == "auto":
         name = default_backbone(device.type, "vit" if cls.backbone_kind == "vit" else "cnn")
     with torch.device("meta"):
-        kind = getattr(build_backbone(name, cfg.data.image_size), "kind", "cnn")
+        backbone = build_backbone(name, cfg.data.image_size)
+    kind = getattr(backbone, "kind", "cnn")
     if cls.backbone_kind != "any" and kind != cls.backbone_kind:
         raise ConfigError("backbone", f"{cfg.method} needs a {'ViT' if cls.backbone_kind == 'vit' else 'CNN'} "
                                       f"backbone, not {name}; choose another --backbone or auto")
+    problem = cls.backbone_problem(backbone, name)
+    if problem:
+        raise ConfigError("backbone", problem)
+    if cfg.init and not resume:
+        from engine.cli_encoders import check_init
+
+        check_init(cfg)
     info = check_dataset(cfg.data.spec, cfg.data.image_size)
     if cfg.data.eval_spec:
         check_dataset(cfg.data.eval_spec, cfg.data.image_size)
@@ -122,7 +117,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "auto (the default): the method's batch on a CPU; on a GPU a larger one sized to its free "
                    "memory, with the learning rate scaled to it")
     t.add_argument("--lr", type=float, metavar="LR", help="peak learning rate (default: the method's)")
-    t.add_argument("--backbone", metavar="NAME", help=f"auto (default), {', '.join(backbone_names())}")
+    t.add_argument("--backbone", metavar="NAME", help=f"auto (default), {', '.join(backbone_names())}, or "
+                   "torchvision:NAME / timm:NAME (random weights; see --init)")
+    t.add_argument("--init", metavar="SPEC", help="start from an encoder's weights: torchvision:NAME:WEIGHTS, timm:NAME, "
+                   "a weights file (with --arch) or a run folder; the backbone becomes its architecture and images "
+                   "load at its size unless --image-size is given")
+    t.add_argument("--arch", metavar="ARCH", help="with --init FILE: its architecture (torchvision:NAME, timm:NAME or a "
+                   "workbench backbone)")
+    t.add_argument("--select", metavar="PART", help="with --init FILE that holds several networks: which one "
+                   "(teacher, student, base_encoder, ...)")
     _add_common_data(t)
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--run-dir", metavar="DIR", help="write the run to DIR (default: a new folder in runs/)")
@@ -144,32 +147,14 @@ def build_parser() -> argparse.ArgumentParser:
                    "the global batch (default auto: on GPUs)")
     t.add_argument("--quiet", action="store_true", help="print only the final summary")
 
-    e = sub.add_parser("eval", help="kNN and linear-probe accuracy of a run's encoder, with baselines",
-                       description="Evaluate a run's encoder with kNN and a linear probe, next to a random-init "
-                       "encoder of the same backbone and raw pixels. The last line is one JSON object.")
-    e.add_argument("--run", required=True, metavar="DIR", help="the run folder")
-    e.add_argument("--train-data", required=True, metavar="SPEC", help="labelled data for the kNN bank / probe")
-    e.add_argument("--test-data", required=True, metavar="SPEC", help="labelled data to score")
-    _add_common_data(e)
-    e.add_argument("--k", type=int, default=20, help="neighbours for kNN (default 20)")
-    e.add_argument("--temperature", type=float, default=0.07, help="kNN temperature (default 0.07)")
-    e.add_argument("--probe-epochs", type=int, default=100, help="linear-probe epochs (default 100)")
-    e.add_argument("--no-baselines", action="store_true", help="skip the random-init and raw-pixel baselines")
+    from engine.cli_encoders import add_attention_parser
+    from engine.cli_eval import add_parsers as add_eval_parsers
 
-    m = sub.add_parser("embed", help="export a run's embeddings (features, 2-D map, labels, paths)",
-                       description="Extract features of a dataset with a run's encoder and write them with a 2-D "
-                       "projection as .npz and .csv.")
-    m.add_argument("--run", required=True, metavar="DIR", help="the run folder")
-    m.add_argument("--data", required=True, metavar="SPEC", help="the images to embed")
-    m.add_argument("--out", metavar="PATH", help="output path without extension (default: RUN/export/embedding)")
-    m.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"],
-                   help="2-D projection (default umap)")
-    m.add_argument("--max-images", type=int, default=5000, help="embed at most this many images (default 5000)")
-    _add_common_data(m)
-
+    add_eval_parsers(sub, _add_common_data)
     from engine.cli_downstream import add_parsers as add_downstream_parsers
 
     add_downstream_parsers(sub, _add_common_data)
+    add_attention_parser(sub, _add_common_data)
 
     ms = sub.add_parser("methods", help="list the registered methods, one a line")
     ms.add_argument("--long", action="store_true", help="with their one-line summaries")
@@ -243,7 +228,28 @@ def config_from_args(args):
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
         k, v = item.split("=", 1)
         _set_path(base, k.strip(), v.strip())
+    _apply_init(base, args)
     return RunConfig.from_dict(base)
+
+
+def _apply_init(base: dict, args) -> None:
+    """``--init SPEC [--arch ARCH] [--select PART]``: the run starts from the encoder's weights, its backbone is
+    the encoder's architecture, its images load at the encoder's size unless --image-size is given."""
+    if args.init is not None:
+        base.update(init=args.init, init_arch=args.arch or "", init_select=args.select or "")
+    elif args.arch or args.select:
+        raise ValueError("--arch and --select go with --init (the initial weights of a new run)")
+    if not base.get("init"):
+        return
+    from engine.encoders import resolve
+
+    src = resolve(base["init"], base.get("init_arch", ""), args.image_size)
+    if args.backbone not in (None, "auto", src.arch):
+        raise ValueError(f"--backbone {args.backbone} is not the architecture of --init ({src.arch}); leave --backbone "
+                         "out: the run trains the initial weights' architecture")
+    base["backbone"] = src.arch
+    if args.image_size is None:
+        base["data"]["image_size"] = src.image_size
 
 
 # -- config -> command line (the GUI's "copy as command") ----------------------------------------
@@ -323,7 +329,8 @@ def resume_changes(args) -> tuple[dict, dict]:
     from engine.errors import UsageError
     from engine.training.resume import flatten
 
-    for attr, flag in (("config", "--config"), ("run_dir", "--run-dir")):
+    for attr, flag in (("config", "--config"), ("run_dir", "--run-dir"), ("init", "--init"), ("arch", "--arch"),
+                       ("select", "--select")):
         if getattr(args, attr):
             raise UsageError(f"{flag} cannot be combined with --resume (a resumed run keeps its own folder and "
                              "config.json); leave it out, or start a new run")
@@ -356,6 +363,7 @@ def resume_changes(args) -> tuple[dict, dict]:
 def cmd_train(args) -> int:
     from engine.data import DataError
     from engine.params import ConfigError
+    from engine.runs import encoder_entry
     from engine.session import FlagControl, Session, resume_config
     from engine.training.resume import apply_resume_changes
 
@@ -364,13 +372,16 @@ def cmd_train(args) -> int:
     try:
         if args.resume:
             run_dir = check_run_folder(args.resume, "--resume")
+            if encoder_entry(run_dir) is not None:
+                return usage_error(f"{run_dir} is an opened encoder, not a run; start a run from its weights with "
+                                   f"--init {run_dir}")
             cfg = resume_config(run_dir)
             if not (run_dir / "checkpoints" / "last.pt").is_file():
                 return usage_error(f"{run_dir} has no checkpoint to resume from (checkpoints/last.pt is "
                                    "missing); start a new run")
             changes, names = resume_changes(args)
             cfg = apply_resume_changes(cfg, changes, names)  # the session saves it, under the run's lock
-            check_run_config(cfg)
+            check_run_config(cfg, resume=True)
             resume = True
         else:
             cfg = config_from_args(args)
@@ -449,98 +460,6 @@ def _summary_text(s: dict, skipped: list[tuple[str, str]] = ()) -> str:
     return "\n".join(lines)
 
 
-# -- eval ------------------------------------------------------------------------------------------
-def cmd_eval(args) -> int:
-    import torch
-
-    from engine.data import DataError, load_dataset
-    from engine.eval import extract_features, knn_accuracy, linear_probe, raw_pixel_features
-    from engine.models import build_backbone
-    from engine.params import ConfigError
-    from engine.training.checkpoints import load_run_encoder
-    from engine.training.device import resolve_device
-
-    try:
-        check_run_folder(args.run)
-        device = resolve_device(args.device)
-        enc, cfg, bname = load_run_encoder(args.run, device)
-        size = args.image_size or cfg.data.image_size
-        train = load_dataset(args.train_data, size)
-        test = load_dataset(args.test_data, size)
-    except (ConfigError, DataError) as exc:
-        return usage_error(str(exc))
-    for flag, part in (("--train-data", train), ("--test-data", test)):
-        if not part.labelled:
-            from engine.data import why_unlabelled
-
-            return usage_error(f"{flag} {part.source} {why_unlabelled(part)}; eval needs labelled --train-data and "
-                               "--test-data")
-    if train.class_names != test.class_names:
-        return usage_error(f"the classes of --train-data ({len(train.class_names)}) and --test-data "
-                           f"({len(test.class_names)}) differ; use two splits of the same dataset")
-    c = train.num_classes
-    ytr, yte = train.labels, test.labels
-    out = {"run": str(args.run), "method": cfg.method, "backbone": bname, "num_train": len(train),
-           "num_test": len(test), "k": args.k}
-
-    def score(ftr, fte, prefix):
-        top1, top5 = knn_accuracy(ftr, ytr, fte, yte, c, args.k, args.temperature)
-        out[f"{prefix}knn_top1"] = round(top1, 4)
-        if top5 is not None:
-            out[f"{prefix}knn_top5"] = round(top5, 4)
-        if args.probe_epochs:
-            out[f"{prefix}linear_top1"] = round(linear_probe(ftr, ytr, fte, yte, c, epochs=args.probe_epochs), 4)
-
-    t0 = time.time()
-    score(extract_features(enc, train, device=device), extract_features(enc, test, device=device), "")
-    if not args.no_baselines:
-        torch.manual_seed(cfg.seed)
-        rand = build_backbone(bname, size).to(device).eval()
-        score(extract_features(rand, train, device=device), extract_features(rand, test, device=device),
-              "random_init_")
-        score(raw_pixel_features(train), raw_pixel_features(test), "raw_pixels_")
-    out["eval_s"] = round(time.time() - t0, 1)
-    for k, v in out.items():
-        if k.endswith("_top1"):
-            print(f"{k:28s} {v:.4f}", file=sys.stderr)
-    print(json.dumps(out))
-    return 0
-
-
-# -- embed -----------------------------------------------------------------------------------------
-def cmd_embed(args) -> int:
-    import numpy as np
-
-    from engine.data import DataError, load_dataset
-    from engine.eval import extract_features
-    from engine.eval.projection import project
-    from engine.params import ConfigError
-    from engine.training.checkpoints import load_run_encoder
-    from engine.training.device import resolve_device
-
-    try:
-        check_run_folder(args.run)
-        device = resolve_device(args.device)
-        enc, cfg, _ = load_run_encoder(args.run, device)
-        data = load_dataset(args.data, args.image_size or cfg.data.image_size)
-    except (ConfigError, DataError) as exc:
-        return usage_error(str(exc))
-    idx = np.arange(len(data))
-    if len(idx) > args.max_images:
-        idx = np.sort(np.random.default_rng(0).choice(len(idx), args.max_images, replace=False))
-    feats = extract_features(enc, data, idx, device=device).numpy()
-    coords = project(feats, args.projection) if args.projection != "none" else np.zeros((len(feats), 2), np.float32)
-    labels = data.get_labels(idx)
-    labels = labels.cpu().numpy() if labels is not None else np.full(len(idx), -1)
-    out = Path(args.out) if args.out else Path(args.run) / "export" / "embedding"
-    from engine.eval.export import write_embedding
-
-    paths = write_embedding(out, feats, coords, labels, idx, data)
-    print(json.dumps({"npz": str(paths[0]), "csv": str(paths[1]), "num_images": len(idx),
-                      "feature_dim": int(feats.shape[1])}))
-    return 0
-
-
 def cmd_methods(args) -> int:
     from engine.methods import METHODS
 
@@ -549,7 +468,10 @@ def cmd_methods(args) -> int:
     return 0
 
 
-COMMANDS = {"train": "cmd_train", "eval": "cmd_eval", "embed": "cmd_embed", "methods": "cmd_methods"}
+COMMANDS = {"train": "cmd_train", "methods": "cmd_methods"}
+# commands in modules of their own: command -> module of engine
+OWN_MODULES = {"eval": "cli_eval", "embed": "cli_eval", "downstream": "cli_downstream",
+               "invariance": "cli_downstream", "attention": "cli_encoders"}
 
 
 @contextlib.contextmanager
@@ -576,10 +498,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in ("downstream", "invariance"):  # their own module (engine/cli_downstream.py)
-            from engine import cli_downstream
+        if args.command in OWN_MODULES:
+            import importlib
 
-            return getattr(cli_downstream, f"cmd_{args.command}")(args)
+            module = importlib.import_module(f"engine.{OWN_MODULES[args.command]}")
+            with _sigterm_interrupts():
+                return getattr(module, f"cmd_{args.command}")(args)
         if args.command not in COMMANDS:
             return -1  # no command: the caller opens the GUI
         with _sigterm_interrupts():

@@ -9,6 +9,8 @@ import json
 import sys
 import time
 
+from engine.cli_encoders import add_source_args, choose_encoder, random_like
+
 EXIT_USAGE = 2
 
 DEFAULT_BUDGETS = "1,2,5,10,25,100,all"
@@ -26,7 +28,7 @@ def add_parsers(sub, add_common_data) -> None:
                        "probe on frozen features, fine-tuning, kNN), each point over several seeds, next to "
                        "baselines: a random-init encoder (fine-tuned = trained from scratch) and supervised runs. "
                        "Prints progress and a table; the last line is one JSON object with 'results'.")
-    d.add_argument("--run", required=True, metavar="DIR", help="the run folder whose encoder is evaluated")
+    add_source_args(d, "the run folder whose encoder is evaluated")
     d.add_argument("--train-data", required=True, metavar="SPEC", help="labelled images the label subsets "
                    "are drawn from")
     d.add_argument("--test-data", required=True, metavar="SPEC", help="labelled images to score (the same "
@@ -54,7 +56,7 @@ def add_parsers(sub, add_common_data) -> None:
                        "an image's embedding and its transformed versions (crop, flip, colour jitter, grayscale, "
                        "blur, rotation by 90 degrees, solarize), and between two images of one class and of "
                        "different classes. The last line is one JSON object.")
-    v.add_argument("--run", required=True, metavar="DIR", help="the run folder")
+    add_source_args(v)
     v.add_argument("--data", required=True, metavar="SPEC", help="the images (labelled for the pair rows)")
     v.add_argument("--images", type=int, default=256, metavar="N", help="images to sample (default 256)")
     v.add_argument("--seed", type=int, default=0, help="seed of the sample and transformations (default 0)")
@@ -121,10 +123,10 @@ def cmd_downstream(args) -> int:
         cfg.check()
         device = resolve_device(args.device)
         cfg.device = str(device)
-        enc, rcfg, bname = _load_run(args.run, device)
-        size = args.image_size or rcfg.data.image_size
+        choice = choose_encoder(args, device)
+        bname, size = choice.backbone, choice.image_size
         taken: set = set()
-        sources = [EncoderSource.from_module(_unique(rcfg.method, taken), enc, key=f"run:{Path(args.run).resolve()}")]
+        sources = [EncoderSource.from_module(_unique(choice.name, taken), choice.encoder, key=choice.key)]
         for kind, path in baselines:
             if kind == "random_init":
                 sources.append(EncoderSource.random_init(bname, size, _unique("random_init", taken)))
@@ -150,18 +152,15 @@ def cmd_downstream(args) -> int:
     print(results_table(result.points), file=sys.stderr)
     out = result.to_dict()
     out.pop("fits")
-    out = {"run": str(args.run), "train_data": args.train_data, "test_data": args.test_data,
+    out = {**choice.about, "train_data": args.train_data, "test_data": args.test_data,
            "encoders": [s.name for s in sources], **out}
     print(json.dumps(out))
     return 0
 
 
 def cmd_invariance(args) -> int:
-    import torch
-
     from engine.data import DataError, load_dataset
     from engine.eval.invariance import invariance, invariance_table
-    from engine.models import build_backbone
     from engine.params import ConfigError
     from engine.session import resolve_device
 
@@ -169,20 +168,17 @@ def cmd_invariance(args) -> int:
         if args.images < 2:
             raise ValueError(f"--images must be at least 2, got {args.images}")
         device = resolve_device(args.device)
-        enc, rcfg, bname = _load_run(args.run, device)
-        size = args.image_size or rcfg.data.image_size
-        data = load_dataset(args.data, size)
+        choice = choose_encoder(args, device)
+        data = load_dataset(args.data, choice.image_size)
     except (ConfigError, DataError, ValueError) as exc:
         return _err(str(exc))
     taken: set = set()
-    encoders = [(_unique(rcfg.method, taken), enc)]
+    encoders = [(_unique(choice.name, taken), choice.encoder)]
     if not args.no_baseline:
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(args.seed)
-            encoders.append((_unique("random_init", taken), build_backbone(bname, size).to(device)))
+        encoders.append((_unique("random_init", taken), random_like(choice, device, args.seed)))
     out = invariance(encoders, data, num_images=args.images, seed=args.seed, device=device)
     for note in out["notes"]:
         print(f"note: {note}", file=sys.stderr)
     print(invariance_table(out["rows"]), file=sys.stderr)
-    print(json.dumps({"run": str(args.run), "data": args.data, **out}))
+    print(json.dumps({**choice.about, "data": args.data, **out}))
     return 0

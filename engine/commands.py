@@ -8,7 +8,7 @@ import json
 _FLAGGED = {("data", "spec"), ("data", "eval_spec"), ("data", "image_size"), ("data", "download"),
             ("", "epochs"), ("", "minutes"), ("optim", "batch_size"), ("optim", "lr"), ("", "backbone"),
             ("", "seed"), ("", "name"), ("", "runs_root"), ("", "device"), ("eval", "final_eval"), ("", "method"),
-            ("", "compile"), ("", "gather"), ("", "sync_bn")}
+            ("", "compile"), ("", "gather"), ("", "sync_bn"), ("", "init"), ("", "init_arch"), ("", "init_select")}
 
 
 def _set_value(value) -> str:
@@ -40,7 +40,8 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
     args += ["--data", str(data.get("spec", bdata.get("spec", "builtin:shapes")))]
     if data.get("eval_spec"):
         args += ["--eval-data", str(data["eval_spec"])]
-    if data.get("image_size", bdata.get("image_size")) != bdata.get("image_size"):
+    if data.get("image_size", bdata.get("image_size")) != bdata.get("image_size") or \
+            (config.get("init") and data.get("image_size")):  # --init alone takes the encoder's size
         args += ["--image-size", str(data["image_size"])]
     if data.get("download"):
         args.append("--download")
@@ -56,7 +57,12 @@ def config_to_command(config: dict, base: dict | None = None, program: str = "py
         args += ["--batch-size", str(optim["batch_size"] or "auto")]
     if optim.get("lr", boptim.get("lr")) != boptim.get("lr"):
         args += ["--lr", repr(float(optim["lr"]))]
+    for key, flag in (("init", "--init"), ("init_arch", "--arch"), ("init_select", "--select")):
+        if config.get(key):
+            args += [flag, str(config[key])]
     for key, flag in (("backbone", "--backbone"), ("seed", "--seed"), ("runs_root", "--runs-root")):
+        if key == "backbone" and config.get("init"):
+            continue  # --init sets the backbone
         if key in config and config[key] != base.get(key):
             args += [flag, str(config[key])]
     if config.get("name"):

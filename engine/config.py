@@ -76,6 +76,15 @@ class RunConfig:
     method: str = param("simclr", "Self-supervised method (see `python main.py methods`)")
     backbone: str = param("auto", "Encoder: auto (small_cnn on CPU, resnet18 on GPU), small_cnn, "
                           "resnet18, vit_tiny, ...")
+    init: str = param("", "Start the backbone from an encoder's weights instead of random ones: torchvision:NAME:WEIGHTS, "
+                      "timm:NAME, a weights file (with its architecture) or a run folder; the backbone becomes "
+                      "its architecture. Empty: random init", label="initial weights", advanced=True)
+    init_arch: str = param("", "The architecture of an initial weights file: torchvision:NAME, timm:NAME or a "
+                           "workbench backbone (not needed for names and run folders)", label="its architecture",
+                           advanced=True)
+    init_select: str = param("", "Which network of an initial checkpoint that holds several (teacher, student, "
+                             "base_encoder, momentum_encoder, ...); empty: the teacher, else the online network",
+                             label="network in the file", advanced=True)
     epochs: int = param(0, "Train for this many epochs (0: use minutes)", min=0, max=100000)
     minutes: float = param(0.0, "Train for this many minutes (0: use epochs)", min=0.0, max=100000.0)
     device: str = param("auto", "auto, cpu, cuda or mps", choices=DEVICES)

@@ -41,6 +41,11 @@ class UsageError(BadInput):
     """A wrong command line."""
 
 
+class EncoderError(BadInput, ValueError):
+    """An encoder cannot be opened: an unknown name, a weights file that does not fit its architecture,
+    weights that are not on this computer while it is offline, a file that would run code."""
+
+
 class RunBusy(BadInput):
     """The run folder is being written by another live process."""
 
@@ -100,5 +105,5 @@ def run_exit_code(summary: dict) -> int:
 
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_INTERRUPTED", "WorkbenchError", "BadInput",
-           "UsageError", "RunBusy", "RunFailed", "Diverged", "Interrupted", "Stopped", "exit_code_for",
-           "run_exit_code"]
+           "UsageError", "EncoderError", "RunBusy", "RunFailed", "Diverged", "Interrupted", "Stopped",
+           "exit_code_for", "run_exit_code"]

@@ -10,6 +10,8 @@ runs/20261122-153000-simclr-shapes/
   checkpoints/last.pt  model, optimiser and progress (loaded with weights_only=True)
   checkpoints/epoch_0010.pt   kept every N epochs when asked
   encoder.safetensors  the trained encoder's weights
+  encoder.json         only in an opened encoder's folder (File > Open encoder, engine.encoders): its spec,
+                       architecture and load report; it has no checkpoint and no metrics
   embeddings/step_00001234.npz  embedding snapshots (features, labels, indices)
 ```
 """
@@ -287,6 +289,8 @@ class RunInfo:
     knn_top1: float | None
     linear_top1: float | None
     live: bool
+    kind: str = "run"  # "run", or "encoder": an encoder opened from elsewhere (encoder.json), not trained here
+    encoder: str = ""  # an encoder's name (its spec)
 
     def to_dict(self) -> dict:
         return self.__dict__.copy()
@@ -339,11 +343,24 @@ def run_info(run_dir: str | Path) -> RunInfo | None:
     state, live = status.get("state", "unknown"), status["live"]
     started = status.get("started") or (d / "config.json").stat().st_mtime
     monitor = status.get("last_knn")
+    entry = encoder_entry(d)
     return RunInfo(
-        path=str(d), method=cfg.get("method", "?"), data=(cfg.get("data") or {}).get("spec", "?"),
+        path=str(d), method="encoder" if entry else cfg.get("method", "?"),
+        data=(cfg.get("data") or {}).get("spec", "?"),
         started=float(started), duration_s=float(status.get("elapsed_s", 0.0)), state=state,
         step=int(status.get("step", 0)), knn_top1=results.get("knn_top1", monitor),
-        linear_top1=results.get("linear_top1"), live=bool(live))
+        linear_top1=results.get("linear_top1"), live=bool(live), kind="encoder" if entry else "run",
+        encoder=str(entry.get("name") or entry.get("spec") or "") if entry else "")
+
+
+ENCODER_ENTRY = "encoder.json"
+
+
+def encoder_entry(run_dir: str | Path) -> dict | None:
+    """What an opened encoder's folder says about it (``encoder.json``: spec, arch, name, report, ...), or None
+    for a run the workbench trained."""
+    entry = read_json(Path(run_dir) / ENCODER_ENTRY)
+    return entry if isinstance(entry, dict) else None
 
 
 def list_runs(*roots: str | Path) -> list[RunInfo]:

@@ -277,7 +277,10 @@ class Session:
         # a resumed run keeps the backbone it trained: ``auto`` on another device (or in a later version) would
         # pick another one, which its checkpoint does not fit
         trained = run_backbone_name(self.run_dir, cfg) if self.resume and self.run_dir is not None else ""
-        self.learner = Learner.build(cfg, self.method_cls, method_cfg, self.data, self.device, self.world, trained)
+        self.learner = Learner.build(cfg, self.method_cls, method_cfg, self.data, self.device, self.world, trained,
+                                     init=not self.resume)
+        if self.learner.init_report:
+            self.notes.append(f"initial weights: {self.learner.init_report}")
         self.notes.extend(resolve_batch(cfg, self.method_cls, self.learner, self.data, self.device, self.world))
         self.budget, notes = Budget.plan(cfg, len(self.data), self.world)
         self.notes.extend(notes)

@@ -9,7 +9,8 @@ Requests run in two lanes (threads): ``fast`` (maps, retrieval, filters, exports
 (evaluation, run comparison, training a supervised baseline, label efficiency), so a minute-long evaluation never
 holds a map back. The ops live by topic: :mod:`engine.analysis.map_ops`,
 :mod:`engine.analysis.inspect_ops`, :mod:`engine.analysis.export_ops`,
-:mod:`engine.analysis.downstream_ops` (label efficiency, invariance); per-run state (config, data,
+:mod:`engine.analysis.downstream_ops` (label efficiency, invariance), :mod:`engine.analysis.encoder_ops`
+(opening any encoder, attention maps); per-run state (config, data,
 encoder, feature cache) in :mod:`engine.analysis.context`.
 """
 
@@ -23,6 +24,7 @@ from pathlib import Path
 
 from engine.analysis.context import DEFAULT_SAMPLE, PREVIEW_SIZE, THUMB_SIZE, RunContext, list_snapshots
 from engine.analysis.downstream_ops import DownstreamOps
+from engine.analysis.encoder_ops import EncoderOps
 from engine.analysis.export_ops import ExportOps
 from engine.analysis.inspect_ops import InspectOps
 from engine.analysis.map_ops import MapOps
@@ -31,7 +33,7 @@ from engine.rpc import Dispatcher, Handler, Job, Lane, Reply, Request, Status, s
 FAST, SLOW = "fast", "slow"
 
 
-class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
+class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, EncoderOps, Handler):
     """Serves analysis requests. ``handle(request)`` runs one synchronously (tests call it directly)."""
 
     LANES = {"evaluate": SLOW, "compare": SLOW, "train_supervised": SLOW, "downstream": SLOW}
@@ -81,12 +83,13 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, Handler):
         finally:
             self.warm.set()
 
-    def context(self, run_dir) -> RunContext:
-        key = str(Path(run_dir).resolve())
+    def context(self, run_dir, data: str | None = None) -> RunContext:
+        """The run's state; ``data``: another dataset looked at with its encoder (a context of its own)."""
+        key = str(Path(run_dir).resolve()) + (f"\n{data}" if data else "")
         with self.lock:
             ctx = self.contexts.get(key)
             if ctx is None:
-                ctx = self.contexts[key] = RunContext(run_dir, self.device)
+                ctx = self.contexts[key] = RunContext(run_dir, self.device, data or "")
             return ctx
 
     def op_ping(self, job: Job) -> dict:

@@ -17,11 +17,17 @@ class RunContext:
     """A run folder's config, data splits, encoder and full model, loaded once and refreshed when
     the checkpoint changes (a live run writes a new one every few minutes)."""
 
-    def __init__(self, run_dir: str | Path, device):
+    def __init__(self, run_dir: str | Path, device, data: str = ""):
+        """``data``: another dataset to look at with the run's encoder (at the run's image size) instead of
+        the run's own (its evaluation split is a held-out part of it when it is labelled)."""
+        from engine.runs import encoder_entry
         from engine.session import resume_config
 
         self.run_dir = Path(run_dir)
         self.cfg = resume_config(self.run_dir)
+        if data:
+            self.cfg.data.spec, self.cfg.data.eval_spec, self.cfg.data.max_images = str(data), "", 0
+        self.entry = encoder_entry(self.run_dir)  # an opened encoder's encoder.json, None for a trained run
         self.device = device
         self.lock = threading.RLock()
         self._datasets: dict | None = None
@@ -113,6 +119,19 @@ class RunContext:
                 self._features.clear()
             self._features[key] = f
         return f
+
+    @property
+    def title(self) -> str:
+        """What the encoder is called in rows and lists: the run's method, or the opened encoder's name."""
+        if self.entry:
+            return str(self.entry.get("name") or self.entry.get("spec") or "encoder")
+        return self.cfg.method
+
+    def adopt(self, encoder) -> None:
+        """Use ``encoder`` (just loaded from what the folder's weights were written from) as the folder's."""
+        with self.lock:
+            self._encoder, self._encoder_key = encoder, self._ckpt_key()
+            self._features.clear()
 
     def backbone_name(self) -> str:
         if self.backbone is None:

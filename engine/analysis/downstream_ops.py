@@ -95,7 +95,7 @@ class DownstreamOps:
             return out
 
         enc = ctx.encoder()
-        sources = [EncoderSource.from_module(unique(ctx.cfg.method), enc,
+        sources = [EncoderSource.from_module(unique(ctx.title), enc,
                                              key=f"run:{ctx.run_dir.resolve()}:{ctx._encoder_key}")]
         for b in parse_baseline_list(a.get("baselines", ["random_init"])):
             if b == "random_init":
@@ -184,7 +184,7 @@ class DownstreamOps:
         spec = (a.get("data") or "").strip()
         data = load_dataset(spec, size, cancel=job.cancel) if spec else ctx.source("eval", job)
         seed = int(a.get("seed", 0))
-        encoders = [(ctx.cfg.method, copy.deepcopy(ctx.encoder()))]  # a copy: other requests use the run's
+        encoders = [(ctx.title, copy.deepcopy(ctx.encoder()))]  # a copy: other requests use the run's
         if a.get("baseline", True):
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)

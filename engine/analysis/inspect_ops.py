@@ -19,7 +19,7 @@ class InspectOps:
         """Nearest neighbours in feature space over the run's images for a dataset image or a file.
 
         args: run_dir, index (into the split) | path (an image file) | image (uint8 HxWx3); k; split;
-        bank_max (cap on the images searched, default 20000).
+        bank_max (cap on the images searched, default 20000); data (another dataset spec than the run's).
         """
         import torch
 
@@ -27,7 +27,7 @@ class InspectOps:
         from engine.eval.protocol import sample_indices
 
         a = job.args
-        ctx = self.context(a["run_dir"])
+        ctx = self.context(a["run_dir"], a.get("data"))
         split = a.get("split", "eval")
         data = ctx.source(split, job)
         bank_idx = sample_indices(len(data), int(a.get("bank_max", 20000)), seed=3)
@@ -132,7 +132,7 @@ class InspectOps:
 
         args: run_dir; supervised: "auto" (the newest finished supervised run of the same backbone and
         data), a run folder, "train" (train one for supervised_minutes) or "none"; probe_epochs;
-        max_bank; max_test; k.
+        max_bank; max_test; k; data (another labelled dataset spec than the run's: a held-out part is scored).
         """
         import torch
 
@@ -141,7 +141,7 @@ class InspectOps:
         from engine.models import build_backbone
 
         a = job.args
-        ctx = self.context(a["run_dir"])
+        ctx = self.context(a["run_dir"], a.get("data"))
         ds = ctx.datasets(job)
         readout = _readout(ctx.cfg, ds, a)
         kw = {"probe_epochs": a.get("probe_epochs"), "cancel": job.cancel}
@@ -156,7 +156,8 @@ class InspectOps:
 
         bname = ctx.backbone_name()
         job.progress(0, 3, "scoring this run")
-        add({**run_summary(ctx.run_dir), "name": f"this run ({ctx.cfg.method})", "kind": "run",
+        this = f"this encoder ({ctx.title})" if ctx.entry else f"this run ({ctx.title})"
+        add({**run_summary(ctx.run_dir), "name": this, "kind": "run",
              **_score_run(readout, ctx, ctx.device, kw)})
         job.check()
         job.progress(1, 3, "scoring a random-init encoder")

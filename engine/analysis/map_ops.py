@@ -35,6 +35,12 @@ def knn_records(run_dir) -> list[dict]:
             if r.get("type") == "eval" and r.get("kind") == "knn_monitor" and "step" in r]
 
 
+def _own_data(a: dict) -> str | None:
+    """A map from the checkpoint may look at another dataset (``data``: a spec) than the run's; snapshots and
+    live features index the run's own."""
+    return a.get("data") or None if a.get("features") is None and a.get("snapshot") is None else None
+
+
 class MapOps:
     """``op_snapshots``, ``op_map`` and ``op_project`` (mixed into :class:`engine.analysis.AnalysisWorker`)."""
 
@@ -50,7 +56,8 @@ class MapOps:
         clusters, neighbour agreement, image properties), LAYOUT (UMAP in progress), then the final layout.
 
         args: features/labels/indices (a live Embedding message) or run_dir with snapshot (a step,
-        "latest") or a fresh extraction from the checkpoint (split "eval"|"train", sample N);
+        "latest") or a fresh extraction from the checkpoint (split "eval"|"train", sample N; data: another
+        dataset spec than the run's, looked at with its encoder);
         projection "umap"|"pca"|"tsne"; init + init_indices (the layout shown now); thumbs (bool);
         clusters (k, 0: the number of classes or 8); key (echoed back).
         """
@@ -80,7 +87,7 @@ class MapOps:
         # thumbnails, class names and paths come from the run's data: with the first map when the data is
         # in memory already, else in a META stage right after it (the map shows before the data is read)
         want_meta = bool(run_dir) and a.get("thumbs", True)
-        ready = want_meta and self.context(run_dir)._datasets is not None
+        ready = want_meta and self.context(run_dir, _own_data(a))._datasets is not None
         if ready:
             first.update(self._map_meta(job, run_dir, split, indices, labels))
             labels = first.get("labels")
@@ -150,7 +157,7 @@ class MapOps:
         from engine.runs import read_json
 
         a = job.args
-        ctx = self.context(run_dir)
+        ctx = self.context(run_dir, _own_data(a))
         data = ctx.source(split, job)
         job.check()
         # the eval split's sample is drawn like the session's snapshots: the same points at the same size
@@ -195,7 +202,7 @@ class MapOps:
     def _map_meta(self, job: Job, run_dir, split: str, indices: np.ndarray, labels) -> dict:
         out: dict = {}
         try:
-            ctx = self.context(run_dir)
+            ctx = self.context(run_dir, _own_data(job.args))
             data = ctx.source(split, job)
             if len(indices) and int(indices.max()) >= len(data):
                 raise ValueError(f"the snapshot's indices go up to {int(indices.max())}, the dataset has "

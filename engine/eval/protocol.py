@@ -160,10 +160,14 @@ def cached_result(run_dir: str | Path, protocol: dict, step: int | None) -> dict
 
 
 def run_summary(run_dir: str | Path) -> dict:
+    from engine.runs import encoder_entry
+
     cfg = read_json(Path(run_dir) / "config.json", {}) or {}
     status = read_json(Path(run_dir) / "status.json", {}) or {}
     d = read_json(Path(run_dir) / "data.json", {}) or {}
-    return {"run_dir": str(run_dir), "name": Path(run_dir).name, "method": cfg.get("method", "?"),
+    entry = encoder_entry(run_dir)  # an opened encoder: named by what was opened, not by a method
+    return {"run_dir": str(run_dir), "name": Path(run_dir).name,
+            "method": f"encoder {entry.get('name', '')}".strip() if entry else cfg.get("method", "?"),
             "backbone": d.get("backbone") or cfg.get("backbone", "?"), "step": int(status.get("step", 0)),
             "epoch": status.get("epoch", 0), "train_time_s": status.get("elapsed_s", 0.0),
             "data": (cfg.get("data") or {}).get("spec", "?")}

@@ -53,6 +53,10 @@ class Method(nn.Module):
     # what training_step and make_batch take: "images" (B, 3, H, W) or "clips" (B, T, C, H, W), the
     # batches of a clip dataset (engine.data.clips.ClipData); evaluation always embeds single frames
     input_kind: ClassVar[str] = "images"
+    # what the method calls on its backbone beyond pooled features (attribute names), with why: a backbone
+    # without them (a torchvision/timm model has no forward_tokens) is refused before training, in one line
+    backbone_needs: ClassVar[tuple] = ()
+    backbone_needs_why: ClassVar[str] = ""
     Config: ClassVar[type] = NoOptions
     # captions of the inspector's (original, model input, output) triplets from reconstruct(); () = the defaults
     reconstruct_captions: ClassVar[tuple] = ()
@@ -80,6 +84,21 @@ class Method(nn.Module):
                 [n for n in BACKBONES if not n.startswith("vit")]
             raise ConfigError("backbone", f"{self.name} needs a {'ViT' if self.backbone_kind == 'vit' else 'CNN'} "
                                           f"backbone ({', '.join(fits)} or auto), not {type(backbone).__name__}")
+        problem = type(self).backbone_problem(backbone)
+        if problem:
+            from engine.params import ConfigError
+
+            raise ConfigError("backbone", problem)
+
+    @classmethod
+    def backbone_problem(cls, backbone: nn.Module, name: str = "") -> str | None:
+        """Why ``backbone`` cannot serve this method (it lacks one of ``backbone_needs``), or None."""
+        lacking = [n for n in cls.backbone_needs if not hasattr(backbone, n)]
+        if not lacking:
+            return None
+        what = name or getattr(backbone, "arch", "") or type(backbone).__name__
+        return (f"{cls.name} needs {cls.backbone_needs_why or ', '.join(lacking)}, which {what} does not give; "
+                "choose a workbench backbone that does, or another method")
 
     @property
     def group(self) -> Group:

@@ -41,7 +41,7 @@ def feature_map(backbone: nn.Module, x: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def map_shape(backbone: nn.Module, image_size: int) -> tuple[int, int]:
     """(channels, side) of the feature map for an ``image_size`` input."""
-    if getattr(backbone, "kind", "") == "vit":
+    if getattr(backbone, "kind", "") == "vit" and not hasattr(backbone, "forward_map"):
         return backbone.embed_dim, image_size // backbone.patch
     was = backbone.training
     backbone.eval()

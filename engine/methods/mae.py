@@ -49,6 +49,8 @@ class MAE(Method):
     paper = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
     family = "reconstruction"
     backbone_kind = "vit"
+    backbone_needs = ("forward_tokens", "patch", "grid", "num_patches")
+    backbone_needs_why = "the workbench's own ViT (vit_mini, vit_tiny, vit_small: it encodes only the visible patches)"
     preview_kind = "mask"
     Config = MAEConfig
 

@@ -169,18 +169,34 @@ class ViT(nn.Module):
             return self.pos_embed
         return sincos_pos_embed(self.embed_dim, gh).to(self.pos_embed.device).unsqueeze(0)
 
-    def forward_tokens(self, x, ids_keep: torch.Tensor | None = None):
-        """Encoded tokens ``(B, 1 + K, dim)``: the class token then the kept patches."""
+    def _embed(self, x, ids_keep: torch.Tensor | None = None):
         h, w = x.shape[-2:]
         t = self.patch_embed(self.norm_in(x)).flatten(2).transpose(1, 2)  # (B, L, D)
         t = t + self._pos(h, w)
         if ids_keep is not None:
             t = torch.gather(t, 1, ids_keep.unsqueeze(-1).expand(-1, -1, t.shape[-1]))
         cls = self.cls_token.expand(t.shape[0], -1, -1)
-        t = torch.cat([cls, t], dim=1)
+        return torch.cat([cls, t], dim=1)
+
+    def forward_tokens(self, x, ids_keep: torch.Tensor | None = None):
+        """Encoded tokens ``(B, 1 + K, dim)``: the class token then the kept patches."""
+        t = self._embed(x, ids_keep)
         for blk in self.blocks:
             t = blk(t)
         return self.norm(t)
+
+    def cls_attention(self, x):
+        """The last block's attention of the class token to each patch, per head: ``(B, heads, gh, gw)``
+        (the blocks compute attention fused, so the last one's weights are computed here explicitly)."""
+        t = self._embed(x)
+        for blk in self.blocks[:-1]:
+            t = blk(t)
+        last = self.blocks[-1]
+        b, n, d = t.shape
+        qkv = last.qkv(last.norm1(t)).view(b, n, 3, last.heads, d // last.heads).permute(2, 0, 3, 1, 4)
+        q, k = qkv[0], qkv[1]
+        a = ((q[:, :, :1] * (d // last.heads) ** -0.5) @ k.transpose(-2, -1)).softmax(dim=-1)[:, :, 0, 1:]
+        return a.reshape(b, last.heads, x.shape[-2] // self.patch, x.shape[-1] // self.patch)
 
     def forward(self, x):
         t = self.forward_tokens(x)
@@ -220,8 +236,16 @@ def default_backbone(device_type: str, prefer: str = "cnn") -> str:
 
 
 def build_backbone(name: str, image_size: int = 32) -> nn.Module:
+    """A backbone with random weights: a workbench one by name, or a torchvision/timm model by its
+    architecture name (``torchvision:NAME[:WEIGHTS]``, ``timm:NAME``: :mod:`engine.models.external`, which
+    preprocesses any image size itself)."""
     from engine.params import ConfigError
 
+    if ":" in str(name):
+        from engine.models.external import build_external, is_external
+
+        if is_external(name):
+            return build_external(name)
     if name == "small_cnn":
         return SmallCNN()
     if name == "small_cnn_fast":

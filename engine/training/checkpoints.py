@@ -19,7 +19,7 @@ from engine.config import RunConfig
 from engine.errors import BadInput
 from engine.eval.protocol import run_backbone_name
 from engine.params import ConfigError
-from engine.runs import atomic_write_bytes, checkpoint_path, encoder_path, last_checkpoint
+from engine.runs import atomic_write_bytes, checkpoint_path, encoder_entry, encoder_path, last_checkpoint
 
 FORMAT = 1
 
@@ -142,6 +142,11 @@ def load_run_method(run_dir: str | Path, device="cpu"):
     from engine.models import build_backbone
 
     cfg = run_config(run_dir)
+    if last_checkpoint(run_dir) is None and encoder_entry(run_dir) is not None:
+        # an opened encoder: the method that trains nothing, around the encoder
+        enc, cfg, bname = load_run_encoder(run_dir, device)
+        method = get_method_class(cfg.method)(cfg.method_config(), enc, DataInfo(cfg.data.image_size, 0))
+        return method.to(device).eval(), cfg, bname
     full = load_checkpoint(run_dir)
     bname = full.get("backbone") or run_backbone_name(run_dir, cfg)
     backbone = build_backbone(bname, cfg.data.image_size)
