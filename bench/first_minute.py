@@ -93,8 +93,8 @@ def main() -> int:
     import numpy as np
     from PySide6.QtCore import Qt, QTimer
 
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     app = make_app()
     win = MainWindow()

@@ -31,8 +31,8 @@ def child(args) -> None:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtCore import Qt, QTimer
 
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     app = make_app()
     win = MainWindow(data_spec=args.data)

@@ -21,8 +21,8 @@ WAIT = 120_000
 def bare_window(qtbot, tmp_path, monkeypatch):
     """The window without its helper processes (messages are fed to it by hand)."""
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:64", start_service=False)
@@ -42,7 +42,7 @@ def engine_catalogue():
 
 @pytest.fixture
 def model(qapp, engine_catalogue):
-    from app.config_model import ConfigModel
+    from app.models.config_model import ConfigModel
 
     m = ConfigModel()
     m.set_catalogue(engine_catalogue)
@@ -51,7 +51,7 @@ def model(qapp, engine_catalogue):
 
 # -- the status bar -------------------------------------------------------------------------------
 def test_eta_is_never_negative():
-    from app.run_report import fmt_eta
+    from app.window.run_report import fmt_eta
 
     assert fmt_eta(-1.0) == "0:00" and fmt_eta(-0.4) == "0:00"
     assert fmt_eta(125.2) == "2:05" and fmt_eta(3725) == "1:02:05" and fmt_eta(None) == "–"
@@ -95,7 +95,7 @@ def test_status_bar_forgets_a_finished_or_other_run(bare_window, tmp_path):
 
 # -- the Data panel --------------------------------------------------------------------------------
 def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path):
-    from app.widgets.data_panel import DataPanel, parse_spec
+    from app.data.panel import DataPanel, parse_spec
 
     svc = FakeService()
     panel = DataPanel(svc)
@@ -139,7 +139,7 @@ def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path
 
 # -- the demo --------------------------------------------------------------------------------------
 def test_demo_flag_is_parsed():
-    from app.launch import parse_args
+    from app.window.launch import parse_args
 
     assert parse_args(["--demo"]).demo and not parse_args([]).demo
 
@@ -148,9 +148,9 @@ def test_demo_flag_is_parsed():
 def test_demo_loads_the_shapes_starts_the_default_run_and_shows_the_map(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.config_model import default_run_config
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.models.config_model import default_run_config
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:64")  # a user who had another dataset open
@@ -202,7 +202,7 @@ def _run_folder(root: Path, random_init: bool = True) -> Path:
 
 
 def test_curves_draw_chance_and_random_init_lines_and_a_steady_collapse_axis(qtbot, tmp_path):
-    from app.widgets.curves_panel import CurvesPanel
+    from app.curves.panel import CurvesPanel
 
     panel = CurvesPanel()
     qtbot.addWidget(panel)
@@ -247,8 +247,8 @@ def _inspected_run(root: Path, method: str) -> Path:
 
 
 def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qtbot, tmp_path, engine_catalogue):
-    from app.widgets.inspector_panel import InspectorPanel
-    from app.widgets.inspector_tabs import DEFAULT_RECON_CAPTIONS
+    from app.inspector.panel import InspectorPanel
+    from app.inspector.tabs import DEFAULT_RECON_CAPTIONS
     cat = {m["name"]: m for m in engine_catalogue["methods"]}
     generators = [n for n, m in cat.items() if any("generator" in c for c in m["reconstruct_captions"])]
     others = [n for n, m in cat.items() if m["reconstruct_captions"] and n not in generators]
@@ -298,7 +298,7 @@ def test_mae_preview_masked_and_encoder_views_differ():
 
 
 def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
-    from app.preview_model import ASYMMETRIC, rotation_asymmetry
+    from app.preview.model import ASYMMETRIC, rotation_asymmetry
 
     yy, xx = np.mgrid[:32, :32]
     r = np.hypot(yy - 13.5, xx - 18.5)
@@ -311,9 +311,9 @@ def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
 
 
 def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
-    from app.preview_model import ASYMMETRIC, rotation_asymmetry
-    from app.widgets.data_panel import DataPanel
-    from app.widgets.preview_panel import PreviewPanel
+    from app.data.panel import DataPanel
+    from app.preview.model import ASYMMETRIC, rotation_asymmetry
+    from app.preview.panel import PreviewPanel
 
     svc = FakeService()
     data = DataPanel(svc)

@@ -24,8 +24,8 @@ WAIT = 120_000  # ms: the machine is shared, processes start slowly
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")  # the helper processes must not starve on a shared test machine
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:200")
@@ -182,8 +182,8 @@ def test_window_shows_fast_and_keeps_torch_out(tmp_path):
 import sys, time, json
 t0 = time.perf_counter()
 sys.argv = ["main.py"]
-from app.launch import make_app
-from app.main_window import MainWindow
+from app.window.launch import make_app
+from app.window.main_window import MainWindow
 app = make_app()
 win = MainWindow(data_spec="builtin:shapes:100")
 win.show()

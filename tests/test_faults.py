@@ -448,8 +448,8 @@ def test_window_shows_divergence_and_a_damaged_checkpoint(qtbot, tmp_path, monke
 
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:96")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.map_geometry import points_in_polygon, rows_in_selection
+from app.map.geometry import points_in_polygon, rows_in_selection
 
 
 def test_box_takes_the_bounding_box_and_lasso_the_polygon():

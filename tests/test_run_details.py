@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from app.run_details import details_html, fmt_duration, fmt_pct, read_details
+from app.history.details import details_html, fmt_duration, fmt_pct, read_details
 
 
 def test_durations_and_percentages():
