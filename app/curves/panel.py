@@ -1,11 +1,12 @@
 """Live training curves (pyqtgraph): loss, learning rate, images/s, online kNN, collapse indicator,
 pretext accuracy and any other metric a method reports; several runs overlaid; PNG and CSV export.
 
-Points go into growing numpy buffers (amortised O(1) appends; app/curves_model.py holds the runs);
+Points go into growing numpy buffers (amortised O(1) appends; app/curves/model.py holds the runs);
 a ~30 Hz timer redraws only the series that changed, each a reused PlotDataItem with peak
-downsampling and clip-to-view (app/widgets/curves_plots.py), so 100k+ points per series stay cheap.
+downsampling and clip-to-view (app/curves/plots.py), so 100k+ points per series stay cheap.
 A run folder written by another process (a headless ``main.py train``) is followed by tailing its
-``metrics.jsonl``.
+``metrics.jsonl`` (app/curves/feed.py). ``curves_view(ctx)`` makes the window's view: it follows the
+run model's run (and its overlays) and the training client's messages.
 """
 
 from __future__ import annotations
@@ -179,13 +180,6 @@ class CurvesPanel(QWidget, View):
         return self.model.overlay_ids()
 
     # -- the view protocol -----------------------------------------------------------------
-    @classmethod
-    def create(cls, ctx: ViewContext) -> CurvesPanel:
-        panel = cls()
-        ctx.engine.message.connect(panel.on_engine_message)
-        ctx.run.runChanged.connect(panel.show_run)
-        return panel
-
     def menu_entries(self) -> list[MenuEntry]:
         return [MenuEntry("File", "Export curves as PNG…", self.export_png_dialog, "Ctrl+E"),
                 MenuEntry("File", "Export curves as CSV…", self.export_csv_dialog, "Ctrl+Shift+E")]
@@ -312,3 +306,13 @@ class CurvesPanel(QWidget, View):
         path = QFileDialog.getExistingDirectory(self, "Choose a run folder to overlay")
         if path:
             self.open_run(path, overlay=True)
+
+
+def curves_view(ctx: ViewContext) -> CurvesPanel:
+    """The window's Curves view: the run model's run (live ones fed by the training client's messages)
+    and the runs the Run history overlays on it."""
+    panel = CurvesPanel()
+    ctx.engine.message.connect(panel.on_engine_message)
+    ctx.run.runChanged.connect(panel.show_run)
+    ctx.run.overlayRequested.connect(lambda run_dir, live: panel.open_run(run_dir, overlay=True, live=live))
+    return panel

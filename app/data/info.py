@@ -17,18 +17,11 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
+from app.data.model import dataset_summary
 from app.data.thumbnails import class_color
 from app.models.dataset import ViewDataset
 
 MAX_SKIPPED_ROWS = 5000
-
-
-def dataset_summary(ds: ViewDataset) -> str:
-    """The summary line (rich text): name, image count (and how many the grid shows), size, labels, source."""
-    labelled = "labelled, " + f"{len(ds.class_names)} classes" if ds.labelled else "unlabeled"
-    total = f"{ds.total:,}" + (f" (the grid shows {len(ds):,})" if ds.total != len(ds) else "")
-    return (f"<b>{ds.name or ds.spec}</b><br>{total} images, {ds.image_size}×{ds.image_size} px, "
-            f"{labelled}<br><span style='color:#666'>{ds.source or ds.spec}</span>")
 
 
 class DatasetBox(QGroupBox):

@@ -1,8 +1,10 @@
 """The Data panel: choose a dataset (built-in, image folder, torchvision), load it off the GUI
 thread with progress and cancel, and browse it (thumbnail grid, classes, skipped files).
 
-The Source box and the dataset spec live in app/widgets/data_source.py, the Dataset and Skipped
-files boxes in app/widgets/data_info.py; this module loads and keeps the dataset and runs the grid."""
+The Source box is app/data/source.py (the dataset spec both ways: app/data/model.py), the Dataset and
+Skipped files boxes app/data/info.py, the grid app/data/thumbnails.py; this module loads and keeps the
+dataset and runs the grid. ``data_view(ctx)`` makes the window's Data view: the dataset it loads goes to
+the run model, and it shows (and loads) the datasets the run model is asked for."""
 
 from __future__ import annotations
 
@@ -22,17 +24,19 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common.qt import dropped_folder
 from app.common.view import MenuEntry, View, ViewContext
 from app.data.info import DatasetBox, SkippedBox
-from app.data.source import SourceBox, parse_spec  # noqa: F401  (parse_spec: also imported from here)
+from app.data.source import SourceBox
 from app.data.thumbnails import ThumbnailView
 from app.models.dataset import ViewDataset
+from app.models.run_model import DataChoice
 
 
 class DataPanel(QWidget, View):
     dataset_loaded = Signal(object)  # ViewDataset
     image_chosen = Signal(int)
-    loading_changed = Signal(bool)
+    loading_changed = Signal(object)  # the spec loading now, or None
     message = Signal(str)  # a line for the status bar
 
     def __init__(self, service, parent=None):
@@ -123,41 +127,24 @@ class DataPanel(QWidget, View):
         self.folder.setText(path)
         self.load_from_ui()
 
-    # -- drag and drop -------------------------------------------------------------------
-    @staticmethod
-    def dropped_folder(mime) -> str | None:
-        if not mime.hasUrls():
-            return None
-        for url in mime.urls():
-            if url.isLocalFile():
-                p = Path(url.toLocalFile())
-                if p.is_dir():
-                    return str(p)
-                if p.is_file():
-                    return str(p.parent)
-        return None
+    def show_choice(self, choice: DataChoice) -> None:
+        """Show the dataset the window asks for (its spec in the Source box), and load it if it says so."""
+        self.set_spec(choice.spec, choice.image_size)
+        if choice.load:
+            self.load(choice.spec, choice.image_size or self.size.value(), choice.download)
 
+    # -- drag and drop -------------------------------------------------------------------
     def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if self.dropped_folder(event.mimeData()):
+        if dropped_folder(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802
-        folder = self.dropped_folder(event.mimeData())
+        folder = dropped_folder(event.mimeData())
         if folder:
             event.acceptProposedAction()
             self.open_folder(folder)
 
     # -- the view protocol -----------------------------------------------------------------
-    @classmethod
-    def create(cls, ctx: ViewContext) -> DataPanel:
-        panel = cls(ctx.service)
-        panel.message.connect(ctx.status)
-        panel.dataset_loaded.connect(ctx.run.set_dataset)
-        ctx.config.catalogue_changed.connect(
-            lambda: panel.set_tv_datasets((ctx.config.catalogue or {}).get("datasets", [])))
-        ctx.service.restarted.connect(panel._service_restarted)
-        return panel
-
     def is_ready(self) -> bool:
         return self.dataset is not None and not self.loading
 
@@ -171,7 +158,8 @@ class DataPanel(QWidget, View):
     def restore_state(self, state) -> None:
         self.splitter.restoreState(state)
 
-    def _service_restarted(self) -> None:
+    def reload_if_empty(self) -> None:
+        """The service restarted: load again what could not be loaded (a dataset shown stays)."""
         if self.dataset is None and not self.loading:
             self.load_from_ui()
 
@@ -179,6 +167,11 @@ class DataPanel(QWidget, View):
     @property
     def loading(self) -> bool:
         return self._rid is not None
+
+    @property
+    def loading_spec(self) -> str | None:
+        """The spec of the dataset loading now, or None."""
+        return self._spec if self._rid is not None else None
 
     def load_from_ui(self) -> None:
         spec = self.spec_from_ui()
@@ -198,7 +191,7 @@ class DataPanel(QWidget, View):
                                    on_progress=lambda p: self.source.show_progress(p, self._spec),
                                    on_cancelled=self._cancelled)
         self._rid = rid
-        self.loading_changed.emit(True)
+        self.loading_changed.emit(self._spec)
         return self._rid
 
     def cancel(self) -> None:
@@ -208,7 +201,7 @@ class DataPanel(QWidget, View):
     def _done(self) -> None:
         self._rid = None
         self.source.set_loading(False)
-        self.loading_changed.emit(False)
+        self.loading_changed.emit(None)
 
     def _cancelled(self) -> None:
         self._done()
@@ -273,3 +266,19 @@ class DataPanel(QWidget, View):
         i = int(rows[np.random.default_rng().integers(len(rows))])
         self.grid.select_dataset_index(i)
         self._on_chosen(i)
+
+
+def data_view(ctx: ViewContext) -> DataPanel:
+    """The window's Data view: what it loads becomes the run model's dataset, a clicked image its chosen
+    image; it shows (and loads) the datasets the window chooses (the last session's, a dropped folder,
+    the demo's)."""
+    panel = DataPanel(ctx.service)
+    panel.message.connect(ctx.status)
+    panel.dataset_loaded.connect(ctx.run.set_dataset)
+    panel.loading_changed.connect(ctx.run.set_loading)
+    panel.image_chosen.connect(ctx.run.choose_image)
+    ctx.run.dataChosen.connect(panel.show_choice)
+    ctx.config.catalogue_changed.connect(
+        lambda: panel.set_tv_datasets((ctx.config.catalogue or {}).get("datasets", [])))
+    ctx.service.restarted.connect(panel.reload_if_empty)
+    return panel

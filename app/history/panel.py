@@ -3,14 +3,17 @@
 Select a run to see its config, data and results; open it to see its curves (a run another
 process is writing, e.g. a headless ``main.py train``, is followed live); overlay it on the
 current curves; resume it from its checkpoint; delete it (after a confirmation). Folders are
-read on an I/O thread, never on the GUI thread.
-"""
+read on an I/O thread, never on the GUI thread. The listing's state and rules are app/history/model.py's,
+a run's summary app/history/details.py's. ``history_view(ctx)`` makes the window's view: it lists the run
+config's runs directory and the folders added to it (kept in the settings), opens and resumes runs through
+the run model and never deletes a run the window trains."""
 
 from __future__ import annotations
 
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, QUrl, Signal
@@ -33,9 +36,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import settings as S
 from app.common.tasks import run_in_thread
 from app.common.view import MenuEntry, View, ViewContext
 from app.history.details import details_html, fmt_duration, fmt_pct, read_details
+from app.history.model import RunListing, deletable, resumable
 from app.models.run_model import RunRef
 
 COLUMNS = ("Run", "Method", "Data", "Started", "Duration", "State", "Steps", "kNN top-1", "Linear top-1")
@@ -128,13 +133,13 @@ class HistoryPanel(QWidget, View):
     refreshed = Signal()
     folders_changed = Signal(list)  # all_roots(): where runs are listed from
 
-    def __init__(self, parent=None):
+    def __init__(self, protected: Callable[[str], bool] | None = None, parent=None):
+        """``protected(run_dir)``: does the window train that run now (it is never deleted)?"""
         super().__init__(parent)
-        self.roots: list[str] = []
-        self.extra: list[str] = []  # folders the user opened
-        self.infos: list = []
-        self.protected: set[str] = set()  # run folders the window is running now (never deleted)
+        self.listing = RunListing()
+        self.protected = protected or (lambda _path: False)
         self._busy = False
+        self._again = False  # the folders changed while listing: list again
         self._details_for: str | None = None
         self.details: dict | None = None
         self.confirm = self._confirm_dialog
@@ -204,15 +209,11 @@ class HistoryPanel(QWidget, View):
         self._timer.start()
         self._update_buttons()
 
-    # -- the view protocol -----------------------------------------------------------------
-    @classmethod
-    def create(cls, ctx: ViewContext) -> HistoryPanel:
-        panel = cls()
-        panel.message.connect(ctx.status)
-        panel.folders_changed.connect(ctx.run.set_roots)
-        ctx.run.runChanged.connect(panel.show_run)
-        return panel
+    roots = property(lambda self: self.listing.roots)
+    extra = property(lambda self: self.listing.extra)  # folders the user added
+    infos = property(lambda self: self.listing.infos)
 
+    # -- the view protocol -----------------------------------------------------------------
     def menu_entries(self) -> list[MenuEntry]:
         return [MenuEntry("View", "Refresh run history", self.refresh, "F5")]
 
@@ -227,8 +228,7 @@ class HistoryPanel(QWidget, View):
         """A run opened elsewhere (File menu, --open) is listed (its folder added if need be) and selected."""
         if ref.origin != "opened":
             return
-        path = Path(ref.run_dir).resolve()
-        if str(path.parent) not in self.roots and str(path) not in self.extra:
+        if not self.listing.lists(ref.run_dir):
             self.add_folder(ref.run_dir)
         self.select(ref.run_dir)
 
@@ -239,21 +239,17 @@ class HistoryPanel(QWidget, View):
         return self._busy
 
     def set_roots(self, roots: list[str]) -> None:
-        roots = [str(Path(r).expanduser()) for r in roots if r]
-        if roots != self.roots:
-            self.roots = roots
+        if self.listing.set_roots(roots):
             self.folders_changed.emit(self.all_roots())
             self.refresh()
 
     def set_extra(self, folders: list[str]) -> None:
         """Folders the user added in an earlier session."""
-        self.extra = [str(f) for f in folders]
+        self.listing.set_extra(folders)
         self.folders_changed.emit(self.all_roots())
 
     def add_folder(self, folder: str) -> None:
-        folder = str(Path(folder).expanduser().resolve())
-        if folder not in self.extra:
-            self.extra.append(folder)
+        if self.listing.add_folder(folder):
             self.folders_changed.emit(self.all_roots())
         self.refresh()
 
@@ -263,11 +259,12 @@ class HistoryPanel(QWidget, View):
             self.add_folder(path)
 
     def all_roots(self) -> list[str]:
-        return list(dict.fromkeys(self.roots + self.extra))
+        return self.listing.all_roots()
 
     # -- listing ---------------------------------------------------------------------------
     def refresh(self) -> None:
         if self._busy:
+            self._again = True  # the listing under way may miss a folder added meanwhile
             return
         from engine.runs import list_runs
 
@@ -283,11 +280,12 @@ class HistoryPanel(QWidget, View):
     def _listed(self, infos: list) -> None:
         self._busy = False
         keep = self.selected()
-        old = [(i.path, i.state, i.step, i.knn_top1) for i in self.infos]
-        self.infos = infos
-        if old != [(i.path, i.state, i.step, i.knn_top1) for i in infos] or self.table.rowCount() != len(infos):
+        if self.listing.update(infos) or self.table.rowCount() != len(infos):
             self._fill(keep)
         self.refreshed.emit()
+        if self._again:
+            self._again = False
+            self.refresh()
 
     def _fill(self, keep: str | None) -> None:
         self.table.fill(self.infos)
@@ -300,8 +298,7 @@ class HistoryPanel(QWidget, View):
         return self.table.selected()
 
     def selected_info(self):
-        path = self.selected()
-        return next((i for i in self.infos if i.path == path), None)
+        return self.listing.info(self.selected())
 
     def select(self, run_dir: str) -> bool:
         return self.table.select(run_dir)
@@ -318,10 +315,12 @@ class HistoryPanel(QWidget, View):
         has = info is not None
         for b in (self.open_btn, self.overlay_btn, self.use_btn, self.show_btn):
             b.setEnabled(has)
-        resumable = has and not info.live and info.state in ("stopped", "interrupted", "failed", "paused") \
-            and (Path(info.path) / "checkpoints" / "last.pt").exists()
-        self.resume_btn.setEnabled(bool(resumable))
-        self.delete_btn.setEnabled(has and not info.live and info.path not in self.protected)
+        self.resume_btn.setEnabled(resumable(info))
+        self.delete_btn.setEnabled(deletable(info, has and self.protected(info.path)))
+
+    def protected_changed(self) -> None:
+        """A run started or stopped training in the window: Delete follows."""
+        self._update_buttons()
 
     def _show_details(self, path: str, d: dict) -> None:
         if path != self.selected():
@@ -361,7 +360,7 @@ class HistoryPanel(QWidget, View):
         info = self.selected_info()
         if info is None:
             return False
-        if info.live or info.path in self.protected:
+        if not deletable(info, self.protected(info.path)):
             self.message.emit("That run is still running; stop it before deleting it.")
             return False
         if not (Path(info.path) / "config.json").exists():
@@ -381,3 +380,47 @@ class HistoryPanel(QWidget, View):
         run_in_thread(shutil.rmtree, info.path, on_done=done,
                       on_error=lambda err: self.message.emit(f"Could not delete {info.path}: {err['message']}"))
         return True
+
+
+def history_view(ctx: ViewContext) -> HistoryPanel:
+    """The window's Run history: it lists the run config's runs directory and the folders the user added
+    (kept in the settings), lists again when the engine's run starts, ends or stops, and asks the run
+    model to open, overlay and resume runs; runs the window trains are never deleted."""
+    panel = HistoryPanel(protected=ctx.run.is_protected)
+    panel.message.connect(ctx.status)
+    panel.folders_changed.connect(ctx.run.set_roots)
+    panel.set_extra([p for p in (S.get_json("history/folders") or []) if isinstance(p, str)])
+    panel.folders_changed.connect(lambda _roots: S.set_json("history/folders", panel.extra))
+
+    def runs_root(path: str = "") -> None:
+        if path in ("", "runs_root"):
+            root = Path(ctx.config.get("runs_root") or "runs").expanduser()
+            panel.set_roots([str(root.resolve())])
+
+    runs_root()
+    ctx.config.changed.connect(runs_root)
+    ctx.run.runChanged.connect(panel.show_run)
+    ctx.run.protectedChanged.connect(panel.protected_changed)
+    ctx.engine.run_started.connect(lambda _msg: panel.refresh())
+    ctx.engine.finished.connect(lambda _msg: panel.refresh())
+    ctx.engine.state_changed.connect(lambda _s: panel.refresh() if not ctx.engine.active and ctx.engine.run_dir
+                                     else None)
+
+    def open_run(run_dir: str, live: bool) -> None:
+        ctx.run.request_open(run_dir, live)
+        ctx.show_view("curves")
+
+    def overlay(run_dir: str, live: bool) -> None:
+        ctx.run.request_overlay(run_dir, live)
+        ctx.show_view("curves")
+
+    def use_config(cfg: dict) -> None:
+        ctx.config.load_dict(cfg)
+        ctx.show_view("run")
+        ctx.status("Loaded the run's config into the Run panel")
+
+    panel.open_requested.connect(open_run)
+    panel.overlay_requested.connect(overlay)
+    panel.resume_requested.connect(ctx.run.request_resume)
+    panel.use_config_requested.connect(use_config)
+    return panel

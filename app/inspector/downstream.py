@@ -33,7 +33,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.inspector.downstream_plot import InvarianceBars, LabelEfficiencyPlot, write_points_csv
-from app.inspector.evaluation import InspectorTab
+from app.inspector.tab import InspectorTab
 
 MODES = (("linear", "linear probe", True), ("finetune", "fine-tune", False), ("knn", "kNN", True))
 MODE_TIPS = {"linear": "Logistic regression on frozen features", "finetune": "The whole encoder and a linear head "
@@ -170,8 +170,8 @@ class InvarianceSection(QWidget):
 
 
 class DownstreamTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         self.result: dict | None = None
         self.meta: dict = {}
         split = QSplitter(Qt.Orientation.Horizontal)
@@ -301,7 +301,7 @@ class DownstreamTab(InspectorTab):
         return w
 
     def _browse(self, edit: QLineEdit, what: str) -> None:
-        start = edit.text() or (str(Path(self.panel.run_dir).parent) if self.panel.run_dir else "")
+        start = edit.text() or (str(Path(self.target.run_dir).parent) if self.target.run_dir else "")
         d = QFileDialog.getExistingDirectory(self, f"The {what} set (one folder per class)", start)
         if d:
             edit.setText(d)
@@ -331,9 +331,9 @@ class DownstreamTab(InspectorTab):
         modes = [k for k, cb in self.mode_boxes.items() if cb.isChecked()]
         if not modes:
             raise ValueError("choose at least one mode (linear probe, fine-tune or kNN)")
-        a = {"run_dir": self.panel.run_dir, "labels_per_class": parse_budget_text(self.budgets.text()),
+        a = {"run_dir": self.target.run_dir, "labels_per_class": parse_budget_text(self.budgets.text()),
              "modes": modes, "seeds": self.seeds.value(), "finetune_steps": self.ft_steps.value(),
-             "max_test": self.max_test.value(), "roots": self.panel.all_roots(),
+             "max_test": self.max_test.value(), "roots": self.target.all_roots(),
              "baselines": (["random_init"] if self.random_init.isChecked() else [])
              + (["supervised:auto"] if self.supervised.isChecked() else [])}
         a.update(self.data.transfer())
@@ -341,8 +341,8 @@ class DownstreamTab(InspectorTab):
 
     # -- the curve ---------------------------------------------------------------------------------------------
     def run_curve(self) -> int | None:
-        client = self.panel.client
-        if client is None or not self.panel.run_dir:
+        client = self.target.client
+        if client is None or not self.target.run_dir:
             self.set_status("Open a run first", error=True)
             return None
         try:
@@ -363,8 +363,8 @@ class DownstreamTab(InspectorTab):
         return self.request_id
 
     def cancel(self) -> None:
-        if self.request_id is not None and self.panel.client is not None:
-            self.panel.client.cancel(self.request_id)
+        if self.request_id is not None and self.target.client is not None:
+            self.target.client.cancel(self.request_id)
 
     def _on_progress(self, p) -> None:
         self.progress.setMaximum(max(1, p.total))
@@ -411,8 +411,8 @@ class DownstreamTab(InspectorTab):
 
     # -- export ------------------------------------------------------------------------------------------------
     def _save_path(self, what: str, suffix: str) -> str:
-        name = f"{Path(self.panel.run_dir).name if self.panel.run_dir else 'run'}-downstream.{suffix}"
-        start = str(Path(self.panel.run_dir) / name) if self.panel.run_dir else name
+        name = f"{Path(self.target.run_dir).name if self.target.run_dir else 'run'}-downstream.{suffix}"
+        start = str(Path(self.target.run_dir) / name) if self.target.run_dir else name
         path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", start, f"{suffix.upper()} (*.{suffix})")
         return path
 
@@ -447,4 +447,4 @@ class DownstreamTab(InspectorTab):
     # -- invariance ------------------------------------------------------------------------------------------
     def run_invariance(self) -> int | None:
         """The bars on the run's own data, or on the transfer's test set when one is chosen."""
-        return self.invariance.measure(self.panel.client, self.panel.run_dir, self.data.test_set())
+        return self.invariance.measure(self.target.client, self.target.run_dir, self.data.test_set())

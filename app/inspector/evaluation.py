@@ -1,20 +1,17 @@
-"""The inspector's base tab and table helpers, and its Evaluation and Compare runs tabs."""
+"""The Inspector's Evaluation and Compare runs tabs (their base: app/inspector/tab.py)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
-    QHeaderView,
     QLabel,
     QListWidget,
     QListWidgetItem,
@@ -22,102 +19,24 @@ from PySide6.QtWidgets import (
     QScrollArea,
     QSpinBox,
     QSplitter,
-    QTableWidget,
     QTableWidgetItem,
     QVBoxLayout,
     QWidget,
 )
 
 from app.common.charts import SERIES, BarChart, Heatmap
-
-if TYPE_CHECKING:
-    from app.inspector.panel import InspectorPanel
+from app.inspector.tab import InspectorTab, fit_table, make_table, pct, table_item
 
 SUPERVISED_CHOICES = (("find a finished supervised run", "auto"), ("train a short supervised run", "train"),
                       ("choose a run folder…", "pick"), ("skip", "none"))
-
-
-def pct(v) -> str:
-    return "—" if v is None or (isinstance(v, float) and not np.isfinite(v)) else f"{100 * float(v):.1f}%"
-
-
-def table_item(text: str, align_right: bool = False, tip: str = "") -> QTableWidgetItem:
-    it = QTableWidgetItem(text)
-    it.setFlags(it.flags() & ~Qt.ItemFlag.ItemIsEditable)
-    if align_right:
-        it.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-    if tip:
-        it.setToolTip(tip)
-    return it
-
-
-def make_table(headers: list[str]) -> QTableWidget:
-    t = QTableWidget(0, len(headers))
-    t.setHorizontalHeaderLabels(headers)
-    t.verticalHeader().hide()
-    t.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-    t.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
-    h = t.horizontalHeader()
-    h.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-    for i in range(1, len(headers)):
-        h.setSectionResizeMode(i, QHeaderView.ResizeMode.ResizeToContents)
-    t.setAlternatingRowColors(True)
-    return t
-
-
-def fit_table(t: QTableWidget, max_rows: int = 8) -> None:
-    rows = min(max(1, t.rowCount()), max_rows)
-    h = t.horizontalHeader().height() + rows * t.verticalHeader().defaultSectionSize() + 2 * t.frameWidth() + 2
-    t.setFixedHeight(h)
-
-
-class InspectorTab(QWidget):
-    def __init__(self, panel: InspectorPanel):
-        super().__init__()
-        self.panel = panel
-        self.lay = QVBoxLayout(self)
-        self.lay.setContentsMargins(6, 6, 6, 6)
-        self.lay.setSpacing(6)
-        self.request_id = None
-        self.status = QLabel("")
-        self.status.setWordWrap(True)
-        self.status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-
-    def set_status(self, text: str, error: bool = False) -> None:
-        self.status.setStyleSheet("color: #b00020;" if error else "color: palette(text);")
-        self.status.setText(text)
-
-    def request(self, op: str, on_result, **args):
-        """Ask the analysis process; ``on_result(data, final)`` gets each partial stage (final False) and
-        the result (final True). A newer request of this tab replaces the older one."""
-        client = self.panel.client
-        if client is None or not self.panel.run_dir and op != "compare":
-            self.set_status("Open a run first", error=True)
-            return None
-
-        def done(data):
-            self.request_id = None
-            on_result(data, True)
-
-        self.request_id = client.request(
-            op, args, kind=f"inspector-{id(self)}", on_partial=lambda d: on_result(d, False), on_done=done,
-            on_progress=lambda p: self.set_status(f"{p.detail or 'working'}… ({p.done}/{p.total})"),
-            on_error=lambda e: self._ended(e["message"] or "failed", error=True),
-            on_cancelled=lambda: self._ended("Cancelled"))
-        self.set_status("Working…")
-        return self.request_id
-
-    def _ended(self, text: str, error: bool = False) -> None:
-        self.request_id = None
-        self.set_status(text, error=error)
 
 
 # -- evaluation -------------------------------------------------------------------------------------------------
 class EvaluationTab(InspectorTab):
     HEAD = ["Encoder", "kNN top-1", "kNN top-5", "Linear probe", "Steps"]
 
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         intro = QLabel("The evaluation protocol: a frozen encoder is read out with a weighted kNN and a linear "
                        "classifier on the same labelled split. A random-init encoder of the same backbone is the "
                        "lower bound, a supervised one the upper bound.")
@@ -187,8 +106,8 @@ class EvaluationTab(InspectorTab):
         self.table.setRowCount(0)
         self.result = None
         self.notes.setText("")
-        res = read_json(Path(self.panel.run_dir) / "results.json", {}) if self.panel.run_dir else {}
-        cfg = read_json(Path(self.panel.run_dir) / "config.json", {}) if self.panel.run_dir else {}
+        res = read_json(Path(self.target.run_dir) / "results.json", {}) if self.target.run_dir else {}
+        cfg = read_json(Path(self.target.run_dir) / "config.json", {}) if self.target.run_dir else {}
         epochs = ((cfg or {}).get("eval") or {}).get("linear_probe_epochs") if isinstance(cfg, dict) else None
         if isinstance(epochs, int) and epochs > 0:
             self.probe_epochs.setValue(epochs)  # Evaluate scores the probe as the run's final evaluation did
@@ -217,7 +136,7 @@ class EvaluationTab(InspectorTab):
         choice = self.supervised.currentData()
         self.minutes.setEnabled(choice == "train")
         if choice == "pick":
-            start = str(Path(self.panel.run_dir).parent) if self.panel.run_dir else ""
+            start = str(Path(self.target.run_dir).parent) if self.target.run_dir else ""
             d = QFileDialog.getExistingDirectory(self, "A supervised run folder", start)
             self.sup_dir = d or None
             if d:
@@ -231,9 +150,9 @@ class EvaluationTab(InspectorTab):
         self.table.setRowCount(0)
         self.result = None
         self._label_probe(self.probe_epochs.value())
-        self.request("evaluate", self._on_reply, run_dir=self.panel.run_dir, supervised=sup,
+        self.request("evaluate", self._on_reply, run_dir=self.target.run_dir, supervised=sup,
                      supervised_minutes=self.minutes.value(), probe_epochs=self.probe_epochs.value(),
-                     roots=self.panel.all_roots())
+                     roots=self.target.all_roots())
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
@@ -282,8 +201,8 @@ class EvaluationTab(InspectorTab):
 class CompareTab(InspectorTab):
     HEAD = ["Run", "Method", "Backbone", "Steps", "kNN top-1", "Linear probe"]
 
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         intro = QLabel("Score several runs on one readout: the evaluation split of the first checked run.")
         intro.setWordWrap(True)
         self.lay.addWidget(intro)
@@ -331,10 +250,10 @@ class CompareTab(InspectorTab):
         checked = set(self.checked())
         self.runs.clear()
         ref = None
-        if self.panel.run_dir:
-            cfg = read_json(Path(self.panel.run_dir) / "config.json", {}) or {}
+        if self.target.run_dir:
+            cfg = read_json(Path(self.target.run_dir) / "config.json", {}) or {}
             ref = (cfg.get("data") or {}).get("spec")
-        roots = self.panel.all_roots() + ([str(Path(self.panel.run_dir).parent)] if self.panel.run_dir else [])
+        roots = self.target.all_roots() + ([str(Path(self.target.run_dir).parent)] if self.target.run_dir else [])
         for info in list_runs(*roots):
             if self.same_data.isChecked() and ref and info.data != ref:
                 continue
@@ -342,8 +261,8 @@ class CompareTab(InspectorTab):
             it = QListWidgetItem(f"{Path(info.path).name}\n{info.method} · {info.step} steps{knn}")
             it.setData(Qt.ItemDataRole.UserRole, info.path)
             it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
-            on = info.path in checked or (not checked and self.panel.run_dir and
-                                          Path(info.path).resolve() == Path(self.panel.run_dir).resolve())
+            on = info.path in checked or (not checked and self.target.run_dir and
+                                          Path(info.path).resolve() == Path(self.target.run_dir).resolve())
             it.setCheckState(Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
             self.runs.addItem(it)
 
@@ -360,9 +279,9 @@ class CompareTab(InspectorTab):
         if not runs:
             self.set_status("Check at least one run", error=True)
             return
-        if self.panel.run_dir and self.panel.run_dir in runs:  # the open run is the readout
-            runs.remove(self.panel.run_dir)
-            runs.insert(0, self.panel.run_dir)
+        if self.target.run_dir and self.target.run_dir in runs:  # the open run is the readout
+            runs.remove(self.target.run_dir)
+            runs.insert(0, self.target.run_dir)
         self.table.setHorizontalHeaderItem(5, QTableWidgetItem(f"Linear probe ({self.probe_epochs.value()} epochs)"))
         self.request("compare", self._on_reply, run_dirs=runs, probe_epochs=self.probe_epochs.value())
 

@@ -1,8 +1,10 @@
-"""The inspector's Retrieval, Reconstructions, Pretext task, Filters and Export tabs."""
+"""The Inspector's Retrieval, Reconstructions, Pretext task, Filters and Export tabs (their base:
+app/inspector/tab.py)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,12 +27,12 @@ from PySide6.QtWidgets import (
 
 from app.common.charts import BarChart, Heatmap, ThumbGrid
 from app.common.images import qpixmap
-from app.inspector.evaluation import InspectorTab
+from app.inspector.tab import InspectorTab
 
 
 class RetrievalTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         row = QHBoxLayout()
         row.addWidget(QLabel("Image #"))
         self.index = QSpinBox()
@@ -81,7 +83,7 @@ class RetrievalTab(InspectorTab):
             self.search(path=path)
 
     def search(self, index: int | None = None, path: str | None = None) -> None:
-        args = {"run_dir": self.panel.run_dir, "k": self.k.value(), "split": self.split.currentData()}
+        args = {"run_dir": self.target.run_dir, "k": self.k.value(), "split": self.split.currentData()}
         if path:
             args["path"] = path
         else:
@@ -119,8 +121,8 @@ DEFAULT_RECON_CAPTIONS = ("original", "masked input", "reconstruction")
 
 
 class ReconstructionTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         row = QHBoxLayout()
         self.refresh_btn = QPushButton("Reconstruct with the checkpoint")
         self.refresh_btn.clicked.connect(self.refresh)
@@ -148,7 +150,7 @@ class ReconstructionTab(InspectorTab):
             self._draw(o, i, r)
 
     def refresh(self) -> None:
-        self.request("reconstruct", self._on_reply, run_dir=self.panel.run_dir, n=8)
+        self.request("reconstruct", self._on_reply, run_dir=self.target.run_dir, n=8)
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         if "note" in d:
@@ -178,8 +180,8 @@ class ReconstructionTab(InspectorTab):
 
 # -- pretext task ----------------------------------------------------------------------------------------------------
 class PretextTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         row = QHBoxLayout()
         self.run_btn = QPushButton("Analyse the pretext task")
         self.run_btn.clicked.connect(self.analyse)
@@ -216,7 +218,7 @@ class PretextTab(InspectorTab):
         self.result = None
 
     def analyse(self) -> None:
-        self.request("pretext", self._on_reply, run_dir=self.panel.run_dir, n=512)
+        self.request("pretext", self._on_reply, run_dir=self.target.run_dir, n=512)
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
@@ -251,8 +253,8 @@ class PretextTab(InspectorTab):
 
 # -- filters ------------------------------------------------------------------------------------------------------------
 class FiltersTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target):
+        super().__init__(target)
         row = QHBoxLayout()
         b = QPushButton("Show the filters")
         b.clicked.connect(self.refresh)
@@ -274,7 +276,7 @@ class FiltersTab(InspectorTab):
         self.result = None
 
     def refresh(self) -> None:
-        self.request("filters", self._on_reply, run_dir=self.panel.run_dir)
+        self.request("filters", self._on_reply, run_dir=self.target.run_dir)
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
@@ -286,8 +288,10 @@ class FiltersTab(InspectorTab):
 
 # -- export ---------------------------------------------------------------------------------------------------------------
 class ExportTab(InspectorTab):
-    def __init__(self, panel):
-        super().__init__(panel)
+    def __init__(self, target, save_png: Callable[[str], object] | None = None):
+        """``save_png(path)``: saves the Inspector's current view (default: this tab)."""
+        super().__init__(target)
+        self.save_png = save_png or (lambda path: self.grab().save(path))
         intro = QLabel("Export the encoder as safetensors and load it back with one line of Python. The workbench's "
                        "backbones normalise [0, 1] images themselves; the torchvision form (ResNets) expects "
                        "ImageNet-normalised inputs.")
@@ -317,7 +321,7 @@ class ExportTab(InspectorTab):
         self.examples: dict = {}
 
     def load_example(self) -> None:
-        self.request("loading_example", self._on_example, run_dir=self.panel.run_dir)
+        self.request("loading_example", self._on_example, run_dir=self.target.run_dir)
 
     def _on_example(self, d: dict, final: bool = True) -> None:
         self.examples = dict(d)
@@ -331,8 +335,8 @@ class ExportTab(InspectorTab):
         self.set_status("")
 
     def _export(self, fmt: str) -> None:
-        base = str(Path(self.panel.run_dir) / "export" / ("encoder_torchvision.safetensors" if fmt == "torchvision"
-                                                          else "encoder.safetensors")) if self.panel.run_dir else ""
+        base = str(Path(self.target.run_dir) / "export" / ("encoder_torchvision.safetensors" if fmt == "torchvision"
+                                                          else "encoder.safetensors")) if self.target.run_dir else ""
         path, _ = QFileDialog.getSaveFileName(self, "Export the encoder", base, "safetensors (*.safetensors)")
         if path:
             self.export(path, fmt)
@@ -344,11 +348,11 @@ class ExportTab(InspectorTab):
             if callback:
                 callback(d)
 
-        self.request("export_encoder", done, run_dir=self.panel.run_dir, path=path, format=fmt)
+        self.request("export_encoder", done, run_dir=self.target.run_dir, path=path, format=fmt)
 
     def _save_png_dialog(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save as PNG", "inspector.png", "PNG image (*.png)")
         if path:
-            self.panel.save_png(path)
+            self.save_png(path)
 
 

@@ -18,7 +18,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from app.map.export import ExportButton
+from app.map.export_button import ExportButton
 from engine.eval.projection import PROJECTION_TITLES
 
 PROJECTIONS = ("umap", "pca", "tsne")

@@ -1,14 +1,14 @@
-"""The embedding map's exports: the Export menu (embeddings as CSV + .npy, the map as PNG, the encoder as
-safetensors), the run's maps as an animated GIF (written in a worker thread), and MapExports, which writes
-them for the panel."""
+"""What the embedding map exports: the current map's embeddings (CSV + .npy), the map as PNG, the run's
+encoder as safetensors (with the dialog that shows how to load it back) and the run's maps as an animated
+GIF (written in a worker thread). ``MapExports`` writes them from narrow inputs: the map's store, the
+analysis requests, the coordinates drawn, the projection and colouring chosen, the figure to grab and a
+status line. The Export menu that asks for a path is app/map/export_button.py."""
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
@@ -17,18 +17,16 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QFileDialog,
     QLabel,
-    QMenu,
     QPlainTextEdit,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.map.legend import palette_for
-from app.map.model import COLOR_CLUSTER
+from app.map.model import COLOR_CLUSTER, MapStore
+from app.map.requests import MapRequests
 
-if TYPE_CHECKING:
-    from app.map.panel import EmbeddingPanel
+Status = Callable[..., object]  # status(text, error=False)
 
 
 class EncoderExampleDialog(QDialog):
@@ -53,41 +51,6 @@ class EncoderExampleDialog(QDialog):
         lay.addWidget(bb)
 
 
-class ExportButton(QToolButton):
-    """Asks where to save, then calls the panel's export functions with the path."""
-
-    def __init__(self, folder: Callable[[], str], embedding: Callable[[str], object], png: Callable[[str], object],
-                 encoder: Callable[[str, str], object], parent: QWidget | None = None):
-        super().__init__(parent)
-        self.folder, self.embedding, self.png, self.encoder = folder, embedding, png, encoder
-        self.setText("Export")
-        self.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
-        menu = QMenu(self)
-        menu.addAction("Embeddings and 2-D map (CSV + .npy)…", self.embedding_dialog)
-        menu.addAction("Map as PNG…", self.png_dialog)
-        menu.addAction("Encoder (safetensors)…", self.encoder_dialog)
-        self.setMenu(menu)
-
-    def _ask(self, title: str, name: str, filters: str) -> tuple[str, str]:
-        return QFileDialog.getSaveFileName(self, title, os.path.join(self.folder(), name), filters)
-
-    def embedding_dialog(self) -> None:
-        path, _ = self._ask("Export embeddings", "embedding.csv", "CSV (*.csv)")
-        if path:
-            self.embedding(path)
-
-    def png_dialog(self) -> None:
-        path, _ = self._ask("Save the map", "map.png", "PNG image (*.png)")
-        if path:
-            self.png(path)
-
-    def encoder_dialog(self) -> None:
-        path, flt = self._ask("Export the encoder", "encoder.safetensors",
-                              "Workbench backbone (*.safetensors);;torchvision ResNet (*.safetensors)")
-        if path:
-            self.encoder(path, "torchvision" if flt.startswith("torchvision") else "own")
-
-
 class GifWriter(QObject):
     """Writes maps as an animated GIF (:func:`app.map.movie.write_gif`, Pillow) in a worker thread;
     ``on_done(frames written, or an error text)`` runs on the GUI thread."""
@@ -109,51 +72,57 @@ class GifWriter(QObject):
 
 
 class MapExports:
-    """What the panel's Export menu and the timeline's GIF button write: the current map's embeddings, the
+    """What the map's Export menu and the timeline's GIF button write: the current map's embeddings, the
     figure as PNG, the run's encoder (by the analysis process) and the run's maps as a GIF (here, in a
-    worker thread). Each tells the panel's status line how it went."""
+    worker thread). Each says how it went on the status line."""
 
-    def __init__(self, panel: EmbeddingPanel):
-        self.panel = panel
-        self.gif_writer = GifWriter(panel)
-        self._dialogs: list = []
+    def __init__(self, store: MapStore, requests: MapRequests, coords: Callable[[], np.ndarray],
+                 projection: Callable[[], str], coloring: Callable[[], str], figure: QWidget, status: Status,
+                 parent: QWidget):
+        """``coords()``: the 2-D coordinates drawn now; ``projection()``: the projection shown;
+        ``coloring()``: the colouring chosen (one of the store's colour choices); ``figure``: what "Map as
+        PNG" grabs; ``parent``: the dialogs' parent."""
+        self.store, self.requests, self.coords = store, requests, coords
+        self.projection, self.coloring = projection, coloring
+        self.figure, self.status, self.parent = figure, status, parent
+        self.gif_writer = GifWriter(parent)
+        self.dialogs: list = []
 
     def embedding(self, path: str, callback=None) -> int | None:
         """Write the current map's features, 2-D coordinates, labels and file paths (CSV, .npz, .npy)."""
-        p = self.panel
-        s = p.current
-        if s is None or not p.requests.available:
+        s = self.store.current
+        if s is None or not self.requests.available:
             return None
-        args = {"path": path, "features": s.features, "coords": p.map.coords, "labels": s.labels,
+        args = {"path": path, "features": s.features, "coords": self.coords(), "labels": s.labels,
                 "indices": s.indices, "paths": s.paths, "class_names": s.class_names}
-        return p.requests.export_embedding(
-            args, lambda d: p.set_status(f"Saved {d['csv']} and .npy files next to it"),
-            lambda e: p.set_status(e["message"] or "export failed", error=True), callback)
+        return self.requests.export_embedding(
+            args, lambda d: self.status(f"Saved {d['csv']} and .npy files next to it"),
+            lambda e: self.status(e["message"] or "export failed", error=True), callback)
 
     def ask_gif(self) -> None:
-        p = self.panel
-        start = str(Path(p.run_dir) / "map.gif") if p.run_dir else "map.gif"
-        path, _ = QFileDialog.getSaveFileName(p, "Export the run's maps as a GIF", start, "GIF (*.gif)")
+        run_dir = self.store.run_dir
+        start = str(Path(run_dir) / "map.gif") if run_dir else "map.gif"
+        path, _ = QFileDialog.getSaveFileName(self.parent, "Export the run's maps as a GIF", start, "GIF (*.gif)")
         if path:
             self.gif(path)
 
     def gif(self, path: str, callback=None) -> bool:
         """Write the run's snapshot maps (those with a layout) as an animated GIF, in a worker thread;
         ``callback(frames or an error text)`` runs on the GUI thread when it is written."""
-        p = self.panel
-        frames = p.store.movie_frames(p.projection_name)
+        store = self.store
+        frames = store.movie_frames(self.projection())
         if not frames:
-            p.set_status("No maps to export yet: wait for the first snapshot", error=True)
+            self.status("No maps to export yet: wait for the first snapshot", error=True)
             return False
-        c = p.store.coloring(p.color_by.currentText() or COLOR_CLUSTER)
+        c = store.coloring(self.coloring() or COLOR_CLUSTER)
         palette = np.array([[q.red(), q.green(), q.blue()] for q in palette_for(c)], np.uint8)
-        skipped = sum(1 for e in p.entries if e.kind != "checkpoint") - len(frames)
-        p.set_status(f"Writing {len(frames)} maps to {path}…" +
-                     (f" ({skipped} snapshots not mapped yet: play the timeline first)" if skipped > 0 else ""))
+        skipped = sum(1 for e in store.entries if e.kind != "checkpoint") - len(frames)
+        self.status(f"Writing {len(frames)} maps to {path}…" +
+                    (f" ({skipped} snapshots not mapped yet: play the timeline first)" if skipped > 0 else ""))
 
         def done(result) -> None:
             ok = isinstance(result, int)
-            p.set_status(f"Saved {path} ({result} maps)" if ok else result, error=not ok)
+            self.status(f"Saved {path} ({result} maps)" if ok else result, error=not ok)
             if callback is not None:
                 callback(result)
 
@@ -163,24 +132,24 @@ class MapExports:
 
     def png(self, path: str) -> bool:
         """The map and its legend as shown."""
-        ok = self.panel.figure.grab().save(path)
-        self.panel.set_status(f"Saved {path}" if ok else f"Could not write {path}", error=not ok)
+        ok = self.figure.grab().save(path)
+        self.status(f"Saved {path}" if ok else f"Could not write {path}", error=not ok)
         return ok
 
     def encoder(self, path: str, fmt: str = "own", callback=None, show: bool = True) -> int | None:
         """The run's encoder as safetensors (``fmt`` "own" or "torchvision"); ``show`` opens the dialog with
         the line that loads it back."""
-        p = self.panel
-        if not p.run_dir or not p.requests.available:
+        run_dir = self.store.run_dir
+        if not run_dir or not self.requests.available:
             return None
 
         def done(d: dict) -> None:
-            p.set_status(f"Saved the encoder to {d['path']}")
+            self.status(f"Saved the encoder to {d['path']}")
             if show:
-                dlg = EncoderExampleDialog(p, d["path"], {f"{d['format']} form": d["example"]})
-                self._dialogs.append(dlg)
+                dlg = EncoderExampleDialog(self.parent, d["path"], {f"{d['format']} form": d["example"]})
+                self.dialogs.append(dlg)
                 dlg.show()
 
-        return p.requests.export_encoder({"run_dir": p.run_dir, "path": path, "format": fmt}, done,
-                                         lambda e: p.set_status(e["message"] or "export failed", error=True),
-                                         callback)
+        return self.requests.export_encoder({"run_dir": run_dir, "path": path, "format": fmt}, done,
+                                            lambda e: self.status(e["message"] or "export failed", error=True),
+                                            callback)

@@ -1,27 +1,31 @@
 """The Embedding map panel: the map of a run's embeddings with its controls, legend, timeline and side tabs.
 
-The state lives in a Qt-free store (app/map_model.py); the pieces are their own widgets (the map in
-embedding_map.py, map_controls, map_legend, map_timeline, map_neighbours, map_selection, map_export);
-maps are loaded by map_loader.py, and everything asked of the analysis process goes through one
-adapter (map_requests.py). This class puts them together and connects them. It holds plain numpy
-arrays only.
+The state lives in a Qt-free store (app/map/model.py); the pieces are their own widgets (the map in
+map_widget.py, controls, legend, timeline, neighbours, selection, the Export menu in export_button.py);
+maps are loaded by loader.py, exports written by export.py, and everything asked of the analysis process
+goes through one adapter (requests.py). Each piece gets the store and narrow inputs, never the panel;
+this class puts them together and connects them. It holds plain numpy arrays only.
 
-Feed it from the window (app/widgets/embedding.py does):
+Feed it (``map_view(ctx)`` does, for the window):
     panel.set_run(run_dir, live)       # open a run (finished or live): its snapshots fill the timeline
     panel.on_engine_message(msg)       # RunStarted / Embedding messages of the live engine
     panel.embedRequested -> engine.embed   # "Snapshot now" during a live run
+    panel.engine_trains = predicate    # is this live run the one the engine (that takes snapshots) trains?
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtWidgets import QFrame, QHBoxLayout, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from app.common.view import View, ViewContext
 from app.map.controls import MapControls, StatusRow
-from app.map.export import ExportButton, MapExports
+from app.map.export import MapExports
+from app.map.export_button import ExportButton
 from app.map.legend import MapLegend, palette_for
 from app.map.loader import MapLoader, SnapshotFeed
 from app.map.map_widget import EmbeddingMap
@@ -30,71 +34,74 @@ from app.map.neighbours import NeighboursTab
 from app.map.requests import MapRequests
 from app.map.selection import SelectionTab
 from app.map.timeline import MapTimeline
+from app.models.run_model import RunRef
 
 
-class PanelUi:
-    """Builds the panel's widgets (the Qt Designer way: ``PanelUi().setup(panel)``)."""
-
-    def setup(self, panel: EmbeddingPanel) -> None:
-        root = QVBoxLayout(panel)
-        root.setContentsMargins(4, 4, 4, 4)
-        root.setSpacing(4)
-        export = ExportButton(lambda: str(Path(panel.run_dir) / "export") if panel.run_dir else "",
-                              panel.export_embedding, panel.save_png, lambda path, fmt: panel.export_encoder(path, fmt))
-        panel.controls = c = MapControls(export)
-        panel.status_row = StatusRow()
-        panel.map = EmbeddingMap()
-        panel.map.setMinimumSize(360, 300)
-        panel.legend_panel = MapLegend()
-        panel.figure = QFrame()  # what "Map as PNG" saves: the map and its legend
-        fl = QHBoxLayout(panel.figure)
-        fl.setContentsMargins(0, 0, 0, 0)
-        fl.setSpacing(2)
-        fl.addWidget(panel.map, 1)
-        fl.addWidget(panel.legend_panel)
-        panel.neighbours_tab, panel.selection_tab = NeighboursTab(), SelectionTab()
-        panel.side = QTabWidget()
-        panel.side.setMinimumWidth(260)
-        panel.side.addTab(panel.neighbours_tab, "Neighbours")
-        panel.side.addTab(panel.selection_tab, "Selection")
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(panel.figure)
-        split.addWidget(panel.side)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 1)
-        split.setSizes([800, 300])
-        panel.timeline_bar = MapTimeline()
-        for w in (c, panel.status_row):
-            root.addWidget(w)
-        root.addWidget(split, 1)
-        root.addWidget(panel.timeline_bar)
-        # the parts tests and benches reach
-        panel.projection, panel.color_by, panel.mode_buttons, panel.sample, panel.split = \
-            c.projection, c.color_by, c.mode_buttons, c.sample, c.split
-        panel.status, panel.legend = panel.status_row.label, panel.legend_panel.list
-        panel.timeline, panel.timeline_label = panel.timeline_bar.slider, panel.timeline_bar.label
-        panel.follow, panel.k, panel.neighbors = panel.timeline_bar.follow, panel.neighbours_tab.k, panel.neighbours_tab.grid
-        panel.sel_grid, panel.histogram = panel.selection_tab.grid, panel.selection_tab.histogram
-
-
-class EmbeddingPanel(QWidget):
+class EmbeddingPanel(QWidget, View):
     embedRequested = Signal()  # a live run: ask the engine for a fresh snapshot
     statusMessage = Signal(str)
     mapShown = Signal(str)  # key of the map now drawn (stage "first" or a final layout)
     layoutFinished = Signal(str)  # projection name when a final layout is drawn
 
-    def __init__(self, client=None, parent=None):
+    def __init__(self, client=None, parent=None, engine_trains: Callable[[str | None], bool] | None = None):
+        """``client``: the analysis client; ``engine_trains(run_dir)``: does the engine that answers
+        ``embedRequested`` train this live run (default: every live run is its)? Other live runs (a
+        headless job's) are mapped from their checkpoint."""
         super().__init__(parent)
+        self.engine_trains = engine_trains or (lambda _run_dir: True)
         self.store = MapStore()
         self.requests = MapRequests(client)
         self.loader = MapLoader(self.store, self.requests, self)
-        self.exports = MapExports(self)
-        PanelUi().setup(self)
+        self._build()
+        self.exports = MapExports(self.store, self.requests, lambda: self.map.coords, lambda: self.projection_name,
+                                  lambda: self.color_by.currentText(), self.figure, self.set_status, self)
         self.map.describe = self.store.describe
         self.timeline_bar.ready = lambda: self.request_id is None and not self.map.animating
         self.feed = SnapshotFeed(self.store, self.requests, self)  # the run's snapshots on disk
         self._connect()
         self._update_enabled()
+
+    def _build(self) -> None:
+        """The widgets: controls and status row, the figure (map and legend) beside the side tabs, the timeline."""
+        root = QVBoxLayout(self)
+        root.setContentsMargins(4, 4, 4, 4)
+        root.setSpacing(4)
+        export = ExportButton(lambda: str(Path(self.run_dir) / "export") if self.run_dir else "",
+                              self.export_embedding, self.save_png, lambda path, fmt: self.export_encoder(path, fmt))
+        self.controls = c = MapControls(export)
+        self.status_row = StatusRow()
+        self.map = EmbeddingMap()
+        self.map.setMinimumSize(360, 300)
+        self.legend_panel = MapLegend()
+        self.figure = QFrame()  # what "Map as PNG" saves: the map and its legend
+        fl = QHBoxLayout(self.figure)
+        fl.setContentsMargins(0, 0, 0, 0)
+        fl.setSpacing(2)
+        fl.addWidget(self.map, 1)
+        fl.addWidget(self.legend_panel)
+        self.neighbours_tab, self.selection_tab = NeighboursTab(), SelectionTab()
+        self.side = QTabWidget()
+        self.side.setMinimumWidth(260)
+        self.side.addTab(self.neighbours_tab, "Neighbours")
+        self.side.addTab(self.selection_tab, "Selection")
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self.figure)
+        split.addWidget(self.side)
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 1)
+        split.setSizes([800, 300])
+        self.timeline_bar = MapTimeline()
+        for w in (c, self.status_row):
+            root.addWidget(w)
+        root.addWidget(split, 1)
+        root.addWidget(self.timeline_bar)
+        # the parts tests and benches reach
+        self.projection, self.color_by, self.mode_buttons, self.sample, self.split = \
+            c.projection, c.color_by, c.mode_buttons, c.sample, c.split
+        self.status, self.legend = self.status_row.label, self.legend_panel.list
+        self.timeline, self.timeline_label = self.timeline_bar.slider, self.timeline_bar.label
+        self.follow, self.k, self.neighbors = self.timeline_bar.follow, self.neighbours_tab.k, self.neighbours_tab.grid
+        self.sel_grid, self.histogram = self.selection_tab.grid, self.selection_tab.histogram
 
     def _connect(self) -> None:
         c, ld = self.controls, self.loader
@@ -188,10 +195,11 @@ class EmbeddingPanel(QWidget):
                 self.feed.poll(when_alive=False)
 
     def refresh(self) -> None:
-        """A live run: ask the engine for a snapshot; otherwise map features from the checkpoint."""
+        """A live run of the engine: ask it for a snapshot; any other run (finished, or written by a headless
+        job) is mapped from its checkpoint."""
         if not self.run_dir:
             return
-        if self.live:
+        if self.live and self.engine_trains(self.run_dir):
             self.embedRequested.emit()
             self.set_status("Asked the training engine for a fresh embedding snapshot…")
             return
@@ -346,6 +354,22 @@ class EmbeddingPanel(QWidget):
     def export_encoder(self, path: str, fmt: str = "own", callback=None, show: bool = True) -> int | None:
         return self.exports.encoder(path, fmt, callback, show)
 
+    # -- the view protocol -------------------------------------------------------------------------------------
+    def show_run(self, ref: RunRef) -> None:
+        """The window opened a run (a started one arrives with the engine's RunStarted)."""
+        if ref.origin == "opened":
+            self.set_run(ref.run_dir, ref.live)
+
+    def is_ready(self) -> bool:
+        if not self.run_dir or self.error_shown:
+            return True
+        return self.current is not None and self.request_id is None and not self.map.animating
+
+    def shutdown(self) -> None:
+        self.cancel()
+        self.feed.follow(False)
+        self.timeline_bar.stop()
+
     # -- misc --------------------------------------------------------------------------------------------------
     def _on_projection(self) -> None:
         if self.store.current_entry is not None:
@@ -359,3 +383,14 @@ class EmbeddingPanel(QWidget):
         has_run = bool(self.run_dir) and self.requests.available
         self.controls.set_run_state(has_run, self.live)
         self.neighbours_tab.search_all.setEnabled(has_run)
+
+
+def map_view(ctx: ViewContext) -> EmbeddingPanel:
+    """The window's Embedding map: it asks the analysis process for maps, the training client for snapshots of
+    the run it trains, and follows the run model's opened runs and the client's messages."""
+    panel = EmbeddingPanel(ctx.analysis, engine_trains=ctx.run.owns_live)
+    panel.embedRequested.connect(ctx.engine.embed)
+    panel.statusMessage.connect(ctx.status)
+    ctx.engine.message.connect(panel.on_engine_message)  # a started run arrives with RunStarted
+    ctx.run.runChanged.connect(panel.show_run)
+    return panel

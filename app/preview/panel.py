@@ -5,6 +5,9 @@ images shown here, so the tiles are exactly what training sees, labels included.
 (MAE's mask ratio, the augmentation strengths of contrastive methods) are written to the shared
 run config: what you preview is what you train. One request is in flight at a time; while a
 slider moves, only the latest setting is sent next.
+
+``preview_view(ctx)`` makes the window's view: it previews the run model's dataset and chosen image, and
+"Use for the run" makes its method the config's method.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.common.view import View, ViewContext
+from app.models.config_model import method_note
 from app.preview.model import ImagePicker, preview_request, views_base
 from app.preview.options import AugmentGroup, MethodOptions
 from app.preview.tiles import TileView
@@ -214,13 +218,6 @@ class PreviewPanel(QWidget, View):
         self.request()
 
     # -- the view protocol -----------------------------------------------------------------
-    @classmethod
-    def create(cls, ctx: ViewContext) -> PreviewPanel:
-        panel = cls(ctx.service, ctx.config)
-        ctx.run.datasetChanged.connect(panel.set_dataset)
-        ctx.service.restarted.connect(panel.retry)
-        return panel
-
     def save_state(self):
         return self.splitter.saveState()
 
@@ -311,3 +308,22 @@ class PreviewPanel(QWidget, View):
 
     def is_ready(self) -> bool:
         return self.result is not None and self._inflight is None
+
+
+def preview_view(ctx: ViewContext) -> PreviewPanel:
+    """The window's Pretext preview: it shows the run model's dataset (the image chosen in the Data view
+    first); "Use for the run" switches the run config's method and shows the Run view."""
+    panel = PreviewPanel(ctx.service, ctx.config)
+    ctx.run.datasetChanged.connect(panel.set_dataset)
+    ctx.run.imageChosen.connect(panel.choose_image)
+    ctx.service.restarted.connect(panel.retry)
+
+    def use_for_the_run(name: str) -> None:
+        if name:
+            note = method_note(name, ctx.config.set_method(name))
+            if note:
+                ctx.status(note)
+            ctx.show_view("run")
+
+    panel.train_method.connect(use_for_the_run)
+    return panel

@@ -9,15 +9,7 @@ from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
 
-
-def command_base(model) -> tuple[dict, dict]:
-    """(config, the defaults the command line leaves out) for ``engine.commands``: the config model's
-    config and its method's defaults (no method options while there is no catalogue: all spelt out)."""
-    cfg = model.config()
-    base = model.method_defaults_dict(cfg["method"])
-    if not model.method_info(cfg["method"]):  # no catalogue yet: spell every option out
-        base["method_options"] = {}
-    return cfg, base
+from app.run.model import command_base
 
 
 class CommandBox(QWidget):

@@ -1,6 +1,6 @@
 """The Run panel's Run box: Start, Pause/Resume, Stop and Resume from checkpoint, the progress bar and
-state line, the command line, and the log of what the engine said; ``button_states`` says which
-buttons a state allows (without Qt)."""
+state line, the command line, and the log of what the engine said (which buttons a state allows:
+``app.run.model.button_states``)."""
 
 from __future__ import annotations
 
@@ -15,18 +15,6 @@ from PySide6.QtWidgets import (
     QPushButton,
     QVBoxLayout,
 )
-
-ACTIVE = ("starting", "loading", "running", "paused", "stopping", "evaluating")  # engine states of a run
-
-
-def button_states(state: str, ok: bool, checking: bool, can_resume: bool) -> dict:
-    """Which controls the engine's ``state`` allows: ``ok`` the config has no errors, ``checking`` a Start
-    waits for the engine's check, ``can_resume`` the last run has a checkpoint. ``edit``: the config
-    may be reset or loaded."""
-    active = state in ACTIVE
-    return {"start": not active and ok and not checking, "pause": state in ("running", "paused"),
-            "pause_text": "Resume" if state == "paused" else "Pause", "stop": active and state != "stopping",
-            "resume_last": not active and can_resume, "edit": not active}
 
 
 class RunControls(QGroupBox):

@@ -15,19 +15,8 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
 )
 
-BACKBONE_KINDS = {"vit": "ViT backbones", "cnn": "CNN backbones", "any": "any backbone"}
-
-
-def method_description(info: dict | None, name: str) -> str:
-    """The description (rich text) of a method's catalogue entry; a placeholder while there is none."""
-    if info is None:
-        return f"<b>{name}</b><br><i>Loading the method catalogue …</i>"
-    extra = []
-    if info.get("needs_labels"):
-        extra.append("needs labelled data")
-    extra.append(BACKBONE_KINDS.get(info.get("backbone_kind", "any"), ""))
-    return (f"<b>{info['title']}</b> <span style='color:#777'>({info.get('family', '')}; {', '.join(extra)})</span>"
-            f"<p>{info.get('description', '')}</p><p style='color:#777'>{info.get('paper', '')}</p>")
+from app.models.config_model import method_note
+from app.run.model import method_description
 
 
 class MethodDelegate(QStyledItemDelegate):
@@ -128,9 +117,9 @@ class MethodPicker(QGroupBox):
         if item is None:
             return
         name = item.data(Qt.ItemDataRole.UserRole)
-        notes = self.model.set_method(name)
-        if notes:
-            self.message.emit(f"{name}: its recommended settings apply ({', '.join(notes)})")
+        note = method_note(name, self.model.set_method(name))
+        if note:
+            self.message.emit(note)
 
     def select(self, name: str) -> None:
         for k in range(self.methods.count()):

@@ -1,8 +1,11 @@
 """The Run panel: method picker, the config form, config files, "copy as command", run controls
 and a log of what the engine said.
 
-The method picker is app/widgets/method_picker.py, the Run box app/widgets/run_controls.py and the
-command line app/widgets/run_command.py; this module edits and checks the config and starts the run."""
+The method picker is app/run/method_picker.py, the Run box app/run/controls.py, the command line
+app/run/command.py and what the Run box says about the engine's run app/run/report.py; this module edits
+and checks the config and asks for the run. ``run_view(ctx)`` makes the window's Run view: Start and
+Resume go to the run model (the window starts the run), Pause and Stop to the training client, whose
+signals the Run box follows."""
 
 from __future__ import annotations
 
@@ -23,14 +26,15 @@ from PySide6.QtWidgets import (
 )
 
 from app.common.view import MenuEntry, View, ViewContext
+from app.models.run_model import RunRef
 from app.run.command import CommandBox
 from app.run.config_form import ConfigForm
-from app.run.controls import RunControls, button_states
+from app.run.controls import RunControls
 from app.run.method_picker import MethodPicker
+from app.run.model import RUN_SKIP, button_states
+from app.run.report import EngineReport
 from engine.config import DataConfig, EvalConfig, OptimConfig, RunConfig
 from engine.params import field_specs
-
-RUN_SKIP = ("method", "method_options")
 
 
 class RunPanel(QWidget, View):
@@ -115,7 +119,7 @@ class RunPanel(QWidget, View):
         c.resume_last_btn.clicked.connect(self.resume_last_requested)
         self.start_btn, self.pause_btn, self.stop_btn = c.start_btn, c.pause_btn, c.stop_btn
         self.resume_last_btn = c.resume_last_btn
-        # the window reports the run here
+        # what the Run box says about the run (app/run/report.py says it for the engine's run)
         self.set_progress, self.set_state_text, self.add_log = c.set_progress, c.set_state_text, c.add_log
 
         split = QSplitter()
@@ -140,16 +144,6 @@ class RunPanel(QWidget, View):
         self.set_engine_state("idle")
 
     # -- the view protocol ------------------------------------------------------------------
-    @classmethod
-    def create(cls, ctx: ViewContext) -> RunPanel:
-        """Start and Resume last go to the window (it owns the run); the other buttons to the engine."""
-        panel = cls(ctx.service, ctx.config)
-        panel.message.connect(ctx.status)
-        panel.pause_requested.connect(ctx.engine.pause)
-        panel.resume_requested.connect(ctx.engine.resume)
-        panel.stop_requested.connect(ctx.engine.stop)
-        return panel
-
     def is_ready(self) -> bool:
         return self.model.catalogue is not None and bool(self.service.is_ready)
 
@@ -295,7 +289,23 @@ class RunPanel(QWidget, View):
         else:
             self.pause_requested.emit()
 
-    # -- engine state --------------------------------------------------------------------------
+    # -- the engine's run ----------------------------------------------------------------------
+    def follow_engine(self, engine) -> EngineReport:
+        """Show what the training client ``engine`` says: state line, progress, log and the buttons."""
+        report = EngineReport(engine, self)
+        report.state.connect(self.set_engine_state)
+        report.state_text.connect(self.set_state_text)
+        report.log.connect(self.add_log)
+        report.progress.connect(self.set_progress)
+        return report
+
+    def show_run(self, ref: RunRef) -> None:
+        """A run this window started or resumed goes into the log."""
+        if ref.origin == "started":
+            self.add_log(f"starting {ref.name} in {ref.run_dir}")
+        elif ref.origin == "resumed":
+            self.add_log(f"resuming {ref.run_dir} from its last checkpoint")
+
     def set_engine_state(self, state: str, can_resume: bool = False) -> None:
         self.engine_state = state
         self._can_resume = can_resume
@@ -307,3 +317,19 @@ class RunPanel(QWidget, View):
         self.controls.set_buttons(b)
         for w in (self.load_btn, self.reset_btn):
             w.setEnabled(b["edit"])
+
+
+def run_view(ctx: ViewContext) -> RunPanel:
+    """The window's Run view: Start and Resume from checkpoint ask the run model (the window owns the run),
+    Pause and Stop go to the training client; the Run box follows the client and the run model."""
+    panel = RunPanel(ctx.service, ctx.config)
+    panel.message.connect(ctx.status)
+    panel.start_requested.connect(ctx.run.request_start)
+    panel.resume_last_requested.connect(ctx.run.request_resume)
+    panel.pause_requested.connect(ctx.engine.pause)
+    panel.resume_requested.connect(ctx.engine.resume)
+    panel.stop_requested.connect(ctx.engine.stop)
+    panel.follow_engine(ctx.engine)
+    ctx.run.runChanged.connect(panel.show_run)
+    ctx.run.notice.connect(panel.set_state_text)
+    return panel
