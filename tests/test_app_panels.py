@@ -531,7 +531,7 @@ def test_settings_survive_a_relaunch(qtbot, tmp_path, monkeypatch, catalogue):
     qtbot.addWidget(again)
     assert again.model.method == "rotnet" and again.model.get("optim.lr") == pytest.approx(0.0042)
     assert again.model.options_for("mae")["mask_ratio"] == pytest.approx(0.6)
-    assert again.data_panel.spec_from_ui() == "builtin:shapes:321"
+    assert again.view("data").spec_from_ui() == "builtin:shapes:321"
     assert again.tabs.tabText(again.tabs.currentIndex()) == "Run history"
     assert (again.width(), again.height()) == (700, 500)
 

@@ -341,8 +341,8 @@ def test_gui_modules_never_import_torch():
 def test_window_shows_both_views_and_opens_runs_in_them(qtbot, run, monkeypatch, tmp_path):
     monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
-    from app.inspector.view import InspectorView
-    from app.map.view import EmbeddingView
+    from app.inspector.panel import InspectorPanel
+    from app.map.panel import EmbeddingPanel
     from app.window.main_window import MainWindow
 
     win = MainWindow(start_service=False)
@@ -350,7 +350,7 @@ def test_window_shows_both_views_and_opens_runs_in_them(qtbot, run, monkeypatch,
     qtbot.addWidget(win)
     win.show()
     emb, ins = win.view("embedding"), win.view("inspector")
-    assert isinstance(emb, EmbeddingView) and isinstance(ins, InspectorView)
+    assert isinstance(emb, EmbeddingPanel) and isinstance(ins, InspectorPanel)
     assert emb.client is ins.client is win.analysis
     emb.projection.setCurrentIndex(emb.projection.findData("pca"))
     win.open_run(run[0], live=False)

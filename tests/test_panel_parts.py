@@ -7,12 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.data.info import dataset_summary
-from app.data.source import build_spec, parse_spec
+from app.data.model import build_spec, dataset_summary, parse_spec
 from app.models.dataset import ViewDataset
-from app.run.command import command_base
-from app.run.controls import ACTIVE, button_states
-from app.run.method_picker import method_description
+from app.run.model import ACTIVE, button_states, command_base, method_description
 
 
 @pytest.mark.parametrize("spec", ["builtin:shapes:300", "builtin:shapes:2000?shortcut=colour", "/data/my images",

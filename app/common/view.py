@@ -1,18 +1,26 @@
 """What a view of the window is: its entry in the view list, what it gets, what the window asks of it.
 
-A view is a QWidget that also derives from :class:`View`. The window makes it with the factory of
-its :class:`ViewSpec` (``app/views.py`` holds the list), passing a :class:`ViewContext`: the three
-process clients, the run model and the config model. The factory connects the view to what it
-needs (``ctx.run.runChanged``, ``ctx.engine.message``, ...); the window then only calls the
+A view is a QWidget that also derives from :class:`View`. There is one way to make one: the factory of
+its :class:`ViewSpec` (``app/views.py`` holds the list), a function that takes the window's
+:class:`ViewContext` (the run model, the config model, the three process clients, ``status`` and
+``show_view``) and returns the view. The factory builds the widget from narrow inputs and connects it
+to what it needs (``ctx.run.runChanged``, ``ctx.engine.message``, ...); the window then only calls the
 methods below, all of which have defaults.
 
-    class MyView(QWidget, View):
-        def __init__(self, ctx: ViewContext):
+    class MyPanel(QWidget, View):
+        def __init__(self, analysis):               # narrow inputs: testable without a window
             super().__init__()
-            ctx.run.runChanged.connect(self.show_run)
+            self.analysis = analysis
+
+        def show_run(self, ref) -> None: ...
+
+    def my_view(ctx: ViewContext) -> MyPanel:
+        panel = MyPanel(ctx.analysis)
+        ctx.run.runChanged.connect(panel.show_run)
+        return panel
 
     # app/views.py
-    ViewSpec("mine", "My view", MyView),
+    ViewSpec("mine", "My view", my_view),
 """
 
 from __future__ import annotations
@@ -44,7 +52,7 @@ class MenuEntry:
 class ViewContext:
     """Everything a view may use. The window owns all of it; a view never reaches into another view."""
 
-    run: RunModel  # the run shown (started, resumed or opened), live or not; the dataset loaded
+    run: RunModel  # the workflow: the run shown, the runs training here, the dataset, the chosen image; requests
     config: ConfigModel  # the run config being edited and the engine's method catalogue
     engine: EngineClient  # the training process
     service: WorkerClient  # the service process (catalogue, validation, datasets, previews)
@@ -77,7 +85,7 @@ class View:
 
 @dataclass(frozen=True)
 class ViewSpec:
-    """One entry of the view list: a key (``--view KEY``), a tab title and a factory."""
+    """One entry of the view list: a key (``--view KEY``), a tab title and a factory (ViewContext -> View)."""
 
     key: str
     title: str

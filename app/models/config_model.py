@@ -61,6 +61,12 @@ def check_value(spec: dict, value, path: str):
     return field_value(spec, value, path)
 
 
+def method_note(name: str, notes: list[str]) -> str:
+    """What the status bar says after switching to method ``name`` changed settings (``notes``, as
+    :meth:`ConfigModel.set_method` returns them); "" when nothing changed."""
+    return f"{name}: its recommended settings apply ({', '.join(notes)})" if notes else ""
+
+
 class ConfigModel(QObject):
     changed = Signal(str)  # a dotted path ("optim.lr", "method_options.mask_ratio"); "" = everything
     method_changed = Signal(str)

@@ -13,6 +13,8 @@ import sys
 import time
 from pathlib import Path
 
+from app.map.demo_watch import DemoWatch
+
 T0 = time.perf_counter()
 RESOURCES = Path(__file__).resolve().parents[2] / "resources"
 
@@ -63,33 +65,6 @@ def make_app(argv: list[str] | None = None):
     return app
 
 
-class DemoWatch:
-    """``--demo --after SECONDS``: ``ready()`` once the map of the first snapshot the run took after
-    ``after`` seconds of training has drawn (0: the random-init map of step 0)."""
-
-    def __init__(self, window, after: float | None):
-        self.window, self.after = window, after
-        self.train_s = 0.0
-        self.target_step: int | None = None
-        window.engine.message.connect(self.on_message)
-
-    def on_message(self, msg) -> None:
-        kind = type(msg).__name__
-        if kind == "StepMetrics":
-            self.train_s = msg.elapsed_s
-        elif kind == "Embedding" and self.target_step is None and self.after is not None \
-                and (self.train_s >= self.after or (self.after <= 0 and msg.step == 0)):
-            self.target_step = int(msg.step)
-            if self.after <= 0:  # the picture of the start: the map stays on step 0 as training goes on
-                self.window.view("embedding").follow.setChecked(False)
-
-    def ready(self) -> bool:
-        if self.after is None:
-            return True
-        s = self.window.view("embedding").current
-        return self.target_step is not None and s is not None and s.step is not None and s.step >= self.target_step
-
-
 class Screenshot:
     """Waits until the view has really drawn (data loaded, preview arrived, ...), saves, quits."""
 
@@ -131,7 +106,7 @@ class Screenshot:
         if ready and ok:
             self.code = 0
             print(f"saved {self.path} ({self.view})", file=sys.stderr)
-            if self.gif and self.window.view("embedding").export_gif(self.gif, self._gif_written):
+            if self.gif and self.demo is not None and self.demo.export_gif(self.gif, self._gif_written):
                 return  # quits when the GIF is written
         else:
             print(f"error: the {self.view} view did not finish drawing within {self.timeout:.0f} s; saved what "
@@ -176,7 +151,7 @@ def launch(argv: list[str]) -> int:
         data = default_run_config()["data"]["spec"]
     view = args.view or ("embedding" if args.demo else "data")
     win = MainWindow(data_spec=data, open_run=args.open)
-    watch = DemoWatch(win, args.after) if args.demo else None
+    watch = DemoWatch(win.engine.message, win.view("embedding"), args.after) if args.demo else None
     shot = None
     if args.screenshot:
         try:

@@ -9,18 +9,19 @@ a :class:`app.common.view.ViewContext`:
   it starts with the window and imports torch in the background;
 - ``analysis`` (:class:`AnalysisClient`): embedding maps, evaluation, retrieval, exports; it starts
   shortly after the window shows and warms UMAP up;
-- ``run`` (:class:`RunModel`): the run shown (started, resumed or opened), live or not, and the dataset;
-- ``config`` (:class:`ConfigModel`): the run config being edited and the method catalogue.
+- ``run`` (:class:`RunModel`): the workflow state (the run shown, the runs training here, the dataset,
+  the chosen image) and the views' requests (start, resume, open a run);
+- ``config`` (:class:`ConfigModel`): the run config being edited, its method and the method catalogue.
 
 The views come from the list in ``app/views.py`` (key, title, factory); each implements the small
-protocol of ``app/view.py``. Data, Pretext preview, Run, Curves and Run history are the window's
-workflow: it links them through their public methods. This process never imports torch.
+protocol of ``app/common/view.py``. The window wires models, clients and its own parts (menus, status
+bar, banner); it calls nothing on a view but that protocol, and acts on the run model's requests. This
+process never imports torch.
 """
 
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,18 +40,15 @@ from app.common import settings as S
 from app.common.analysis_client import AnalysisClient
 from app.common.banner import Banner
 from app.common.engine_client import EngineClient
+from app.common.qt import dropped_folder
+from app.common.run_text import finished_text
 from app.common.view import View, ViewContext, ViewSpec
 from app.common.worker_client import WorkerClient
-from app.curves.panel import CurvesPanel
-from app.data.panel import DataPanel
-from app.history.panel import HistoryPanel
-from app.models.config_model import ConfigModel
+from app.models.config_model import ConfigModel, default_run_config
 from app.models.run_model import RunModel
-from app.preview.panel import PreviewPanel
-from app.run.panel import RunPanel
-from app.window.menus import build_menus
-from app.window.run_report import RunReport, add_status_labels
+from app.window.menus import Menus, WindowActions
 from app.window.state import initial_data, remember_dataset, restore_config, restore_layout, save_window
+from app.window.status_bar import RunStatusBar
 
 ANALYSIS_START_DELAY_MS = 1500  # let the window show (and the service process start) first
 
@@ -63,7 +61,6 @@ class MainWindow(QMainWindow):
         self.setAcceptDrops(True)
         self.confirm_quit = True
         self.catalogue_fresh = False  # the service's own answer arrived (not only the cached one)
-        self._t_created = time.perf_counter()
 
         # -- models and process clients: the window owns them, the views get them ---------------
         self.model = ConfigModel(self)
@@ -87,6 +84,7 @@ class MainWindow(QMainWindow):
             self.views[spec.key] = widget
             self.tabs.addTab(widget, spec.title)
 
+        # -- the window's own parts: banner, status bar, menus -------------------------------------
         self.banner = Banner()
         central = QWidget()
         vc = QVBoxLayout(central)
@@ -95,8 +93,12 @@ class MainWindow(QMainWindow):
         vc.addWidget(self.banner)
         vc.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
-        add_status_labels(self)
-        build_menus(self)
+        self.run_status = RunStatusBar(self.statusBar(), self.engine, self.run_model, self)
+        self.menus = Menus(self, WindowActions(
+            open_run=self.open_run_dialog, quit=self.close, toggle_pause=self.toggle_pause, stop=self.engine.stop,
+            snapshot=self.engine.snapshot, resume_last=self.resume_last, demo=self.start_demo,
+            show_view=self.show_view, device_text=lambda: self.run_status.device.text()),
+            self.specs, {key: list(view.menu_entries()) for key, view in self.views.items()})
         self._wire()
         self._restore(data_spec)
         if start_service:
@@ -106,33 +108,13 @@ class MainWindow(QMainWindow):
                 # the next run's process imports torch while the window and the service start, so that
                 # Start pressed the moment the window is ready shows the first loss within a second or two
                 self.engine.enable_prewarm(0)
-            self.data_panel.load(self._initial_spec, self._initial_size, self._initial_download)
+            self.run_model.choose_data(*self._initial_data)
         # the window is the timer's context: a window closed (and deleted) before it fires cancels it
         QTimer.singleShot(ANALYSIS_START_DELAY_MS, self, lambda: self.analysis.start() if self.isVisible() else None)
         if open_run:
             self.open_run(open_run)
 
     # -- views ---------------------------------------------------------------------------------
-    @property
-    def data_panel(self) -> DataPanel:
-        return self.views["data"]
-
-    @property
-    def preview_panel(self) -> PreviewPanel:
-        return self.views["pretext"]
-
-    @property
-    def run_panel(self) -> RunPanel:
-        return self.views["run"]
-
-    @property
-    def curves(self) -> CurvesPanel:
-        return self.views["curves"]
-
-    @property
-    def history(self) -> HistoryPanel:
-        return self.views["history"]
-
     @property
     def dataset(self):
         """The dataset loaded (app.models.dataset.ViewDataset) or None."""
@@ -150,23 +132,20 @@ class MainWindow(QMainWindow):
 
     # -- wiring ----------------------------------------------------------------------------
     def _wire(self) -> None:
-        """What the views do not connect themselves: the status bar, the banner and the workflow between
-        the Data, Pretext preview, Run, Curves and Run history views."""
-        self.service.ready.connect(lambda _i: self.st_device.setText(self.st_device.text().replace(
-            "starting …", "ready")))
+        """The models, the clients and the window's parts; the views connected themselves in their factories."""
+        run, e = self.run_model, self.engine
+        self.service.ready.connect(lambda _i: self.run_status.service_ready())
         self.service.died.connect(lambda t: self.banner.show_message(t, error=True))
-        self.run_model.datasetChanged.connect(self._dataset_changed)
-        self.data_panel.image_chosen.connect(self.preview_panel.choose_image)
-        self.preview_panel.train_method.connect(self._train_method)
-        self.run_panel.start_requested.connect(self.start_run)
-        self.run_panel.resume_last_requested.connect(self.resume_last)
-        self.report = RunReport(self)  # the engine's state in the status bar, the Run view and the banner
-        self.history.open_requested.connect(lambda p, live: (self.open_run(p, live), self.show_view("curves")))
-        self.history.overlay_requested.connect(lambda p, live: (self.curves.open_run(p, overlay=True, live=live),
-                                                                self.show_view("curves")))
-        self.history.resume_requested.connect(self.resume_run)
-        self.history.use_config_requested.connect(self._use_config)
-        self.model.changed.connect(self._config_changed)
+        run.datasetChanged.connect(self._dataset_changed)
+        run.startRequested.connect(self.start_run)
+        run.resumeRequested.connect(lambda d: self.resume_run(d) if d else self.resume_last())
+        run.openRequested.connect(self.open_run)
+        e.state_changed.connect(self._engine_state)
+        e.warning.connect(self.status_message)
+        e.finished.connect(lambda msg: self.status_message(finished_text(msg, e.config)))
+        e.failed.connect(lambda msg: self.banner.show_message(f"The run failed: {msg.error}", "Show log",
+                                                              lambda: self.show_view("run")))
+        e.died.connect(self._engine_died)
 
     def status_message(self, text: str) -> None:
         self.statusBar().showMessage(text, 10000)
@@ -180,8 +159,7 @@ class MainWindow(QMainWindow):
         self.catalogue_fresh = True
         S.write_cache("catalogue.json", cat)
         self.model.set_catalogue(cat)  # the views that show the catalogue follow the model
-        if not self.engine.active:
-            self.st_device.setText(f"Device: {cat.get('device_name', cat.get('device', '?'))}")
+        self.run_status.show_catalogue_device(cat)
 
     # -- data ------------------------------------------------------------------------------
     def _dataset_changed(self, ds) -> None:
@@ -194,30 +172,15 @@ class MainWindow(QMainWindow):
         self.status_message(f"Dataset {ds.name or ds.spec}: {len(ds)} images (the run config uses it)")
 
     def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if DataPanel.dropped_folder(event.mimeData()):
+        if dropped_folder(event.mimeData()):
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802
-        folder = DataPanel.dropped_folder(event.mimeData())
+        folder = dropped_folder(event.mimeData())
         if folder:
             event.acceptProposedAction()
             self.show_view("data")
-            self.data_panel.open_folder(folder)
-
-    def _train_method(self, name: str) -> None:
-        if name:
-            self.run_panel.select_method(name)
-            self.show_view("run")
-
-    def _config_changed(self, path: str) -> None:
-        if path in ("", "runs_root"):
-            root = Path(self.model.get("runs_root") or "runs").expanduser()
-            self.history.set_roots([str(root.resolve())])
-
-    def _use_config(self, cfg: dict) -> None:
-        self.model.load_dict(cfg)
-        self.show_view("run")
-        self.status_message("Loaded the run's config into the Run panel")
+            self.run_model.choose_data(folder)
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, cfg: dict) -> str | None:
@@ -230,21 +193,18 @@ class MainWindow(QMainWindow):
         try:
             run_dir = self.engine.start(cfg)
         except (OSError, RuntimeError) as exc:
-            self.run_panel.set_state_text(f"Could not start: {exc}", error=True)
+            self.run_model.tell(f"Could not start: {exc}", error=True)
             return None
         self.banner.hide()
         self.save_settings()  # the config of every started run survives a crash of the window
-        self.history.protected.add(run_dir)
+        self.run_model.protect(run_dir)
         self.run_model.set_run(run_dir, live=True, name=name, origin="started")
-        self.run_panel.add_log(f"starting {name} in {run_dir}")
         self.show_view("curves")
         return run_dir
 
     def start_demo(self) -> str | None:
         """One click to the demo: the built-in shapes, the default run (SimCLR, two minutes) and its
         embedding map, which fills in as the run trains (``main.py --demo``, Help > Run the demo)."""
-        from app.models.config_model import default_run_config
-
         if self.engine.active:
             self.status_message("A run is in progress; stop it first to start the demo.")
             self.show_view("embedding" if "embedding" in self.views else "curves")
@@ -253,11 +213,9 @@ class MainWindow(QMainWindow):
         cfg["runs_root"] = self.model.get("runs_root") or cfg["runs_root"]  # the user's folder of runs stays
         self.model.load_dict(cfg)
         spec, size = cfg["data"]["spec"], int(cfg["data"]["image_size"])
-        ds = self.dataset
-        if (ds is None or ds.spec != spec or ds.image_size != size) and not (
-                self.data_panel.loading and self.data_panel.spec_from_ui() == spec):
-            self.data_panel.set_spec(spec, size)
-            self.data_panel.load_from_ui()
+        ds, run = self.dataset, self.run_model
+        if (ds is None or ds.spec != spec or ds.image_size != size) and run.loading_spec != spec:
+            run.choose_data(spec, size)
         run_dir = self.start_run(self.model.config())
         if run_dir and "embedding" in self.views:
             self.show_view("embedding")
@@ -276,12 +234,11 @@ class MainWindow(QMainWindow):
         try:
             self.engine.start({}, str(run_dir), resume=True)
         except (OSError, RuntimeError) as exc:
-            self.run_panel.set_state_text(f"Could not resume: {exc}", error=True)
+            self.run_model.tell(f"Could not resume: {exc}", error=True)
             return
         self.banner.hide()
-        self.history.protected.add(str(run_dir))
+        self.run_model.protect(str(run_dir))
         self.run_model.set_run(str(run_dir), live=True, origin="resumed")
-        self.run_panel.add_log(f"resuming {run_dir} from its last checkpoint")
         self.show_view("curves")
 
     def open_run(self, run_dir: str, live: bool | None = None) -> None:
@@ -310,16 +267,31 @@ class MainWindow(QMainWindow):
         elif self.engine.state == "running":
             self.engine.pause()
 
-    # -- settings (app/window_state.py) -----------------------------------------------------
+    def _engine_state(self, state: str) -> None:
+        e, run = self.engine, self.run_model
+        if not e.active and e.run_dir:
+            run.release(e.run_dir)  # it may be deleted now
+        self.menus.set_run_state(state, e.active)
+        ref = run.run
+        if ref is not None and ref.owned and ref.same_run(e.run_dir):
+            run.set_live(e.active)
+
+    def _engine_died(self, text: str) -> None:
+        if self.engine.can_resume():
+            self.banner.show_message(text, "Resume from checkpoint", self.resume_last)
+        else:
+            self.banner.show_message(text)
+
+    # -- settings (app/window/state.py) -----------------------------------------------------
     def _restore(self, data_spec: str | None) -> None:
-        restore_config(self.model, self.history)
-        self._config_changed("")
-        self._initial_spec, self._initial_size, self._initial_download = initial_data(data_spec, self.model)
-        self.data_panel.set_spec(self._initial_spec, self._initial_size)
-        restore_layout(self)
+        restore_config(self.model)
+        self._initial_data = initial_data(data_spec, self.model)
+        spec, size, download = self._initial_data
+        self.run_model.choose_data(spec, size, download, load=False)
+        restore_layout(self, self.views, self.specs, self.show_view)
 
     def save_settings(self) -> None:
-        save_window(self)
+        save_window(self, self.tabs.tabText(self.tabs.currentIndex()), self.views, self.model)
 
     def closeEvent(self, event) -> None:  # noqa: N802
         if self.engine.active and self.confirm_quit:

@@ -1,24 +1,26 @@
-"""What the window keeps between sessions (QSettings, see app/settings.py): its geometry and layout, the tab
-shown, each view's splitters, the run config, the data last shown and the folders added to the Run
-history; and the method catalogue of the last session, so the forms fill before the service answers."""
+"""What the window keeps between sessions (QSettings, see app/common/settings.py): its geometry and layout,
+the tab shown, each view's layout (``View.save_state``), the run config, the data last shown; and the
+method catalogue of the last session, so the forms fill before the service answers. (The Run history
+keeps the folders added to it itself.)
+
+Every function takes what it reads or writes (the QMainWindow, the views, the config model), never the
+window object."""
 
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
 
 from PySide6.QtCore import QByteArray
+from PySide6.QtWidgets import QMainWindow
 
 from app.common import settings as S
-
-if TYPE_CHECKING:
-    from app.history.panel import HistoryPanel
-    from app.models.config_model import ConfigModel
-    from app.window.main_window import MainWindow
+from app.common.view import View, ViewSpec
+from app.models.config_model import ConfigModel
 
 
-def restore_config(model: ConfigModel, history: HistoryPanel) -> None:
-    """The cached catalogue, the run config being edited and the Run history's added folders."""
+def restore_config(model: ConfigModel) -> None:
+    """The cached catalogue and the run config being edited."""
     cat = S.read_cache("catalogue.json")
     if isinstance(cat, dict) and cat.get("methods"):
         model.catalogue = cat  # shown at once; the service's fresh one replaces it
@@ -30,7 +32,6 @@ def restore_config(model: ConfigModel, history: HistoryPanel) -> None:
             pass
     if cat:
         model.set_catalogue(cat)
-    history.set_extra([p for p in (S.get_json("history/folders") or []) if isinstance(p, str)])
 
 
 def initial_data(data_spec: str | None, model: ConfigModel) -> tuple[str, int, bool]:
@@ -51,36 +52,36 @@ def remember_dataset(ds) -> None:
     s.setValue("data/download", bool(ds.download))
 
 
-def restore_layout(w: MainWindow) -> None:
-    """Geometry, dock state, each view's splitters and the tab shown."""
+def restore_layout(window: QMainWindow, views: Mapping[str, View], specs: Sequence[ViewSpec],
+                   show_view: Callable[[str], None]) -> None:
+    """Geometry, dock state, each view's layout and the tab shown."""
     s = S.settings()
     geo = s.value("window/geometry")
     if isinstance(geo, QByteArray) and not geo.isEmpty():
-        w.restoreGeometry(geo)
+        window.restoreGeometry(geo)
     else:
-        w.resize(1360, 860)
+        window.resize(1360, 860)
     st = s.value("window/state")
     if isinstance(st, QByteArray) and not st.isEmpty():
-        w.restoreState(st)
-    for key, view in w.views.items():
+        window.restoreState(st)
+    for key, view in views.items():
         state = s.value(f"splitters/{key}")
         if state is not None and not (isinstance(state, QByteArray) and state.isEmpty()):
             view.restore_state(state)
     tab = s.value("window/tab")  # its title
-    for spec in w.specs:
+    for spec in specs:
         if spec.title == tab:
-            w.show_view(spec.key)
+            show_view(spec.key)
 
 
-def save_window(w: MainWindow) -> None:
+def save_window(window: QMainWindow, tab_title: str, views: Mapping[str, View], model: ConfigModel) -> None:
     s = S.settings()
-    s.setValue("window/geometry", w.saveGeometry())
-    s.setValue("window/state", w.saveState())
-    s.setValue("window/tab", w.tabs.tabText(w.tabs.currentIndex()))
-    for key, view in w.views.items():
+    s.setValue("window/geometry", window.saveGeometry())
+    s.setValue("window/state", window.saveState())
+    s.setValue("window/tab", tab_title)
+    for key, view in views.items():
         state = view.save_state()
         if state is not None:
             s.setValue(f"splitters/{key}", state)
-    s.setValue("config/state", json.dumps(w.model.state()))
-    s.setValue("history/folders", json.dumps(w.history.extra))
+    s.setValue("config/state", json.dumps(model.state()))
     s.sync()
