@@ -53,7 +53,7 @@ class _GridCanvas(QWidget):
         self.setMouseTracking(True)
 
     def paintEvent(self, ev):  # noqa: N802
-        self.owner._paint(self, ev.rect())
+        self.owner.paint_canvas(self, ev.rect())
 
     def mousePressEvent(self, ev):  # noqa: N802
         i = self.owner.item_at(ev.position().toPoint())
@@ -134,7 +134,8 @@ class ThumbGrid(QScrollArea):
         i = r * self._columns() + c
         return i if 0 <= i < len(self.images) else -1
 
-    def _paint(self, w: QWidget, rect: QRect) -> None:
+    def paint_canvas(self, w: QWidget, rect: QRect) -> None:
+        """Paint the tiles in ``rect`` of the canvas ``w`` (the scroll area's inner widget calls it)."""
         p = QPainter(w)
         pal = self.palette()
         p.fillRect(rect, pal.base())
