@@ -7,7 +7,7 @@
 
 x: labels per class (log axis; "all" is drawn at the training set's size per class), y: top-1;
 one line per encoder and mode with a band of one standard deviation over seeds. The picture is drawn
-by the Inspector's Downstream tab's own plot (app/widgets/downstream_plot.py), offscreen.
+by the Inspector's Downstream tab's own plot (app/inspector/downstream_plot.py), offscreen.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The window's view list and run model: a view is one class plus one line in app/views.py."""
+"""The window's view list and run model: a view is one factory plus one line in app/views.py."""
 
 from __future__ import annotations
 

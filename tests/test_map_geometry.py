@@ -1,4 +1,4 @@
-"""app/map_geometry.py without a window: the rows a drawn box or lasso selects (that it imports no Qt:
+"""app/map/geometry.py without a window: the rows a drawn box or lasso selects (that it imports no Qt:
 tests/test_preview_model.py)."""
 
 from __future__ import annotations

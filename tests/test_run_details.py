@@ -1,4 +1,4 @@
-"""app/run_details.py without a window: what the Run history reads of a run folder and shows of it."""
+"""app/history/details.py without a window: what the Run history reads of a run folder and shows of it."""
 
 from __future__ import annotations
 

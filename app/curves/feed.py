@@ -1,7 +1,7 @@
 """What the curves read from run folders, off the GUI thread: a run's history when it is shown, the
 records appended to a followed (live) run's metrics.jsonl, once a second and one run a tick in turn,
 and the facts its labels need (class count, probe epochs). What is read goes into the curves' model
-(app/curves_model.py); app/widgets/curves_panel.py draws it."""
+(app/curves/model.py); app/curves/panel.py draws it."""
 
 from __future__ import annotations
 

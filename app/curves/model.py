@@ -2,7 +2,7 @@
 blocks, the bias-corrected EMA used for smoothing (cached, extended as points arrive), and the set of
 runs shown (``CurvesModel``: the main run and its overlays, what arrives for them, the CSV export).
 
-The widget (app/widgets/curves_panel.py, drawing through app/widgets/curves_plots.py) draws what this
+The widget (app/curves/panel.py, drawing through app/curves/plots.py) draws what this
 holds and reads run folders off the GUI thread; tests/test_curves_model.py tests the rules here."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The curves' grid of plots (pyqtgraph): one plot per metric, one reused PlotDataItem per run, metric
 and variant (with peak downsampling and clip-to-view), and the level lines (chance, random init).
 
-It draws what app/widgets/curves_panel.py hands it; which runs and points there are lives in
-app/curves_model.py."""
+It draws what app/curves/panel.py hands it; which runs and points there are lives in
+app/curves/model.py."""
 
 from __future__ import annotations
 

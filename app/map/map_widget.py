@@ -6,7 +6,7 @@ Performance notes (smooth at 10,000 points):
   symbol atlas holds one sprite per colour and draws with ``drawPixmapFragments``;
 - layout changes and animation frames write the positions into the item's record array in
   place (no ``setData``, which rebuilds every spot);
-- hover uses a uniform grid over the layout (app/map_geometry.py): a query looks at the few cells within
+- hover uses a uniform grid over the layout (app/map/geometry.py): a query looks at the few cells within
   12 px of the cursor, and signals/updates happen only when the hovered point changes.
 """
 

@@ -1,7 +1,7 @@
 """The embedding map's state, without Qt: the run's timeline of maps, each map's points and layouts,
 the colouring, the highlighted class, the neighbour query and the selection.
 
-The widgets (app/widgets/embedding_panel.py and the ``map_*`` modules) draw what this store holds
+The widgets (app/map/panel.py and the other modules of app/map/) draw what this store holds
 and tell it what the user did; the analysis process computes the maps. Plain numpy throughout, so
 every rule here is tested without a window (tests/test_map_model.py).
 """

@@ -341,7 +341,7 @@ class EmbeddingPanel(QWidget, View):
             self.side.setCurrentIndex(1)
         self._recolor()
 
-    # -- export (app/widgets/map_export.py writes) ---------------------------------------------------------------
+    # -- export (app/map/export.py writes) ----------------------------------------------------------------------
     def export_embedding(self, path: str, callback=None) -> int | None:
         return self.exports.embedding(path, callback)
 
@@ -353,6 +353,14 @@ class EmbeddingPanel(QWidget, View):
 
     def export_encoder(self, path: str, fmt: str = "own", callback=None, show: bool = True) -> int | None:
         return self.exports.encoder(path, fmt, callback, show)
+
+    def shown_step(self) -> int | None:
+        """The training step of the map drawn now (None: no map, or one from a checkpoint of unknown step)."""
+        return self.current.step if self.current is not None else None
+
+    def set_following(self, on: bool) -> None:
+        """Jump to each new snapshot of a live run (the timeline's Follow box)."""
+        self.follow.setChecked(on)
 
     # -- the view protocol -------------------------------------------------------------------------------------
     def show_run(self, ref: RunRef) -> None:

@@ -1,6 +1,6 @@
 """The Pretext preview's state, without Qt: which images it shows, and the request it sends.
 
-The panel (app/widgets/preview_panel.py) draws the answer and holds the controls; the rules here (the
+The panel (app/preview/panel.py) draws the answer and holds the controls; the rules here (the
 images kept across method switches, the first image a rotation shows well, the arguments of a
 ``preview`` request) are plain numpy and tested without a window (tests/test_preview_model.py).
 """

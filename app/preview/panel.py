@@ -229,7 +229,7 @@ class PreviewPanel(QWidget, View):
         self._inflight = None
         self.request()
 
-    # -- images (app/preview_model.py chooses them) ------------------------------------------
+    # -- images (app/preview/model.py chooses them) ------------------------------------------
     def set_dataset(self, ds) -> None:
         self.images.set_dataset(ds, self.count.value())
         self._mark_methods()

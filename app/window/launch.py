@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from app.map.demo_watch import DemoWatch
@@ -69,7 +70,9 @@ class Screenshot:
     """Waits until the view has really drawn (data loaded, preview arrived, ...), saves, quits."""
 
     def __init__(self, window, view: str, path: str, timeout: float, demo: DemoWatch | None = None,
-                 gif: str | None = None):
+                 gif: tuple[str, Callable] | None = None):
+        """``gif``: (path, write(path, done)) with --gif: the run's maps so far as an animated GIF, written
+        after the picture."""
         from PySide6.QtCore import QTimer
 
         self.window, self.view, self.path, self.timeout = window, view, path, timeout
@@ -106,7 +109,7 @@ class Screenshot:
         if ready and ok:
             self.code = 0
             print(f"saved {self.path} ({self.view})", file=sys.stderr)
-            if self.gif and self.demo is not None and self.demo.export_gif(self.gif, self._gif_written):
+            if self.gif and self.gif[1](self.gif[0], self._gif_written):
                 return  # quits when the GIF is written
         else:
             print(f"error: the {self.view} view did not finish drawing within {self.timeout:.0f} s; saved what "
@@ -114,7 +117,7 @@ class Screenshot:
         self.quit()
 
     def _gif_written(self, result) -> None:
-        print(f"saved {self.gif} ({result} maps)" if isinstance(result, int) else f"error: {result}", file=sys.stderr)
+        print(f"saved {self.gif[0]} ({result} maps)" if isinstance(result, int) else f"error: {result}", file=sys.stderr)
         self.code = 0 if isinstance(result, int) else 1
         self.quit()
 
@@ -151,7 +154,10 @@ def launch(argv: list[str]) -> int:
         data = default_run_config()["data"]["spec"]
     view = args.view or ("embedding" if args.demo else "data")
     win = MainWindow(data_spec=data, open_run=args.open)
-    watch = DemoWatch(win.engine.message, win.view("embedding"), args.after) if args.demo else None
+    watch = None
+    if args.demo:
+        emb = win.view("embedding")  # the map's public API: the step it shows, following, the GIF
+        watch = DemoWatch(win.engine.message, emb.shown_step, emb.set_following, args.after)
     shot = None
     if args.screenshot:
         try:
@@ -160,7 +166,8 @@ def launch(argv: list[str]) -> int:
             print(f"error: --size takes WIDTHxHEIGHT, e.g. 1400x900, got {args.size!r}", file=sys.stderr)
             return 2
         win.resize(w, h)
-        shot = Screenshot(win, view, args.screenshot, args.timeout, watch, args.gif)
+        gif = (args.gif, win.view("embedding").export_gif) if args.gif else None
+        shot = Screenshot(win, view, args.screenshot, args.timeout, watch, gif)
     win.show()
     if args.demo:
         from PySide6.QtCore import QTimer
