@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return cli_main(argv)
     # the window: keep torch out of this process's start-up (the engine runs in its own process)
-    from app.launch import launch
+    from app.window.launch import launch
 
     return launch(argv)
 

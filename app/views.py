@@ -1,28 +1,30 @@
 """The window's views, in tab order: key (``main.py --view KEY``), tab title, factory.
 
-To add a view, write one module with a ``QWidget`` that also derives from ``app.view.View`` and
-takes the ``ViewContext`` (see app/view.py), and add one line here.
+A factory takes the window's ``ViewContext`` (app/common/view.py) and returns a QWidget that also
+derives from ``View``; every room's panel module ends with its factory (``data_view``, ``run_view``, ...),
+which builds the panel from narrow inputs and connects it to the context's models and clients. To add a
+view, write its room (or one module) with such a factory and add one line here.
 """
 
 from __future__ import annotations
 
-from app.view import ViewSpec
-from app.widgets.curves_panel import CurvesPanel
-from app.widgets.data_panel import DataPanel
-from app.widgets.embedding import EmbeddingView
-from app.widgets.history_panel import HistoryPanel
-from app.widgets.inspector import InspectorView
-from app.widgets.preview_panel import PreviewPanel
-from app.widgets.run_panel import RunPanel
+from app.common.view import ViewSpec
+from app.curves.panel import curves_view
+from app.data.panel import data_view
+from app.history.panel import history_view
+from app.inspector.panel import inspector_view
+from app.map.panel import map_view
+from app.preview.panel import preview_view
+from app.run.panel import run_view
 
 VIEWS: tuple[ViewSpec, ...] = (
-    ViewSpec("data", "Data", DataPanel.create),
-    ViewSpec("pretext", "Pretext preview", PreviewPanel.create),
-    ViewSpec("run", "Run", RunPanel.create),
-    ViewSpec("curves", "Curves", CurvesPanel.create),
-    ViewSpec("embedding", "Embedding map", EmbeddingView),
-    ViewSpec("inspector", "Inspector", InspectorView),
-    ViewSpec("history", "Run history", HistoryPanel.create),
+    ViewSpec("data", "Data", data_view),
+    ViewSpec("pretext", "Pretext preview", preview_view),
+    ViewSpec("run", "Run", run_view),
+    ViewSpec("curves", "Curves", curves_view),
+    ViewSpec("embedding", "Embedding map", map_view),
+    ViewSpec("inspector", "Inspector", inspector_view),
+    ViewSpec("history", "Run history", history_view),
 )
 
 

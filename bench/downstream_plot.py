@@ -7,7 +7,7 @@
 
 x: labels per class (log axis; "all" is drawn at the training set's size per class), y: top-1;
 one line per encoder and mode with a band of one standard deviation over seeds. The picture is drawn
-by the Inspector's Downstream tab's own plot (app/widgets/downstream_plot.py), offscreen.
+by the Inspector's Downstream tab's own plot (app/inspector/downstream_plot.py), offscreen.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ if str(ROOT) not in sys.path:
 
 
 def write_csv(results: list[dict], path) -> None:
-    from app.widgets.downstream_plot import write_points_csv
+    from app.inspector.downstream_plot import write_points_csv
 
     write_points_csv(results, path)
 
@@ -44,7 +44,7 @@ def markdown_table(results: list[dict]) -> str:
 def plot_png(results: list[dict], path, title: str = "", num_train: int = 0, num_classes: int = 10,
              size=(1000, 620)) -> None:
     """The curve drawn by the window's own plot (the Inspector's Downstream tab), offscreen."""
-    from app.widgets.downstream_plot import render_curve_png
+    from app.inspector.downstream_plot import render_curve_png
 
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     render_curve_png(results, path, per_class_all=num_train / max(1, num_classes) if num_train else 0.0,
@@ -54,7 +54,7 @@ def plot_png(results: list[dict], path, title: str = "", num_train: int = 0, num
 def load_results(path) -> dict:
     """A result JSON (bench/downstream.py --json, or the last line of `main.py downstream`) or a points CSV."""
     if str(path).endswith(".csv"):
-        from app.widgets.downstream_plot import read_points_csv
+        from app.inspector.downstream_plot import read_points_csv
 
         return {"results": read_points_csv(path)}
     text = Path(path).read_text().strip()

@@ -147,10 +147,10 @@ def main(argv=None) -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication.instance() or QApplication([])
-    from app.analysis_client import AnalysisClient
-    from app.widgets.embedding_map import EmbeddingMap
-    from app.widgets.embedding_panel import EmbeddingPanel
-    from app.widgets.eval_views import class_color
+    from app.common.analysis_client import AnalysisClient
+    from app.common.charts import class_color
+    from app.map.map_widget import EmbeddingMap
+    from app.map.panel import EmbeddingPanel
     from engine import messages as M
 
     out: dict = {"machine_cpus": os.cpu_count()}

@@ -93,8 +93,8 @@ def main() -> int:
     import numpy as np
     from PySide6.QtCore import Qt, QTimer
 
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     app = make_app()
     win = MainWindow()
@@ -160,7 +160,7 @@ def main() -> int:
     win.engine.message.connect(on_message)
     # the config checked in the service and the run handed to the training process (after the window's
     # own slot, connected first)
-    win.run_panel.start_requested.connect(lambda _cfg: ev.setdefault("run_started_by_window", time.perf_counter()))
+    win.view("run").start_requested.connect(lambda _cfg: ev.setdefault("run_started_by_window", time.perf_counter()))
     panel.layoutFinished.connect(on_layout)
     panel.mapShown.connect(lambda _k: ev.__setitem__("map", ev["map"] or time.perf_counter()))
 
@@ -171,12 +171,12 @@ def main() -> int:
         now = time.perf_counter()
         intervals.append((now - last[0]) * 1000.0)
         last[0] = now
-        if ev["loss"] is None and win.curves.point_count("loss") >= 1:
+        if ev["loss"] is None and win.view("curves").point_count("loss") >= 1:
             ev["loss"] = now
 
     think_end = time.monotonic() + args.think
     wait(lambda: time.monotonic() >= think_end, "the user to press Start")
-    win.run_panel.start_btn.click()  # as a user does
+    win.view("run").start_btn.click()  # as a user does
     t_start = time.perf_counter()
     # where the audience looks: the map (the window itself shows the Curves once the service has checked the
     # config, a few tens of milliseconds after the click)

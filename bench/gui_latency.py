@@ -31,8 +31,8 @@ def child(args) -> None:
     sys.path.insert(0, str(ROOT))
     from PySide6.QtCore import Qt, QTimer
 
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     app = make_app()
     win = MainWindow(data_spec=args.data)
@@ -61,7 +61,7 @@ def child(args) -> None:
     cfg = m.config()
     win.start_run(cfg)
     win.show_view("curves")
-    wait(lambda: win.curves.point_count("loss") >= 1, 600, "the first training step")
+    wait(lambda: win.view("curves").point_count("loss") >= 1, 600, "the first training step")
     # warm-up: the Curves tab's first paint with data (axes, fonts) is measured apart
     warm: list[float] = []
     t_prev = time.perf_counter()
@@ -78,7 +78,7 @@ def child(args) -> None:
 
     events: list[tuple[float, str]] = []
     win.engine.message.connect(lambda msg: events.append((time.perf_counter(), type(msg).__name__)))
-    win.history.refreshed.connect(lambda: events.append((time.perf_counter(), "history refreshed")))
+    win.view("history").refreshed.connect(lambda: events.append((time.perf_counter(), "history refreshed")))
 
     def beat():
         now = time.perf_counter()
@@ -111,7 +111,7 @@ def child(args) -> None:
     timer.setTimerType(Qt.TimerType.PreciseTimer)
     timer.setInterval(BEAT_MS)
     timer.timeout.connect(beat)
-    points0 = win.curves.point_count("loss")
+    points0 = win.view("curves").point_count("loss")
     last[0] = time.perf_counter()
     timer.start()
     end = time.monotonic() + args.seconds
@@ -122,8 +122,8 @@ def child(args) -> None:
     QTimer.singleShot(int(args.seconds * 1000), finish)
     app.exec()
     timer.stop()
-    points = win.curves.point_count("loss") - points0
-    speed = win.st_speed.text()
+    points = win.view("curves").point_count("loss") - points0
+    speed = win.run_status.speed.text()
     state = win.engine.state
     win.engine.shutdown(timeout=30)
     win.close()

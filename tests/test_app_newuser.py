@@ -21,8 +21,8 @@ WAIT = 120_000
 def bare_window(qtbot, tmp_path, monkeypatch):
     """The window without its helper processes (messages are fed to it by hand)."""
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:64", start_service=False)
@@ -42,7 +42,7 @@ def engine_catalogue():
 
 @pytest.fixture
 def model(qapp, engine_catalogue):
-    from app.config_model import ConfigModel
+    from app.models.config_model import ConfigModel
 
     m = ConfigModel()
     m.set_catalogue(engine_catalogue)
@@ -51,7 +51,7 @@ def model(qapp, engine_catalogue):
 
 # -- the status bar -------------------------------------------------------------------------------
 def test_eta_is_never_negative():
-    from app.run_report import fmt_eta
+    from app.common.run_text import fmt_eta
 
     assert fmt_eta(-1.0) == "0:00" and fmt_eta(-0.4) == "0:00"
     assert fmt_eta(125.2) == "2:05" and fmt_eta(3725) == "1:02:05" and fmt_eta(None) == "–"
@@ -66,36 +66,37 @@ def test_status_bar_forgets_a_finished_or_other_run(bare_window, tmp_path):
     e.state = "running"
     e.state_changed.emit("running")
     e.step.emit(M.StepMetrics(120, 1.5, {"loss": 1.0, "images_per_s": 300.0}, 60.0, 30.0, 0.67))
-    assert "120" in win.st_step.text() and win.st_eta.text() == "ETA 0:30"
+    assert "120" in win.run_status.step.text() and win.run_status.eta.text() == "ETA 0:30"
     # the time budget ran one step over: never "ETA -1:59"
     e.step.emit(M.StepMetrics(180, 2.0, {"loss": 1.0, "images_per_s": 300.0}, 91.0, -1.0, 1.0))
-    assert "-" not in win.st_eta.text()
+    assert "-" not in win.run_status.eta.text()
     e.state = "finished"
     e.state_changed.emit("finished")
-    assert win.st_eta.text() == "" and win.st_speed.text() == ""
+    assert win.run_status.eta.text() == "" and win.run_status.speed.text() == ""
     # another run is shown: the status bar shows nothing of run a's progress
     e.state = "running"
     e.state_changed.emit("running")
     e.step.emit(M.StepMetrics(200, 2.2, {"loss": 1.0, "images_per_s": 300.0}, 95.0, 20.0, 0.8))
-    assert win.st_step.text()
+    assert win.run_status.step.text()
     win.run_model.set_run(run_b, live=False, origin="opened")
-    assert win.st_step.text() == "" and win.st_eta.text() == ""
+    assert win.run_status.step.text() == "" and win.run_status.eta.text() == ""
     e.step.emit(M.StepMetrics(210, 2.3, {"loss": 1.0, "images_per_s": 300.0}, 96.0, 19.0, 0.81))
-    assert win.st_step.text() == "" and win.st_eta.text() == ""
+    assert win.run_status.step.text() == "" and win.run_status.eta.text() == ""
     # back to the live run: its progress comes back with its next step
     win.run_model.set_run(run_a, live=True, origin="resumed")
     e.step.emit(M.StepMetrics(220, 2.4, {"loss": 1.0, "images_per_s": 300.0}, 97.0, 18.0, 0.82))
-    assert "220" in win.st_step.text()
+    assert "220" in win.run_status.step.text()
     # a new run starts: the last run's step and ETA go
     e.state = "starting"
     e.state_changed.emit("starting")
-    assert win.st_step.text() == "" and win.st_eta.text() == ""
+    assert win.run_status.step.text() == "" and win.run_status.eta.text() == ""
     e.state = "idle"
 
 
 # -- the Data panel --------------------------------------------------------------------------------
 def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path):
-    from app.widgets.data_panel import DataPanel, parse_spec
+    from app.data.model import parse_spec
+    from app.data.panel import DataPanel
 
     svc = FakeService()
     panel = DataPanel(svc)
@@ -139,7 +140,7 @@ def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path
 
 # -- the demo --------------------------------------------------------------------------------------
 def test_demo_flag_is_parsed():
-    from app.launch import parse_args
+    from app.window.launch import parse_args
 
     assert parse_args(["--demo"]).demo and not parse_args([]).demo
 
@@ -148,9 +149,9 @@ def test_demo_flag_is_parsed():
 def test_demo_loads_the_shapes_starts_the_default_run_and_shows_the_map(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.config_model import default_run_config
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.models.config_model import default_run_config
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:64")  # a user who had another dataset open
@@ -202,7 +203,7 @@ def _run_folder(root: Path, random_init: bool = True) -> Path:
 
 
 def test_curves_draw_chance_and_random_init_lines_and_a_steady_collapse_axis(qtbot, tmp_path):
-    from app.widgets.curves_panel import CurvesPanel
+    from app.curves.panel import CurvesPanel
 
     panel = CurvesPanel()
     qtbot.addWidget(panel)
@@ -247,16 +248,15 @@ def _inspected_run(root: Path, method: str) -> Path:
 
 
 def test_inspector_captions_come_from_the_catalogue_and_probe_epochs_are_said(qtbot, tmp_path, engine_catalogue):
-    from app.widgets.inspector_panel import InspectorPanel
-    from app.widgets.inspector_tabs import DEFAULT_RECON_CAPTIONS
+    from app.inspector.panel import InspectorPanel
+    from app.inspector.tabs import DEFAULT_RECON_CAPTIONS
     cat = {m["name"]: m for m in engine_catalogue["methods"]}
     generators = [n for n, m in cat.items() if any("generator" in c for c in m["reconstruct_captions"])]
     others = [n for n, m in cat.items() if m["reconstruct_captions"] and n not in generators]
     plain = [n for n, m in cat.items() if not m["reconstruct_captions"] and m["family"] == "reconstruction"]
     assert generators and others and plain
-    ins = InspectorPanel(None)
+    ins = InspectorPanel(None, method_info=cat.get)
     qtbot.addWidget(ins)
-    ins.method_info = cat.get
     ins.resize(1000, 650)
     ins.show()
     imgs = np.zeros((2, 16, 16, 3), np.uint8)
@@ -298,7 +298,7 @@ def test_mae_preview_masked_and_encoder_views_differ():
 
 
 def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
-    from app.preview_model import ASYMMETRIC, rotation_asymmetry
+    from app.preview.model import ASYMMETRIC, rotation_asymmetry
 
     yy, xx = np.mgrid[:32, :32]
     r = np.hypot(yy - 13.5, xx - 18.5)
@@ -311,9 +311,9 @@ def test_rotation_asymmetry_tells_a_ring_from_a_heart_like_shape():
 
 
 def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
-    from app.preview_model import ASYMMETRIC, rotation_asymmetry
-    from app.widgets.data_panel import DataPanel
-    from app.widgets.preview_panel import PreviewPanel
+    from app.data.panel import DataPanel
+    from app.preview.model import ASYMMETRIC, rotation_asymmetry
+    from app.preview.panel import PreviewPanel
 
     svc = FakeService()
     data = DataPanel(svc)

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.gui
 
 
 class FakeService:
-    """Answers like app.worker_client.WorkerClient, by calling engine.worker in this process."""
+    """Answers like app.common.worker_client.WorkerClient, by calling engine.worker in this process."""
 
     is_ready = True
 
@@ -79,7 +79,7 @@ def catalogue():
 
 @pytest.fixture
 def model(qapp, catalogue):
-    from app.config_model import ConfigModel
+    from app.models.config_model import ConfigModel
 
     m = ConfigModel()
     m.set_catalogue(catalogue)
@@ -88,7 +88,7 @@ def model(qapp, catalogue):
 
 # -- run panel ---------------------------------------------------------------------------------------
 def test_run_form_checks_fields_as_typed(qtbot, model):
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
 
     panel = RunPanel(FakeService(), model)
     qtbot.addWidget(panel)
@@ -131,7 +131,7 @@ def test_run_form_checks_fields_as_typed(qtbot, model):
 
 
 def test_engine_validation_lands_next_to_the_field(qtbot, model):
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
 
     panel = RunPanel(FakeService(), model)
     qtbot.addWidget(panel)
@@ -153,7 +153,7 @@ def test_engine_validation_lands_next_to_the_field(qtbot, model):
 
 
 def test_start_emits_a_validated_config(qtbot, model):
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
 
     panel = RunPanel(FakeService(), model)
     qtbot.addWidget(panel)
@@ -166,7 +166,7 @@ def test_start_emits_a_validated_config(qtbot, model):
 
 
 def test_copy_as_command_reproduces_the_config(qtbot, model, qapp):
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
     from engine.cli import build_parser, config_from_args
 
     panel = RunPanel(FakeService(), model)
@@ -188,7 +188,7 @@ def test_copy_as_command_reproduces_the_config(qtbot, model, qapp):
 
 
 def test_save_and_load_config(qtbot, model, tmp_path):
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
 
     panel = RunPanel(FakeService(), model)
     qtbot.addWidget(panel)
@@ -223,7 +223,7 @@ def _image_folder(root: Path) -> Path:
 
 def test_data_panel_drop_folder_lists_classes_and_skipped_files(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CACHE_DIR", str(tmp_path / "cache"))
-    from app.widgets.data_panel import DataPanel
+    from app.data.panel import DataPanel
 
     folder = _image_folder(tmp_path / "imgs")
     panel = DataPanel(FakeService())
@@ -250,8 +250,8 @@ def test_data_panel_drop_folder_lists_classes_and_skipped_files(qtbot, tmp_path,
 
 
 def test_thumbnail_grid_stays_quick_at_50k(qtbot, tmp_path):
-    from app.dataset import ViewDataset
-    from app.widgets.thumbnails import ThumbnailView
+    from app.data.thumbnails import ThumbnailView
+    from app.models.dataset import ViewDataset
 
     n = 50_000
     path = tmp_path / "big.npy"
@@ -290,8 +290,8 @@ def test_thumbnail_grid_stays_quick_at_50k(qtbot, tmp_path):
 
 # -- curves --------------------------------------------------------------------------------------------
 def test_curves_append_redraw_and_export(qtbot, tmp_path):
-    from app.curves_model import ema
-    from app.widgets.curves_panel import CurvesPanel
+    from app.curves.model import ema
+    from app.curves.panel import CurvesPanel
     from engine import messages as M
 
     panel = CurvesPanel()
@@ -343,8 +343,8 @@ def test_curves_append_redraw_and_export(qtbot, tmp_path):
 
 def test_curves_x_range_grows_in_steps_and_stops_following_after_a_zoom(qtbot):
     """A range that changes with every point redraws every axis every frame (2.5x the paint time)."""
-    from app.curves_model import round_up
-    from app.widgets.curves_panel import CurvesPanel
+    from app.curves.model import round_up
+    from app.curves.panel import CurvesPanel
     from engine import messages as M
 
     assert [round_up(v) for v in (9, 10, 580, 1000, 0.3)] == [10, 15, 800, 1500, 0.4]
@@ -399,8 +399,8 @@ def _fake_headless_run(root: Path, steps: int) -> tuple[Path, object]:
 
 
 def test_history_follows_a_run_written_elsewhere(qtbot, tmp_path):
-    from app.widgets.curves_panel import CurvesPanel
-    from app.widgets.history_panel import HistoryPanel
+    from app.curves.panel import CurvesPanel
+    from app.history.panel import HistoryPanel
     from engine.runs import write_json
 
     run_dir, log = _fake_headless_run(tmp_path / "runs", 5)
@@ -435,7 +435,7 @@ def test_history_follows_a_run_written_elsewhere(qtbot, tmp_path):
 
 
 def test_history_deletes_only_after_confirmation(qtbot, tmp_path):
-    from app.widgets.history_panel import HistoryPanel
+    from app.history.panel import HistoryPanel
     from engine.runs import write_json
 
     run_dir, log = _fake_headless_run(tmp_path / "runs", 3)
@@ -459,7 +459,7 @@ def test_history_deletes_only_after_confirmation(qtbot, tmp_path):
 # -- the preview's tiles ---------------------------------------------------------------------------------
 def test_tile_view_draws_any_method_rows(qtbot):
     """A method the GUI has never heard of (issue 5 adds many) draws from its tiles alone."""
-    from app.widgets.tiles import TileView
+    from app.preview.tiles import TileView
 
     img = np.zeros((16, 16, 3), np.uint8)
     img[:, 8:] = 255
@@ -484,7 +484,7 @@ def test_tile_view_draws_any_method_rows(qtbot):
 
 
 def test_curves_overlay_runs_for_comparison(qtbot, tmp_path):
-    from app.widgets.curves_panel import CurvesPanel
+    from app.curves.panel import CurvesPanel
 
     a, log_a = _fake_headless_run(tmp_path / "a", 8)
     b, log_b = _fake_headless_run(tmp_path / "b", 5)
@@ -511,8 +511,8 @@ def test_curves_overlay_runs_for_comparison(qtbot, tmp_path):
 def test_settings_survive_a_relaunch(qtbot, tmp_path, monkeypatch, catalogue):
     """Layout, last dataset and last config come back (QSettings under SSLWB_CONFIG_DIR)."""
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "cfg"))
-    from app import settings as S
-    from app.main_window import MainWindow
+    from app.common import settings as S
+    from app.window.main_window import MainWindow
 
     win = MainWindow(start_service=False)
     qtbot.addWidget(win)
@@ -531,7 +531,7 @@ def test_settings_survive_a_relaunch(qtbot, tmp_path, monkeypatch, catalogue):
     qtbot.addWidget(again)
     assert again.model.method == "rotnet" and again.model.get("optim.lr") == pytest.approx(0.0042)
     assert again.model.options_for("mae")["mask_ratio"] == pytest.approx(0.6)
-    assert again.data_panel.spec_from_ui() == "builtin:shapes:321"
+    assert again.view("data").spec_from_ui() == "builtin:shapes:321"
     assert again.tabs.tabText(again.tabs.currentIndex()) == "Run history"
     assert (again.width(), again.height()) == (700, 500)
 
@@ -540,7 +540,7 @@ def test_copy_torchrun_and_save_slurm_script(qtbot, qapp, model, tmp_path):
     """'Copy as command' also offers the torchrun line and writes a Slurm script for the current config."""
     import shlex
 
-    from app.widgets.run_panel import RunPanel
+    from app.run.panel import RunPanel
     from engine.cli import build_parser, config_from_args
 
     panel = RunPanel(FakeService(), model)

@@ -1,4 +1,4 @@
-"""The window's view list and run model: a view is one class plus one line in app/views.py."""
+"""The window's view list and run model: a view is one factory plus one line in app/views.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ pytestmark = pytest.mark.gui
 
 
 def make_dummy_view():
-    from app.view import MenuEntry, View
+    from app.common.view import MenuEntry, View
 
     class DummyView(QWidget, View):
         """What a contributor writes: a widget that takes the context and subscribes to the run model."""
@@ -52,9 +52,9 @@ def make_dummy_view():
 def test_a_registered_view_is_shown_and_follows_the_run(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "cfg"))
     from app import views
-    from app.launch import parse_args
-    from app.main_window import MainWindow
-    from app.view import ViewSpec
+    from app.common.view import ViewSpec
+    from app.window.launch import parse_args
+    from app.window.main_window import MainWindow
 
     dummy = make_dummy_view()
     monkeypatch.setattr(views, "VIEWS", views.VIEWS + (ViewSpec("dummy", "Dummy", dummy),))  # the one line
@@ -106,9 +106,9 @@ def test_a_registered_view_is_shown_and_follows_the_run(qtbot, tmp_path, monkeyp
 
 def test_two_views_with_one_key_are_refused(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "cfg"))
-    from app.main_window import MainWindow
-    from app.view import ViewSpec
+    from app.common.view import ViewSpec
     from app.views import VIEWS
+    from app.window.main_window import MainWindow
 
     dummy = make_dummy_view()
     with pytest.raises(ValueError, match="two views have the key 'curves'"):
@@ -116,7 +116,7 @@ def test_two_views_with_one_key_are_refused(qtbot, tmp_path, monkeypatch):
 
 
 def test_run_model_signals(qtbot):
-    from app.run_model import RunModel, RunRef
+    from app.models.run_model import RunModel, RunRef
 
     m = RunModel()
     runs, live, roots = [], [], []

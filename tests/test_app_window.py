@@ -24,8 +24,8 @@ WAIT = 120_000  # ms: the machine is shared, processes start slowly
 def window(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")  # the helper processes must not starve on a shared test machine
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:200")
@@ -58,7 +58,7 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
     win = window
     # -- data: the built-in set loads off the GUI thread and fills the grid and class list
     qtbot.waitUntil(lambda: win.dataset is not None, timeout=WAIT)
-    panel = win.data_panel
+    panel = win.view("data")
     assert panel.grid.model_.rowCount() == 200
     assert panel.classes.rowCount() == 8
     counts = sum(int(panel.classes.item(r, 1).text()) for r in range(8))
@@ -77,7 +77,7 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
     assert panel.chosen_index == chosen
 
     # -- preview: MAE with its mask-ratio slider
-    pv = win.preview_panel
+    pv = win.view("pretext")
     qtbot.waitUntil(lambda: pv.method.count() > 0 and win.model.method_info("mae") is not None, timeout=WAIT)
     pv.set_method("mae")
     qtbot.waitUntil(lambda: pv.result is not None and pv.result["kind"] == "mask" and pv.is_ready(), timeout=WAIT)
@@ -101,31 +101,31 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
 
     # -- run: start, see points, pause, resume, stop
     small_run(win)
-    rp = win.run_panel
+    rp = win.view("run")
     qtbot.waitUntil(lambda: rp.start_btn.isEnabled(), timeout=WAIT)
     qtbot.mouseClick(rp.start_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: win.curves.point_count("loss") >= 2, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.view("curves").point_count("loss") >= 2, timeout=WAIT)
     assert win.engine.state == "running"
-    assert "step" in win.st_step.text() and "img/s" in win.st_speed.text()
+    assert "step" in win.run_status.step.text() and "img/s" in win.run_status.speed.text()
     run_dir = win.engine.run_dir
     assert Path(run_dir).parent == tmp_path / "runs"
     qtbot.mouseClick(rp.pause_btn, Qt.MouseButton.LeftButton)
     wait_state(qtbot, win, "paused")
     assert rp.pause_btn.text() == "Resume"
-    paused_at = win.curves.point_count("loss")
+    paused_at = win.view("curves").point_count("loss")
     qtbot.wait(1500)
-    assert win.curves.point_count("loss") <= paused_at + 1  # nothing runs while paused
+    assert win.view("curves").point_count("loss") <= paused_at + 1  # nothing runs while paused
     qtbot.mouseClick(rp.pause_btn, Qt.MouseButton.LeftButton)
     wait_state(qtbot, win, "running")
-    qtbot.waitUntil(lambda: win.curves.point_count("loss") > paused_at + 1, timeout=WAIT)
+    qtbot.waitUntil(lambda: win.view("curves").point_count("loss") > paused_at + 1, timeout=WAIT)
     qtbot.mouseClick(rp.stop_btn, Qt.MouseButton.LeftButton)
     wait_state(qtbot, win, "stopped")
     assert last_checkpoint(run_dir) is not None
     assert rp.resume_last_btn.isEnabled()
-    shown = win.curves.point_count("loss")
+    shown = win.view("curves").point_count("loss")
 
     # -- history: the run is listed; opening it shows the curves read back from its folder
-    hist = win.history
+    hist = win.view("history")
     hist.refresh()
     qtbot.waitUntil(lambda: any(i.path == run_dir for i in hist.infos) and not hist.busy, timeout=WAIT)
     assert hist.select(run_dir)
@@ -133,35 +133,35 @@ def test_user_flow_data_preview_run_history(qtbot, window, tmp_path):
                     timeout=WAIT)
     info = hist.selected_info()
     assert info.state == "stopped" and info.method == "simclr"
-    win.curves.start_live("something else")  # forget what is shown
-    assert win.curves.point_count("loss") == 0
+    win.view("curves").start_live("something else")  # forget what is shown
+    assert win.view("curves").point_count("loss") == 0
     qtbot.mouseClick(hist.open_btn, Qt.MouseButton.LeftButton)
-    qtbot.waitUntil(lambda: win.curves.point_count("loss") > 0 and win.curves.is_ready(), timeout=WAIT)
-    assert win.tabs.currentWidget() is win.curves
+    qtbot.waitUntil(lambda: win.view("curves").point_count("loss") > 0 and win.view("curves").is_ready(), timeout=WAIT)
+    assert win.tabs.currentWidget() is win.view("curves")
     # metrics.jsonl is flushed at least at each checkpoint: what was shown live is in the file
-    assert abs(win.curves.point_count("loss") - shown) <= 1
+    assert abs(win.view("curves").point_count("loss") - shown) <= 1
 
 
 def test_killed_engine_is_reported_and_the_run_resumes(qtbot, window):
     win = window
     qtbot.waitUntil(lambda: win.dataset is not None and win.model.catalogue is not None, timeout=WAIT)
     small_run(win)
-    win.run_panel.request_start()
-    qtbot.waitUntil(lambda: win.curves.point_count("loss") >= 1, timeout=WAIT)
+    win.view("run").request_start()
+    qtbot.waitUntil(lambda: win.view("curves").point_count("loss") >= 1, timeout=WAIT)
     win.engine.snapshot()  # Run > Save a checkpoint now
     qtbot.waitUntil(lambda: win.engine.last_checkpoint_step is not None, timeout=WAIT)
     ckpt_step = win.engine.last_checkpoint_step
-    shown = win.curves.point_count("loss")
+    shown = win.view("curves").point_count("loss")
     os.kill(win.engine.pid, 9)
     qtbot.waitUntil(lambda: win.engine.state == "died", timeout=WAIT)
     # the window says so, keeps the curves, and offers to resume
     text = win.banner.text.text()
     assert win.banner.isVisible() and "SIGKILL" in text
     assert f"Resume continues from the last checkpoint from step {ckpt_step}" in text, text
-    assert win.curves.point_count("loss") >= shown
-    assert win.run_panel.resume_last_btn.isEnabled() and win.run_panel.start_btn.isEnabled()
+    assert win.view("curves").point_count("loss") >= shown
+    assert win.view("run").resume_last_btn.isEnabled() and win.view("run").start_btn.isEnabled()
     # still usable: the preview answers
-    pv = win.preview_panel
+    pv = win.view("pretext")
     pv.reseed()
     qtbot.waitUntil(lambda: pv.is_ready() and pv.result["seed"] == pv.seed.value(), timeout=WAIT)
     # resume from the checkpoint: the curve is cut back to it and continues
@@ -169,7 +169,7 @@ def test_killed_engine_is_reported_and_the_run_resumes(qtbot, window):
     qtbot.waitUntil(lambda: win.engine.started_msg is not None and win.engine.started_msg.resumed, timeout=WAIT)
     assert win.engine.started_msg.start_step == ckpt_step
     qtbot.waitUntil(lambda: win.engine.last_step > ckpt_step, timeout=WAIT)
-    steps = win.curves.runs["main"].steps["loss"].step
+    steps = win.view("curves").runs["main"].steps["loss"].step
     assert np.all(np.diff(steps) > 0)  # no step drawn twice after the resume
     win.engine.stop()
     wait_state(qtbot, win, "stopped")
@@ -182,18 +182,18 @@ def test_window_shows_fast_and_keeps_torch_out(tmp_path):
 import sys, time, json
 t0 = time.perf_counter()
 sys.argv = ["main.py"]
-from app.launch import make_app
-from app.main_window import MainWindow
+from app.window.launch import make_app
+from app.window.main_window import MainWindow
 app = make_app()
 win = MainWindow(data_spec="builtin:shapes:100")
 win.show()
 app.processEvents()
 shown = time.perf_counter() - t0
 end = time.monotonic() + 150
-while time.monotonic() < end and not win.preview_panel.is_ready():
+while time.monotonic() < end and not win.view("pretext").is_ready():
     app.processEvents()
     time.sleep(0.01)
-ok = win.preview_panel.is_ready()
+ok = win.view("pretext").is_ready()
 print(json.dumps({"shown_s": shown, "preview": ok, "torch": "torch" in sys.modules}))
 win.confirm_quit = False
 win.close()

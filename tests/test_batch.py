@@ -142,7 +142,7 @@ def test_auto_is_a_word_on_the_command_line_and_in_config_files():
 
 
 def test_the_form_shows_auto_for_zero(qtbot):
-    from app.widgets.controls import ParamControl
+    from app.common.controls import ParamControl
     from engine.config import OptimConfig
     from engine.params import field_specs
 

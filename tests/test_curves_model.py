@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.curves_model import COLORS, CurvesModel, RunCurves, curve_xy, final_summary
+from app.curves.model import COLORS, CurvesModel, RunCurves, curve_xy, final_summary
 from engine import messages as M
 
 

@@ -48,7 +48,7 @@ def test_copy_as_command_round_trips_with_and_against_the_recipe(options):
 
 
 def test_window_model_follows_the_data(qapp):
-    from app.config_model import ConfigModel
+    from app.models.config_model import ConfigModel
     from engine.worker import catalogue
 
     m = ConfigModel()

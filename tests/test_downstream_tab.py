@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from app.analysis_client import AnalysisClient
-from app.widgets.downstream_plot import read_points_csv, render_curve_png
-from app.widgets.inspector_panel import InspectorPanel
+from app.common.analysis_client import AnalysisClient
+from app.inspector.downstream_plot import read_points_csv, render_curve_png
+from app.inspector.panel import InspectorPanel
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("one_thread")]
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,7 +144,7 @@ def test_readme_picture_uses_the_tab_plot(tmp_path, qapp):
                "num_labels": 0, "top1": [m] * 3}
               for e, base in (("simclr", 0.3), ("random_init", 0.2)) for b, m in ((1, base), (10, base + 0.1),
                                                                                  ("all", base + 0.2))]
-    from app.widgets.downstream_plot import write_points_csv
+    from app.inspector.downstream_plot import write_points_csv
 
     write_points_csv(points, tmp_path / "p.csv")
     r = subprocess.run([sys.executable, "bench/downstream_plot.py", str(tmp_path / "p.csv"), str(tmp_path / "c.png")],

@@ -14,10 +14,10 @@ from PySide6.QtCore import QPoint, Qt
 from PySide6.QtGui import QImage
 from PySide6.QtTest import QTest
 
-from app.analysis_client import AnalysisClient
-from app.map_geometry import GridIndex, points_in_polygon
-from app.widgets.embedding_panel import EmbeddingPanel
-from app.widgets.inspector_panel import InspectorPanel
+from app.common.analysis_client import AnalysisClient
+from app.inspector.panel import InspectorPanel
+from app.map.geometry import GridIndex, points_in_polygon
+from app.map.panel import EmbeddingPanel
 
 sys.path.insert(0, str(Path(__file__).parent))
 from test_analysis_worker import train_tiny_run  # noqa: E402  (the session's shared tiny run)
@@ -330,7 +330,7 @@ def test_grid_index_and_polygon_match_brute_force():
 
 
 def test_gui_modules_never_import_torch():
-    code = ("import sys; import app.analysis_client, app.widgets.embedding_panel, app.widgets.inspector_panel; "
+    code = ("import sys; import app.common.analysis_client, app.map.panel, app.inspector.panel; "
             "bad = [m for m in ('torch', 'umap', 'sklearn', 'numba') if m in sys.modules]; print(bad); "
             "sys.exit(1 if bad else 0)")
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
@@ -341,16 +341,16 @@ def test_gui_modules_never_import_torch():
 def test_window_shows_both_views_and_opens_runs_in_them(qtbot, run, monkeypatch, tmp_path):
     monkeypatch.setenv("SSLWB_ANALYSIS_WARMUP", "0")
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
-    from app.main_window import MainWindow
-    from app.widgets.embedding import EmbeddingView
-    from app.widgets.inspector import InspectorView
+    from app.inspector.panel import InspectorPanel
+    from app.map.panel import EmbeddingPanel
+    from app.window.main_window import MainWindow
 
     win = MainWindow(start_service=False)
     win.confirm_quit = False
     qtbot.addWidget(win)
     win.show()
     emb, ins = win.view("embedding"), win.view("inspector")
-    assert isinstance(emb, EmbeddingView) and isinstance(ins, InspectorView)
+    assert isinstance(emb, EmbeddingPanel) and isinstance(ins, InspectorPanel)
     assert emb.client is ins.client is win.analysis
     emb.projection.setCurrentIndex(emb.projection.findData("pca"))
     win.open_run(run[0], live=False)

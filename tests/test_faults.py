@@ -448,8 +448,8 @@ def test_window_shows_divergence_and_a_damaged_checkpoint(qtbot, tmp_path, monke
 
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:96")
@@ -467,7 +467,7 @@ def test_window_shows_divergence_and_a_damaged_checkpoint(qtbot, tmp_path, monke
                             "optim.optimizer": "sgd", "optim.lr": 10.0, "optim.warmup_fraction": 0.0,
                             "eval.final_eval": False, "eval.knn_every_epochs": 0}.items():
             win.model.set(path, value)
-        win.run_panel.request_start()
+        win.view("run").request_start()
         qtbot.waitUntil(lambda: win.engine.state == "failed", timeout=WAIT)
         text = win.banner.text.text()
         assert win.banner.isVisible() and "training diverged: the loss became" in text, text

@@ -76,8 +76,8 @@ def test_aligned_layouts_of_the_same_features_are_not_mirrored():
 
 
 def test_the_transition_interpolates_between_layouts(qtbot):
-    from app.map_movie import glide
-    from app.widgets.embedding_map import EmbeddingMap
+    from app.map.map_widget import EmbeddingMap
+    from app.map.movie import glide
 
     a = np.zeros((5, 2), np.float32)
     b = np.ones((5, 2), np.float32) * 4
@@ -108,7 +108,7 @@ def test_the_transition_interpolates_between_layouts(qtbot):
 
 
 def _store_with_snapshots(n_snaps=4, n=60):
-    from app.map_model import Entry, MapState, MapStore
+    from app.map.model import Entry, MapState, MapStore
     from engine.messages import FeatureSource
 
     rng = np.random.default_rng(1)
@@ -130,7 +130,7 @@ def _store_with_snapshots(n_snaps=4, n=60):
 def test_gif_export_has_one_frame_per_snapshot(tmp_path):
     from PIL import Image
 
-    from app.map_movie import write_gif
+    from app.map.movie import write_gif
 
     store = _store_with_snapshots(4)
     frames = store.movie_frames("umap")
@@ -155,7 +155,7 @@ def test_headline_shows_knn_random_init_and_chance():
 
 
 def test_a_new_run_forgets_the_previous_runs_rings(qtbot):
-    from app.widgets.embedding_panel import EmbeddingPanel
+    from app.map.panel import EmbeddingPanel
 
     p = EmbeddingPanel(None)
     qtbot.addWidget(p)
@@ -172,7 +172,7 @@ def test_a_new_run_forgets_the_previous_runs_rings(qtbot):
 def test_panel_exports_the_runs_maps_as_a_gif(qtbot, tmp_path):
     from PIL import Image
 
-    from app.widgets.embedding_panel import EmbeddingPanel
+    from app.map.panel import EmbeddingPanel
 
     p = EmbeddingPanel(None)
     qtbot.addWidget(p)

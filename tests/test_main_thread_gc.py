@@ -1,10 +1,10 @@
-"""The window collects Python's cyclic garbage in its main thread only (app.main_thread_gc)."""
+"""The window collects Python's cyclic garbage in its main thread only (app.common.main_thread_gc)."""
 
 import gc
 import threading
 import weakref
 
-from app.main_thread_gc import MainThreadGC
+from app.common.main_thread_gc import MainThreadGC
 
 
 def test_cycles_are_collected_by_the_main_thread_timer_and_collection_is_given_back(qtbot):

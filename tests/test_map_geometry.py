@@ -1,11 +1,11 @@
-"""app/map_geometry.py without a window: the rows a drawn box or lasso selects (that it imports no Qt:
+"""app/map/geometry.py without a window: the rows a drawn box or lasso selects (that it imports no Qt:
 tests/test_preview_model.py)."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from app.map_geometry import points_in_polygon, rows_in_selection
+from app.map.geometry import points_in_polygon, rows_in_selection
 
 
 def test_box_takes_the_bounding_box_and_lasso_the_polygon():

@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from app.map_model import COLOR_CLASS, COLOR_CLUSTER, GRADIENT_LEVELS, Entry, MapState, MapStore
+from app.map.model import COLOR_CLASS, COLOR_CLUSTER, GRADIENT_LEVELS, Entry, MapState, MapStore
 
 
 def reply(n=30, labels=True, seed=0, **extra):
@@ -30,7 +30,7 @@ def shown(store: MapStore, key="step:40", **kw) -> MapState:
 
 def test_store_imports_no_qt():
     # (the app package reads PySide6's version number; no Qt module loads)
-    code = "import sys, app.map_model; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', 'pyqtgraph', " \
+    code = "import sys, app.map.model; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', 'pyqtgraph', " \
            "'torch'))]; print(bad); sys.exit(1 if bad else 0)"
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=60)

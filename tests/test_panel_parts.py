@@ -7,12 +7,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.dataset import ViewDataset
-from app.widgets.data_info import dataset_summary
-from app.widgets.data_source import build_spec, parse_spec
-from app.widgets.method_picker import method_description
-from app.widgets.run_command import command_base
-from app.widgets.run_controls import ACTIVE, button_states
+from app.data.model import build_spec, dataset_summary, parse_spec
+from app.models.dataset import ViewDataset
+from app.run.model import ACTIVE, button_states, command_base, method_description
 
 
 @pytest.mark.parametrize("spec", ["builtin:shapes:300", "builtin:shapes:2000?shortcut=colour", "/data/my images",

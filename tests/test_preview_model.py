@@ -1,4 +1,4 @@
-"""app/preview_model.py without a window: the images the Pretext preview keeps, and its request."""
+"""app/preview/model.py without a window: the images the Pretext preview keeps, and its request."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.preview_model import ImagePicker, preview_request, views_base
+from app.preview.model import ImagePicker, preview_request, views_base
 
 
 class _DS:
@@ -29,8 +29,8 @@ def _dataset(n=40, clips=False):
 
 
 def test_qt_free_app_modules_import_no_qt():
-    """The preview's model, the Run history's details and the map's geometry (app/map_model.py: its own test)."""
-    code = "import sys, app.preview_model, app.run_details, app.map_geometry; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', " \
+    """The preview's model, the Run history's details and the map's geometry (app/map/model.py: its own test)."""
+    code = "import sys, app.preview.model, app.history.details, app.map.geometry; bad = [m for m in sys.modules if m.startswith(('PySide6.Qt', " \
            "'pyqtgraph', 'torch'))]; print(bad); sys.exit(1 if bad else 0)"
     r = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[1], capture_output=True,
                        text=True, timeout=60)

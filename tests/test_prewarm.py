@@ -16,7 +16,7 @@ WAIT = 120_000
 @pytest.fixture
 def client(qtbot, monkeypatch):
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.engine_client import EngineClient
+    from app.common.engine_client import EngineClient
 
     c = EngineClient()
     yield c
@@ -67,8 +67,8 @@ def test_the_window_starts_a_standby_at_launch(qtbot, tmp_path, monkeypatch):
     monkeypatch.setenv("SSLWB_PREWARM", "1")
     monkeypatch.setenv("SSLWB_NICE", "0")
     monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "config"))
-    from app.launch import make_app
-    from app.main_window import MainWindow
+    from app.window.launch import make_app
+    from app.window.main_window import MainWindow
 
     make_app()
     win = MainWindow(data_spec="builtin:shapes:64")

@@ -1,4 +1,4 @@
-"""app.process_client + engine.rpc: an op added as one handler method, called through the real clients;
+"""app.common.process_client + engine.rpc: an op added as one handler method, called through the real clients;
 a newer request of a kind cancels the older; errors; a process that dies is reported and restarted."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def op_fail(self, job: Job) -> None:
 @pytest.fixture
 def client(qtbot, monkeypatch):
     """The real AnalysisClient, its process as a thread here (in_process) so the test's ops reach it."""
-    from app.analysis_client import AnalysisClient
+    from app.common.analysis_client import AnalysisClient
     from engine.analysis import AnalysisWorker
 
     for fn in (op_double, op_wait, op_fail):
@@ -140,7 +140,7 @@ def tiny_server(requests, replies, nice: int = 0) -> None:
 
 
 def test_a_dead_process_is_reported_and_restarted(qtbot):
-    from app.worker_client import WorkerClient
+    from app.common.worker_client import WorkerClient
 
     client = WorkerClient(target=tiny_server, nice=0, name="tiny")
     restarted = []

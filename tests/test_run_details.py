@@ -1,10 +1,10 @@
-"""app/run_details.py without a window: what the Run history reads of a run folder and shows of it."""
+"""app/history/details.py without a window: what the Run history reads of a run folder and shows of it."""
 
 from __future__ import annotations
 
 import json
 
-from app.run_details import details_html, fmt_duration, fmt_pct, read_details
+from app.history.details import details_html, fmt_duration, fmt_pct, read_details
 
 
 def test_durations_and_percentages():

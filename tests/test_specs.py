@@ -21,7 +21,7 @@ SPECS = [
 
 @pytest.mark.parametrize("spec,count,shortcut", SPECS)
 def test_loader_recipe_and_panel_agree(spec, count, shortcut):
-    from app.widgets.data_source import parse_spec
+    from app.data.model import parse_spec
 
     c, query = shapes_parts(spec)
     assert parse_shapes_query(f"{c}?{query}") == (count, {"shortcut": shortcut})

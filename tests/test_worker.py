@@ -76,7 +76,7 @@ def test_catalogue_lists_methods_backbones_and_augmentations(service):
 
 
 def test_validate_config_names_the_wrong_field(service):
-    from app.config_model import default_run_config
+    from app.models.config_model import default_run_config
 
     good = default_run_config()
     kind, res, _ = service.wait(service.send("validate_config", {"config": good}))
@@ -167,7 +167,7 @@ def test_preview_answers_hold_no_engine_classes(service):
 
 
 def test_train_process_reports_a_bad_config_as_run_failed(tmp_path):
-    from app.config_model import default_run_config
+    from app.models.config_model import default_run_config
 
     cfg = default_run_config()
     cfg["method_options"] = {"no_such_option": 1}

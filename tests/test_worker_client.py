@@ -1,4 +1,4 @@
-"""app.worker_client: the Qt client of the service process notices a death, reports it and restarts."""
+"""app.common.worker_client: the Qt client of the service process notices a death, reports it and restarts."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ pytestmark = pytest.mark.gui
 
 def test_dead_service_is_reported_and_restarted(qtbot, monkeypatch):
     monkeypatch.setenv("SSLWB_NICE", "0")
-    from app.worker_client import WorkerClient
+    from app.common.worker_client import WorkerClient
 
     client = WorkerClient()
     client.start()

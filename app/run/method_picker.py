@@ -1,0 +1,129 @@
+"""The Run panel's method picker: the registered methods as a list (title over a one-line summary) and
+the chosen one's description; picking one switches the config model's method."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRect, QSignalBlocker, QSize, Qt, Signal
+from PySide6.QtGui import QFont, QFontMetrics, QPainter
+from PySide6.QtWidgets import (
+    QGroupBox,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QStyle,
+    QStyledItemDelegate,
+    QVBoxLayout,
+)
+
+from app.models.config_model import method_note
+from app.run.model import method_description
+
+
+class MethodDelegate(QStyledItemDelegate):
+    """A method as its title (bold) over its one-line summary, wrapped to the list's width."""
+
+    PAD = 6
+
+    def __init__(self, view):
+        super().__init__(view)
+        self.view = view
+
+    def _texts(self, index):
+        return index.data(Qt.ItemDataRole.DisplayRole) or "", index.data(Qt.ItemDataRole.UserRole + 1) or ""
+
+    def sizeHint(self, option, index) -> QSize:  # noqa: N802
+        title, summary = self._texts(index)
+        w = max(120, self.view.viewport().width() - 2 * self.PAD)
+        bold = QFont(option.font)
+        bold.setBold(True)
+        h1 = QFontMetrics(bold).boundingRect(QRect(0, 0, w, 1000), Qt.TextFlag.TextWordWrap, title).height()
+        h2 = QFontMetrics(option.font).boundingRect(QRect(0, 0, w, 1000), Qt.TextFlag.TextWordWrap, summary).height()
+        return QSize(w, h1 + h2 + 3 * self.PAD)
+
+    def paint(self, painter: QPainter, option, index) -> None:
+        title, summary = self._texts(index)
+        r = option.rect
+        selected = bool(option.state & QStyle.StateFlag.State_Selected)
+        if selected:
+            painter.fillRect(r, option.palette.highlight())
+        elif option.state & QStyle.StateFlag.State_MouseOver:
+            painter.fillRect(r, option.palette.alternateBase())
+        painter.setPen(option.palette.mid().color())
+        painter.drawLine(r.bottomLeft(), r.bottomRight())
+        color = option.palette.highlightedText().color() if selected else option.palette.text().color()
+        inner = r.adjusted(self.PAD, self.PAD, -self.PAD, -self.PAD)
+        bold = QFont(option.font)
+        bold.setBold(True)
+        painter.setFont(bold)
+        painter.setPen(color)
+        tr = painter.boundingRect(inner, Qt.TextFlag.TextWordWrap, title)
+        painter.drawText(inner, Qt.TextFlag.TextWordWrap, title)
+        painter.setFont(option.font)
+        painter.drawText(inner.adjusted(0, tr.height() + self.PAD // 2, 0, 0), Qt.TextFlag.TextWordWrap, summary)
+
+
+class MethodList(QListWidget):
+    def resizeEvent(self, event) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        self.doItemsLayout()  # heights follow the width
+
+
+class MethodPicker(QGroupBox):
+    message = Signal(str)  # a line for the status bar
+
+    def __init__(self, config_model, parent=None):
+        super().__init__("Method", parent)
+        self.model = config_model
+        self.methods = MethodList()
+        self.methods.setItemDelegate(MethodDelegate(self.methods))
+        self.methods.setMouseTracking(True)
+        self.methods.setVerticalScrollMode(QListWidget.ScrollMode.ScrollPerPixel)
+        self.methods.currentItemChanged.connect(self._method_clicked)
+        self.description = QLabel("Starting the engine …")
+        self.description.setWordWrap(True)
+        self.description.setTextFormat(Qt.TextFormat.RichText)
+        self.description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.description.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        vp = QVBoxLayout(self)
+        vp.addWidget(self.methods, 3)
+        vp.addWidget(self.description, 2)
+
+    def fill(self) -> None:
+        """The catalogue's methods, the model's one selected."""
+        with QSignalBlocker(self.methods):
+            self.methods.clear()
+            for m in self.model.methods():
+                item = QListWidgetItem(m["title"] or m["name"])
+                item.setData(Qt.ItemDataRole.UserRole, m["name"])
+                item.setData(Qt.ItemDataRole.UserRole + 1, m["summary"])
+                item.setToolTip(m.get("description", ""))
+                self.methods.addItem(item)
+                if m["name"] == self.model.method:
+                    self.methods.setCurrentItem(item)
+        self.show_description()
+
+    def show_description(self) -> None:
+        self.description.setText(method_description(self.model.method_info(), self.model.method))
+
+    def sync(self) -> None:
+        """The model's method changed: select it (quietly) and describe it."""
+        with QSignalBlocker(self.methods):
+            for k in range(self.methods.count()):
+                if self.methods.item(k).data(Qt.ItemDataRole.UserRole) == self.model.method:
+                    self.methods.setCurrentRow(k)
+        self.show_description()
+
+    def _method_clicked(self, item, _prev=None) -> None:
+        if item is None:
+            return
+        name = item.data(Qt.ItemDataRole.UserRole)
+        note = method_note(name, self.model.set_method(name))
+        if note:
+            self.message.emit(note)
+
+    def select(self, name: str) -> None:
+        for k in range(self.methods.count()):
+            if self.methods.item(k).data(Qt.ItemDataRole.UserRole) == name:
+                self.methods.setCurrentRow(k)
+                return
+        self.model.set_method(name)
