@@ -267,13 +267,13 @@ class ProgressPrinter:
         from engine import messages as M
 
         if isinstance(msg, M.RunStarted):
-            self._line(f"run {msg.run_dir} on {msg.device_name}: {msg.num_images} images, "
+            self.line(f"run {msg.run_dir} on {msg.device_name}: {msg.num_images} images, "
                        f"{msg.steps_per_epoch} steps/epoch" + (f" (resumed at step {msg.start_step})"
                                                                if msg.resumed else ""))
         elif isinstance(msg, M.Warning):
-            self._line(f"note: {msg.text}")
+            self.line(f"note: {msg.text}")
         elif isinstance(msg, M.Collapse):
-            self._line(f"warning (step {msg.step}): {msg.text}")
+            self.line(f"warning (step {msg.step}): {msg.text}")
         elif isinstance(msg, M.StepMetrics) and not self.quiet:
             now = time.monotonic()
             if not self.tty and now - self.last < 10:
@@ -289,16 +289,16 @@ class ProgressPrinter:
                 self.stream.write("\r" + text[:160].ljust(100))
                 self.stream.flush()
             else:
-                self._line(text)
+                self.line(text)
         elif isinstance(msg, M.EvalResult) and msg.kind_name == "knn_monitor":
             vals = " ".join(f"{k} {v:.3f}" for k, v in msg.values.items())
-            self._line(f"epoch {int(msg.epoch)}: {vals}")
+            self.line(f"epoch {int(msg.epoch)}: {vals}")
         elif isinstance(msg, M.StateChanged) and msg.state == "evaluating":
-            self._line("evaluating: kNN and linear probe ...")
+            self.line("evaluating: kNN and linear probe ...")
         elif isinstance(msg, M.RunFailed):
-            self._line(f"error: {msg.error}")
+            self.line(f"error: {msg.error}")
 
-    def _line(self, text: str) -> None:
+    def line(self, text: str) -> None:
         if self.quiet and not text.startswith("error"):
             return
         if self.tty:
@@ -404,7 +404,7 @@ def _train(args, cfg, run_dir, resume, Session, FlagControl) -> int:
     def on_signal(signum, frame):
         # Ctrl-C, or SIGTERM from a cluster scheduler (it sends SIGKILL a while later): stop with a checkpoint
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        printer._line(f"stopping ({name}): writing a checkpoint ({name} again to abort)")
+        printer.line(f"stopping ({name}): writing a checkpoint ({name} again to abort)")
         control.send("stop")
         signal.signal(signum, _abort)
 

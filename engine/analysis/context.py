@@ -49,6 +49,16 @@ class RunContext:
                 continue
         return None
 
+    @property
+    def data_loaded(self) -> bool:
+        """Is the run's data in memory already (a map can show its thumbnails at once)?"""
+        return self._datasets is not None
+
+    @property
+    def encoder_key(self):
+        """What identifies the encoder weights loaded now (the checkpoint file, its time and size)."""
+        return self._encoder_key
+
     def datasets(self, job=None) -> dict:
         with self.lock:
             if self._datasets is None:

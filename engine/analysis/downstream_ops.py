@@ -44,7 +44,7 @@ class DownstreamOps:
 
         if self._downstream_cache is None:
             self._downstream_cache = FeatureCache()
-        elif len(self._downstream_cache._store) > 12:  # a few encoders x datasets; old ones go
+        elif len(self._downstream_cache) > 12:  # a few encoders x datasets; old ones go
             self._downstream_cache.clear()
         return self._downstream_cache
 
@@ -96,7 +96,7 @@ class DownstreamOps:
 
         enc = ctx.encoder()
         sources = [EncoderSource.from_module(unique(ctx.title), enc,
-                                             key=f"run:{ctx.run_dir.resolve()}:{ctx._encoder_key}")]
+                                             key=f"run:{ctx.run_dir.resolve()}:{ctx.encoder_key}")]
         for b in parse_baseline_list(a.get("baselines", ["random_init"])):
             if b == "random_init":
                 sources.append(EncoderSource.random_init(bname, size, unique("random_init")))
@@ -117,7 +117,7 @@ class DownstreamOps:
                              f"{size} px; it is left out")
                 continue
             sources.append(EncoderSource.from_module(unique(sctx.cfg.method), sctx.encoder(),
-                                                     key=f"run:{Path(path).resolve()}:{sctx._encoder_key}"))
+                                                     key=f"run:{Path(path).resolve()}:{sctx.encoder_key}"))
         return sources
 
     def op_downstream(self, job: Job) -> dict:

@@ -87,7 +87,7 @@ class MapOps:
         # thumbnails, class names and paths come from the run's data: with the first map when the data is
         # in memory already, else in a META stage right after it (the map shows before the data is read)
         want_meta = bool(run_dir) and a.get("thumbs", True)
-        ready = want_meta and self.context(run_dir, _own_data(a))._datasets is not None
+        ready = want_meta and self.context(run_dir, _own_data(a)).data_loaded
         if ready:
             first.update(self._map_meta(job, run_dir, split, indices, labels))
             labels = first.get("labels")

@@ -259,6 +259,9 @@ class FeatureCache:
         self._store[key] = feats
         return feats
 
+    def __len__(self) -> int:
+        return len(self._store)
+
     def __contains__(self, key) -> bool:
         return key in self._store
 
