@@ -11,12 +11,18 @@ from __future__ import annotations
 import os
 import sys
 
+# An installed copy is one package, ssl_workbench, whose folder holds this file beside engine/, app/ and
+# resources/ (nothing named main, app or engine lands in site-packages): that folder comes first on the path.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
+
 HEADLESS = ("train", "eval", "embed", "methods", "downstream", "invariance", "attention")
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and (argv[0] in HEADLESS or argv[0] in ("-h", "--help")):
+    if argv and (argv[0] in HEADLESS or argv[0] in ("-h", "--help", "--version")):
         from engine.cli import main as cli_main
 
         return cli_main(argv)

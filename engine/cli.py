@@ -16,8 +16,25 @@ from engine.commands import config_to_command, slurm_script, torchrun_command  #
 from engine.errors import EXIT_INTERRUPTED, EXIT_USAGE, WorkbenchError, exit_code_for, run_exit_code
 
 
+def version() -> str:
+    """The installed distribution's version (``0+unknown`` for a checkout that was never installed)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("ssl-workbench")
+    except PackageNotFoundError:
+        return "0+unknown"
+
+
 class Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (what went wrong and what is allowed) and exit status 2."""
+    """argparse with one-line errors (what went wrong and what is allowed) and exit status 2; every command
+    answers ``--version``."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.add_argument("--version", action="version", version=f"ssl-workbench {version()}",
+                          help="print the version and exit")
 
     def error(self, message: str):  # noqa: D401
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see --help)\n")

@@ -39,6 +39,10 @@ def add_parsers(sub, add_common_data) -> None:
     m.add_argument("--projection", default="umap", choices=["umap", "pca", "tsne", "none"],
                    help="2-D projection (default umap)")
     m.add_argument("--max-images", type=int, default=5000, help="embed at most this many images (default 5000)")
+    m.add_argument("--format", default="files", choices=["files", "tensorboard"],
+                   help="files: PATH.npz, PATH.csv and .npy files (default); tensorboard: the folder PATH in "
+                   "TensorBoard projector's format (tensors, metadata, a sprite of thumbnails): "
+                   "tensorboard --logdir PATH")
     add_common_data(m)
 
 
@@ -120,12 +124,23 @@ def cmd_embed(args) -> int:
     if len(idx) > args.max_images:
         idx = np.sort(np.random.default_rng(0).choice(len(idx), args.max_images, replace=False))
     feats = extract_features(choice.encoder, data, idx, device=device).numpy()
-    coords = project(feats, args.projection) if args.projection != "none" else np.zeros((len(feats), 2), np.float32)
     labels = data.get_labels(idx)
     labels = labels.cpu().numpy() if labels is not None else np.full(len(idx), -1)
     out = Path(args.out) if args.out else Path(args.run) / "export" / "embedding"
+    if args.format == "tensorboard":
+        from engine.eval.export import write_projector
+        from engine.eval.protocol import thumbnails
+
+        all_paths = getattr(data, "paths", None)
+        folder = write_projector(out, feats, labels, idx, thumbnails(data, idx, 32),
+                                 class_names=getattr(data, "class_names", None),
+                                 paths=[all_paths[i] for i in idx] if all_paths else None)
+        print(json.dumps({"projector": str(folder), "num_images": len(idx), "feature_dim": int(feats.shape[1]),
+                          "view": f"tensorboard --logdir {folder}"}))
+        return 0
     from engine.eval.export import write_embedding
 
+    coords = project(feats, args.projection) if args.projection != "none" else np.zeros((len(feats), 2), np.float32)
     paths = write_embedding(out, feats, coords, labels, idx, data)
     print(json.dumps({"npz": str(paths[0]), "csv": str(paths[1]), "num_images": len(idx),
                       "feature_dim": int(feats.shape[1])}))

@@ -5,7 +5,7 @@ runs/20261122-153000-simclr-shapes/
   config.json          the full RunConfig
   data.json            what the dataset turned out to be (size, classes, skipped files)
   status.json          state, pid, step, epoch, heartbeat time (a live run updates it)
-  metrics.jsonl        append-only: one JSON object a line ({"type": "step"|"eval"|"resume", ...})
+  metrics.jsonl        append-only: one JSON object a line (schema below; read it with read_metrics)
   results.json         final evaluation (kNN, linear probe, per-class accuracy, confusion matrix)
   checkpoints/last.pt  model, optimiser and progress (loaded with weights_only=True)
   checkpoints/epoch_0010.pt   kept every N epochs when asked
@@ -13,7 +13,26 @@ runs/20261122-153000-simclr-shapes/
   encoder.json         only in an opened encoder's folder (File > Open encoder, engine.encoders): its spec,
                        architecture and load report; it has no checkpoint and no metrics
   embeddings/step_00001234.npz  embedding snapshots (features, labels, indices)
+  tensorboard/         the same scalars for TensorBoard (when the optional package is installed)
 ```
+
+``metrics.jsonl``, one record a line; every record has ``type`` and most have ``step`` (optimiser steps so
+far, over all processes):
+
+- ``{"type": "step", "step", "epoch" (fractional), "samples" (images so far), "time" (seconds of training),
+  "loss", "lr", "images_per_s", ...}``: the means since the previous record (a few a second), plus the
+  method's own metrics (``pretext_acc``, ``pos_cos``/``neg_cos``, ...);
+- ``{"type": "eval", "kind": "knn_monitor", "step", "epoch", "knn_top1", "knn_top5", "collapse_std",
+  "effective_rank", ...}``: the online monitor (the snapshot at step 0 adds ``random_init_knn``; what it scores
+  is in ``data.json``'s ``monitor``); ``"kind": "final"``: the final evaluation's numbers (``results.json``
+  holds them with their ``protocol``);
+- ``{"type": "resume", "step", "epoch", "samples", "processes", "time"[, "repaired_bytes"]}``: a resumed run
+  continues from ``step`` (step records after it were never checkpointed: :func:`clean_resumed` drops them);
+- ``{"type": "threads", "step", "time", "threads", "from"}``: the CPU thread count changed;
+- ``{"type": "collapse", "step", "where", "text"}``: a sign of collapse appeared;
+- ``{"type": "diverged", "step", "loss", "last_good_step", "time"}``: the run diverged.
+
+Every number is strict JSON (a non-finite value is written as ``null``).
 """
 
 from __future__ import annotations
@@ -232,8 +251,18 @@ class MetricsLog:
                     pass
 
 
-def read_metrics(run_dir: str | Path, offset: int = 0, torn: list | None = None) -> tuple[list[dict], int]:
-    """Records from ``metrics.jsonl`` starting at byte ``offset``; returns (records, new offset).
+def read_metrics(run_dir: str | Path, torn: list | None = None) -> list[dict]:
+    """The run's ``metrics.jsonl`` as a list of records (dicts), what a resumed run continues from only
+    (:func:`clean_resumed`): ready for ``pandas.DataFrame(records)``. The records' schema is in this
+    module's docstring; a torn line is skipped (and reported in ``torn``), a half-written last line (a live
+    run) left out."""
+    records, _ = tail_metrics(run_dir, 0, torn)
+    return clean_resumed(records)
+
+
+def tail_metrics(run_dir: str | Path, offset: int = 0, torn: list | None = None) -> tuple[list[dict], int]:
+    """Records from ``metrics.jsonl`` starting at byte ``offset``; returns (records, new offset): for
+    following a live run (the Curves tail it).
 
     A half-written last line (a live run) is left for the next read. A line that is not a JSON object (one
     torn by a crash before a resume repaired such tails) is skipped, and reported in ``torn`` when given:

@@ -650,16 +650,16 @@ def test_sigint_twice_is_a_stop(tmp_path):
 @pytest.mark.fault("round 2: a torn last line of metrics.jsonl: readers skip and report it, a resume repairs the "
                    "tail so every line parses, and keeps its resume marker")
 def test_torn_metrics_line_is_repaired_on_resume(run_copy):
-    from engine.runs import TORN_FILE, clean_resumed, read_metrics
+    from engine.runs import TORN_FILE, clean_resumed, tail_metrics
 
     log = run_copy / "metrics.jsonl"
     whole = log.read_bytes()
     log.write_bytes(whole + b'{"type":"step","step":99,"lo')  # a crash mid-line
     torn = []
-    records, _ = read_metrics(run_copy, torn=torn)
+    records, _ = tail_metrics(run_copy, torn=torn)
     assert len(records) == whole.count(b"\n") and torn == []  # a last line without its end is left unread
     log.write_bytes(whole + b'{"type":"step","step":99,"lo\n' + b'{"type":"eval","kind":"x","step":1}\n')
-    records, _ = read_metrics(run_copy, torn=torn)
+    records, _ = tail_metrics(run_copy, torn=torn)
     assert len(torn) == 1 and torn[0][0] == len(whole) and torn[0][1].startswith('{"type":"step"')
     log.write_bytes(whole + b'{"type":"step","step":99,"lo')
     rc, out, err = run_cli(["train", "--resume", run_copy, "--epochs", "3", "--quiet"])

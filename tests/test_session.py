@@ -9,7 +9,7 @@ from PIL import Image
 from engine import messages as M
 from engine.config import default_config
 from engine.methods import METHODS
-from engine.runs import clean_resumed, last_checkpoint, list_runs, read_metrics, safe_name
+from engine.runs import last_checkpoint, list_runs, read_metrics, safe_name
 from engine.session import FlagControl, Session
 
 ENGINE_METHODS = ["rotnet", "jigsaw", "simclr", "mae", "supervised", "random_init"]
@@ -89,7 +89,7 @@ def test_loss_goes_down_on_a_small_run(tmp_path, monkeypatch):
                eval={"knn_every_epochs": 0, "final_eval": False})
     summary, msgs = run(cfg)
     losses = [m.values["loss"] for m in msgs if isinstance(m, M.StepMetrics)]
-    recs = [r for r in read_metrics(summary["run_dir"])[0] if r["type"] == "step"]
+    recs = [r for r in read_metrics(summary["run_dir"]) if r["type"] == "step"]
     assert len(recs) == len(losses) >= 4
     first, last = np.mean(losses[:2]), np.mean(losses[-2:])
     assert last < first * 0.9, losses
@@ -157,7 +157,7 @@ def test_resume_equals_uninterrupted_training(tmp_path):
     a, b = s_full.method.state_dict(), s_res.method.state_dict()
     for k in a:
         assert torch.equal(a[k], b[k]), k
-    recs = clean_resumed(read_metrics(part["run_dir"])[0])
+    recs = read_metrics(part["run_dir"])
     steps = [r["step"] for r in recs if r["type"] == "step"]
     assert steps == sorted(steps) and steps[-1] == 8
 

@@ -47,10 +47,10 @@ class CurvesFeed(QObject):
     def read(self, run: RunCurves, initial: bool = False) -> None:
         """Read what the run folder's metrics.jsonl holds past ``run.offset``: the whole history
         (``initial``, parsed on the I/O thread too) or the records appended since (tailing)."""
-        from engine.runs import read_metrics
+        from engine.runs import tail_metrics
 
         def job(run_dir=run.run_dir, offset=run.offset):
-            records, new_offset = read_metrics(run_dir, offset)
+            records, new_offset = tail_metrics(run_dir, offset)
             return records_to_blocks(records) if initial else (records, new_offset), new_offset
 
         def done(res, run=run):

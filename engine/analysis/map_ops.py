@@ -27,11 +27,11 @@ class _Points:
 
 def knn_records(run_dir) -> list[dict]:
     """The ``knn_monitor`` eval records of the run's metrics.jsonl: step, knn_top1 (and random_init_knn)."""
-    from engine.runs import clean_resumed, read_metrics
+    from engine.runs import read_metrics
 
-    records, _ = read_metrics(run_dir)
+    records = read_metrics(run_dir)
     keep = ("step", "knn_top1", "random_init_knn")
-    return [{k: r[k] for k in keep if k in r} for r in clean_resumed(records)
+    return [{k: r[k] for k in keep if k in r} for r in records
             if r.get("type") == "eval" and r.get("kind") == "knn_monitor" and "step" in r]
 
 

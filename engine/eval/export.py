@@ -58,6 +58,49 @@ def write_embedding(out: str | Path, features: np.ndarray, coords: np.ndarray, l
     return npz, csv_path
 
 
+SPRITE_MAX = 8192  # TensorBoard's projector reads sprites up to 8192 x 8192 pixels
+
+
+def write_projector(out: str | Path, features: np.ndarray, labels: np.ndarray | None, indices: np.ndarray,
+                    thumbs: np.ndarray | None = None, *, class_names: list[str] | None = None,
+                    paths: list[str] | None = None) -> Path:
+    """The embedding in TensorBoard projector's format, in the folder ``out`` (``tensorboard --logdir OUT``,
+    then the Projector tab): ``tensors.tsv`` (a row of features per image), ``metadata.tsv`` (label, class,
+    index, path), ``sprite.png`` (the thumbnails ``(N, s, s, 3)`` uint8 in a square grid, when given and when
+    they fit the projector's 8192 px) and ``projector_config.pbtxt`` tying them together. Returns ``out``."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    features = np.asarray(features, dtype=np.float32)
+    n = len(features)
+    np.savetxt(out / "tensors.tsv", features, delimiter="\t", fmt="%.6g")
+    labels = np.full(n, -1, np.int64) if labels is None or len(labels) == 0 else np.asarray(labels, np.int64)
+    names = list(class_names or [])
+    with open(out / "metadata.tsv", "w", encoding="utf-8", newline="") as fh:
+        fh.write("label\tclass\tindex\tpath\n")
+        for i in range(n):
+            cls = names[labels[i]] if 0 <= labels[i] < len(names) else ""
+            path = (paths[i] if paths is not None and i < len(paths) else "") or ""
+            clean = [str(v).replace("\t", " ").replace("\n", " ") for v in (labels[i], cls, int(indices[i]), path)]
+            fh.write("\t".join(clean) + "\n")
+    sprite = ""
+    if thumbs is not None and len(thumbs) == n and n:
+        s = int(thumbs.shape[1])
+        side = int(np.ceil(np.sqrt(n)))
+        if side * s <= SPRITE_MAX:
+            grid = np.zeros((side * s, side * s, 3), np.uint8)
+            for i, t in enumerate(np.asarray(thumbs, np.uint8)):
+                r, c = divmod(i, side)
+                grid[r * s:(r + 1) * s, c * s:(c + 1) * s] = t[..., :3]
+            from PIL import Image
+
+            Image.fromarray(grid).save(out / "sprite.png")
+            sprite = f'  sprite {{\n    image_path: "sprite.png"\n    single_image_dim: {s}\n    single_image_dim: {s}\n  }}\n'
+    (out / "projector_config.pbtxt").write_text(
+        'embeddings {\n  tensor_name: "features"\n  tensor_path: "tensors.tsv"\n  metadata_path: "metadata.tsv"\n'
+        + sprite + "}\n", encoding="utf-8")
+    return out
+
+
 def read_embedding_csv(path: str | Path) -> dict:
     """Read back a CSV written by :func:`write_embedding` (features and coords as float32)."""
     with open(path, newline="", encoding="utf-8") as fh:

@@ -22,6 +22,7 @@ from engine.runs import (
     write_json,
 )
 from engine.training.checkpoints import run_config
+from engine.training.scalars import Scalars
 
 STATUS_EVERY_S = 5.0
 
@@ -32,6 +33,7 @@ class RunRecord:
         self.log = log
         self._status: dict = {"started": started}
         self._last_status = 0.0
+        self.scalars = Scalars.open(run_dir)  # TensorBoard's copy of the records (None: not installed)
 
     @classmethod
     def open(cls, cfg, run_dir: str | Path | None, resume: bool) -> RunRecord:
@@ -91,6 +93,11 @@ class RunRecord:
 
     def write(self, record: dict) -> None:
         self.log.write(record)
+        if self.scalars is not None:
+            try:
+                self.scalars.write(record)
+            except Exception:  # noqa: BLE001 - a broken writer of the optional copy never stops a run
+                self.scalars = None
 
     def write_data(self, data, eval_data, notes: list[str], backbone: str, monitor: dict | None = None) -> None:
         """data.json: what the dataset turned out to be, the notes about it, the backbone used and what the
@@ -108,8 +115,15 @@ class RunRecord:
 
     def flush(self) -> None:
         self.log.flush()
+        if self.scalars is not None:
+            self.scalars.flush()
 
     def close(self) -> None:
+        try:
+            if self.scalars is not None:
+                self.scalars.close()
+        except Exception:  # noqa: BLE001 - the optional copy; metrics.jsonl is what counts
+            pass
         self.log.close()
 
 
