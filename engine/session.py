@@ -10,7 +10,9 @@ snapshots), the run folder, and when several processes end (``Ending``).
 Reproducibility: the order of every epoch comes from a generator seeded by (seed, epoch) and
 the random draws of every step (augmentations, masks, permutations) from one seeded by
 (seed, step, rank) (:mod:`engine.seeds`). A resumed run therefore continues exactly where it
-stopped: on the CPU, stop + resume gives the same weights as an uninterrupted run.
+stopped: on the CPU, stop + resume gives the same weights as an uninterrupted run (with one thread count,
+``SSLWB_TRAIN_THREADS=N``: the count chosen by timing the steps may change, and sums over another count of
+threads round differently).
 
 Several processes (``torchrun``, :mod:`engine.training.distributed`): the batch size is the global
 batch, each process trains on its slice of every global batch under DDP, losses that couple samples

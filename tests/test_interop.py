@@ -8,7 +8,6 @@ import json
 import os
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -102,6 +101,7 @@ def test_the_package_lists_every_package_and_installs_under_one_name():
     """The wheel installs one package, ssl_workbench, holding main.py, engine/, app/ and resources/: its list of
     packages in pyproject.toml must name every package of engine/ and app/ (a new one left out would be missing
     from an installed copy)."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())
     listed = set(cfg["tool"]["setuptools"]["packages"])
     found = {"ssl_workbench"} | {"ssl_workbench." + ".".join(p.parent.relative_to(ROOT).parts)
