@@ -195,13 +195,26 @@ class EngineClient(ProcessClient):
         if self._terminal:  # it said goodbye (RunFinished / RunFailed) before it ended
             return
         self._set_state(DIED)  # before can_resume(): a dead run is no longer active
-        step = f" at step {self.last_step}" if self.last_step else ""
+        recorded = self.recorded_step()
+        step = f" after step {recorded}" if recorded else ""
         if self.can_resume():
             ckpt = f" from step {self.last_checkpoint_step}" if self.last_checkpoint_step is not None else ""
             tail = f" Resume continues from the last checkpoint{ckpt}."
         else:
             tail = " No checkpoint was written, so the run cannot be resumed; start it again."
-        self.died.emit(f"The training process {describe_exit(code)}{step}. Everything shown so far is kept.{tail}")
+        self.died.emit(f"The training process {describe_exit(code)}{step}: the run is interrupted. Everything shown "
+                       f"so far is kept.{tail}")
+
+    def recorded_step(self) -> int:
+        """The last step the run folder records (its status.json, as the Run history shows it); the last step
+        reported when the folder says nothing."""
+        from engine.runs import read_status
+
+        try:
+            step = read_status(self.run_dir).get("step") if self.run_dir else None
+        except OSError:
+            step = None
+        return int(step) if isinstance(step, int) and not isinstance(step, bool) else int(self.last_step or 0)
 
     def _handle(self, msg) -> None:
         if isinstance(msg, M.StepMetrics):

@@ -32,14 +32,16 @@ class CurvesFeed(QObject):
         self._turn = -1
         self._last_live_check = 0.0
 
-    def ask_facts(self, run: RunCurves) -> None:
-        """Read the run's class count and probe epochs (the chance line, the final label)."""
-        if not run.run_dir or run.num_classes is not None:
+    def ask_facts(self, run: RunCurves, again: bool = False) -> None:
+        """Read the run's class count, probe epochs, what its monitor scores and its final protocol (the chance
+        line, the kNN plot's title, the final label); ``again``: also when read before (the run ended)."""
+        if not run.run_dir or (run.num_classes is not None and not again):
             return
 
         def done(facts, run=run):
             if self.model.runs.get(run.id) is run:
                 run.num_classes, run.probe_epochs = facts["num_classes"], facts["probe_epochs"]
+                run.monitor, run.protocol = facts.get("monitor"), facts.get("protocol")
                 self.facts_read.emit()
 
         run_in_thread(lambda d=run.run_dir: run_facts(d), on_done=done, on_error=lambda _e: None)

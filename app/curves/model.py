@@ -23,16 +23,22 @@ REFERENCES = {"random_init_knn": "knn_top1"}
 
 def run_facts(run_dir) -> dict:
     """What the curves label with, from the run folder: ``num_classes`` the kNN accuracy is scored over
-    (data.json: the evaluation set's, else the training set's; None when unlabelled or not written yet)
-    and ``probe_epochs`` of its final linear probe (config.json; None when unknown)."""
+    (data.json: the evaluation set's, else the training set's; None when unlabelled or not written yet),
+    ``probe_epochs`` of its final linear probe (config.json; None when unknown), ``monitor`` (data.json: what
+    the online kNN monitor scores) and ``protocol`` (results.json: the final evaluation's)."""
     from pathlib import Path
 
     from engine.runs import read_json
 
-    out = {"num_classes": None, "probe_epochs": None}
+    out = {"num_classes": None, "probe_epochs": None, "monitor": None, "protocol": None}
     if not run_dir:
         return out
+    res = read_json(Path(run_dir) / "results.json", {}) or {}
+    if isinstance(res, dict) and isinstance(res.get("protocol"), dict):
+        out["protocol"] = res["protocol"]
     d = read_json(Path(run_dir) / "data.json", {}) or {}
+    if isinstance(d, dict) and isinstance(d.get("monitor"), dict):
+        out["monitor"] = d["monitor"]
     for part in (d.get("eval"), d):
         names = part.get("class_names") if isinstance(part, dict) else None
         if names:
@@ -87,20 +93,29 @@ class Series:
         return self._a[0, :self.n]
 
 
-def records_to_blocks(records: list[dict]) -> tuple[dict, dict, dict]:
-    """metrics.jsonl records -> ({key: (4, k) array} of step values, same of eval values, final values).
-    Runs on an I/O thread (a long log is parsed there, not on the GUI thread)."""
+def alarm_of(r) -> dict:
+    """A collapse record or message as the curves keep it: step, where, text."""
+    get = r.get if isinstance(r, dict) else lambda k, d=None: getattr(r, k, d)
+    return {"step": int(get("step", 0)), "where": str(get("where", "")), "text": str(get("text", ""))}
+
+
+def records_to_blocks(records: list[dict]) -> tuple[dict, dict, dict, list]:
+    """metrics.jsonl records -> ({key: (4, k) array} of step values, same of eval values, final values,
+    collapse signs). Runs on an I/O thread (a long log is parsed there, not on the GUI thread)."""
     from engine.runs import clean_resumed
 
     records = clean_resumed(records)
     steps: dict[str, list] = {}
     evals: dict[str, list] = {}
     final: dict = {}
+    alarms: list = []
     last_t = 0.0
     for r in records:
         typ = r.get("type")
         s, e = float(r.get("step", 0)), float(r.get("epoch", 0))
-        if typ == "step":
+        if typ == "collapse":
+            alarms.append(alarm_of(r))
+        elif typ == "step":
             last_t = float(r.get("time", last_t))
             for k, v in r.items():
                 if k not in IGNORED and isinstance(v, (int, float)) and not isinstance(v, bool):
@@ -115,7 +130,7 @@ def records_to_blocks(records: list[dict]) -> tuple[dict, dict, dict]:
     def to_blocks(d):
         return {k: np.asarray(v, dtype=np.float64).T.reshape(4, -1) for k, v in d.items()}
 
-    return to_blocks(steps), to_blocks(evals), final
+    return to_blocks(steps), to_blocks(evals), final, alarms
 
 
 def _ema_raw(y: np.ndarray, alpha: float, prev: float = 0.0) -> np.ndarray:
@@ -190,6 +205,9 @@ class RunCurves:
         self.resume_step: int | None = None  # a resumed run drops what came after its checkpoint
         self.num_classes: int | None = None  # for the kNN plot's chance line (from data.json)
         self.probe_epochs: int | None = None  # of the final linear probe (from config.json)
+        self.monitor: dict | None = None  # what its online kNN monitor scores (data.json)
+        self.protocol: dict | None = None  # its final evaluation's protocol (results.json)
+        self.alarms: list[dict] = []  # collapse signs (step, where, text)
 
     def series(self, key: str, source: str) -> Series:
         table = self.steps if source == "step" else self.evals
@@ -308,8 +326,10 @@ class CurvesModel:
         if sum(r.count(key) for r in self.runs.values()):
             return ""
         main = self.runs[self.main_id] if self.main_id else None
-        if key == "pretext_acc" and main is not None and main.count("loss"):
+        if key in ("pretext_acc", "pos_cos") and main is not None and main.count("loss"):
             return " <span style='color:#aaa'>(not reported by this method)</span>"
+        if key == "effective_rank" and main is not None and main.count("loss"):
+            return " <span style='color:#aaa'>(no embedding snapshots)</span>"
         return " <span style='color:#aaa'>(no data yet)</span>"
 
     # -- what arrives ----------------------------------------------------------------------
@@ -321,7 +341,13 @@ class CurvesModel:
         self.all_dirty = True
 
     def apply(self, run: RunCurves, msg) -> bool:
-        """A StepMetrics or EvalResult into the run's series; True when it was the final results."""
+        """A StepMetrics, EvalResult or Collapse into the run's series; True when it was the final results or a
+        sign of collapse (what the header shows)."""
+        if isinstance(msg, M.Collapse):
+            a = alarm_of(msg)
+            if not any(x["step"] == a["step"] and x["where"] == a["where"] for x in run.alarms):
+                run.alarms.append(a)
+            return True
         if isinstance(msg, M.StepMetrics):
             run.last_time = float(msg.elapsed_s)
             for k, v in msg.values.items():
@@ -339,11 +365,15 @@ class CurvesModel:
         return False
 
     def apply_records(self, run: RunCurves, records: list[dict]) -> bool:
-        """metrics.jsonl records appended since the last read (tailing); True when the final results came."""
+        """metrics.jsonl records appended since the last read (tailing); True when the final results (or a sign of
+        collapse) came."""
         final = False
         for r in records:
             typ = r.get("type")
-            if typ == "resume":
+            if typ == "collapse":
+                final |= self.apply(run, M.Collapse(int(r.get("step", 0)), str(r.get("where", "")),
+                                                    str(r.get("text", ""))))
+            elif typ == "resume":
                 self.truncate(run, int(r.get("step", 0)))
             elif typ == "step":
                 final |= self.apply(run, M.StepMetrics(int(r.get("step", 0)), float(r.get("epoch", 0)),
@@ -355,8 +385,11 @@ class CurvesModel:
                                                                                  if k not in IGNORED}))
         return final
 
-    def add_history(self, run: RunCurves, steps: dict, evals: dict, final: dict) -> None:
+    def add_history(self, run: RunCurves, steps: dict, evals: dict, final: dict, alarms: list = ()) -> None:
         """A run folder's history (``records_to_blocks``), then the live messages that waited for it."""
+        for a in alarms:
+            if not any(x["step"] == a["step"] and x["where"] == a["where"] for x in run.alarms):
+                run.alarms.append(dict(a))
         for k, block in steps.items():
             run.series(k, "step").extend(block)
             run.dirty.add(k)
@@ -374,6 +407,7 @@ class CurvesModel:
                 continue  # already in the file
             self.apply(run, m)
         run.pending_live = []
+        run.alarms.sort(key=lambda a: a["step"])
 
     # -- export ----------------------------------------------------------------------------
     def write_csv(self, path: str) -> int:

@@ -1,5 +1,7 @@
-"""Live training curves (pyqtgraph): loss, learning rate, images/s, online kNN, collapse indicator,
-pretext accuracy and any other metric a method reports; several runs overlaid; PNG and CSV export.
+"""Live training curves (pyqtgraph): loss, the online kNN monitor, the two views' positive and negative cosines,
+pretext accuracy, learning rate, images/s, the features' effective rank and spread, and any other metric a
+method reports; several runs overlaid; PNG and CSV export. A sign of collapse (engine.messages.Collapse, or its
+record in an opened run) shows as a warning above the plots and a red line where it appeared.
 
 Points go into growing numpy buffers (amortised O(1) appends; app/curves/model.py holds the runs);
 a ~30 Hz timer redraws only the series that changed, each a reused PlotDataItem with peak
@@ -13,12 +15,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -27,6 +29,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
+from app.common.measures import collapse_line, final_text, monitor_short
 from app.common.view import MenuEntry, View, ViewContext
 from app.curves.feed import CurvesFeed
 from app.curves.model import (
@@ -95,6 +99,12 @@ class CurvesPanel(QWidget, View):
         self.title.setWordWrap(True)
         self.final_label = QLabel("")
         self.final_label.setObjectName("finalResult")
+        self.alarm = QLabel("")  # the latest sign of collapse of the main run
+        self.alarm.setObjectName("alarm")
+        self.alarm.setWordWrap(True)
+        self.alarm.setStyleSheet("QLabel#alarm { color: #8a1c1c; background: #fdecea; border: 1px solid #f5c2c0;"
+                                 " padding: 4px 8px; }")
+        self.alarm.hide()
         self.bar = CurvesBar(self.smoothing)
         self.log_loss = self.bar.log_loss
         self.bar.smooth.valueChanged.connect(self._smoothing_changed)
@@ -112,6 +122,7 @@ class CurvesPanel(QWidget, View):
         head.addWidget(self.title, 1)
         head.addWidget(self.final_label)
         lay.addLayout(head)
+        lay.addWidget(self.alarm)
         lay.addWidget(self.bar)
         lay.addWidget(self.graphics, 1)
 
@@ -123,6 +134,7 @@ class CurvesPanel(QWidget, View):
         self.feed.final_changed.connect(self._show_final)
         self.feed.facts_read.connect(self._show_chance)
         self.feed.facts_read.connect(self._show_final)
+        self.feed.facts_read.connect(self._show_monitor)
         self.feed.main_ended.connect(
             lambda state: self.title.setText(self.title.text().replace("(live)", f"({state})")))
 
@@ -144,7 +156,10 @@ class CurvesPanel(QWidget, View):
         if self.main_id is not None:
             self._remove_run(self.main_id)
         self.final_label.setText("")
-        return self.model.new_main(name, run_dir)
+        run = self.model.new_main(name, run_dir)
+        self._show_alarms()
+        self._show_monitor()
+        return run
 
     def start_live(self, name: str, run_dir: str | None = None, keep_history: bool = False) -> None:
         """A new live run becomes the main run (its curves replace the previous main run's)."""
@@ -213,6 +228,8 @@ class CurvesPanel(QWidget, View):
             return
         if self.model.apply(run, msg):
             self._show_final()
+            if isinstance(msg, M.EvalResult):
+                self.feed.ask_facts(run, again=True)  # the final evaluation's protocol (results.json)
 
     # -- drawing ---------------------------------------------------------------------------
     def _smoothing_changed(self, v: int) -> None:
@@ -247,6 +264,9 @@ class CurvesPanel(QWidget, View):
                         self.graphics.show_reference(run.id, key, float(s.y[-1]))
                     changed = True
                     continue
+                if key == "effective_rank" and main and s.step[0] == 0:  # the random-init encoder's rank
+                    self.graphics.show_level(run.id, "random_init_rank", key, float(s.y[0]),
+                                             f"random init {s.y[0]:.0f}")
                 x, y, raw = curve_xy(s, key, run, self.x_kind, self.smoothing, self.log_loss.isChecked())
                 if raw is not None:
                     if main and self.smoothing > 0:
@@ -260,6 +280,8 @@ class CurvesPanel(QWidget, View):
                 if k in self.plots:
                     self.graphics.set_title(k)
             run.dirty.clear()
+        if self.model.all_dirty:
+            self._mark_alarms()
         self.model.all_dirty = False
         if changed:
             self.graphics.follow_x(x_extent(self.runs.values(), self.x_kind))
@@ -271,8 +293,41 @@ class CurvesPanel(QWidget, View):
         self.graphics.show_chance(run.num_classes if run is not None else None)
 
     def _show_final(self) -> None:
+        """The final evaluation's figures and what they are (its protocol); the collapse signs."""
         run = self.model.main
-        self.final_label.setText(final_summary(run.final, run.probe_epochs) if run is not None and run.final else "")
+        text = final_summary(run.final, run.probe_epochs) if run is not None and run.final else ""
+        if text:
+            what = final_text({**run.final, "protocol": run.protocol}, short=True) or "final evaluation"
+            text += f"<br><span style='color:#666; font-weight:normal'>{what}</span>"
+        self.final_label.setText(text)
+        self._show_alarms()
+
+    def _show_monitor(self) -> None:
+        """The kNN plot says what the online monitor scores (from the run's data.json)."""
+        run = self.model.main
+        words = monitor_short(run.monitor) if run is not None else ""
+        p = self.plots["knn_top1"]
+        p.titleText = "Online kNN monitor" + (f" ({words})" if words else " (top-1)")
+        self.graphics.set_title("knn_top1")
+
+    def _show_alarms(self) -> None:
+        run = self.model.main
+        text = collapse_line(run.alarms) if run is not None else ""
+        self.alarm.setText("⚠ " + text if text else "")
+        self.alarm.setVisible(bool(text))
+        self._mark_alarms()
+
+    def _mark_alarms(self) -> None:
+        """A red line in the plots where each sign of collapse appeared (placed by the loss's step on x)."""
+        run = self.model.main
+        xs = []
+        loss = run.steps.get("loss") if run is not None else None
+        for a in run.alarms if run is not None else []:
+            if self.x_kind == "step" or loss is None or not loss.n:
+                xs.append(float(a["step"]))
+            else:
+                xs.append(float(np.interp(a["step"], loss.step, loss.x(self.x_kind))))
+        self.graphics.show_alarms(xs)
 
     # -- queries ---------------------------------------------------------------------------
     def point_count(self, key: str = "loss", run_id: str | None = None) -> int:
@@ -285,12 +340,12 @@ class CurvesPanel(QWidget, View):
 
     # -- export ----------------------------------------------------------------------------
     def export_png_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the curves as PNG", "curves.png", "PNG (*.png)")
+        path = dialogs.save_file(self, "Export the curves as PNG", "curves.png", "PNG (*.png)")
         if path:
             self.export_png(path)
 
     def export_csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export the curves as CSV", "curves.csv", "CSV (*.csv)")
+        path = dialogs.save_file(self, "Export the curves as CSV", "curves.csv", "CSV (*.csv)")
         if path:
             self.export_csv(path)
 
@@ -303,7 +358,7 @@ class CurvesPanel(QWidget, View):
         return self.model.write_csv(path)
 
     def _overlay_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Choose a run folder to overlay")
+        path = dialogs.existing_folder(self, "Choose a run folder to overlay")
         if path:
             self.open_run(path, overlay=True)
 

@@ -12,16 +12,24 @@ from PySide6.QtWidgets import QGraphicsItem
 
 from app.curves.model import REFERENCES, RunCurves, round_up
 
-# (key, title, source) -- source "step" for StepMetrics values, "eval" for kNN-monitor values
+# (key, title, source) -- source "step" for StepMetrics values, "eval" for kNN-monitor values. The first row
+# reads whether it learns (loss, kNN, pretext accuracy) and whether it collapses (the views' cosines), the
+# second how it runs and what its features look like.
 PLOTS = (
     ("loss", "Loss", "step"),
+    ("knn_top1", "Online kNN monitor (top-1)", "eval"),
+    ("pos_cos", "Positives vs negatives (cosine)", "step"),
+    ("pretext_acc", "Pretext accuracy", "step"),
     ("lr", "Learning rate", "step"),
     ("images_per_s", "Images / s", "step"),
-    ("knn_top1", "Online kNN accuracy", "eval"),
-    ("collapse_std", "Collapse indicator (std of normalised features)", "eval"),
-    ("pretext_acc", "Pretext accuracy", "step"),
+    ("effective_rank", "Effective rank of the features", "eval"),
+    ("collapse_std", "Feature spread (std of normalised features)", "eval"),
 )
-SECONDARY = {"knn_top5": "knn_top1"}  # drawn in another metric's plot
+COLUMNS = 4
+SECONDARY = {"knn_top5": "knn_top1", "neg_cos": "pos_cos"}  # drawn in another metric's plot
+# the names in a plot's legend (a run's name otherwise)
+SERIES_NAMES = {"knn_top1": "top-1", "knn_top5": "top-5", "pos_cos": "positives", "neg_cos": "negatives"}
+ALARM_PLOTS = ("loss", "knn_top1", "pos_cos", "effective_rank")  # where a collapse sign is marked
 
 
 class CurvePlots(pg.GraphicsLayoutWidget):
@@ -34,15 +42,20 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         self.x_kind = "step"
         self.ci.setSpacing(6)
         for k, (key, title, _src) in enumerate(PLOTS):
-            self.add_plot(key, title, k // 3, k % 3)
+            self.add_plot(key, title, k // COLUMNS, k % COLUMNS)
         for key in ("knn_top1", "pretext_acc"):  # accuracies: always the full 0..1 scale
             self.plots[key].setYRange(0, 1, padding=0.02)
             self.plots[key].enableAutoRange(y=False)
+        # cosines: a collapse shows as both lines at the top (-0.1..1.05, so 0 and 1 are both in view)
+        self.plots["pos_cos"].setYRange(-0.1, 1.05, padding=0)
+        self.plots["pos_cos"].enableAutoRange(y=False)
+        self.alarm_lines: list[tuple[pg.PlotItem, pg.InfiniteLine]] = []
         # the collapse indicator is ~1 for healthy features and 0 for collapsed ones: a fixed 0..1.1 axis,
         # so noise of a few hundredths does not look like a collapse
         self.plots["collapse_std"].setYRange(0, 1.1, padding=0)
         self.plots["collapse_std"].enableAutoRange(y=False)
         self.ref_lines: dict[tuple[str, str], pg.InfiniteLine] = {}  # (run, key): the main run's level lines
+        self.ref_plots: dict[tuple[str, str], str] = {}  # (run, key): the plot its line is in
         self.chance_line = self.level_line("knn_top1", "#888", Qt.PenStyle.DotLine, 0.97)
         # the shared x range follows the data in steps (follow_x) until the user zooms or pans; the button
         # that re-enables pyqtgraph's auto-range hands it back to following
@@ -119,13 +132,31 @@ class CurvePlots(pg.GraphicsLayoutWidget):
 
     def show_reference(self, run_id: str, key: str, value: float) -> None:
         """The main run's reference level (the random-init kNN accuracy) as a dashed line."""
-        line = self.ref_lines.get((run_id, key))
+        self.show_level(run_id, key, REFERENCES[key], value, f"random init {value:.0%}")
+
+    def show_level(self, run_id: str, name: str, plot_key: str, value: float, text: str, color: str = "#c0392b",
+                   style=Qt.PenStyle.DashLine, position: float = 0.6) -> None:
+        """A level line of the main run (``name``) in ``plot_key``'s plot, labelled ``text``."""
+        line = self.ref_lines.get((run_id, name))
         if line is None:
-            line = self.ref_lines[(run_id, key)] = self.level_line(REFERENCES[key], "#c0392b",
-                                                                   Qt.PenStyle.DashLine, 0.6)
+            line = self.ref_lines[(run_id, name)] = self.level_line(plot_key, color, style, position)
+            self.ref_plots[(run_id, name)] = plot_key
         line.setValue(value)
-        line.label.setFormat(f"random init {value:.0%}")
+        line.label.setFormat(text)
         line.setVisible(True)
+
+    def show_alarms(self, xs: list[float]) -> None:
+        """A red vertical line at each sign of collapse (x in the axis' unit) in the plots that show it."""
+        for p, line in self.alarm_lines:
+            p.removeItem(line)
+        self.alarm_lines = []
+        for x in xs:
+            for key in ALARM_PLOTS:
+                line = pg.InfiniteLine(pos=float(x), angle=90, movable=False,
+                                       pen=pg.mkPen("#c62828", width=1.5, style=Qt.PenStyle.DashLine))
+                line.setZValue(-2)
+                self.plots[key].addItem(line, ignoreBounds=True)
+                self.alarm_lines.append((self.plots[key], line))
 
     def show_chance(self, num_classes: int | None) -> None:
         c = num_classes
@@ -140,7 +171,7 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         p = self.plots.get(key)
         if p is None:
             n = len(self.plots)
-            p = self.add_plot(key, key.replace("_", " "), n // 3, n % 3)
+            p = self.add_plot(key, key.replace("_", " "), n // COLUMNS, n % COLUMNS)
         return p
 
     def item(self, run: RunCurves, key: str, variant: str, main: bool) -> pg.PlotDataItem:
@@ -160,8 +191,8 @@ class CurvePlots(pg.GraphicsLayoutWidget):
             name = None
             if variant != "raw":
                 name = run.name
-                if key in ("knn_top1", "knn_top5"):
-                    which = "top-5" if key == "knn_top5" else "top-1"
+                if key in SERIES_NAMES:
+                    which = SERIES_NAMES[key]
                     name = which if main else f"{run.name} ({which})"
             is_eval = key in run.evals
             item = pg.PlotDataItem(pen=pen, name=name, symbol=("t" if key in SECONDARY else "o") if is_eval else None,
@@ -181,7 +212,7 @@ class CurvePlots(pg.GraphicsLayoutWidget):
         """A run's items and level lines go (the chance line too when it was the main run)."""
         for k in [k for k in self.ref_lines if k[0] == run_id]:
             line = self.ref_lines.pop(k)
-            self.plots[REFERENCES[k[1]]].removeItem(line)
+            self.plots[self.ref_plots.pop(k, REFERENCES.get(k[1], "loss"))].removeItem(line)
         if main:
             self.chance_line.setVisible(False)
         for k in [k for k in self.items if k[0] == run_id]:

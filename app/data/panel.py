@@ -14,7 +14,6 @@ import numpy as np
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -24,6 +23,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.common.qt import dropped_folder
 from app.common.view import MenuEntry, View, ViewContext
 from app.data.info import DatasetBox, SkippedBox
@@ -52,6 +52,8 @@ class DataPanel(QWidget, View):
         src.folder.returnPressed.connect(self.load_from_ui)  # Enter loads it
         src.tv_root.returnPressed.connect(self.load_from_ui)
         src.browse_btn.clicked.connect(self.browse_folder)
+        src.clips_browse_btn.clicked.connect(self.browse_clips)
+        src.clips_folder.returnPressed.connect(self.load_from_ui)
         src.load_btn.clicked.connect(self.load_from_ui)
         src.cancel_btn.clicked.connect(self.cancel)
         # the fields tests and the window reach
@@ -113,14 +115,23 @@ class DataPanel(QWidget, View):
     def spec_from_ui(self) -> str:
         return self.source.spec()
 
-    def set_spec(self, spec: str, image_size: int | None = None) -> None:
-        self.source.set_spec(spec, image_size)
+    def set_spec(self, spec: str, image_size: int | None = None, is_clips: bool = False) -> None:
+        self.source.set_spec(spec, image_size, is_clips)
 
     def browse_folder(self) -> None:
         start = self.folder.text() or str(Path.home())
-        path = QFileDialog.getExistingDirectory(self, "Choose a folder of images", start)
+        path = dialogs.existing_folder(self, "Choose a folder of images", start)
         if path:
             self.open_folder(path)
+
+    def browse_clips(self) -> None:
+        start = self.source.clips_folder.text() or str(Path.home())
+        path = dialogs.existing_folder(self, "Choose a folder of clips (videos, or a sub-folder of frames per clip)",
+                                       start)
+        if path:
+            self.source.clips_folder_choice.setChecked(True)
+            self.source.clips_folder.setText(path)
+            self.load_from_ui()
 
     def open_folder(self, path: str) -> None:
         self.kind.setCurrentIndex(1)
@@ -234,8 +245,10 @@ class DataPanel(QWidget, View):
         self.chosen_index = None
         self.info.set_dataset(ds)
         self.skipped_box.set_dataset(ds)
-        self.grid_info.setText(f"{len(ds):,} images — click one to preview its pretext tasks")
-        self.set_spec(ds.spec, ds.image_size)
+        clips = getattr(ds, "clips", None) is not None
+        self.grid_info.setText(f"{len(ds):,} {'clips (their middle frames)' if clips else 'images'} — click one to "
+                               "preview its pretext tasks")
+        self.set_spec(ds.spec, ds.image_size, clips)
 
     def _on_class_filter(self) -> None:
         if self.dataset is None:

@@ -1,4 +1,4 @@
-"""The Data panel's Source box: the kind of dataset (built-in shapes, image folder, torchvision) and its
+"""The Data panel's Source box: the kind of dataset (built-in shapes, image folder, torchvision, clips) and its
 fields, the image size, Load and Cancel, and how a load goes (progress bar, status line). The dataset
 spec both ways (``parse_spec``, ``build_spec``) is app/data/model.py's, without Qt."""
 
@@ -14,12 +14,21 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
+    QRadioButton,
     QSpinBox,
     QVBoxLayout,
     QWidget,
 )
 
-from app.data.model import KINDS, TV_FALLBACK, build_spec, parse_spec
+from app.data.model import (
+    CLIPS_KIND,
+    DEFAULT_CLIPS,
+    KINDS,
+    TV_FALLBACK,
+    build_spec,
+    kind_of_loaded,
+    parse_spec,
+)
 
 
 class SourceBox(QGroupBox):
@@ -82,7 +91,34 @@ class SourceBox(QGroupBox):
         f2.addRow("Split", self.tv_split)
         f2.addRow("Folder", self.tv_root)
         f2.addRow("", self.tv_download)
-        self._page_widgets = (p0, p1, p2)
+        self.clips_builtin = QRadioButton("Built-in clips (shapes that move)")
+        self.clips_builtin.setChecked(True)
+        self.clips_count = QSpinBox()
+        self.clips_count.setRange(16, 100_000)
+        self.clips_count.setSingleStep(100)
+        self.clips_count.setValue(DEFAULT_CLIPS)
+        self.clips_count.setToolTip("How many clips to generate (builtin:clips:N)")
+        self.clips_folder_choice = QRadioButton("A folder of clips")
+        self.clips_folder = QLineEdit()
+        self.clips_folder.setPlaceholderText("videos, or one sub-folder of frames per clip")
+        self.clips_folder.textEdited.connect(lambda _t: self.clips_folder_choice.setChecked(True))
+        self.clips_browse_btn = QPushButton("Browse…")
+        p3 = QWidget()
+        f3 = QFormLayout(p3)
+        f3.setContentsMargins(0, 0, 0, 0)
+        f3.addRow(self.clips_builtin)
+        f3.addRow("    Clips", self.clips_count)
+        f3.addRow(self.clips_folder_choice)
+        row3 = QHBoxLayout()
+        row3.addWidget(self.clips_folder, 1)
+        row3.addWidget(self.clips_browse_btn)
+        f3.addRow(row3)
+        clips_hint = QLabel("Methods on clips (shuffle and learn, tracking, video colourisation) train on these; "
+                            "class folders above the clips give labels.")
+        clips_hint.setWordWrap(True)
+        clips_hint.setObjectName("hint")
+        f3.addRow(clips_hint)
+        self._page_widgets = (p0, p1, p2, p3)
         for p in self._page_widgets:
             pages_lay.addWidget(p)
         self.kind.currentIndexChanged.connect(self._page)
@@ -144,17 +180,30 @@ class SourceBox(QGroupBox):
             self.tv_split.setCurrentIndex(i)
 
     def spec(self) -> str:
-        return build_spec(self.kind.currentIndex(), self.count.value(), self.shortcut.isChecked(), self.folder.text(),
+        kind = self.kind.currentIndex()
+        if kind == CLIPS_KIND:
+            return build_spec(kind, self.clips_count.value(), folder=self.clips_folder.text(),
+                              clips_builtin=self.clips_builtin.isChecked())
+        return build_spec(kind, self.count.value(), self.shortcut.isChecked(), self.folder.text(),
                           self.tv_name.currentText(), self.tv_split.currentText(), self.tv_root.text(),
                           light=self.light.isChecked())
 
     def download(self) -> bool:
         return self.kind.currentIndex() == 2 and self.tv_download.isChecked()
 
-    def set_spec(self, spec: str, image_size: int | None = None) -> None:
-        p = parse_spec(spec)
+    def set_spec(self, spec: str, image_size: int | None = None, is_clips: bool = False) -> None:
+        """Show ``spec`` in the fields (``is_clips``: the dataset loaded from it holds clips, so a folder of
+        videos shows as Clips)."""
+        p = kind_of_loaded(spec, is_clips) if is_clips else parse_spec(spec)
         self.kind.setCurrentIndex(p["kind"])
-        if p["kind"] == 0:
+        if p["kind"] == CLIPS_KIND:
+            if p["clips_builtin"]:
+                self.clips_builtin.setChecked(True)
+                self.clips_count.setValue(int(p["count"]))
+            else:
+                self.clips_folder_choice.setChecked(True)
+                self.clips_folder.setText(p["folder"])
+        elif p["kind"] == 0:
             self.count.setValue(int(p["count"]))
             self.shortcut.setChecked(bool(p["shortcut"]))
             self.light.setChecked(bool(p["light"]) and not p["shortcut"])

@@ -23,6 +23,7 @@ class RunListing:
         self.roots: list[str] = []  # the runs directory
         self.extra: list[str] = []  # folders the user added
         self.infos: list = []  # engine.runs.RunInfo of the last listing
+        self.finals: dict = {}  # their final evaluations (app.common.measures.final_of; None: none yet)
 
     def all_roots(self) -> list[str]:
         return list(dict.fromkeys(self.roots + self.extra))
@@ -51,11 +52,13 @@ class RunListing:
         path = Path(run_dir).resolve()
         return str(path.parent) in self.roots or str(path) in self.extra
 
-    def update(self, infos: list) -> bool:
-        """The runs a listing found; True when a row changed (path, state, step or kNN)."""
-        key = [(i.path, i.state, i.step, i.knn_top1) for i in infos]
-        changed = key != [(i.path, i.state, i.step, i.knn_top1) for i in self.infos]
-        self.infos = infos
+    def update(self, infos: list, finals: dict | None = None) -> bool:
+        """The runs a listing found (and their final evaluations); True when a row changed (path, state, step,
+        kNN or whether it is final)."""
+        finals = dict(finals or {})
+        key = [(i.path, i.state, i.step, i.knn_top1, finals.get(i.path) is None) for i in infos]
+        changed = key != [(i.path, i.state, i.step, i.knn_top1, self.finals.get(i.path) is None) for i in self.infos]
+        self.infos, self.finals = infos, finals
         return changed
 
     def info(self, path: str | None):

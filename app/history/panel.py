@@ -20,7 +20,6 @@ from PySide6.QtCore import Qt, QTimer, QUrl, Signal
 from PySide6.QtGui import QColor, QDesktopServices
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QFileDialog,
     QHBoxLayout,
     QHeaderView,
     QLabel,
@@ -36,7 +35,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.common import settings as S
+from app.common.measures import knn_cell, list_runs_with_finals
 from app.common.tasks import run_in_thread
 from app.common.view import MenuEntry, View, ViewContext
 from app.history.details import details_html, fmt_duration, fmt_pct, read_details
@@ -81,13 +82,15 @@ class RunTable(QTableWidget):
         hh.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         self.sortItems(3, Qt.SortOrder.DescendingOrder)  # newest first
 
-    def fill(self, infos: list) -> None:
-        """A row per run (engine.runs.RunInfo); no selection signals meanwhile."""
+    def fill(self, infos: list, finals: dict | None = None) -> None:
+        """A row per run (engine.runs.RunInfo; ``finals``: their final evaluations, the kNN column says whether
+        a figure is one or the online monitor's); no selection signals meanwhile."""
         self.setSortingEnabled(False)
         self.blockSignals(True)
         self.setRowCount(len(infos))
         for r, info in enumerate(infos):
             state = "live" if info.live and info.state == "running" else info.state
+            knn, knn_tip, measure = knn_cell(info, (finals or {}).get(info.path))
             cells = [
                 SortItem(Path(info.path).name, Path(info.path).name),
                 SortItem(info.method, info.method),
@@ -96,12 +99,19 @@ class RunTable(QTableWidget):
                 SortItem(fmt_duration(info.duration_s), info.duration_s),
                 SortItem(state + (" ●" if info.live else ""), state),
                 SortItem(str(info.step), info.step),
-                SortItem(fmt_pct(info.knn_top1), info.knn_top1 if info.knn_top1 is not None else -1),
+                SortItem(knn, info.knn_top1 if info.knn_top1 is not None else -1),
                 SortItem(fmt_pct(info.linear_top1), info.linear_top1 if info.linear_top1 is not None else -1),
             ]
             cells[0].setData(Qt.ItemDataRole.UserRole, info.path)
             cells[0].setToolTip(info.path)
             cells[5].setForeground(QColor(STATE_COLORS.get(info.state, "#333")))
+            if info.state == "interrupted":
+                cells[5].setToolTip("Its process is gone (killed, or the machine stopped) while it was "
+                                    f"{getattr(info, 'was', None) or 'running'}; Resume continues from its last "
+                                    "checkpoint")
+            cells[7].setToolTip(knn_tip)
+            if measure == "monitor":
+                cells[7].setForeground(QColor("#777"))
             for c, item in enumerate(cells):
                 if c >= 6:
                     item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
@@ -254,7 +264,7 @@ class HistoryPanel(QWidget, View):
         self.refresh()
 
     def _add_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Add a run folder (or a folder of runs)")
+        path = dialogs.existing_folder(self, "Add a run folder (or a folder of runs)")
         if path:
             self.add_folder(path)
 
@@ -266,21 +276,20 @@ class HistoryPanel(QWidget, View):
         if self._busy:
             self._again = True  # the listing under way may miss a folder added meanwhile
             return
-        from engine.runs import list_runs
-
         self._busy = True
         roots = self.all_roots()
         self.where.setText("Runs from: " + "; ".join(roots) if roots else "")
-        run_in_thread(list_runs, *roots, on_done=self._listed, on_error=self._list_failed)
+        run_in_thread(list_runs_with_finals, *roots, on_done=self._listed, on_error=self._list_failed)
 
     def _list_failed(self, err: dict) -> None:
         self._busy = False
         self.message.emit(f"Could not list runs: {err['message']}")
 
-    def _listed(self, infos: list) -> None:
+    def _listed(self, found: tuple) -> None:
+        infos, finals = found
         self._busy = False
         keep = self.selected()
-        if self.listing.update(infos) or self.table.rowCount() != len(infos):
+        if self.listing.update(infos, finals) or self.table.rowCount() != len(infos):
             self._fill(keep)
         self.refreshed.emit()
         if self._again:
@@ -288,7 +297,7 @@ class HistoryPanel(QWidget, View):
             self.refresh()
 
     def _fill(self, keep: str | None) -> None:
-        self.table.fill(self.infos)
+        self.table.fill(self.infos, self.listing.finals)
         if keep:
             self.select(keep)
         self._update_buttons()

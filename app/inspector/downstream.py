@@ -16,7 +16,6 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -32,10 +31,13 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.inspector.downstream_plot import InvarianceBars, LabelEfficiencyPlot, write_points_csv
 from app.inspector.tab import InspectorTab
 
-MODES = (("linear", "linear probe", True), ("finetune", "fine-tune", False), ("knn", "kNN", True))
+# by default the curve makes its argument: the run's encoder with few labels (frozen: linear probe; and fine-tuned)
+# next to training from scratch (the random-init encoder fine-tuned on the same labels)
+MODES = (("linear", "linear probe", True), ("finetune", "fine-tune", True), ("knn", "kNN", False))
 MODE_TIPS = {"linear": "Logistic regression on frozen features", "finetune": "The whole encoder and a linear head "
              "trained on the labelled subset", "knn": "Weighted kNN with the labelled subset as the bank"}
 
@@ -57,6 +59,14 @@ def parse_budget_text(text: str) -> list:
     if not out:
         raise ValueError("labels per class: give at least one budget, e.g. 1,10,100,all")
     return out
+
+
+def done_text(d: dict) -> str:
+    """The status line of a finished curve, counting as the progress bar did: "84 fits: 28 points × 3 seeds"."""
+    fits, points = len(d.get("fits") or []), len(d.get("results") or [])
+    seeds = int(d.get("seeds") or 1)
+    per = f" × {seeds} seeds" if seeds > 1 else ""
+    return f"{fits} fit{'s' if fits != 1 else ''}: {points} point{'s' if points != 1 else ''}{per}"
 
 
 class DataChoice(QGroupBox):
@@ -202,8 +212,9 @@ class DownstreamTab(InspectorTab):
         box = QWidget()
         v = QVBoxLayout(box)
         v.setContentsMargins(0, 0, 6, 0)
-        intro = QLabel("How much do labels buy? Fit on 1, 10, … labels per class, score on a test set, next "
-                       "to training from scratch.")
+        intro = QLabel("How much do labels buy? The run's encoder with 1, 10, … labels per class (SSL + few "
+                       "labels) next to training from scratch (a random-init encoder fine-tuned on the same "
+                       "labels), scored on a test set.")
         intro.setWordWrap(True)
         v.addWidget(intro)
 
@@ -227,9 +238,9 @@ class DownstreamTab(InspectorTab):
             modes.addWidget(cb)
         form.addRow("Modes", modes)
         base = QVBoxLayout()
-        self.random_init = QCheckBox("random init")
+        self.random_init = QCheckBox("from scratch (random init)")
         self.random_init.setToolTip("An untrained encoder of the same backbone; fine-tuned, it is training from "
-                                    "scratch on the same labels")
+                                    "scratch on the same labels (its frozen linear probe is drawn too, faintly)")
         self.random_init.setChecked(True)
         self.supervised = QCheckBox("supervised run")
         self.supervised.setToolTip("The newest finished supervised run of the same backbone and data (train one "
@@ -302,7 +313,7 @@ class DownstreamTab(InspectorTab):
 
     def _browse(self, edit: QLineEdit, what: str) -> None:
         start = edit.text() or (str(Path(self.target.run_dir).parent) if self.target.run_dir else "")
-        d = QFileDialog.getExistingDirectory(self, f"The {what} set (one folder per class)", start)
+        d = dialogs.existing_folder(self, f"The {what} set (one folder per class)", start)
         if d:
             edit.setText(d)
             self.data.other_data.setChecked(True)
@@ -392,7 +403,7 @@ class DownstreamTab(InspectorTab):
         self.progress.setMaximum(1)
         self.progress.setValue(1)
         self.progress.setFormat(f"done in {d.get('seconds', 0):.0f} s")
-        self.set_status(f"{len(d.get('results') or [])} points from {len(d.get('fits') or [])} fits")
+        self.set_status(done_text(d))
 
     def _stopped(self, text: str, error: bool = False) -> None:
         self.request_id = None
@@ -413,7 +424,7 @@ class DownstreamTab(InspectorTab):
     def _save_path(self, what: str, suffix: str) -> str:
         name = f"{Path(self.target.run_dir).name if self.target.run_dir else 'run'}-downstream.{suffix}"
         start = str(Path(self.target.run_dir) / name) if self.target.run_dir else name
-        path, _ = QFileDialog.getSaveFileName(self, f"Export the {what}", start, f"{suffix.upper()} (*.{suffix})")
+        path = dialogs.save_file(self, f"Export the {what}", start, f"{suffix.upper()} (*.{suffix})")
         return path
 
     def _export(self, what: str, suffix: str, path: str | None, write, errors=Exception) -> str | None:

@@ -25,6 +25,26 @@ INVARIANCE_LABELS = {"color_jitter": "colour jitter", "rotate90": "rotate 90°",
                      "different_class": "other class"}
 
 
+MODE_WORDS = {"linear": "linear probe", "finetune": "fine-tuned", "knn": "kNN"}
+
+
+def base_name(encoder: str) -> str:
+    """An encoder's name without the ``-2`` the engine adds to tell two of one name apart."""
+    return encoder.rsplit("-", 1)[0] if encoder.rsplit("-", 1)[-1].isdigit() else encoder
+
+
+def curve_label(encoder: str, mode: str) -> str:
+    """A curve's name in the legend: what it argues. The run's encoder with labels is "SSL + labels", the
+    random-init encoder fine-tuned is "from scratch"."""
+    word = MODE_WORDS.get(mode, mode)
+    base = base_name(encoder)
+    if base == "random_init":
+        return "from scratch (random init, fine-tuned)" if mode == "finetune" else f"random init, frozen · {word}"
+    if base == "supervised":
+        return f"supervised run · {word}"
+    return f"{encoder}: SSL + labels · {word}"
+
+
 def budget_key(b) -> float:
     return math.inf if b == "all" else float(b)
 
@@ -109,11 +129,10 @@ class LabelEfficiencyPlot(pg.PlotWidget):
         self.redraw()
 
     def color(self, encoder: str) -> tuple:
-        base = encoder.rsplit("-", 1)[0] if encoder.rsplit("-", 1)[-1].isdigit() else encoder
+        base = base_name(encoder)
         if base in ENCODER_COLORS:
             return ENCODER_COLORS[base]
-        runs = [e for e in self.encoders if (e.rsplit("-", 1)[0] if e.rsplit("-", 1)[-1].isdigit() else e)
-                not in ENCODER_COLORS]
+        runs = [e for e in self.encoders if base_name(e) not in ENCODER_COLORS]
         i = runs.index(encoder) if encoder in runs else len(runs)
         return RUN_COLORS[i % len(RUN_COLORS)]
 
@@ -152,18 +171,21 @@ class LabelEfficiencyPlot(pg.PlotWidget):
         for (enc, mode), (x, y, s, budgets) in sorted(self.series().items(), key=lambda kv: (
                 order.get(kv[0][0], 99), modes.index(kv[0][1]) if kv[0][1] in modes else 9)):
             color = self.color(enc)
+            faint = base_name(enc) == "random_init" and mode != "finetune"  # a frozen random init: no argument
             for xv, b in zip(x, budgets):
                 ticks[float(xv)] = "all" if b == "all" else str(b)
             lo = pg.PlotDataItem(x, y - s, pen=pg.mkPen(None))
             hi = pg.PlotDataItem(x, y + s, pen=pg.mkPen(None))
             for edge in (lo, hi):
                 p.addItem(edge)  # in the plot, so they take its log x axis
-            band = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(*color, 45))
+            band = pg.FillBetweenItem(lo, hi, brush=pg.mkBrush(*color, 20 if faint else 45))
             band.curves = (lo, hi)
             p.addItem(band)
-            curve = pg.PlotDataItem(x, y, pen=pg.mkPen(color, width=2.5, style=MODE_STYLES.get(mode, Qt.PenStyle.SolidLine)),
-                                    symbol="o", symbolSize=7, symbolBrush=pg.mkBrush(*color), symbolPen=pg.mkPen("w"),
-                                    name=f"{enc} · {mode}")
+            pen_color = (*color, 110) if faint else color
+            curve = pg.PlotDataItem(x, y, pen=pg.mkPen(pen_color, width=1.5 if faint else 2.5,
+                                                       style=MODE_STYLES.get(mode, Qt.PenStyle.SolidLine)),
+                                    symbol="o", symbolSize=5 if faint else 7, symbolBrush=pg.mkBrush(*pen_color),
+                                    symbolPen=pg.mkPen("w"), name=curve_label(enc, mode))
             p.addItem(curve)
             self.curves[enc, mode] = curve
             self.bands[enc, mode] = band

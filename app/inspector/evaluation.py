@@ -10,7 +10,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -24,8 +23,39 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.common.charts import SERIES, BarChart, Heatmap
+from app.common.measures import final_of, final_text, knn_cell, list_runs_with_finals, protocol_text
 from app.inspector.tab import InspectorTab, fit_table, make_table, pct, table_item
+
+CACHED = "the run's final evaluation"  # a row that reuses results.json (same checkpoint, same protocol)
+
+
+def measured_text(row: dict) -> tuple[str, str]:
+    """The Measured column of a row: (text, tooltip)."""
+    if row.get("cached"):
+        return CACHED, ("The same checkpoint scored with the same protocol at the end of its training "
+                        f"({row['cached']}): the number is reused, not measured again")
+    return "now", "Scored now with the protocol above"
+
+
+def run_probe_epochs(run_dir: str | None) -> int | None:
+    """The linear-probe epochs of a run's own final evaluation (its config.json), or None."""
+    from engine.runs import read_json
+
+    cfg = read_json(Path(run_dir) / "config.json", {}) if run_dir else {}
+    epochs = ((cfg or {}).get("eval") or {}).get("linear_probe_epochs") if isinstance(cfg, dict) else None
+    return epochs if isinstance(epochs, int) and not isinstance(epochs, bool) else None
+
+
+def protocol_status(d: dict, final: bool) -> str:
+    """The status line under a scored table: what the figures are (the protocol) and where."""
+    words = protocol_text(d.get("protocol"))
+    data = (d.get("protocol") or {}).get("eval_data") or (d.get("protocol") or {}).get("data") or d.get("readout")
+    where = f" of {data}" if data else ""
+    if not words:
+        words = f"{d.get('num_test', 0):,} held-out images against a bank of {d.get('num_bank', 0):,}"
+    return f"Evaluation protocol{where}: {words}" + ("" if final else " · still working…")
 
 SUPERVISED_CHOICES = (("find a finished supervised run", "auto"), ("train a short supervised run", "train"),
                       ("choose a run folder…", "pick"), ("skip", "none"))
@@ -33,7 +63,7 @@ SUPERVISED_CHOICES = (("find a finished supervised run", "auto"), ("train a shor
 
 # -- evaluation -------------------------------------------------------------------------------------------------
 class EvaluationTab(InspectorTab):
-    HEAD = ["Encoder", "kNN top-1", "kNN top-5", "Linear probe", "Steps"]
+    HEAD = ["Encoder", "kNN top-1", "kNN top-5", "Linear probe", "Steps", "Measured"]
 
     def __init__(self, target):
         super().__init__(target)
@@ -61,7 +91,9 @@ class EvaluationTab(InspectorTab):
         self.probe_epochs.setRange(0, 1000)
         self.probe_epochs.setValue(50)
         self.probe_epochs.setToolTip("Epochs of the linear probe; set to the run's own (its final evaluation's) "
-                                     "when a run is shown")
+                                     "when a run is shown. With the run's own, Evaluate reuses its final "
+                                     "evaluation for this run's row (one number per question)")
+        self.run_epochs: int | None = None  # the shown run's own probe epochs
         row.addWidget(self.probe_epochs)
         self.run_btn = QPushButton("Evaluate")
         self.run_btn.clicked.connect(self.evaluate)
@@ -107,11 +139,10 @@ class EvaluationTab(InspectorTab):
         self.result = None
         self.notes.setText("")
         res = read_json(Path(self.target.run_dir) / "results.json", {}) if self.target.run_dir else {}
-        cfg = read_json(Path(self.target.run_dir) / "config.json", {}) if self.target.run_dir else {}
-        epochs = ((cfg or {}).get("eval") or {}).get("linear_probe_epochs") if isinstance(cfg, dict) else None
-        if isinstance(epochs, int) and epochs > 0:
+        epochs = self.run_epochs = run_probe_epochs(self.target.run_dir)
+        if epochs:
             self.probe_epochs.setValue(epochs)  # Evaluate scores the probe as the run's final evaluation did
-        self._label_probe(epochs if isinstance(epochs, int) else None)
+        self._label_probe(epochs)
         if not isinstance(res, dict) or "knn_top1" not in res:
             self.per_class.set_data([], [])
             self.confusion.set_data(np.zeros((0, 0)), [])
@@ -120,11 +151,12 @@ class EvaluationTab(InspectorTab):
             return
         row = {k: res.get(k) for k in ("knn_top1", "knn_top5", "linear_top1", "knn_per_class", "knn_confusion",
                                        "linear_per_class", "linear_confusion", "step")}
-        row.update(name=f"this run ({res.get('method', '?')}), final evaluation", kind="run")
+        row.update(name=f"this run ({res.get('method', '?')}), final evaluation", kind="run", cached="results.json")
         self._on_reply({"rows": [row], "class_names": res.get("class_names") or [], "num_test": res.get("num_test", 0),
-                        "num_bank": res.get("num_train", 0), "notes": []})
-        self.set_status(f"The run's final evaluation ({res.get('num_test', 0):,} held-out images). Press Evaluate to "
-                        "compare with a random-init and a supervised encoder on the same split.")
+                        "num_bank": res.get("num_train", 0), "notes": [], "protocol": res.get("protocol")})
+        said = final_text(final_of(res))
+        self.set_status(f"The run's {said} ({res.get('num_test', 0):,} held-out images). Press Evaluate to "
+                        "compare with a random-init and a supervised encoder with the same protocol.")
 
     def _label_probe(self, epochs: int | None) -> None:
         """The linear-probe column says how many epochs the probe trained: the run's final evaluation
@@ -137,7 +169,7 @@ class EvaluationTab(InspectorTab):
         self.minutes.setEnabled(choice == "train")
         if choice == "pick":
             start = str(Path(self.target.run_dir).parent) if self.target.run_dir else ""
-            d = QFileDialog.getExistingDirectory(self, "A supervised run folder", start)
+            d = dialogs.existing_folder(self, "A supervised run folder", start)
             self.sup_dir = d or None
             if d:
                 self.supervised.setItemText(2, f"run: {Path(d).name}")
@@ -150,9 +182,11 @@ class EvaluationTab(InspectorTab):
         self.table.setRowCount(0)
         self.result = None
         self._label_probe(self.probe_epochs.value())
+        # the run's own probe epochs are the protocol's default: not sent, so its final evaluation is reused
+        own = self.probe_epochs.value() == self.run_epochs
         self.request("evaluate", self._on_reply, run_dir=self.target.run_dir, supervised=sup,
-                     supervised_minutes=self.minutes.value(), probe_epochs=self.probe_epochs.value(),
-                     roots=self.target.all_roots())
+                     supervised_minutes=self.minutes.value(), roots=self.target.all_roots(),
+                     **({} if own else {"probe_epochs": self.probe_epochs.value()}))
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         self.result = d
@@ -165,15 +199,15 @@ class EvaluationTab(InspectorTab):
             self.table.setItem(i, 2, table_item(pct(r.get("knn_top5")), True))
             self.table.setItem(i, 3, table_item(pct(r.get("linear_top1")), True))
             self.table.setItem(i, 4, table_item(str(r.get("step", "")) if r.get("kind") != "random_init" else "0", True))
+            text, tip = measured_text(r)
+            self.table.setItem(i, 5, table_item(text, tip=tip))
         fit_table(self.table, 4)
         if rows and not self.table.selectedItems():
             self.table.selectRow(0)
         self._show_details()
         notes = list(d.get("notes") or [])
         self.notes.setText(" ".join(notes))
-        done = final
-        self.set_status((f"Scored on {d.get('num_test', 0):,} held-out images with a bank/probe training set of "
-                         f"{d.get('num_bank', 0):,}") + ("" if done else " · still working…"))
+        self.set_status(protocol_status(d, final))
 
     def _show_details(self) -> None:
         d = self.result
@@ -199,7 +233,7 @@ class EvaluationTab(InspectorTab):
 
 # -- comparison ----------------------------------------------------------------------------------------------------
 class CompareTab(InspectorTab):
-    HEAD = ["Run", "Method", "Backbone", "Steps", "kNN top-1", "Linear probe"]
+    HEAD = ["Run", "Method", "Backbone", "Steps", "kNN top-1", "Linear probe", "Measured"]
 
     def __init__(self, target):
         super().__init__(target)
@@ -226,6 +260,9 @@ class CompareTab(InspectorTab):
         self.probe_epochs = QSpinBox()
         self.probe_epochs.setRange(0, 1000)
         self.probe_epochs.setValue(30)
+        self.probe_epochs.setToolTip("Epochs of the linear probe: the shown run's own by default (the runs' final "
+                                     "evaluations are reused where they measured the same thing)")
+        self.run_epochs: int | None = None  # the shown run's own
         row2.addWidget(self.probe_epochs)
         self.run_btn = QPushButton("Compare checked runs")
         self.run_btn.clicked.connect(self.compare)
@@ -245,7 +282,7 @@ class CompareTab(InspectorTab):
         self.lay.addWidget(split, 1)
 
     def reload(self) -> None:
-        from engine.runs import list_runs, read_json
+        from engine.runs import read_json
 
         checked = set(self.checked())
         self.runs.clear()
@@ -253,12 +290,18 @@ class CompareTab(InspectorTab):
         if self.target.run_dir:
             cfg = read_json(Path(self.target.run_dir) / "config.json", {}) or {}
             ref = (cfg.get("data") or {}).get("spec")
+            epochs = self.run_epochs = run_probe_epochs(self.target.run_dir)
+            if epochs:
+                self.probe_epochs.setValue(epochs)
         roots = self.target.all_roots() + ([str(Path(self.target.run_dir).parent)] if self.target.run_dir else [])
-        for info in list_runs(*roots):
+        infos, finals = list_runs_with_finals(*roots)
+        for info in infos:
             if self.same_data.isChecked() and ref and info.data != ref:
                 continue
-            knn = f" · kNN {pct(info.knn_top1)}" if info.knn_top1 is not None else ""
+            text, tip, _measure = knn_cell(info, finals.get(info.path))
+            knn = f" · kNN {text}" if text else ""
             it = QListWidgetItem(f"{Path(info.path).name}\n{info.method} · {info.step} steps{knn}")
+            it.setToolTip(tip)
             it.setData(Qt.ItemDataRole.UserRole, info.path)
             it.setFlags(it.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             on = info.path in checked or (not checked and self.target.run_dir and
@@ -283,7 +326,10 @@ class CompareTab(InspectorTab):
             runs.remove(self.target.run_dir)
             runs.insert(0, self.target.run_dir)
         self.table.setHorizontalHeaderItem(5, QTableWidgetItem(f"Linear probe ({self.probe_epochs.value()} epochs)"))
-        self.request("compare", self._on_reply, run_dirs=runs, probe_epochs=self.probe_epochs.value())
+        # the reference run's own probe epochs are the protocol's default: not sent (final evaluations are reused)
+        own = self.probe_epochs.value() == self.run_epochs and runs[0] == self.target.run_dir
+        self.request("compare", self._on_reply, run_dirs=runs,
+                     **({} if own else {"probe_epochs": self.probe_epochs.value()}))
 
     def _on_reply(self, d: dict, final: bool = True) -> None:
         rows = d.get("rows", [])
@@ -299,11 +345,13 @@ class CompareTab(InspectorTab):
             else:
                 self.table.setItem(i, 4, table_item(pct(r.get("knn_top1")), True))
                 self.table.setItem(i, 5, table_item(pct(r.get("linear_top1")), True))
+                text, tip = measured_text(r)
+                self.table.setItem(i, 6, table_item(text, tip=tip))
         ok = [r for r in rows if "error" not in r]
         self.chart.set_data([f"{r.get('method')} · {r.get('name')}" for r in ok],
                             [("kNN top-1", [r.get("knn_top1") for r in ok], SERIES[0]),
                              ("linear probe", [r.get("linear_top1") for r in ok], SERIES[2])], vmax=1.0)
-        self.set_status(f"Readout: {d.get('readout', '?')}" + ("" if final else " · still working…"))
+        self.set_status(protocol_status(d, final))
 
 
 # -- retrieval ------------------------------------------------------------------------------------------------------

@@ -101,6 +101,8 @@ class InspectorPanel(QWidget, View):
             self.target.live = False
             if self.run_dir:
                 self.header.setText(self.header.text().replace(" · training", ""))
+                if kind == "RunFinished" and self.evaluation.request_id is None:
+                    self.evaluation.show_saved()  # its final evaluation, as the curves and the map show it
 
     def show_method_captions(self) -> None:
         """The Reconstructions tab speaks the run's method's language: its catalogue captions, and the title

@@ -13,7 +13,6 @@ from PySide6.QtGui import QColor
 from PySide6.QtWidgets import (
     QApplication,
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPlainTextEdit,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.common.charts import BarChart, Heatmap, ThumbGrid
 from app.common.images import qpixmap
 from app.inspector.tab import InspectorTab
@@ -77,7 +77,7 @@ class RetrievalTab(InspectorTab):
         self.result = None
 
     def _pick_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "An image to search with", "",
+        path = dialogs.open_file(self, "An image to search with", "",
                                               "Images (*.png *.jpg *.jpeg *.bmp *.webp *.tif *.tiff)")
         if path:
             self.search(path=path)
@@ -337,7 +337,7 @@ class ExportTab(InspectorTab):
     def _export(self, fmt: str) -> None:
         base = str(Path(self.target.run_dir) / "export" / ("encoder_torchvision.safetensors" if fmt == "torchvision"
                                                           else "encoder.safetensors")) if self.target.run_dir else ""
-        path, _ = QFileDialog.getSaveFileName(self, "Export the encoder", base, "safetensors (*.safetensors)")
+        path = dialogs.save_file(self, "Export the encoder", base, "safetensors (*.safetensors)")
         if path:
             self.export(path, fmt)
 
@@ -351,7 +351,7 @@ class ExportTab(InspectorTab):
         self.request("export_encoder", done, run_dir=self.target.run_dir, path=path, format=fmt)
 
     def _save_png_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save as PNG", "inspector.png", "PNG image (*.png)")
+        path = dialogs.save_file(self, "Save as PNG", "inspector.png", "PNG image (*.png)")
         if path:
             self.save_png(path)
 

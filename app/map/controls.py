@@ -76,12 +76,17 @@ class MapControls(QWidget):
         self.sample.setRange(50, 100000)
         self.sample.setSingleStep(500)
         self.sample.setValue(5000)
-        self.sample.setToolTip("How many images a map from the checkpoint embeds (a random sample)")
+        self.sample.setToolTip("How many images a map from the checkpoint embeds (a random sample; all of them "
+                               "when the set has fewer)")
         bar.addWidget(self.sample)
         self.split = QComboBox()
         self.split.addItem("evaluation set", "eval")
         self.split.addItem("training set", "train")
-        self.split.setToolTip("Which images a map from the checkpoint shows (snapshots use the evaluation set)")
+        self.split.setToolTip("Which images a map from the checkpoint shows: the run's evaluation or training "
+                              "images, or the dataset loaded in the Data view seen through the run's encoder "
+                              "(snapshots use the evaluation set)")
+        self.split.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self.loaded_spec = ""  # the dataset loaded in the Data view ("" before one is)
         bar.addWidget(self.split)
         self.refresh_btn = QPushButton("Map from checkpoint")
         self.refresh_btn.setToolTip("Extract features with the run's latest checkpoint and map them")
@@ -95,6 +100,26 @@ class MapControls(QWidget):
     @property
     def projection_name(self) -> str:
         return self.projection.currentData()
+
+    def set_loaded(self, spec: str, name: str, count: int) -> None:
+        """Offer the dataset loaded in the Data view (``spec``; ``count`` images) as images to map."""
+        self.loaded_spec = str(spec)
+        text = f"loaded: {name} ({count:,} images)"
+        i = self.split.findData("loaded")
+        if i < 0:
+            self.split.addItem(text, "loaded")
+        else:
+            self.split.setItemText(i, text)
+        self.split.setItemData(self.split.findData("loaded"), f"{spec}: its images through the run's encoder",
+                               Qt.ItemDataRole.ToolTipRole)
+
+    def source(self) -> tuple[str, str]:
+        """What a map from the checkpoint shows: (split, data): the run's "eval" or "train" images (data ""),
+        or the loaded dataset (split "train": all of it but a held-out part when it is labelled)."""
+        choice = self.split.currentData()
+        if choice == "loaded" and self.loaded_spec:
+            return "train", self.loaded_spec
+        return (choice if choice in ("eval", "train") else "eval"), ""
 
     def show_count(self, n: int) -> None:
         """The map shown has ``n`` images: the box says so (without asking for a new map)."""

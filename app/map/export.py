@@ -15,13 +15,13 @@ from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
-    QFileDialog,
     QLabel,
     QPlainTextEdit,
     QVBoxLayout,
     QWidget,
 )
 
+from app.common import dialogs
 from app.map.legend import palette_for
 from app.map.model import COLOR_CLUSTER, MapStore
 from app.map.requests import MapRequests
@@ -102,7 +102,7 @@ class MapExports:
     def ask_gif(self) -> None:
         run_dir = self.store.run_dir
         start = str(Path(run_dir) / "map.gif") if run_dir else "map.gif"
-        path, _ = QFileDialog.getSaveFileName(self.parent, "Export the run's maps as a GIF", start, "GIF (*.gif)")
+        path = dialogs.save_file(self.parent, "Export the run's maps as a GIF", start, "GIF (*.gif)")
         if path:
             self.gif(path)
 

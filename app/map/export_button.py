@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 
-from PySide6.QtWidgets import QFileDialog, QMenu, QToolButton, QWidget
+from PySide6.QtWidgets import QMenu, QToolButton, QWidget
+
+from app.common import dialogs
 
 
 class ExportButton(QToolButton):
@@ -25,7 +27,7 @@ class ExportButton(QToolButton):
         self.setMenu(menu)
 
     def _ask(self, title: str, name: str, filters: str) -> tuple[str, str]:
-        return QFileDialog.getSaveFileName(self, title, os.path.join(self.folder(), name), filters)
+        return dialogs.save_file_choice(self, title, os.path.join(self.folder(), name), filters)
 
     def embedding_dialog(self) -> None:
         path, _ = self._ask("Export embeddings", "embedding.csv", "CSV (*.csv)")

@@ -90,6 +90,8 @@ class MapLoader(QObject):
         stage, key = MapStage(d["stage"]), d.get("key") or self.pending_key
         if stage is MapStage.PREVIEW:  # part of the sample while the rest is extracted: replaced by the full map
             state = MapState.from_reply(f"{key}#preview", d, with_meta=True)
+            entry = store.entry(key)
+            state.data = entry.data if entry is not None else ""
             state.layouts["pca"] = np.asarray(d["coords"], np.float32)
             self.display.emit(state, state.layouts["pca"], False)
             self.status.emit(store.summary(state) + f" · a first look at {len(state.indices):,} of "

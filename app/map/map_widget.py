@@ -222,6 +222,11 @@ class EmbeddingMap(QWidget):
         self.headline.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.headline.move(8, 6)
         self.headline.hide()
+        self.headline_detail = QLabel(self)  # what the kNN is: the final evaluation, or the monitor at a step
+        self.headline_detail.setStyleSheet("QLabel { font-size: 10pt; color: #444;"
+                                           " background: rgba(255, 255, 255, 200); padding: 1px 8px; }")
+        self.headline_detail.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.headline_detail.hide()
 
         self.coords = np.zeros((0, 2), np.float32)
         self.thumbs: np.ndarray | None = None
@@ -253,13 +258,21 @@ class EmbeddingMap(QWidget):
     def count(self) -> int:
         return len(self.coords)
 
-    def set_headline(self, text: str) -> None:
-        if text == self.headline.text() and self.headline.isVisible() == bool(text):
+    def set_headline(self, text: str, detail: str = "") -> None:
+        """The big line (the kNN, chance) and under it, smaller, what the number is."""
+        detail = detail if text else ""
+        if text == self.headline.text() and self.headline.isVisible() == bool(text) and \
+                detail == self.headline_detail.text():
             return
         self.headline.setText(text)
         self.headline.adjustSize()
         self.headline.setVisible(bool(text))
         self.headline.raise_()
+        self.headline_detail.setText(detail)
+        self.headline_detail.adjustSize()
+        self.headline_detail.move(8, 6 + self.headline.height())
+        self.headline_detail.setVisible(bool(detail))
+        self.headline_detail.raise_()
 
     def set_message(self, text: str) -> None:
         self.empty_text.setText(text)
@@ -302,7 +315,8 @@ class EmbeddingMap(QWidget):
     def _set_range(self, lo, hi) -> None:
         lo, hi = [float(v) for v in lo], [float(v) for v in hi]
         pad = 0.04 * max(hi[0] - lo[0], hi[1] - lo[1], 1e-6)
-        top = pad + (0.12 * max(hi[1] - lo[1], 1e-6) if self.headline.isVisibleTo(self) else 0.0)  # room for it
+        room = 0.0 if not self.headline.isVisibleTo(self) else 0.18 if self.headline_detail.isVisibleTo(self) else 0.12
+        top = pad + room * max(hi[1] - lo[1], 1e-6)  # room for the headline
         self.vb.setRange(xRange=(lo[0] - pad, hi[0] + pad), yRange=(lo[1] - pad, hi[1] + top), padding=0)
 
     def move_to(self, coords: np.ndarray, animate: bool = True, duration_ms: int = 500) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from app.common.measures import collapse_line, final_text, monitor_text
 from app.map.movie import KnnTrack
 from engine.eval.neighbors import nearest_neighbors
 from engine.messages import FeatureSource
@@ -40,6 +41,7 @@ class MapState:
     clusters: np.ndarray | None = None
     properties: dict = field(default_factory=dict)
     note: str = ""
+    data: str = ""  # another dataset than the run's, looked at with its encoder ("": the run's own)
 
     @classmethod
     def from_reply(cls, key: str, d: dict, with_meta: bool = False) -> MapState:
@@ -65,6 +67,7 @@ class Entry:
     labels: np.ndarray | None = None
     indices: np.ndarray | None = None
     split: str = "eval"  # the images a map from the checkpoint shows (snapshots use the evaluation set)
+    data: str = ""  # a map from the checkpoint of another dataset (a spec; "": the run's own)
 
     @property
     def title(self) -> str:
@@ -72,6 +75,8 @@ class Entry:
         st = f"step {self.step}" if self.step is not None else ""
         what = {FeatureSource.CHECKPOINT: "from the checkpoint", FeatureSource.LIVE: "live",
                 FeatureSource.SNAPSHOT: ""}[FeatureSource(self.kind)]
+        if self.data:
+            what += f" · {self.data}"
         return " · ".join(s for s in (ep, st, what) if s) or self.kind
 
     @classmethod
@@ -79,8 +84,11 @@ class Entry:
         return cls(f"step:{snap['step']}", snap["step"], snap.get("epoch"), FeatureSource.SNAPSHOT)
 
     @classmethod
-    def checkpoint(cls, split: str, sample: int) -> Entry:
-        return cls(f"ckpt:{split}:{sample}", None, None, FeatureSource.CHECKPOINT, split=split)
+    def checkpoint(cls, split: str, sample: int, data: str = "") -> Entry:
+        """A map from the checkpoint of ``sample`` images of the run's ``split``, or of another dataset
+        (``data``: its spec; its training part)."""
+        where = f"data={data}" if data else split
+        return cls(f"ckpt:{where}:{sample}", None, None, FeatureSource.CHECKPOINT, split=split, data=data)
 
     @classmethod
     def live_message(cls, msg) -> Entry:
@@ -131,6 +139,25 @@ class MapStore:
         self.selected_rows = np.zeros(0, np.int64)
         self.isolated: int | None = None
         self.knn = KnnTrack()  # the run's online kNN (live eval records) for the map's headline
+        self.final: dict | None = None  # its final evaluation (app.common.measures.final_of), once it has one
+        self.monitor: dict | None = None  # what its online monitor scores (data.json's "monitor")
+        self.alarms: list[dict] = []  # the collapse signs of the run (step, where, text)
+
+    def set_facts(self, facts: dict) -> None:
+        """What app.common.measures.read_run_facts read of the run folder."""
+        self.final = facts.get("final")
+        self.monitor = facts.get("monitor")
+        known = {(a["step"], a["where"]) for a in self.alarms}
+        self.alarms += [a for a in facts.get("collapse") or [] if (a["step"], a["where"]) not in known]
+        self.alarms.sort(key=lambda a: a["step"])
+
+    def add_alarm(self, step: int, where: str, text: str) -> None:
+        if not any(a["step"] == step and a["where"] == where for a in self.alarms):
+            self.alarms.append({"step": int(step), "where": str(where), "text": str(text)})
+
+    def alarm_text(self) -> str:
+        """The warning over the map when collapse was signalled ("" when not)."""
+        return collapse_line(self.alarms)
 
     @property
     def run_name(self) -> str:
@@ -180,6 +207,8 @@ class MapStore:
                         epoch=entry.epoch)
         if entry.kind == FeatureSource.SNAPSHOT:
             return {"snapshot": entry.step}
+        if entry.data:
+            return {"split": entry.split, "sample": sample, "data": entry.data}
         return {"split": split, "sample": sample}
 
     def warm_start(self, entry: Entry, shown: np.ndarray | None) -> dict:
@@ -198,7 +227,7 @@ class MapStore:
 
     def thumb_key(self, indices, entry: Entry) -> tuple:
         split = "eval" if entry.kind != FeatureSource.CHECKPOINT else entry.split
-        return (self.run_dir, split, len(indices), hash(np.asarray(indices).tobytes()))
+        return (self.run_dir, split, entry.data, len(indices), hash(np.asarray(indices).tobytes()))
 
     def needs_thumbs(self, entry: Entry) -> bool:
         state = self.states.get(entry.key)
@@ -211,6 +240,8 @@ class MapStore:
         if state is None:
             state = self.states[key] = MapState.from_reply(key, d)
         entry = self.entry(key)
+        if entry is not None:
+            state.data = entry.data
         if entry is not None and entry.step is None and d.get("step") is not None:
             entry.step, entry.epoch = d.get("step"), d.get("epoch")
         self.apply_meta(state, d, entry)
@@ -241,7 +272,7 @@ class MapStore:
             self.selected_rows = np.zeros(0, np.int64)
 
     def summary(self, s: MapState) -> str:
-        what = f"{len(s.indices):,} images"
+        what = f"{len(s.indices):,} images" + (f" of {s.data} (through the run's encoder)" if s.data else "")
         if s.epoch is not None:
             what += f" · epoch {round(s.epoch, 2):g}"
         if s.step is not None:
@@ -249,13 +280,40 @@ class MapStore:
         note = f" · {s.note}" if s.note else ""
         return f"{self.run_name}: {what}{note}"
 
-    def headline(self) -> str:
-        """The kNN of the map shown next to its random-init value and chance (empty when unknown)."""
+    def shows_final(self) -> bool:
+        """Does the headline show the run's final evaluation: the run has one, and the map shown is its newest
+        snapshot or a map from its checkpoint (an earlier snapshot shows the monitor's value of its step)?"""
         s = self.current
-        if s is None:
+        if s is None or self.final is None or self.live or s.data:
+            return False
+        if s.key.startswith("ckpt:"):
+            return True
+        snaps = [e.step for e in self.entries if e.kind != FeatureSource.CHECKPOINT and e.step is not None]
+        return s.step is not None and (not snaps or s.step >= max(snaps))
+
+    def headline(self) -> str:
+        """The kNN of the map shown next to its random-init value and chance (empty when unknown): the run's
+        final evaluation on its newest map once it has one, else the online monitor's value at the map's step."""
+        s = self.current
+        if s is None or s.data:  # another dataset's map: the run's kNN is not about these images
             return ""
         k = len(s.class_names) or (int(np.max(s.labels)) + 1 if s.labels is not None and len(s.labels) else 0)
+        if self.shows_final():
+            return self.knn.headline(s.step, k, final=self.final["knn_top1"])
         return self.knn.headline(s.step, k)
+
+    def headline_detail(self) -> str:
+        """What the headline's kNN is: the final evaluation and its protocol, or the online monitor, its step and
+        the images it scores."""
+        s = self.current
+        if s is None or not self.headline():
+            return ""
+        if self.shows_final():
+            return final_text(self.final, short=True)
+        at = self.knn.step_of(s.step)
+        snap = at in self.knn.snapshot_steps or any(e.step == at and e.kind != FeatureSource.CHECKPOINT
+                                                    for e in self.entries)
+        return monitor_text(self.monitor, at, snapshot=snap)
 
     def movie_frames(self, projection: str) -> list[tuple[np.ndarray, str, str]]:
         """The run's snapshot maps that have a layout (``projection`` first, else another), in step order

@@ -25,6 +25,7 @@ class KnnTrack:
 
     by_step: dict = field(default_factory=dict)
     random_init: float | None = None
+    snapshot_steps: set = field(default_factory=set)  # steps whose kNN is a snapshot's (leave-one-out)
 
     def add(self, step: int, values: dict) -> bool:
         """An eval record; returns whether it carried a kNN."""
@@ -33,7 +34,19 @@ class KnnTrack:
         if values.get("knn_top1") is None:
             return False
         self.by_step[int(step)] = float(values["knn_top1"])
+        if "effective_rank" in values:  # only the snapshots' monitor measures the effective rank
+            self.snapshot_steps.add(int(step))
         return True
+
+    def step_of(self, step: int | None) -> int | None:
+        """The step of the record :meth:`at` reads for ``step``."""
+        steps = sorted(self.by_step)
+        if not steps:
+            return None
+        if step is None:
+            return steps[-1]
+        before = [s for s in steps if s <= step]
+        return before[-1] if before else None
 
     def at(self, step: int | None) -> float | None:
         """The kNN of the snapshot at ``step`` (or the latest one before it; None: the latest)."""
@@ -45,12 +58,13 @@ class KnnTrack:
         before = [s for s in steps if s <= step]
         return self.by_step[before[-1]] if before else None
 
-    def headline(self, step: int | None, num_classes: int) -> str:
-        """"kNN 0.87 · random init 0.27 · chance 0.13": what the audience reads on the map."""
-        knn = self.at(step)
+    def headline(self, step: int | None, num_classes: int, final: float | None = None) -> str:
+        """"kNN 0.87 · random init 0.27 · chance 0.13": what the audience reads on the map (``final``: the run's
+        final evaluation instead of the monitor's value)."""
+        knn = self.at(step) if final is None else float(final)
         if knn is None:
             return ""
-        if step == 0 and self.random_init is not None:  # the random-init map itself
+        if step == 0 and self.random_init is not None and final is None:  # the random-init map itself
             parts = [f"kNN top-1 {knn:.2f} (random init)"]
         else:
             parts = [f"kNN top-1 {knn:.2f}"]

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
-from PySide6.QtWidgets import QFrame, QHBoxLayout, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from app.common.measures import read_run_facts
+from app.common.tasks import run_in_thread
 from app.common.view import View, ViewContext
 from app.map.controls import MapControls, StatusRow
 from app.map.export import MapExports
@@ -91,7 +93,13 @@ class EmbeddingPanel(QWidget, View):
         split.setStretchFactor(1, 1)
         split.setSizes([800, 300])
         self.timeline_bar = MapTimeline()
-        for w in (c, self.status_row):
+        self.alarm = QLabel("")  # a collapse sign of the run (engine.messages.Collapse, or its record)
+        self.alarm.setObjectName("alarm")
+        self.alarm.setWordWrap(True)
+        self.alarm.setStyleSheet("QLabel#alarm { color: #8a1c1c; background: #fdecea; border: 1px solid #f5c2c0;"
+                                 " padding: 4px 8px; }")
+        self.alarm.hide()
+        for w in (c, self.status_row, self.alarm):
             root.addWidget(w)
         root.addWidget(split, 1)
         root.addWidget(self.timeline_bar)
@@ -165,6 +173,7 @@ class EmbeddingPanel(QWidget, View):
         self.store.open(run_dir, live)
         self.map.set_points(np.zeros((0, 2), np.float32))  # and forgets the previous run's rings
         self.map.set_headline("")
+        self._show_alarm()
         self.neighbours_tab.clear()
         self.selection_tab.clear()
         self.timeline_bar.set_entries(0, 0, "no snapshots")
@@ -176,6 +185,41 @@ class EmbeddingPanel(QWidget, View):
         self.map.set_message("Loading the map…")
         self.set_status(f"Run {self.store.run_name}: looking for embedding snapshots…")
         self.feed.list(lambda e: self.set_status(e["message"], error=True))
+        self.read_facts()
+
+    def read_facts(self) -> None:
+        """The run's final evaluation, what its monitor scores and its collapse signs, read off the GUI thread."""
+        run_dir = self.run_dir
+        if run_dir:
+            run_in_thread(read_run_facts, run_dir, on_done=self._on_facts, on_error=lambda _e: None)
+
+    def _on_facts(self, facts: dict) -> None:
+        if facts.get("run_dir") != self.run_dir:
+            return  # another run is shown now
+        self.store.set_facts(facts)
+        self._show_headline()
+        self._show_alarm()
+
+    def _show_headline(self) -> None:
+        self.map.set_headline(self.store.headline(), self.store.headline_detail())
+
+    def _show_alarm(self) -> None:
+        text = self.store.alarm_text()
+        self.alarm.setText("⚠ " + text if text else "")
+        self.alarm.setVisible(bool(text))
+
+    def wait_for_run(self, name: str = "") -> None:
+        """A run was started or resumed here: its map comes with the engine's first messages."""
+        self.cancel()
+        self.store.open(None)
+        self.map.set_points(np.zeros((0, 2), np.float32))
+        self.map.set_headline("")
+        self._show_alarm()
+        self.timeline_bar.set_entries(0, 0, "no snapshots yet")
+        self._update_enabled()
+        what = f"The run {name} is starting" if name else "The run is starting"
+        self.map.set_message(f"{what}:\nits map appears with its first embedding snapshot")
+        self.set_status(f"{what}: reading its data; the first embedding snapshot follows within seconds")
 
     def on_engine_message(self, msg) -> None:
         """RunStarted / Embedding / RunFinished messages of the live engine session."""
@@ -184,7 +228,10 @@ class EmbeddingPanel(QWidget, View):
             self.set_run(msg.run_dir, live=True)
         elif kind == "EvalResult" and msg.kind_name == "knn_monitor" and self.live:
             if self.store.knn.add(msg.step, msg.values):
-                self.map.set_headline(self.store.headline())
+                self._show_headline()
+        elif kind == "Collapse" and self.live:
+            self.store.add_alarm(msg.step, msg.where, msg.text)
+            self._show_alarm()
         elif kind == "Embedding":
             self._add_entry(Entry.live_message(msg), show=self.follow.isChecked() or self.current is None)
         elif kind in ("RunFinished", "RunFailed"):
@@ -193,6 +240,7 @@ class EmbeddingPanel(QWidget, View):
             self._update_enabled()
             if kind == "RunFinished":
                 self.feed.poll(when_alive=False)
+                self.read_facts()  # its final evaluation: the headline shows it
 
     def refresh(self) -> None:
         """A live run of the engine: ask it for a snapshot; any other run (finished, or written by a headless
@@ -203,7 +251,8 @@ class EmbeddingPanel(QWidget, View):
             self.embedRequested.emit()
             self.set_status("Asked the training engine for a fresh embedding snapshot…")
             return
-        entry = Entry.checkpoint(self.split.currentData(), self.sample.value())
+        split, data = self.controls.source()
+        entry = Entry.checkpoint(split, self.sample.value(), data)
         self.store.states.pop(entry.key, None)
         self._add_entry(entry, show=True)
 
@@ -212,7 +261,13 @@ class EmbeddingPanel(QWidget, View):
 
     def show_entry(self, entry: Entry) -> None:
         shown = self.map.coords if self.current is not None and self.map.count == len(self.current.indices) else None
-        self.loader.show(entry, self.projection_name, self.split.currentData(), self.sample.value(), shown)
+        self.loader.show(entry, self.projection_name, self.controls.source()[0], self.sample.value(), shown)
+
+    def set_loaded_dataset(self, ds) -> None:
+        """The dataset loaded in the Data view (app.models.dataset.ViewDataset) can be mapped with the run's
+        encoder: "Map from checkpoint" offers it next to the run's own images."""
+        if ds is not None:
+            self.controls.set_loaded(ds.spec, ds.name or ds.spec, int(getattr(ds, "total", len(ds))))
 
     # -- the timeline ------------------------------------------------------------------------------------------
     def _on_new_snapshots(self, new: list[Entry]) -> None:
@@ -255,7 +310,7 @@ class EmbeddingPanel(QWidget, View):
         self.store.show(state, same)
         if prev is not state:
             self._fill_color_choices()
-            self.map.set_headline(self.store.headline())
+            self._show_headline()
             if not state.key.startswith("ckpt:"):
                 self.controls.show_count(len(state.indices))
             elif "#" not in state.key and len(state.indices) < int(state.key.rsplit(":", 1)[1]):
@@ -324,7 +379,7 @@ class EmbeddingPanel(QWidget, View):
             return
         self.set_status("Searching all images…")
         self.requests.retrieve({"run_dir": self.run_dir, "index": int(s.indices[self.clicked_row]), "split": s.split,
-                                "k": self.k.value()}, self._on_retrieved,
+                                "k": self.k.value(), **({"data": s.data} if s.data else {})}, self._on_retrieved,
                                lambda e: self.set_status(e["message"], error=True))
 
     def _on_retrieved(self, d: dict) -> None:
@@ -364,9 +419,12 @@ class EmbeddingPanel(QWidget, View):
 
     # -- the view protocol -------------------------------------------------------------------------------------
     def show_run(self, ref: RunRef) -> None:
-        """The window opened a run (a started one arrives with the engine's RunStarted)."""
+        """The window opened a run; a started or resumed one arrives with the engine's RunStarted (until then
+        the map says it is starting)."""
         if ref.origin == "opened":
             self.set_run(ref.run_dir, ref.live)
+        else:
+            self.wait_for_run(ref.name)
 
     def is_ready(self) -> bool:
         if not self.run_dir or self.error_shown:
@@ -401,4 +459,5 @@ def map_view(ctx: ViewContext) -> EmbeddingPanel:
     panel.statusMessage.connect(ctx.status)
     ctx.engine.message.connect(panel.on_engine_message)  # a started run arrives with RunStarted
     ctx.run.runChanged.connect(panel.show_run)
+    ctx.run.datasetChanged.connect(panel.set_loaded_dataset)
     return panel

@@ -12,7 +12,7 @@ import copy
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import RunConfig, recipe_options
+from engine.config import RunConfig, data_recipe, recipe_options
 from engine.params import ConfigError, field_value
 
 SECTIONS = ("data", "optim", "eval")
@@ -59,6 +59,12 @@ def check_value(spec: dict, value, path: str):
         if value == "":
             raise ConfigError(path, f"enter a {spec['type']}")
     return field_value(spec, value, path)
+
+
+def own_changes(values: dict, base: dict) -> dict:
+    """What in ``values`` differs from ``base``: the user's own settings (a dict option, such as a method's
+    ``augment``, counts whole: what the user sets replaces the recipe's, as in ``engine.config.default_config``)."""
+    return {k: copy.deepcopy(v) for k, v in values.items() if k not in base or base[k] != v}
 
 
 def method_note(name: str, notes: list[str]) -> str:
@@ -108,10 +114,21 @@ class ConfigModel(QObject):
     def method(self) -> str:
         return self._cfg["method"]
 
-    def options_for(self, method: str) -> dict:
-        """The method's options: its defaults, then what the user set."""
+    def recipe_for(self, method: str, spec: str | None = None) -> dict:
+        """The method's options before the user's changes: its defaults, then what the dataset (``spec``, the
+        config's by default) recommends (``engine.config.default_config`` gives the same)."""
         out = {s["name"]: copy.deepcopy(s["default"]) for s in self.option_specs(method)}
-        out.update(recipe_options(out, self._cfg["data"].get("spec", "")))  # what the dataset recommends
+        spec = self._cfg["data"].get("spec", "") if spec is None else spec
+        out.update(recipe_options(out, spec))  # what the dataset recommends (a whole dict, as default_config)
+        return out
+
+    def user_options(self, method: str) -> dict:
+        """What the user changed of the method's options."""
+        return copy.deepcopy(self._options.get(method, {}))
+
+    def options_for(self, method: str) -> dict:
+        """The method's options: its defaults, what the dataset recommends, then what the user set."""
+        out = self.recipe_for(method)
         out.update(copy.deepcopy(self._options.get(method, {})))
         return out
 
@@ -151,12 +168,18 @@ class ConfigModel(QObject):
             self.set_method(value)
             return
         try:
-            if get_path(self._cfg, path) == value:
+            old = get_path(self._cfg, path)
+            if old == value:
                 return
         except KeyError:
-            pass
+            old = None
         set_path(self._cfg, path, copy.deepcopy(value))
         self.changed.emit(path)
+        if path == "data.spec" and data_recipe(str(old or "")) != data_recipe(str(value or "")):
+            # another dataset recommends other options: whatever shows a method's options (the Pretext
+            # preview may show another method than the run's) follows
+            for name in dict.fromkeys([self.method, *(m["name"] for m in self.methods())]):
+                self.options_changed.emit(name, "")
 
     def set_option(self, method: str, name: str, value) -> None:
         current = self.options_for(method).get(name)
@@ -203,8 +226,11 @@ class ConfigModel(QObject):
         self.changed.emit("")
         return notes
 
-    def load_dict(self, d: dict) -> None:
-        """Replace the config (from a file, a run folder or the last session); unknown keys are dropped."""
+    def load_dict(self, d: dict, keep_options: bool = False) -> None:
+        """Replace the config (from a file, a run folder or the last session); unknown keys are dropped. Its
+        method options count as the user's where they differ from the method's defaults and its dataset's
+        recipe (so a later change of dataset brings that dataset's recipe); ``keep_options``: keep the user's
+        options as they are."""
         base = default_run_config()
         for key, value in d.items():
             if key == "method_options":
@@ -215,8 +241,8 @@ class ConfigModel(QObject):
                 base[key] = value
         self._cfg = base
         opts = d.get("method_options") or {}
-        if isinstance(opts, dict):
-            self._options[base["method"]] = copy.deepcopy(opts)
+        if isinstance(opts, dict) and not keep_options:
+            self._options[base["method"]] = own_changes(opts, self.recipe_for(base["method"]))
         self.method_changed.emit(base["method"])
         self.changed.emit("")
 
@@ -225,10 +251,15 @@ class ConfigModel(QObject):
         return {"config": self.config(), "options": copy.deepcopy(self._options)}
 
     def restore(self, state: dict) -> None:
+        """The last session's config and the user's options (what equals the recipe of the session's dataset is
+        not the user's: a session of an older version saved the recipe with them)."""
         if not isinstance(state, dict):
             return
         opts = state.get("options")
-        if isinstance(opts, dict):
-            self._options = {k: dict(v) for k, v in opts.items() if isinstance(v, dict)}
+        kept = isinstance(opts, dict)
         if isinstance(state.get("config"), dict):
-            self.load_dict(state["config"])
+            self.load_dict(state["config"], keep_options=kept)
+        if kept:
+            self._options = {k: own_changes(v, self.recipe_for(k)) for k, v in opts.items() if isinstance(v, dict)}
+            self.options_changed.emit(self.method, "")
+            self.changed.emit("")

@@ -102,6 +102,39 @@ class ImagePicker:
         return True
 
 
+def wrap_words(text: str, width: float, measure, max_lines: int) -> list[str]:
+    """``text`` in lines of at most ``width`` (``measure(s)``: the width of a string), broken between words only
+    (never inside one, nor at a hyphen); at most ``max_lines``, the last one ending with "…" when words are left
+    over. A single word wider than a line is shortened with "…" (the tile's tooltip says it whole)."""
+    words = str(text or "").split()
+    lines: list[str] = []
+    cur = ""
+    for w in words:
+        trial = f"{cur} {w}" if cur else w
+        if measure(trial) <= width or not cur:
+            cur = trial
+        else:
+            lines.append(cur)
+            cur = w
+    if cur:
+        lines.append(cur)
+    lines = [ln if measure(ln) <= width else _elide(ln, width, measure) for ln in lines]
+    if len(lines) > max_lines:
+        kept = lines[:max_lines]
+        last = kept[-1]
+        while last and measure(last + " …") > width and " " in last:
+            last = last.rsplit(" ", 1)[0]  # drop whole words until the ellipsis fits
+        kept[-1] = (last + " …") if measure(last + " …") <= width else _elide(last, width, measure)
+        return kept
+    return lines
+
+
+def _elide(word: str, width: float, measure) -> str:
+    while len(word) > 1 and measure(word + "…") > width:
+        word = word[:-1]
+    return word + "…"
+
+
 def views_base(catalogue: dict | None, views: str, image_size: int) -> dict:
     """The augmentation recipe of a contrastive method's first view (``views`` names the preset; small
     images use the small presets) before the user's overrides."""

@@ -26,9 +26,11 @@ PROB_ON = 0.5  # a probability switched back on without a remembered value
 
 class AugmentGroup(QGroupBox):
     """A switch and strength sliders per augmentation operation, writing overrides into the
-    method's ``augment`` option (the recipe's values show until the user changes one)."""
+    method's ``augment`` option (the recipe's values show until the user changes one; the user's changes
+    are bold)."""
 
-    changed = Signal(dict)  # the full overrides dict
+    changed = Signal(dict)  # the full overrides dict (of the base: the method's views and the dataset's recipe)
+    reset_requested = Signal()  # "Reset to the recipe": forget the user's changes
 
     def __init__(self, parent=None):
         super().__init__("Augmentations (both views)", parent)
@@ -41,8 +43,14 @@ class AugmentGroup(QGroupBox):
         self._lay = QVBoxLayout(self)
         self._body = QWidget()
         self._lay.addWidget(self._body)
+        self.recipe_note = QLabel("")
+        self.recipe_note.setWordWrap(True)
+        self.recipe_note.setObjectName("hint")
+        self.recipe_note.hide()
+        self._lay.addWidget(self.recipe_note)
         reset = QPushButton("Reset to the recipe")
-        reset.setToolTip("Forget the changes made here: the method's augmentation recipe applies")
+        reset.setToolTip("Forget the changes made here: the method's augmentation recipe (and what the dataset "
+                         "recommends) applies")
         reset.clicked.connect(self.reset)
         self._lay.addWidget(reset)
 
@@ -88,6 +96,25 @@ class AugmentGroup(QGroupBox):
     def set_state(self, base: dict, overrides: dict) -> None:
         self.base, self.overrides = dict(base or {}), dict(overrides or {})
         self.refresh()
+
+    def default(self, name: str):
+        return (self.specs.get(name) or {}).get("default")
+
+    def set_effective(self, base: dict, effective: dict) -> None:
+        """Show ``effective`` (what trains) over ``base`` (the values before the user's changes): the values
+        that differ from the base are the user's (bold)."""
+        base, effective = dict(base or {}), dict(effective or {})
+        over = {}
+        for k in set(base) | set(effective):
+            eff, b = effective.get(k, self.default(k)), base.get(k, self.default(k))
+            if eff != b:
+                over[k] = eff
+        self.set_state(base, over)
+
+    def set_recipe_note(self, text: str) -> None:
+        """What the dataset recommends (its recipe), said under the sliders."""
+        self.recipe_note.setText(text)
+        self.recipe_note.setVisible(bool(text))
 
     def value(self, name: str):
         return self.overrides.get(name, self.base.get(name, (self.specs.get(name) or {}).get("default")))
@@ -142,7 +169,7 @@ class AugmentGroup(QGroupBox):
         self.overrides = {}
         self._remember = {}
         self.refresh()
-        self.changed.emit({})
+        self.reset_requested.emit()
 
 
 class MethodOptions(QGroupBox):

@@ -13,8 +13,9 @@ slider moves, only the latest setting is sent next.
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import QSignalBlocker, Qt, Signal
+from PySide6.QtCore import QEvent, QSignalBlocker, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QHBoxLayout,
     QLabel,
@@ -69,10 +70,14 @@ class PreviewPanel(QWidget, View):
         self.random_btn.setToolTip("Preview other images of the dataset")
         self.random_btn.clicked.connect(self.random_images)
         self.zoom = QSlider(Qt.Orientation.Horizontal)
-        self.zoom.setRange(48, 256)
+        self.zoom.setRange(48, 320)
         self.zoom.setValue(136)
         self.zoom.setFixedWidth(120)
-        self.zoom.setToolTip("Tile size")
+        self.zoom.setToolTip("Tile size (moving it turns Fit off)")
+        self.fit = QCheckBox("Fit")
+        self.fit.setChecked(True)
+        self.fit.setToolTip("Tiles as large as the space allows")
+        self.fit.toggled.connect(lambda on: self._fit() if on else None)
         self.train_btn = QPushButton("Use for the run")
         self.train_btn.setToolTip("Make this method the Run panel's method")
         self.train_btn.clicked.connect(lambda: self.train_method.emit(self.current_method() or ""))
@@ -88,6 +93,7 @@ class PreviewPanel(QWidget, View):
         top.addStretch(1)
         top.addWidget(QLabel("Zoom"))
         top.addWidget(self.zoom)
+        top.addWidget(self.fit)
 
         # -- left: explanation and options -----------------------------------------------
         self.info = QLabel("")
@@ -98,6 +104,7 @@ class PreviewPanel(QWidget, View):
         self.options_box.show_all.toggled.connect(lambda _v: self._build_options())
         self.augment = AugmentGroup()
         self.augment.changed.connect(self._augment_changed)
+        self.augment.reset_requested.connect(lambda: self.model.reset_options(self.current_method(), ["augment"]))
         side = QWidget()
         vs = QVBoxLayout(side)
         vs.addWidget(self.info)
@@ -112,11 +119,15 @@ class PreviewPanel(QWidget, View):
 
         # -- right: the tiles -------------------------------------------------------------
         self.tiles = TileView()
-        self.zoom.valueChanged.connect(self.tiles.set_tile_px)
+        self.zoom.valueChanged.connect(self._zoomed)
         self.tiles.set_tile_px(self.zoom.value())
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
         scroll.setWidget(self.tiles)
+        self.tiles_scroll = scroll
+        self._fit_timer = QTimer(self, singleShot=True, interval=0)
+        self._fit_timer.timeout.connect(self._fit)
+        scroll.viewport().installEventFilter(self)
         self.status = QLabel("Waiting for a dataset …")
         self.status.setWordWrap(True)
         right = QWidget()
@@ -197,17 +208,32 @@ class PreviewPanel(QWidget, View):
             self._refresh_augment()
 
     def _refresh_augment(self) -> None:
+        """The sliders show what the run trains with: the method's views, what the dataset recommends (its
+        recipe: the built-in shapes' strong colour jitter), then the user's changes (bold)."""
         name = self.current_method()
         options = self.model.options_for(name) if name else {}
-        base = views_base(self.model.catalogue, options.get("views", "simclr") if name else "simclr",
-                          self.dataset.image_size if self.dataset else 32)
-        self.augment.set_state(base, (options.get("augment", {}) if name else {}) or {})
+        preset = views_base(self.model.catalogue, options.get("views", "simclr") if name else "simclr",
+                            int(self.model.get("data.image_size") or (self.dataset.image_size if self.dataset else 32)))
+        recipe = (self.model.recipe_for(name).get("augment") if name else None) or {}
+        self.augment.set_effective({**preset, **recipe}, {**preset, **((options.get("augment") if name else {}) or {})})
+        spec = self.model.get("data.spec") or ""
+        said = ", ".join(f"{k.replace('_', ' ')} {v:g}" if isinstance(v, float) else f"{k.replace('_', ' ')} {v}"
+                         for k, v in recipe.items())
+        self.augment.set_recipe_note(f"{spec} recommends {said} to every method with views" if recipe else "")
 
     def _option_edited(self, option: str, value) -> None:
         self.model.set_option(self.current_method(), option, value)
 
     def _augment_changed(self, overrides: dict) -> None:
-        self.model.set_option(self.current_method(), "augment", overrides)
+        """``overrides`` of the views and the dataset's recipe -> the method's ``augment`` option (which replaces
+        the recipe's as a whole: it keeps the recipe's values the user did not change)."""
+        name = self.current_method()
+        recipe = self.model.recipe_for(name).get("augment") or {}
+        full = {**recipe, **overrides}
+        if full == recipe:
+            self.model.reset_options(name, ["augment"])  # nothing of the user's: the recipe applies, and follows the data
+        else:
+            self.model.set_option(name, "augment", full)
 
     def _options_changed(self, method: str, option: str) -> None:
         if method != self.current_method():
@@ -278,6 +304,28 @@ class PreviewPanel(QWidget, View):
         self.status.setText("Drawing the pretext batch …")
         self._inflight = self.service.request("preview", args, on_done=self._shown, on_error=self._failed)
 
+    # -- the tiles' size -------------------------------------------------------------------
+    def _zoomed(self, px: int) -> None:
+        """The user moved Zoom: that size, not a fitted one."""
+        self.fit.setChecked(False)
+        self.tiles.set_tile_px(px)
+
+    def _fit(self) -> None:
+        """With Fit: tiles as large as the space shown allows (Zoom follows)."""
+        if not self.fit.isChecked() or not self.tiles.rows:
+            return
+        vp = self.tiles_scroll.viewport()
+        px = self.tiles.best_px(vp.width(), vp.height())
+        with QSignalBlocker(self.zoom):
+            self.zoom.setValue(px)
+        if px != self.tiles.tile_px:
+            self.tiles.set_tile_px(px)
+
+    def eventFilter(self, obj, event) -> bool:  # noqa: N802
+        if event.type() == QEvent.Type.Resize and obj is self.tiles_scroll.viewport():
+            self._fit_timer.start()
+        return super().eventFilter(obj, event)
+
     def _preview_backbone(self, method: str) -> str:
         # the run's backbone when it suits the method (a ViT patch grid for MAE), else auto
         bb = self.model.get("backbone") if method == self.model.method else "auto"
@@ -290,6 +338,7 @@ class PreviewPanel(QWidget, View):
             return
         self.result = res
         self.tiles.set_result(res)
+        self._fit()
         names = ", ".join(f"#{i}" for i in self.last_request["indices"])
         what = "clips" if (self.model.method_info(res.get("method")) or {}).get("input_kind") == "clips" else "images"
         self.status.setText(f"{res['kind']} preview of {what} {names} with seed {res['seed']} "

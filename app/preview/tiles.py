@@ -2,20 +2,25 @@
 
 The engine describes a pretext batch as rows of tiles (``engine.pretext.tiles.PreviewTile``, sent
 here as plain dicts); this view draws whatever arrives, so a new method's preview needs no GUI
-change. Rows are laid out as blocks that flow into as many columns as the width allows.
+change. Rows are laid out as blocks that flow into as many columns as the width allows; with ``fit`` the tiles
+take the size that fills the space shown (:meth:`TileView.best_px`). Captions wrap between words, never inside
+one (``app.preview.model.wrap_words``), and say themselves whole in a tooltip.
 """
 
 from __future__ import annotations
 
-from PySide6.QtCore import QRect, QRectF, QSize, Qt
+from PySide6.QtCore import QEvent, QRect, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QFont, QFontMetrics, QImage, QPainter, QPen
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QSizePolicy, QToolTip, QWidget
 
 from app.common.images import to_qimage
+from app.preview.model import wrap_words
 
 GAP = 10
 BLOCK_GAP = 22
-CAPTION_LINES = 3
+CAPTION_LINES = 3  # at least this many caption lines are kept free under the tiles
+CAPTION_MAX_LINES = 5  # a longer caption ends with "…" (the tooltip says it whole)
+FIT_MIN, FIT_MAX = 64, 320  # the tile sizes fitting chooses from
 
 
 class TileView(QWidget):
@@ -29,6 +34,7 @@ class TileView(QWidget):
         self._cap_font.setPointSizeF(max(7.5, self.font().pointSizeF() * 0.9))
         self._title_font = QFont(self.font())
         self._title_font.setBold(True)
+        self._cap_h = 0
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
 
     # -- content ---------------------------------------------------------------------------
@@ -54,15 +60,60 @@ class TileView(QWidget):
         return sum(len(r["tiles"]) for r in self.rows)
 
     # -- geometry --------------------------------------------------------------------------
-    def _caption_h(self) -> int:
-        return QFontMetrics(self._cap_font).lineSpacing() * CAPTION_LINES + 4
+    def caption_lines(self, text: str, px: int | None = None) -> list[str]:
+        """A caption's lines under a tile of ``px`` pixels (the tile size by default)."""
+        fm = QFontMetrics(self._cap_font)
+        return wrap_words(text, (px or self.tile_px) + 4, fm.horizontalAdvance, CAPTION_MAX_LINES)
+
+    def _caption_h(self, px: int | None = None) -> int:
+        need = max((len(self.caption_lines(t.get("caption", ""), px)) for r in self.rows for t in r["tiles"]),
+                   default=0)
+        return QFontMetrics(self._cap_font).lineSpacing() * max(CAPTION_LINES, need) + 4
 
     def _title_h(self) -> int:
         return QFontMetrics(self._title_font).lineSpacing() + 4
 
-    def block_size(self) -> QSize:
+    def block_size(self, px: int | None = None) -> QSize:
+        px = px or self.tile_px
         n = max((len(r["tiles"]) for r in self.rows), default=1)
-        return QSize(n * self.tile_px + (n - 1) * GAP, self._title_h() + self.tile_px + self._caption_h())
+        return QSize(n * px + (n - 1) * GAP, self._title_h() + px + self._caption_h(px))
+
+    def best_px(self, width: int, height: int) -> int:
+        """The largest tile size (``FIT_MIN`` to ``FIT_MAX``) whose blocks fit ``width`` x ``height`` without
+        scrolling (``FIT_MIN`` when none does)."""
+        if not self.rows:
+            return self.tile_px
+        for px in range(FIT_MAX, FIT_MIN - 1, -4):
+            bs = self.block_size(px)
+            if bs.width() + 2 * GAP > width:
+                continue
+            cols = max(1, (width - GAP + BLOCK_GAP) // (bs.width() + BLOCK_GAP))
+            rows = (len(self.rows) + cols - 1) // cols
+            if GAP + rows * (bs.height() + GAP) <= height:
+                return px
+        return FIT_MIN
+
+    def tile_at(self, pos) -> dict | None:
+        """The tile (and its caption) under a point of the widget."""
+        for rect, row in self._layout:
+            if not rect.contains(pos):
+                continue
+            y0 = rect.y() + self._title_h()
+            for j, tile in enumerate(row["tiles"]):
+                x = rect.x() + j * (self.tile_px + GAP)
+                if QRect(x, y0, self.tile_px, rect.height() - self._title_h()).contains(pos):
+                    return tile
+        return None
+
+    def event(self, ev) -> bool:  # noqa: D102
+        if ev.type() == QEvent.Type.ToolTip:
+            tile = self.tile_at(ev.pos())
+            if tile and tile.get("caption"):
+                QToolTip.showText(ev.globalPos(), tile["caption"], self)
+            else:
+                QToolTip.hideText()
+            return True
+        return super().event(ev)
 
     def relayout(self) -> None:
         self._layout = []
@@ -71,6 +122,7 @@ class TileView(QWidget):
             self.update()
             return
         bs = self.block_size()
+        self._cap_h = self._caption_h()
         avail = max(self.width(), bs.width() + 2 * GAP)
         cols = max(1, (avail - GAP + BLOCK_GAP) // (bs.width() + BLOCK_GAP))
         for k, row in enumerate(self.rows):
@@ -161,6 +213,6 @@ class TileView(QWidget):
             p.drawRect(target)
         p.setFont(self._cap_font)
         p.setPen(self.palette().text().color())
-        cap = QRect(r.x() - 2, r.bottom() + 3, r.width() + 4, self._caption_h() - 2)
-        p.drawText(cap, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop | Qt.TextFlag.TextWordWrap,
-                   tile.get("caption", ""))
+        lines = self.caption_lines(tile.get("caption", ""))
+        cap = QRect(r.x() - 2, r.bottom() + 3, r.width() + 4, self._cap_h - 2)
+        p.drawText(cap, Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, "\n".join(lines))

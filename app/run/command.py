@@ -7,8 +7,9 @@ import os
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QGuiApplication
-from PySide6.QtWidgets import QFileDialog, QLabel, QMenu, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QMenu, QPlainTextEdit, QToolButton, QVBoxLayout, QWidget
 
+from app.common import dialogs
 from app.run.model import command_base
 
 
@@ -65,7 +66,7 @@ class CommandBox(QWidget):
         return text
 
     def save_slurm_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save a Slurm script for this run", "slurm_train.sh",
+        path = dialogs.save_file(self, "Save a Slurm script for this run", "slurm_train.sh",
                                               "Shell scripts (*.sh)")
         if path:
             self.save_slurm(path)

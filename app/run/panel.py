@@ -15,7 +15,6 @@ from PySide6.QtCore import QTimer, Signal
 from PySide6.QtGui import QKeySequence
 from PySide6.QtWidgets import (
     QCheckBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -25,6 +24,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.common import dialogs
 from app.common.view import MenuEntry, View, ViewContext
 from app.models.run_model import RunRef
 from app.run.command import CommandBox
@@ -210,7 +210,7 @@ class RunPanel(QWidget, View):
 
     # -- files -----------------------------------------------------------------------------
     def save_config_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Save the run config", "run-config.json", "JSON (*.json)")
+        path = dialogs.save_file(self, "Save the run config", "run-config.json", "JSON (*.json)")
         if path:
             self.save_config(path)
 
@@ -225,7 +225,7 @@ class RunPanel(QWidget, View):
         self.message.emit(f"Saved the config to {path}")
 
     def load_config_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a run config", "", "JSON (*.json)")
+        path = dialogs.open_file(self, "Load a run config", "", "JSON (*.json)")
         if path:
             self.load_config(path)
 

@@ -27,7 +27,6 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import (
-    QFileDialog,
     QMainWindow,
     QMessageBox,
     QTabWidget,
@@ -36,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from app import views as view_list
+from app.common import dialogs
 from app.common import settings as S
 from app.common.analysis_client import AnalysisClient
 from app.common.banner import Banner
@@ -248,15 +248,28 @@ class MainWindow(QMainWindow):
             self.banner.show_message(f"{run_dir} is not a run folder (it has no config.json); choose a folder "
                                      "that a run wrote, e.g. runs/20261122-153000-simclr-shapes")
             return
-        if live is None:
-            from engine.runs import run_info
+        from engine.runs import read_status
 
-            info = run_info(run_dir)
-            live = bool(info and info.live)
+        status = read_status(run_dir)
+        if live is None:
+            live = bool(status.get("live"))
         self.run_model.set_run(str(run_dir), live=bool(live), origin="opened")  # the views follow it
+        if status.get("state") == "interrupted":
+            self._offer_resume(str(run_dir), status)
+
+    def _offer_resume(self, run_dir: str, status: dict) -> None:
+        """An opened run whose process is gone (killed, or the machine stopped): say so, and offer Resume."""
+        name = Path(run_dir).name
+        was = f" while {status['was']}" if status.get("was") else ""
+        text = f"The run {name} was interrupted{was} after step {status.get('step', 0)}: its process is gone."
+        if (Path(run_dir) / "checkpoints" / "last.pt").exists():
+            self.banner.show_message(text + " Resume continues from its last checkpoint.", "Resume",
+                                     lambda: self.run_model.request_resume(run_dir))
+        else:
+            self.banner.show_message(text + " It wrote no checkpoint, so it cannot be resumed; start it again.")
 
     def open_run_dialog(self) -> None:
-        path = QFileDialog.getExistingDirectory(self, "Open a run folder")
+        path = dialogs.existing_folder(self, "Open a run folder")
         if path:
             self.open_run(path)
             self.show_view("curves")
