@@ -348,8 +348,9 @@ class Session:
             self._announce_threads()
         while reason is None:
             # global batch k of the epoch is the same images for any number of processes
-            order = shard_order(epoch_order(len(self.data), cfg.seed, self.epoch), self.budget.batch_size,
-                                self.world, self.rank)
+            # (a streamed set reads the epoch's random order grouped by the parts of its cache on disk)
+            order = shard_order(self.data.reading_order(epoch_order(len(self.data), cfg.seed, self.epoch)),
+                                self.budget.batch_size, self.world, self.rank)
             self.method.train()
             batches = self.data.batches(self.budget.per_process, order, start=self.batch_in_epoch)
             for x_u8, labels, _idx in batches:

@@ -318,6 +318,13 @@ def _write_npy(path: Path, shape: tuple, fill, cancel: threading.Event, chunk: i
     return True
 
 
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        return ""
+
+
 def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
     """Decode a dataset and write its images as one ``(N, H, W, 3)`` uint8 ``.npy`` file; ``job`` gets
     ``progress(done, total, detail, task="data")`` calls (an :class:`engine.rpc.Job`)."""
@@ -344,6 +351,9 @@ def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
     n = len(data)
     notes = list(getattr(data, "notes", []))
     count = min(n, max_thumbs)
+    if data.streaming:  # the grid's file holds what fits the memory limit, not a second copy of the whole set
+        limit = int(args.get("memory_limit_mb", 2048)) * 2**20 // (3 * size * size)
+        count = min(count, max(256, limit))
     if count < n:
         notes.append(f"the grid shows the first {count} of {n} images")
     path = _thumbs_path(spec, size)
@@ -351,11 +361,20 @@ def load_dataset_for_view(args: dict, job, cancel: threading.Event) -> dict:
     def images(start, stop):
         rows = data.get(np.arange(start, stop)).permute(0, 2, 3, 1).cpu().numpy()
         if data.streaming:
-            job.progress(stop, count, "decoding thumbnails", task="data")
+            job.progress(stop, count, "reading thumbnails", task="data")
         return rows
 
-    if not _write_npy(path, (count, size, size, 3), images, cancel, chunk=256 if data.streaming else 0):
-        return {"cancelled": True}
+    # the same images as the grid's file holds already (a second open of a cached folder): kept as it is
+    stamp = path.with_suffix(".source")
+    identity = f"{data.identity()}|{count}" if hasattr(data, "identity") else ""
+    if not (identity and path.exists() and _read_text(stamp) == identity):
+        if not _write_npy(path, (count, size, size, 3), images, cancel, chunk=256 if data.streaming else 0):
+            return {"cancelled": True}
+        if identity:
+            try:
+                stamp.write_text(identity, encoding="utf-8")
+            except OSError:
+                pass
     clips_path, frames = "", 0
     if has_clips(data):  # the clips too, (N, T, H, W, C): what the previews of clip methods take
         frames = data.frames

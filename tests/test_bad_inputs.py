@@ -172,9 +172,9 @@ def test_exif_rotated_jpeg_is_upright(tmp_path):
     assert top[0] > 150 and top[2] < 100, top  # upright: the stored left half is on top
     assert bottom[2] > 150 and bottom[0] < 100, bottom
     # the cache key changed with the decoder: a cached sideways array is not reused
-    from engine.data.folder import _cache_key
+    from engine.data.folder import cache_key
 
-    assert _cache_key([tmp_path / "phone.jpg"], 16) != hashlib.sha1(b"v1").hexdigest()[:24]
+    assert cache_key([tmp_path / "phone.jpg"], 16) != hashlib.sha1(b"v1").hexdigest()[:24]
 
 
 @pytest.mark.fault("case 4: a huge image is skipped with a reason, no raw warning")

@@ -39,8 +39,17 @@ class ImageData:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     eval_source: str = ""  # a spec for the matching evaluation split, when the source has one
+    fingerprint: str = field(default="", repr=False, compare=False)  # what names these images (see identity)
 
     streaming = False
+
+    def identity(self) -> str:
+        """A short name of exactly these images, for caches of what is computed from them (features):
+        a folder's decoded-cache key (every file's path, size and time), a subset's parent identity and
+        indices, else a digest of the source, the labels and an evenly spread sample of the images."""
+        if not self.fingerprint:
+            self.fingerprint = content_digest(self)
+        return self.fingerprint
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -86,7 +95,13 @@ class ImageData:
             skipped=list(self.skipped),  # the files of the source that could not be used
             notes=list(self.notes),
             eval_source=self.eval_source,
+            fingerprint=subset_digest(self, idx),
         )
+
+    def reading_order(self, order: torch.Tensor) -> torch.Tensor:
+        """The order to read an epoch's random ``order`` in: the same for data in memory (a streamed set
+        groups it by the parts it reads from disk)."""
+        return order
 
     def batches(self, batch_size: int, order: torch.Tensor, drop_last: bool = True,
                 start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
@@ -115,6 +130,33 @@ class ImageData:
             counts = torch.bincount(self.labels.cpu(), minlength=len(self.class_names)).tolist()
             info["class_counts"] = dict(zip(self.class_names, counts))
         return info
+
+
+def digest(*parts) -> str:
+    """A short hex digest of ``parts`` (bytes, or anything with a ``str``)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for p in parts:
+        h.update(p if isinstance(p, bytes | memoryview) else str(p).encode())
+        h.update(b"|")
+    return h.hexdigest()[:24]
+
+
+def content_digest(data) -> str:
+    """What names ``data``'s images without a cache key: its source, size, labels and up to 64 of its
+    images spread evenly over it (a fraction of a second for any size)."""
+    n = len(data)
+    pick = np.unique(np.linspace(0, max(0, n - 1), min(n, 64)).round().astype(np.int64)) if n else []
+    sample = data.get(pick).cpu().contiguous().numpy().tobytes() if n else b""
+    labels = b"" if data.labels is None else data.labels.cpu().numpy().astype(np.int64).tobytes()
+    return digest(data.source, data.name, n, data.image_size, labels, sample)
+
+
+def subset_digest(data, indices) -> str:
+    """A subset's identity: its parent's and the indices taken."""
+    idx = np.asarray(torch.as_tensor(indices).cpu(), dtype=np.int64)
+    return digest(data.identity(), "subset", idx.tobytes())
 
 
 def stratified_split(labels: torch.Tensor | None, n: int, fraction: float, seed: int,

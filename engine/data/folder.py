@@ -2,8 +2,11 @@
 
 Every common format and mode is converted to 8-bit RGB. Files that cannot be read (corrupt,
 truncated, not an image) are skipped, counted and reported by name, never fatal. Decoded
-datasets are cached on disk (keyed by path, size and modification time of every file), so a
-second open of the same folder takes a fraction of a second.
+datasets are cached on disk (keyed by path, size and modification time of every file, read once
+by the scan), so a second open of the same folder reads one file: a ``(N, 3, H, W)`` uint8
+``.npy`` (and a small ``.json`` beside it) for a set that fits ``memory_limit_mb``, shards for one
+that does not (:mod:`engine.data.shards`). ``SSLWB_CACHE_DIR`` moves the cache; a changed, added
+or removed file gives another key, so a stale cache is never read.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import json
 import os
 import stat
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,10 +36,6 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def _is_image(p: Path) -> bool:
-    return p.suffix.lower() in EXTENSIONS and not p.name.startswith(".")
-
-
 def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
@@ -44,11 +44,12 @@ def _inside(path: Path, folder: Path) -> bool:
 class FolderScan:
     """What a folder scan found: the image files, their labels, and everything it left out."""
 
-    paths: list[Path]
+    paths: list[str]  # the image files' paths
     labels: list[int] | None
     classes: list[str] | None
     notes: list[str]
     skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason) never opened
+    stamps: dict[str, tuple[int, int]] = field(default_factory=dict)  # path -> (size, mtime ns), from the scan
 
 
 class _Walker:
@@ -57,25 +58,50 @@ class _Walker:
     split leaking in); files that are not regular files (named pipes, sockets, devices) are
     listed as skipped without being opened, so a scan can never block."""
 
-    def __init__(self, fence: Path):
+    def __init__(self, fence: Path, progress: ProgressFn | None = None, cancel: threading.Event | None = None):
         self.fence = fence
         self.seen_dirs: set[tuple[int, int]] = set()
-        self.seen_files: dict[tuple[int, int], Path] = {}
+        self.seen_files: dict[tuple[int, int], str] = {}
+        self.stamps: dict[str, tuple[int, int]] = {}  # path -> (size, modification time in ns) of every image listed
         self.skipped: list[tuple[str, str]] = []
         self.unfollowed: list[tuple[Path, str]] = []
+        self.progress, self.cancel = progress, cancel
+        self.told = 0
 
-    def entries(self, folder: Path) -> tuple[list[Path], list[Path]]:
-        """(sub-folders to enter, image files) directly in ``folder``, sorted by name."""
+    def found(self) -> None:
+        """Every few thousand files: the count so far (a scan of a large folder on a slow disk takes a
+        while), and a cancel check."""
+        if self.cancel is not None and self.cancel.is_set():
+            raise Cancelled("loading was cancelled")
+        n = len(self.stamps)
+        if self.progress is not None and n - self.told >= 4096:
+            self.told = n
+            self.progress(0, 0, f"scanning the folder: {n:,} images found")
+
+    def entries(self, folder: Path) -> tuple[list[Path], list[str]]:
+        """(sub-folders to enter, image files) directly in ``folder``, sorted by name. The files are
+        strings: a folder of 100,000 images costs no path object per file."""
         try:
             items = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
             self.skipped.append((str(folder), f"cannot read this folder ({exc.strerror or exc})"))
             return [], []
-        dirs, files = [], []
+        dirs: list[Path] = []
+        files: list[str] = []
         for e in items:
-            if e.name.startswith("."):
+            name = e.name
+            if name.startswith("."):
                 continue
-            p = folder / e.name
+            image = os.path.splitext(name)[1].lower() in EXTENSIONS
+            if image and not e.is_symlink():  # most entries: a plain file, one stat (kept for the key)
+                try:
+                    st = e.stat(follow_symlinks=False)
+                except OSError:
+                    st = None
+                if st is not None and stat.S_ISREG(st.st_mode):
+                    self.add(e.path, st, files)
+                    continue
+            p = folder / name
             try:
                 is_link = e.is_symlink()
                 is_dir = e.is_dir(follow_symlinks=True)
@@ -88,28 +114,33 @@ class _Walker:
                         self.unfollowed.append((p, "it points into the dataset itself"))
                         continue
                 dirs.append(p)
-            elif _is_image(p):
-                self.file(p, files)
+            elif image:
+                self.file(str(p), files)
+        self.found()
         return dirs, files
 
-    def file(self, p: Path, out: list[Path]) -> None:
+    def file(self, p: str, out: list[str]) -> None:
         try:
             st = os.stat(p)
         except OSError as exc:
             reason = "a broken link" if os.path.islink(p) else f"cannot be read ({exc.strerror or exc})"
-            self.skipped.append((str(p), reason))
+            self.skipped.append((p, reason))
             return
         if not stat.S_ISREG(st.st_mode):
             kind = "a named pipe" if stat.S_ISFIFO(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode) \
                 else "a device or other special file"
-            self.skipped.append((str(p), f"not a regular file ({kind}); not opened"))
+            self.skipped.append((p, f"not a regular file ({kind}); not opened"))
             return
+        self.add(p, st, out)
+
+    def add(self, p: str, st: os.stat_result, out: list[str]) -> None:
         key = (st.st_dev, st.st_ino)
         first = self.seen_files.get(key)
         if first is not None:
-            self.skipped.append((str(p), f"the same file as {first} (a link); used once"))
+            self.skipped.append((p, f"the same file as {first} (a link); used once"))
             return
         self.seen_files[key] = p
+        self.stamps[p] = (st.st_size, st.st_mtime_ns)
         out.append(p)
 
     def enter(self, folder: Path) -> bool:
@@ -125,7 +156,7 @@ class _Walker:
         self.seen_dirs.add(key)
         return True
 
-    def images_below(self, folder: Path) -> list[Path]:
+    def images_below(self, folder: Path) -> list[str]:
         if not self.enter(folder):
             return []
         dirs, out = self.entries(folder)
@@ -161,8 +192,11 @@ def dataset_fence(folder: Path) -> Path:
     return folder
 
 
-def scan_folder(folder: str | Path, fence: Path | None = None) -> FolderScan:
-    """List image files: paths, labels or None, class names or None, notes, skipped files."""
+def scan_folder(folder: str | Path, fence: Path | None = None, progress: ProgressFn | None = None,
+                cancel: threading.Event | None = None) -> FolderScan:
+    """List image files: paths, labels or None, class names or None, notes, skipped files (and each
+    file's size and time, for the cache key). ``progress`` hears the count found every few thousand
+    files; ``cancel`` ends the scan with :class:`Cancelled`."""
     folder = Path(folder).expanduser()
     if not folder.exists():
         raise DataError(f"folder {folder} does not exist; choose an existing folder of images")
@@ -171,11 +205,11 @@ def scan_folder(folder: str | Path, fence: Path | None = None) -> FolderScan:
     if not os.access(folder, os.R_OK | os.X_OK):
         raise DataError(f"cannot read folder {folder}: permission denied")
     folder = folder.resolve()
-    walker = _Walker(Path(os.path.realpath(fence)) if fence is not None else dataset_fence(folder))
+    walker = _Walker(Path(os.path.realpath(fence)) if fence is not None else dataset_fence(folder), progress, cancel)
     walker.enter(folder)
     subdirs, loose = walker.entries(folder)
     notes: list[str] = []
-    classes: list[tuple[str, list[Path]]] = []
+    classes: list[tuple[str, list[str]]] = []
     for d in subdirs:
         files = walker.images_below(d)
         if files:
@@ -183,7 +217,7 @@ def scan_folder(folder: str | Path, fence: Path | None = None) -> FolderScan:
     notes.extend(walker.notes())
 
     def result(paths, labels, names) -> FolderScan:
-        return FolderScan(paths, labels, names, notes, walker.skipped)
+        return FolderScan(paths, labels, names, notes, walker.skipped, walker.stamps)
 
     if classes:
         if loose:
@@ -201,26 +235,32 @@ def scan_folder(folder: str | Path, fence: Path | None = None) -> FolderScan:
         notes.append("no class sub-folders: the images are unlabeled (label-based evaluation is skipped)")
         return result(loose, None, None)
     found = f" (and {len(walker.skipped)} file(s) that cannot be read: " \
-            f"{_skipped_text(walker.skipped, 3)})" if walker.skipped else ""
+            f"{skipped_text(walker.skipped, 3)})" if walker.skipped else ""
     raise DataError(f"folder {folder} holds no images ({', '.join(sorted(EXTENSIONS))}){found}; "
                     "put images in it, or in one sub-folder per class")
 
 
-def _skipped_text(skipped: list[tuple[str, str]], limit: int) -> str:
+def skipped_text(skipped: list[tuple[str, str]], limit: int) -> str:
     shown = "; ".join(f"{Path(p).name} ({r})" for p, r in skipped[:limit])
     more = len(skipped) - limit
     return shown + (f"; and {more} more" if more > 0 else "")
 
 
-def _cache_key(paths: list[Path], size: int) -> str:
+def cache_key(paths: list, size: int, stamps: dict | None = None, kind: str = "") -> str:
+    """The decoded cache's name: every file's path, size and modification time (``stamps`` from the
+    scan, else one stat each), the image size and the decoder's version."""
     h = hashlib.sha1()
-    h.update(f"v2|{size}|".encode())  # v2: EXIF orientation applied
+    h.update(f"v2|{size}|{kind}".encode())  # v2: EXIF orientation applied
+    stamps = stamps or {}
     for p in paths:
-        try:
-            st = p.stat()
-            h.update(f"{p}|{st.st_size}|{st.st_mtime_ns}\n".encode())
-        except OSError:
-            h.update(f"{p}|missing\n".encode())
+        got = stamps.get(str(p))
+        if got is None:
+            try:
+                st = os.stat(p)
+                got = (st.st_size, st.st_mtime_ns)
+            except OSError:
+                got = None
+        h.update((f"{p}|{got[0]}|{got[1]}\n" if got else f"{p}|missing\n").encode())
     return h.hexdigest()[:24]
 
 
@@ -233,35 +273,35 @@ def skip_reason(exc: BaseException) -> str:
     return re.sub(r"<[\w.]+ (?:name|object)[^>]*>", "the file", text).strip()
 
 
-def decode_files(paths: list[Path], size: int, progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None, workers: int = 4
-                 ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
-    """Decode ``paths``: (images ``(n_ok, size, size, 3)``, indices of the good ones, skipped).
-
-    Ctrl-C (or ``cancel``) ends it within one image per worker: the pending files are dropped.
-    """
-    n = len(paths)
-    out = np.empty((n, size, size, 3), dtype=np.uint8)
+def decode_into(paths: list, out: np.ndarray, progress: Callable[[int], None] | None = None,
+                cancel: threading.Event | None = None, workers: int = 4
+                ) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode ``paths`` into the rows of ``out`` (uint8 ``(n, 3, size, size)``) on ``workers`` threads:
+    (a mask of the rows decoded, the files skipped with their reasons). ``progress(k)`` hears every
+    ``k`` more files done. Ctrl-C (or ``cancel``) ends it within one image per worker: the pending files
+    are dropped."""
+    n, size = len(paths), out.shape[-1]
     ok = np.zeros(n, dtype=bool)
     skipped: list[tuple[str, str]] = []
     lock = threading.Lock()
-    done = [0]
+    pending = [0]
     stop = threading.Event()
 
     def work(i: int) -> None:
         if stop.is_set() or cancel is not None and cancel.is_set():
             return
         try:
-            out[i] = decode_image(paths[i], size)
+            out[i] = decode_image(paths[i], size).transpose(2, 0, 1)
             ok[i] = True
         except Exception as exc:  # any unreadable file is skipped and reported
             reason = skip_reason(exc)
             with lock:
                 skipped.append((str(paths[i]), reason))
         with lock:
-            done[0] += 1
-            if progress is not None and (done[0] % 256 == 0 or done[0] == n):
-                progress(done[0], n, "decoding images")
+            pending[0] += 1
+            if progress is not None and pending[0] >= 256:
+                progress(pending[0])
+                pending[0] = 0
 
     pool = ThreadPoolExecutor(max_workers=max(1, workers))
     try:
@@ -274,9 +314,28 @@ def decode_files(paths: list[Path], size: int, progress: ProgressFn | None = Non
     pool.shutdown()
     if cancel is not None and cancel.is_set():
         raise Cancelled("loading was cancelled")
-    good = np.flatnonzero(ok)
+    if progress is not None and pending[0]:
+        progress(pending[0])
     skipped.sort()
-    return out[good], good.tolist(), skipped
+    return ok, skipped
+
+
+def decode_files(paths: list, size: int, progress: ProgressFn | None = None,
+                 cancel: threading.Event | None = None, workers: int = 4
+                 ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """Decode ``paths``: (images ``(n_ok, 3, size, size)``, indices of the good ones, skipped)."""
+    n = len(paths)
+    out = np.empty((n, 3, size, size), dtype=np.uint8)
+    done = [0]
+
+    def tick(k: int) -> None:
+        done[0] += k
+        if progress is not None:
+            progress(done[0], n, "decoding images")
+
+    ok, skipped = decode_into(paths, out, tick, cancel, workers)
+    good = np.flatnonzero(ok)
+    return (out if len(good) == n else out[good]), good.tolist(), skipped
 
 
 def check_folder(folder: Path, image_size: int) -> bool:
@@ -302,19 +361,23 @@ def check_folder(folder: Path, image_size: int) -> bool:
         else:
             bad = sorted(scan.skipped + bad)
             raise DataError(f"none of the {len(scan.paths)} image files in {part} could be read "
-                            f"(e.g. {_skipped_text(bad, 3)}); check that they are valid images")
+                            f"(e.g. {skipped_text(bad, 3)}); check that they are valid images")
     return labelled
 
 
 def skipped_note(skipped: list[tuple[str, str]], where: str = "") -> str:
     """One line about skipped files: the first few with their reasons, where the rest are listed."""
-    text = f"skipped {len(skipped)} file(s){where}: {_skipped_text(skipped, 3)}"
+    text = f"skipped {len(skipped)} file(s){where}: {skipped_text(skipped, 3)}"
     return text + (" (all listed in the run's data.json)" if len(skipped) > 3 else "")
 
 
 def load_folder(folder: str | Path, image_size: int, progress: ProgressFn | None = None,
                 cancel: threading.Event | None = None, use_cache: bool = True,
-                max_images: int = 0, memory_limit_mb: int = 0, workers: int = 4) -> ImageData:
+                max_images: int = 0, memory_limit_mb: int = 0, workers: int = 4):
+    """An image folder as :class:`ImageData` (decoded once, then read from the cache), or, when its decoded
+    images would take more than ``memory_limit_mb``, as a streamed set read from decoded shards
+    (:class:`engine.data.shards.ShardedFolderData`). ``progress`` hears the scan and the decoding;
+    ``cancel`` ends either with :class:`Cancelled`."""
     folder = Path(folder).expanduser().resolve()
     layout = split_layout(folder)
     eval_source = ""
@@ -328,7 +391,9 @@ def load_folder(folder: str | Path, image_size: int, progress: ProgressFn | None
             eval_source = str(eval_dir)
         fence = folder
         folder = train_dir
-    scan = scan_folder(folder, fence=fence)
+    if progress is not None:
+        progress(0, 0, f"scanning {folder}")
+    scan = scan_folder(folder, fence=fence, progress=progress, cancel=cancel)
     paths, labels, classes = scan.paths, scan.labels, scan.classes
     notes.extend(scan.notes)
     if max_images and len(paths) > max_images:
@@ -342,54 +407,78 @@ def load_folder(folder: str | Path, image_size: int, progress: ProgressFn | None
 
     est_mb = len(paths) * image_size * image_size * 3 / 2**20
     if memory_limit_mb and est_mb > memory_limit_mb:
-        from engine.data.streaming import StreamingFolderData
+        from engine.data.shards import open_streamed
 
-        if scan.skipped:
-            notes.append(skipped_note(scan.skipped))
-        return StreamingFolderData(folder, paths, labels, classes, image_size, notes, eval_source,
-                                   skipped=scan.skipped)
+        return open_streamed(folder, scan, paths, labels, image_size, notes, eval_source, progress=progress,
+                             cancel=cancel, use_cache=use_cache, workers=workers, memory_limit_mb=memory_limit_mb)
 
-    key = _cache_key(paths, image_size)
-    cache_file = cache_dir() / "folders" / f"{key}.npz"
-    arrays = None
-    if use_cache and cache_file.exists():
-        try:
-            with np.load(cache_file, allow_pickle=False) as z:
-                arrays = z["images"], z["good"].tolist(), json.loads(str(z["skipped"]))
-        except Exception:
-            arrays = None  # a broken cache is rebuilt
-    if arrays is None:
-        arrays = decode_files(paths, image_size, progress, cancel, workers=workers)
-        if use_cache:
-            try:
-                cache_file.parent.mkdir(parents=True, exist_ok=True)
-                tmp = cache_file.with_name(cache_file.name + f".{os.getpid()}.tmp.npz")
-                np.savez(tmp, images=arrays[0], good=np.asarray(arrays[1], dtype=np.int64),
-                         skipped=json.dumps(arrays[2]))
-                os.replace(tmp, cache_file)
-            except OSError:
-                pass  # the cache is an optimisation only
-    elif progress is not None:
-        progress(len(paths), len(paths), "read from cache")
-    images, good, skipped = arrays
-    skipped = sorted(scan.skipped + [tuple(s) for s in skipped])
+    key = cache_key(paths, image_size, scan.stamps)
+    images, good, skipped = _decoded(paths, image_size, key, progress, cancel, use_cache, workers)
+    skipped = sorted(scan.skipped + skipped)
     if len(good) == 0:
         raise DataError(f"none of the {len(paths)} image files in {folder} could be read "
-                        f"(e.g. {_skipped_text(skipped, 3)}); check that they are valid images")
+                        f"(e.g. {skipped_text(skipped, 3)}); check that they are valid images")
     if skipped:
         notes.append(skipped_note(skipped))
     kept_paths = [str(paths[i]) for i in good]
     label_t = None
     if labels is not None:
-        label_t = torch.as_tensor([labels[i] for i in good], dtype=torch.long)
+        label_t = torch.as_tensor(np.asarray(labels, dtype=np.int64)[np.asarray(good, dtype=np.int64)])
     return ImageData(
         name=folder.name if layout is None else folder.parent.name,
         source=str(folder),
-        images=torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).contiguous(),
+        images=torch.from_numpy(images),
         labels=label_t,
         class_names=classes,
         paths=kept_paths,
         skipped=skipped,
         notes=notes,
         eval_source=eval_source,
+        fingerprint=key,
     )
+
+
+def _decoded(paths: list, size: int, key: str, progress: ProgressFn | None,
+             cancel: threading.Event | None, use_cache: bool, workers: int
+             ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
+    """(images ``(n_ok, 3, size, size)``, indices of the good files, skipped files): from the cache when it
+    holds exactly these files at this size, else decoded (and cached)."""
+    base = cache_dir() / "folders" / key
+    npy, meta = base.with_suffix(".npy"), base.with_suffix(".json")
+    if use_cache:
+        got = _read_cached(npy, meta, size)
+        if got is not None:
+            if progress is not None:
+                progress(len(paths), len(paths), "read from the cache")
+            return got
+    images, good, skipped = decode_files(paths, size, progress, cancel, workers=workers)
+    if use_cache:
+        try:
+            npy.parent.mkdir(parents=True, exist_ok=True)
+            write_atomic(meta, json.dumps({"good": good, "skipped": skipped}).encode())
+            tmp = npy.with_name(f".{npy.stem}.{os.getpid()}.tmp")
+            with open(tmp, "wb") as f:
+                np.save(f, images, allow_pickle=False)
+            os.replace(tmp, npy)  # readers see the whole file or none
+        except OSError:
+            pass  # the cache is an optimisation only
+    return images, good, skipped
+
+
+def _read_cached(npy: Path, meta: Path, size: int):
+    try:
+        info = json.loads(meta.read_text(encoding="utf-8"))
+        good, skipped = [int(i) for i in info["good"]], [tuple(s) for s in info["skipped"]]
+        images = np.load(npy, allow_pickle=False)
+    except (OSError, ValueError, KeyError, TypeError, EOFError):
+        return None  # missing or broken: decoded again
+    if images.dtype != np.uint8 or images.shape[1:] != (3, size, size) or len(images) != len(good):
+        return None
+    return images, good, skipped
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file: a reader sees the old file, or the whole new one."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

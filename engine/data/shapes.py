@@ -232,4 +232,5 @@ def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0
         labels=labels,
         class_names=list(SHAPES),
         eval_source=eval_source,
+        fingerprint=f"shapes|{count}|{image_size}|{split_seed}|{shortcut}|{source_key()}",
     )

@@ -1,4 +1,5 @@
-"""Folders too large to keep decoded in memory: decoded batch by batch in DataLoader workers.
+"""Folders too large to keep decoded in memory, where their decoded cache (:mod:`engine.data.shards`)
+cannot be written: decoded batch by batch in DataLoader workers.
 
 The batches are uint8 tensors of the same shape the in-memory path gives, so augmentations and
 pretext tasks run on the training device exactly as for small datasets.
@@ -12,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from engine.data.base import digest, subset_digest
 from engine.data.decode import decode_image
 
 
@@ -33,7 +35,7 @@ class _Files(torch.utils.data.Dataset):
 class StreamingFolderData:
     streaming = True
 
-    def __init__(self, folder: Path, paths: list[Path], labels: list[int] | None, classes: list[str] | None,
+    def __init__(self, folder: Path, paths: list, labels: list[int] | None, classes: list[str] | None,
                  image_size: int, notes: list[str], eval_source: str = "", workers: int = 2,
                  skipped: list[tuple[str, str]] | None = None):
         self.name = folder.name
@@ -48,6 +50,7 @@ class StreamingFolderData:
         self.eval_source = eval_source
         self.device = torch.device("cpu")
         self.workers = workers
+        self._identity = ""
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -89,7 +92,17 @@ class StreamingFolderData:
         return ImageData(name=self.name, source=self.source, images=self.get(idx).cpu(),
                          labels=None if self.labels is None else self.labels[torch.as_tensor(idx)],
                          class_names=self.class_names, paths=[self.paths[i] for i in idx.tolist()],
-                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped))
+                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped),
+                         fingerprint=subset_digest(self, idx))
+
+    def identity(self) -> str:
+        """What names these images: their files and the image size."""
+        if not self._identity:
+            self._identity = digest(self.source, self._size, "\n".join(self.paths))
+        return self._identity
+
+    def reading_order(self, order: torch.Tensor) -> torch.Tensor:
+        return order  # every image is a file of its own: any order reads as fast
 
     def batches(self, batch_size: int, order: torch.Tensor, drop_last: bool = True,
                 start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]]:
