@@ -46,6 +46,9 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, EncoderOps, H
         self._device = None
         self.runs_roots = tuple(runs_roots)
         self.contexts: dict[str, RunContext] = {}
+        from engine.eval.features import FeatureStore
+
+        self.feature_store = FeatureStore()  # every op's features, per encoder and dataset
         self.lock = threading.RLock()
         self.warm = threading.Event()
 
@@ -89,7 +92,7 @@ class AnalysisWorker(MapOps, InspectOps, ExportOps, DownstreamOps, EncoderOps, H
         with self.lock:
             ctx = self.contexts.get(key)
             if ctx is None:
-                ctx = self.contexts[key] = RunContext(run_dir, self.device, data or "")
+                ctx = self.contexts[key] = RunContext(run_dir, self.device, data or "", self.feature_store)
             return ctx
 
     def op_ping(self, job: Job) -> dict:

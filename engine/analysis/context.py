@@ -1,4 +1,5 @@
-"""Per-run state of the analysis process: a run's config, data, encoder and a small feature cache."""
+"""Per-run state of the analysis process: a run's config, data and encoder; its features come from the
+process's one :class:`engine.eval.features.FeatureStore`, shared by every op."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 DEFAULT_SAMPLE = 5000
-PREVIEW_SIZE = 500  # a map from the checkpoint shows this many images first, while the rest are extracted
+PREVIEW_SIZE = 2000  # a map from the checkpoint shows this many images first, while the rest are extracted
 THUMB_SIZE = 48
 
 
@@ -17,9 +18,11 @@ class RunContext:
     """A run folder's config, data splits, encoder and full model, loaded once and refreshed when
     the checkpoint changes (a live run writes a new one every few minutes)."""
 
-    def __init__(self, run_dir: str | Path, device, data: str = ""):
+    def __init__(self, run_dir: str | Path, device, data: str = "", store=None):
         """``data``: another dataset to look at with the run's encoder (at the run's image size) instead of
-        the run's own (its evaluation split is a held-out part of it when it is labelled)."""
+        the run's own (its evaluation split is a held-out part of it when it is labelled); ``store``: the
+        process's feature store (a store of its own when None)."""
+        from engine.eval.features import FeatureStore
         from engine.runs import encoder_entry
         from engine.session import resume_config
 
@@ -35,7 +38,7 @@ class RunContext:
         self._encoder_key = None
         self._method = None
         self._method_key = None
-        self._features: dict = {}
+        self.store = store if store is not None else FeatureStore()
         self.backbone = None
 
     def _ckpt_key(self):
@@ -79,9 +82,11 @@ class RunContext:
             if self._encoder is None or key != self._encoder_key:
                 from engine.training.checkpoints import load_run_encoder
 
+                old = self.feature_key if self._encoder is not None else None
                 self._encoder, _, self.backbone = load_run_encoder(self.run_dir, self.device)
                 self._encoder_key = key
-                self._features.clear()
+                if old is not None and old != self.feature_key:
+                    self.store.drop(old)  # the old weights' features are of no use any more
             return self._encoder
 
     def method(self):
@@ -94,41 +99,40 @@ class RunContext:
                 self._method_key = key
             return self._method
 
-    def _feature_key(self, split: str, indices) -> tuple:
-        return (split, len(indices), hash(np.asarray(indices).tobytes()), self._encoder_key)
+    @property
+    def feature_key(self) -> str:
+        """What names the encoder in the feature store: the run folder and its weights file's time and size."""
+        return f"run:{self.run_dir.resolve()}:{self._encoder_key}"
+
+    @property
+    def amp_dtype(self):
+        """The run's training precision on this process's device (None: float32): features are extracted
+        in it, as the training saw them."""
+        from engine.training.device import autocast_dtype
+
+        return autocast_dtype(self.device, getattr(self.cfg, "precision", "auto"))
 
     def has_features(self, split: str, indices) -> bool:
-        with self.lock:
-            return self._feature_key(split, indices) in self._features
+        self.encoder()
+        return self.store.has(self.feature_key, self.source(split), indices, self.amp_dtype)
 
-    def store_features(self, split: str, indices, feats: np.ndarray) -> None:
-        with self.lock:
-            if len(self._features) > 6:
-                self._features.clear()
-            self._features[self._feature_key(split, indices)] = feats
-
-    def features(self, split: str, indices: np.ndarray, job=None) -> np.ndarray:
-        from engine.eval.features import extract_features
-
+    def features(self, split: str, indices: np.ndarray, job=None, data=None) -> np.ndarray:
+        """L2-normalised features of ``indices`` of the split (or of ``data``), from the feature store: only
+        images no earlier request extracted are encoded."""
         enc = self.encoder()
-        key = self._feature_key(split, indices)
-        with self.lock:
-            hit = self._features.get(key)
-        if hit is not None:
-            return hit
-        data = self.source(split, job)
+        data = data if data is not None else self.source(split, job)
 
         def prog(done, total):
             if job:
-                job.progress(done, total, "extracting features")
+                job.progress(done, total, f"extracting features ({done:,} of {total:,} images)")
 
-        f = extract_features(enc, data, indices, device=self.device, progress=prog,
-                             cancel=job.cancel if job else None).numpy().astype(np.float32)
-        with self.lock:
-            if len(self._features) > 6:
-                self._features.clear()
-            self._features[key] = f
-        return f
+        return self.store.features(self.feature_key, enc, data, indices, device=self.device,
+                                   amp_dtype=self.amp_dtype, progress=prog, cancel=job.cancel if job else None)
+
+    def extractor(self, cancel=None):
+        """``extract(data, indices)`` -> torch features of this run's encoder from the store, in float32: the
+        evaluation's (its numbers are the run's final evaluation's, which scores in float32)."""
+        return store_extractor(self.store, self.feature_key, self.encoder(), self.device, None, cancel)
 
     @property
     def title(self) -> str:
@@ -140,8 +144,9 @@ class RunContext:
     def adopt(self, encoder) -> None:
         """Use ``encoder`` (just loaded from what the folder's weights were written from) as the folder's."""
         with self.lock:
+            if self._encoder is not None:
+                self.store.drop(self.feature_key)
             self._encoder, self._encoder_key = encoder, self._ckpt_key()
-            self._features.clear()
 
     def backbone_name(self) -> str:
         if self.backbone is None:
@@ -168,6 +173,22 @@ def list_snapshots(run_dir: str | Path) -> list[dict]:
         out.append({"step": step, "epoch": epoch, "path": str(p)})
     return out
 
+
+
+def store_extractor(store, key: str, encoder, device, amp_dtype=None, cancel=None):
+    """``extract(data, indices)`` -> L2-normalised torch features of ``encoder`` (named ``key``) from ``store``."""
+    import torch
+
+    def extract(data, indices):
+        return torch.from_numpy(store.features(key, encoder, data, indices, device=device, amp_dtype=amp_dtype,
+                                               cancel=cancel))
+
+    return extract
+
+
+def random_init_key(backbone: str, image_size: int, seed: int) -> str:
+    """The store's name of a random-init encoder (the evaluation's and the downstream baseline's are one)."""
+    return f"random_init:{backbone}:{image_size}:seed{seed}"
 
 
 def thumbs(data, indices, size: int = THUMB_SIZE) -> np.ndarray:

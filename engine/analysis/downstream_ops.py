@@ -37,16 +37,11 @@ def parse_baseline_list(items) -> list[str]:
 class DownstreamOps:
     """Mixed into :class:`engine.analysis.AnalysisWorker` (``context``, ``device``, ``runs_roots``)."""
 
-    _downstream_cache = None
-
-    def _feature_cache(self):
+    def _feature_cache(self, ctx):
+        """The process's feature store seen by the downstream engine, in the run's training precision."""
         from engine.eval.downstream import FeatureCache
 
-        if self._downstream_cache is None:
-            self._downstream_cache = FeatureCache()
-        elif len(self._downstream_cache) > 12:  # a few encoders x datasets; old ones go
-            self._downstream_cache.clear()
-        return self._downstream_cache
+        return FeatureCache(self.feature_store, ctx.amp_dtype)
 
     def _downstream_data(self, ctx, a: dict, job: Job):
         """(train, test, description): the run's own labelled splits, or two dataset specs (transfer)."""
@@ -96,7 +91,7 @@ class DownstreamOps:
 
         enc = ctx.encoder()
         sources = [EncoderSource.from_module(unique(ctx.title), enc,
-                                             key=f"run:{ctx.run_dir.resolve()}:{ctx.encoder_key}")]
+                                             key=ctx.feature_key)]
         for b in parse_baseline_list(a.get("baselines", ["random_init"])):
             if b == "random_init":
                 sources.append(EncoderSource.random_init(bname, size, unique("random_init")))
@@ -117,7 +112,7 @@ class DownstreamOps:
                              f"{size} px; it is left out")
                 continue
             sources.append(EncoderSource.from_module(unique(sctx.cfg.method), sctx.encoder(),
-                                                     key=f"run:{Path(path).resolve()}:{sctx.encoder_key}"))
+                                                     key=sctx.feature_key))
         return sources
 
     def op_downstream(self, job: Job) -> dict:
@@ -161,7 +156,7 @@ class DownstreamOps:
                 "complete": len(arr) == cfg.seeds}})
 
         res = run_downstream(sources, train, test, cfg, progress=lambda d, t, s: job.progress(d, t, s),
-                             on_fit=on_fit, cancel=job.cancel, cache=self._feature_cache())
+                             on_fit=on_fit, cancel=job.cancel, cache=self._feature_cache(ctx))
         out = res.to_dict()
         out.update(meta)
         out["notes"] = notes + list(res.notes)

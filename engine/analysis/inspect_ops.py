@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from engine.analysis.context import thumbs
+from engine.analysis.context import random_init_key, store_extractor, thumbs
 from engine.rpc import Job, error_fields
 
 
@@ -62,10 +62,15 @@ class InspectOps:
                 from engine.data.base import resize_uint8
 
                 x = resize_uint8(x, size)
+            from engine.eval.features import encode
+
             enc = ctx.encoder()
-            with torch.no_grad():
-                q = torch.nn.functional.normalize(enc(x.to(ctx.device).float().div(255)).float(), dim=1)[0]
-            q = q.cpu().numpy()
+            was = enc.training
+            enc.eval()
+            try:  # as the bank was encoded: in the run's precision
+                q = encode(enc, x, ctx.device, ctx.amp_dtype)[0].numpy()
+            finally:
+                enc.train(was)
             query_thumb = x[0].permute(1, 2, 0).numpy()
             query_label = None
         nn_pos, sims = nearest_neighbors(bank, q, k, exclude=exclude)
@@ -163,8 +168,10 @@ class InspectOps:
         job.progress(1, 3, "scoring a random-init encoder")
         torch.manual_seed(ctx.cfg.seed)
         rand = build_backbone(bname, ctx.cfg.data.image_size).to(ctx.device).eval()
+        extract = store_extractor(self.feature_store, random_init_key(bname, ctx.cfg.data.image_size, ctx.cfg.seed),
+                                  rand, ctx.device, None, job.cancel)
         add({"name": f"random init ({bname})", "kind": "random_init", "backbone": bname,
-             **readout.score(rand, ctx.device, **kw)})
+             **readout.score(rand, ctx.device, extract=extract, **kw)})
         job.check()
         sup = a.get("supervised", "auto")
         sup_dir = None
@@ -262,4 +269,4 @@ def _score_run(readout, ctx, device, kw: dict) -> dict:
                             getattr(enc, "checkpoint_step", None))
         if hit is not None:
             return hit
-    return readout.score(enc, device, **kw)
+    return readout.score(enc, device, extract=ctx.extractor(kw.get("cancel")), **kw)

@@ -178,11 +178,9 @@ class MapOps:
                      "labels": None if labels is None else labels[pick], "coords": project(fsub, "pca"),
                      "key": a.get("key"), "step": step, "epoch": epoch, "split": split, "total": len(indices),
                      **self._map_meta(job, run_dir, split, indices[pick], None)})
-        rest = np.setdiff1d(np.arange(len(indices)), pick)
-        frest = ctx.features(split, indices[rest], job)
-        feats = np.empty((len(indices), fsub.shape[1]), np.float32)
-        feats[pick], feats[rest] = fsub, frest
-        ctx.store_features(split, indices, feats)
+        # the rest streams in batch by batch (progress over the whole sample); the store encodes only the images
+        # the preview did not
+        feats = ctx.features(split, indices, job)
         return _Points(feats, indices, labels, FeatureSource.CHECKPOINT, step, epoch)
 
     # -- the later stages -------------------------------------------------------------------------------

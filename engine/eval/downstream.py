@@ -10,7 +10,8 @@ is fitted once per seed on a class-balanced subset drawn from that seed and scor
   (:mod:`engine.eval.finetune`). Fine-tuning a random-init encoder is training from scratch;
 - ``knn``: weighted kNN with the subset as the memory bank.
 
-Frozen features are extracted once per encoder and dataset (:class:`FeatureCache`). A caller gets
+Frozen features are extracted once per encoder and dataset (:class:`FeatureCache`, a view of the feature
+store an analysis process shares between its ops). A caller gets
 ``progress(done, total, text)`` calls, ``on_fit(FitResult)`` as each fit finishes and
 ``on_point(PointResult)`` as each point has all its seeds; ``cancel`` (anything with ``is_set()``)
 stops at the next fit or training step with :class:`DownstreamCancelled`.
@@ -166,7 +167,7 @@ class EncoderSource:
                 torch.manual_seed(seed)
                 return build_backbone(backbone, image_size)
 
-        return cls(name, build, pretrained=False, key=f"{name}:{backbone}:{image_size}")
+        return cls(name, build, pretrained=False, key=f"random_init:{backbone}:{image_size}")
 
 
 @dataclass
@@ -230,43 +231,52 @@ def dataset_key(data) -> str:
 
 
 class FeatureCache:
-    """Frozen features per (encoder key, dataset key), computed once and kept in memory.
-
-    Keep one alive across calls (an analysis worker does) to reuse features between requests.
+    """Frozen features per (encoder, dataset), computed once: a view of a
+    :class:`engine.eval.features.FeatureStore` (an analysis process passes its own, shared by every op; a
+    store of its own otherwise). A random-init encoder is named with its seed. ``amp_dtype``: the
+    precision the features are extracted in (None: float32). ``hits`` / ``misses`` count the requests
+    served without / with extraction.
     """
 
-    def __init__(self):
-        self._store: dict = {}
+    def __init__(self, store=None, amp_dtype=None):
+        from engine.eval.features import FeatureStore
+
+        self.store = store if store is not None else FeatureStore()
+        self.amp_dtype = amp_dtype
         self.hits = 0
         self.misses = 0
+        self.keys: set = set()
+
+    @staticmethod
+    def encoder_key(source: EncoderSource, seed: int = 0) -> str:
+        return source.key if source.pretrained else f"{source.key}:seed{seed}"
+
+    def has(self, source: EncoderSource, data, seed: int = 0) -> bool:
+        return self.store.has(self.encoder_key(source, seed), data, None, self.amp_dtype)
 
     def get(self, source: EncoderSource, encoder: nn.Module | None, data, device="cpu", seed: int = 0,
             batch_size: int = 512, cancel=None, progress=None) -> torch.Tensor:
-        key = (source.key, dataset_key(data))
-        if key in self._store:
+        key = self.encoder_key(source, seed)
+        if self.has(source, data, seed):
             self.hits += 1
-            return self._store[key]
-        self.misses += 1
-        from engine.eval.features import extract_features
-
-        if encoder is None:
-            encoder = source.build(seed)
+        else:
+            self.misses += 1
+        self.keys.add((key, dataset_key(data)))
+        build = encoder if encoder is not None else (lambda: source.build(seed))
         try:
-            feats = extract_features(encoder.to(device), data, batch_size=batch_size, device=device,
-                                     cancel=cancel, progress=progress)
+            feats = self.store.features(key, build, data, None, device=device, amp_dtype=self.amp_dtype,
+                                        batch_size=batch_size, cancel=cancel, progress=progress)
         except Cancelled as exc:
             raise DownstreamCancelled(str(exc)) from None
-        self._store[key] = feats
-        return feats
+        return torch.from_numpy(feats)
 
     def __len__(self) -> int:
-        return len(self._store)
-
-    def __contains__(self, key) -> bool:
-        return key in self._store
+        return len(self.keys)
 
     def clear(self) -> None:
-        self._store.clear()
+        for key, _ in self.keys:
+            self.store.drop(key)
+        self.keys.clear()
 
 
 # -- the fits ------------------------------------------------------------------------------------------------
@@ -420,12 +430,16 @@ def run_downstream(encoders: list[EncoderSource], train, test, cfg: DownstreamCo
         feats = {}
         for src in encoders:
             check()
-            enc = None
+            built: list = []
+
+            def build(src=src, built=built):  # built once, only when some features are missing
+                if not built:
+                    built.append(src.build(cfg.seed))
+                return built[0]
+
             for role, data in (("train", train), ("test", test)):
-                if (src.key, dataset_key(data)) not in cache and enc is None:
-                    enc = src.build(cfg.seed)
-                feats[src.name, role] = cache.get(src, enc, data, cfg.device, cfg.seed, cfg.feature_batch_size,
-                                                  cancel)
+                feats[src.name, role] = cache.get(src, None if cache.has(src, data, cfg.seed) else build(), data,
+                                                  cfg.device, cfg.seed, cfg.feature_batch_size, cancel)
                 tick(f"features of {src.name} on the {role} set", fit=False)
             stats = feature_stats(feats[src.name, "train"])
             for mode in frozen:

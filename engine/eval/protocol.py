@@ -102,9 +102,12 @@ class Readout:
                 "probe_epochs": self.probe_epochs if probe_epochs is None else int(probe_epochs),
                 "probe_seed": self.seed}
 
-    def features(self, encoder, device, cancel=None):
+    def features(self, encoder, device, cancel=None, extract=None):
+        """Bank and test features; ``extract(data, indices)`` (a feature store's) instead of extracting here."""
         from engine.eval.features import extract_features
 
+        if extract is not None:
+            return extract(self.bank, self.bank_idx), extract(self.test, self.test_idx)
         fb = extract_features(encoder, self.bank, self.bank_idx, device=device, cancel=cancel)
         ft = extract_features(encoder, self.test, self.test_idx, device=device, cancel=cancel)
         return fb, ft
@@ -132,12 +135,13 @@ class Readout:
         return {"linear_top1": float(lin), "linear_per_class": per_class_accuracy(lconf),
                 "linear_confusion": lconf.cpu().numpy().astype(np.int64)}
 
-    def score(self, encoder, device, probe_epochs: int | None = None, cancel=None, **_old) -> dict:
-        """kNN and linear probe of ``encoder`` with this protocol (``probe_epochs`` overrides the run's)."""
+    def score(self, encoder, device, probe_epochs: int | None = None, cancel=None, extract=None, **_old) -> dict:
+        """kNN and linear probe of ``encoder`` with this protocol (``probe_epochs`` overrides the run's;
+        ``extract``: see :meth:`features`)."""
         from engine.data.base import Cancelled
 
         try:
-            fb, ft = self.features(encoder, device, cancel)
+            fb, ft = self.features(encoder, device, cancel, extract)
             _check(cancel)
             return {**self.knn(fb, ft), **self.probe(fb, ft, probe_epochs, cancel),
                     "protocol": self.protocol(probe_epochs)}
