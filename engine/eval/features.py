@@ -223,6 +223,9 @@ class FeatureStore:
             self.entries.move_to_end(key)
             _, found = entry.where(want)
         missing = np.unique(want[~found])
+        if len(missing) and getattr(data, "streaming", False) and hasattr(data, "reading_order"):
+            # a streamed set is read in its own order (each shard of a decoded cache read once)
+            missing = np.asarray(data.reading_order(torch.from_numpy(missing)), dtype=np.int64)
         if len(missing):
             enc = encoder if isinstance(encoder, nn.Module) else encoder()
             device = torch.device(device) if device is not None else next(enc.parameters()).device
