@@ -4,7 +4,9 @@ precision; a map from a checkpoint shows 2,000 images first; a streamed set is r
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +17,10 @@ from engine.data import load_dataset
 from engine.data.base import Cancelled
 from engine.eval.features import FeatureStore, extract_features
 from engine.models import build_backbone
-from tests.test_analysis_worker import run_op, train_tiny_run
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_analysis_worker import run_op, train_tiny_run  # noqa: E402  (the session's shared tiny run)
+from test_scale_data import _images  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +86,6 @@ def test_a_cancelled_extraction_stores_nothing(shapes):
 
 
 def test_a_streamed_set_is_read_shard_by_shard(tmp_path):
-    from tests.test_scale_data import _images
-
     root = _images(tmp_path / "imgs", 96, sizes=(20, 24))
     data = load_dataset(str(root), 16, memory_limit_mb=0.01)
     assert data.streaming and data.cache.shards >= 4
@@ -122,6 +125,10 @@ def test_every_op_reads_one_store(tiny):
                      max_test=0)
         assert out[-1].kind == "result", out[-1].data
         assert store.extracted == before + len(ds["bank_data"]), "downstream reuses the test set's features"
+    before = store.extracted
+    inv = run_op(worker, "invariance", run_dir=tiny, images=30, baseline=False)
+    assert inv[-1].kind == "result", inv[-1].data
+    assert store.extracted == before, "the invariance view's originals are among the split's features already"
     # the evaluation scores in float32 (its numbers are the final evaluation's), from the same store
     before = store.extracted
     ev = run_op(worker, "evaluate", run_dir=tiny, supervised="none", probe_epochs=1, max_bank=50, max_test=40)
@@ -172,3 +179,22 @@ def test_a_map_from_the_checkpoint_shows_2000_images_first(tiny):
     assert worker.feature_store.extracted == 4200, "the rest is extracted once, the preview's images not again"
     done = [r.data for r in out if r.kind == "progress"]
     assert done and done[-1]["done"] == 4200
+
+
+def test_the_invariance_view_takes_the_originals_from_the_store(shapes):
+    from engine.eval.invariance import invariance
+
+    store, encs = FeatureStore(), [("a", encoder(0)), ("b", encoder(1))]
+    keys = {"a": "enc-a", "b": "enc-b"}
+
+    def originals(name, enc, idx):
+        return torch.from_numpy(store.features(keys[name], enc, shapes, idx, normalize=False))
+
+    plain = invariance(encs, shapes, num_images=24, seed=3)
+    shared = invariance(encs, shapes, num_images=24, seed=3, originals=originals)
+    assert store.extracted == 48, "24 originals per encoder, from the store"
+    for p, s in zip(plain["rows"], shared["rows"], strict=True):
+        assert (p["encoder"], p["name"]) == (s["encoder"], s["name"])
+        assert s["mean"] == pytest.approx(p["mean"], abs=1e-4)
+    invariance(encs, shapes, num_images=24, seed=3, originals=originals)
+    assert store.extracted == 48, "a second look encodes no original again"

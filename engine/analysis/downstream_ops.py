@@ -169,6 +169,7 @@ class DownstreamOps:
         baseline (bool, default True)."""
         import torch
 
+        from engine.analysis.context import random_init_key
         from engine.data import load_dataset
         from engine.eval.invariance import invariance
         from engine.models import build_backbone
@@ -190,8 +191,17 @@ class DownstreamOps:
             rows.append(row.to_dict())
             job.partial({"rows": list(rows)})
 
+        # the untransformed images' features come from the process's store (shared with the map and the rest)
+        keys = {ctx.title: ctx.feature_key, "random_init": random_init_key(ctx.backbone_name(), size, seed)}
+
+        def originals(name, enc, idx):
+            return torch.from_numpy(self.feature_store.features(keys[name], enc, data, idx, device=ctx.device,
+                                                                amp_dtype=ctx.amp_dtype, normalize=False,
+                                                                cancel=job.cancel))
+
         out = invariance(encoders, data, num_images=int(a.get("images", 256)), seed=seed, device=ctx.device,
-                         progress=lambda d, t, s: job.progress(d, t, s), on_row=on_row, cancel=job.cancel)
+                         progress=lambda d, t, s: job.progress(d, t, s), on_row=on_row, cancel=job.cancel,
+                         amp_dtype=ctx.amp_dtype, originals=originals)
         out["encoders"] = [n for n, _ in encoders]
         out["data"] = spec or f"the run's evaluation images ({ctx.cfg.data.spec})"
         return out

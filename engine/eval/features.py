@@ -45,7 +45,7 @@ def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = Fal
     x = x_u8.to(device, non_blocking=True)
     if _uses_channels_last(device, channels_last) and x.dim() == 4:
         x = x.contiguous(memory_format=torch.channels_last)
-    return x.to(torch.float32).mul_(1.0 / 255.0)
+    return x.to(torch.float32).div_(255)
 
 
 @torch.no_grad()

@@ -48,20 +48,26 @@ def transform(x: torch.Tensor, name: str, g: torch.Generator | None = None) -> t
 
 
 @torch.no_grad()
-def features(encoder: nn.Module, x: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-    """Raw features of float images, BatchNorm in eval mode."""
+def features(encoder: nn.Module, x: torch.Tensor, batch_size: int = 256, amp_dtype=None) -> torch.Tensor:
+    """Raw features of float images, BatchNorm in eval mode (under ``amp_dtype`` autocast when given)."""
+    import contextlib
+
     was = encoder.training
     encoder.eval()
     dev = next(encoder.parameters()).device
+    amp = torch.autocast(dev.type, dtype=amp_dtype) if amp_dtype not in (None, torch.float32) \
+        else contextlib.nullcontext()
     try:
-        return torch.cat([encoder(x[s:s + batch_size].to(dev)).float().cpu() for s in range(0, len(x), batch_size)])
+        with amp:
+            return torch.cat([encoder(x[s:s + batch_size].to(dev)).float().cpu()
+                              for s in range(0, len(x), batch_size)])
     finally:
         encoder.train(was)
 
 
-def embed(encoder: nn.Module, x: torch.Tensor, center: torch.Tensor | None = None) -> torch.Tensor:
+def embed(encoder: nn.Module, x: torch.Tensor, center: torch.Tensor | None = None, amp_dtype=None) -> torch.Tensor:
     """Features minus ``center`` (when given), L2-normalised."""
-    f = features(encoder, x)
+    f = features(encoder, x, amp_dtype=amp_dtype)
     return F.normalize(f - center if center is not None else f, dim=1)
 
 
@@ -92,7 +98,8 @@ def _pairs(labels: np.ndarray, rng: np.random.Generator, same: bool) -> tuple[np
 
 def invariance(encoders: list[tuple[str, nn.Module]], data, num_images: int = 256, seed: int = 0,
                transforms=TRANSFORMS, device="cpu", progress: Callable[[int, int, str], None] | None = None,
-               on_row: Callable[[InvarianceRow], None] | None = None, cancel=None) -> dict:
+               on_row: Callable[[InvarianceRow], None] | None = None, cancel=None, amp_dtype=None,
+               originals: Callable[[str, nn.Module, np.ndarray], torch.Tensor] | None = None) -> dict:
     """Cosine similarity of each sampled image's embedding with its transformed version, per
     transformation and encoder, and of pairs of different images of one class / of different classes.
 
@@ -103,7 +110,9 @@ def invariance(encoders: list[tuple[str, nn.Module]], data, num_images: int = 25
 
     The same images, transformations and pairs (all drawn from ``seed``) serve every encoder.
     Returns ``{"rows": [InvarianceRow.to_dict()...], "num_images": n, "notes": [...]}``;
-    ``on_row`` gets each row as it is computed.
+    ``on_row`` gets each row as it is computed. ``amp_dtype``: the forward passes under autocast (the
+    training precision); ``originals(name, encoder, indices)``: the raw features of the untransformed
+    images from a feature store (computed here when None).
     """
     bad = [t for t in transforms if t not in TRANSFORMS]
     if bad:
@@ -143,13 +152,13 @@ def invariance(encoders: list[tuple[str, nn.Module]], data, num_images: int = 25
         enc = enc.to(device)
         if cancel is not None and cancel.is_set():
             raise InvarianceCancelled("the invariance view was cancelled")
-        raw = features(enc, x)
+        raw = originals(name, enc, idx) if originals is not None else features(enc, x, amp_dtype=amp_dtype)
         center = raw.mean(0, keepdim=True)  # this encoder's mean direction, shared by every image
         base = F.normalize(raw - center, dim=1)
         for t in transforms:
             if cancel is not None and cancel.is_set():
                 raise InvarianceCancelled("the invariance view was cancelled")
-            sim = (base * embed(enc, views[t], center)).sum(1)
+            sim = (base * embed(enc, views[t], center, amp_dtype)).sum(1)
             add(InvarianceRow(name, "transform", t, float(sim.mean()), float(sim.std()), len(sim)))
         for kind, (a, b) in pairs.items():
             if len(a) == 0:
