@@ -1,5 +1,6 @@
 """bench/data.py: one command opens a folder with an empty cache, again from the cache, streams it beside a
-training step, and ends with one JSON line; a missing folder is one line and exit 2."""
+training step, and ends with one JSON line; a missing folder is one line and exit 2. bench/extraction.py:
+the extraction's speed per setting."""
 
 from __future__ import annotations
 
@@ -38,3 +39,16 @@ def test_bench_data_reports_the_opens_and_the_stream_beside_the_step(tmp_path):
     proc = subprocess.run([sys.executable, "bench/data.py", "--data", str(tmp_path / "nowhere")],
                           cwd=ROOT, capture_output=True, text=True, timeout=60, env=env)
     assert proc.returncode == 2 and "is not a folder" in proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.slow
+def test_bench_extraction_reports_every_setting_and_a_map_estimate():
+    proc = subprocess.run([sys.executable, "bench/extraction.py", "--images", "16", "--threads", "1",
+                           "--batch-sizes", "8", "--map-images", "1000"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    settings = {(r["precision"], r["channels_last"]) for r in out["rows"]}
+    assert {("float32", False), ("float32", True)} <= settings and all(r["images_per_s"] > 0 for r in out["rows"])
+    assert out["best"]["images_per_s"] == max(r["images_per_s"] for r in out["rows"])
+    assert out["map_extract_s_best"] == pytest.approx(1000 / out["best"]["images_per_s"], rel=0.01)
