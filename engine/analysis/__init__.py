@@ -11,7 +11,8 @@ holds a map back. The ops live by topic: :mod:`engine.analysis.map_ops`,
 :mod:`engine.analysis.inspect_ops`, :mod:`engine.analysis.export_ops`,
 :mod:`engine.analysis.downstream_ops` (label efficiency, invariance), :mod:`engine.analysis.encoder_ops`
 (opening any encoder, attention maps); per-run state (config, data,
-encoder, feature cache) in :mod:`engine.analysis.context`.
+encoder) in :mod:`engine.analysis.context`. Every op's features come from the worker's one
+:class:`engine.eval.features.FeatureStore` (``feature_store``): each image encoded once per encoder and precision.
 """
 
 from __future__ import annotations
