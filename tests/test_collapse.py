@@ -106,3 +106,20 @@ def test_two_view_methods_report_how_alike_their_views_and_other_images_are():
         pos, neg = float(out.metrics["pos_cos"]), float(out.metrics["neg_cos"])
         assert -1 <= neg <= 1 and -1 <= pos <= 1, name
         assert pos != pytest.approx(neg), name
+
+
+def test_the_per_epoch_monitor_records_the_effective_rank(tmp_path):
+    """A headless run's kNN monitor every epoch (no time snapshots) gives the Curves' effective-rank plot its
+    points, as the snapshots do."""
+    import json
+
+    from engine.config import default_config
+    from engine.session import Session
+
+    cfg = default_config("rotnet", backbone="small_cnn", device="cpu", epochs=2, runs_root=str(tmp_path),
+                         data={"spec": "builtin:shapes:128", "image_size": 16}, optim={"batch_size": 32},
+                         eval={"knn_every_epochs": 1, "final_eval": False, "snapshot_every_s": 0})
+    summary = Session(cfg, lambda m: None).run()
+    records = [json.loads(x) for x in open(f"{summary['run_dir']}/metrics.jsonl")]
+    monitor = [r for r in records if r.get("kind") == "knn_monitor"]
+    assert len(monitor) == 2 and all(1.0 <= r["effective_rank"] <= 64 for r in monitor)

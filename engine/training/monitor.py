@@ -106,11 +106,11 @@ class Monitor:
             values["knn_top1"] = top1
             if top5 is not None:
                 values["knn_top5"] = top5
-            values["collapse_std"] = collapse_std(ft)
             self.last_knn = top1
         else:
             idx = np.sort(rng.choice(len(data), min(e.monitor_size, len(data)), replace=False))
-            values["collapse_std"] = collapse_std(self.features(method, data, idx))
+            ft = self.features(method, data, idx)
+        values.update(collapse_std=collapse_std(ft), effective_rank=effective_rank(ft))
         return values
 
     def final(self, method, results: dict, cancel=None) -> dict:
