@@ -48,14 +48,18 @@ def heat(values: np.ndarray) -> np.ndarray:
 
 
 def scaled(amap: np.ndarray) -> np.ndarray:
-    """A map divided by its largest cell (0..1), so its pattern shows whatever the grid's size."""
+    """A map stretched to 0..1 between its smallest and largest cell, so its pattern shows whatever the grid's
+    size and however evenly it spreads (an even map is all 0)."""
     m = np.asarray(amap, np.float32)
-    top = float(m.max()) if m.size else 0.0
-    return m / top if top > 0 else np.zeros_like(m)
+    if not m.size:
+        return m
+    lo, hi = float(m.min()), float(m.max())
+    return (m - lo) / (hi - lo) if hi - lo > 1e-12 else np.zeros_like(m)
 
 
-def overlay(image: np.ndarray, amap: np.ndarray, alpha: float = 0.6) -> np.ndarray:
-    """The image (H, W, 3 uint8) with the map over it on the heat scale."""
+def overlay(image: np.ndarray, amap: np.ndarray, alpha: float = 0.65) -> np.ndarray:
+    """The image (H, W, 3 uint8) with the map over it on the heat scale (stretched between its smallest and
+    largest cell: dark where the encoder looks least, bright where it looks most)."""
     img = np.asarray(image, np.float32)
     h = heat(upsample(scaled(amap), img.shape[0], img.shape[1])).astype(np.float32)
     return (img * (1 - alpha) + h * alpha).round().clip(0, 255).astype(np.uint8)
