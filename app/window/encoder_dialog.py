@@ -66,8 +66,11 @@ class OpenEncoderDialog(QDialog):
         self.arch = _combo(list(dict.fromkeys([*ARCH_SUGGESTIONS, *backbones])),
                            "The architecture the file was trained with: torchvision:NAME, timm:NAME (options after "
                            "?, e.g. timm:vit_small_patch16_224?img_size=96) or a workbench backbone")
+        self.arch.lineEdit().setPlaceholderText("for a weights file: torchvision:resnet50, timm:vit_small_patch16_224, "
+                                                "resnet18, ...")
         self.select = _combo(NETWORK_SUGGESTIONS, "Which network of a checkpoint that holds several (empty: the "
                                                   "teacher, else the online network)")
+        self.select.lineEdit().setPlaceholderText("the teacher, else the online network")
         self.data = QLineEdit(data)
         self.data.setToolTip("The dataset its map and evaluations look at (empty: the built-in shapes)")
         self.size = QSpinBox()
