@@ -174,7 +174,10 @@ def test_the_window_has_file_open_encoder(qtbot, tmp_path, monkeypatch):
     qtbot.addWidget(win)
     file_menu = win.menuBar().actions()[0].menu()
     (action,) = [a for a in file_menu.actions() if a.text() == "Open encoder…"]
-    assert action.shortcut().toString() == "Ctrl+Shift+E"
+    assert action.shortcut().toString() == "Ctrl+Shift+I"
+    keys = [a.shortcut().toString() for m in win.menuBar().actions() for a in m.menu().actions()
+            if a.shortcut().toString()]
+    assert len(keys) == len(set(keys)), keys  # no shortcut answers two entries
     win.model.set("runs_root", str(tmp_path / "myruns"))
     action.trigger()
     dlg = win.encoder_dialog

@@ -62,7 +62,7 @@ class Menus:
         mb = window.menuBar()
         f = mb.addMenu("&File")
         add_action(w, f, "Open run folder…", act.open_run, "Ctrl+Shift+O", "Show a run folder's curves")
-        add_action(w, f, "Open encoder…", act.open_encoder, "Ctrl+Shift+E",
+        add_action(w, f, "Open encoder…", act.open_encoder, "Ctrl+Shift+I",
                    "Inspect any encoder: a weights file with its architecture, or a torchvision / timm model")
         self._view_entries(f, "File")
         f.addSeparator()
