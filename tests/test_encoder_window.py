@@ -325,3 +325,41 @@ def test_a_point_clicked_on_the_encoder_s_map_shows_its_attention(qtbot, worker,
                     timeout=30_000)
     run.choose_point(dirs["cnn"], 3)  # another run's point is not this one's
     assert panel.attention.indices.text() == str(int(emb.current.indices[other]))
+
+
+def test_an_opened_encoder_is_shown_like_a_run_in_the_window(qtbot, worker, files, tmp_path, monkeypatch):
+    """File > Open encoder… to the end: the map is the view shown, the Run history lists and selects the encoder
+    entry, the Inspector says it is an encoder and offers Train from this encoder."""
+    monkeypatch.setenv("SSLWB_CONFIG_DIR", str(tmp_path / "cfg"))
+    from app.window.main_window import MainWindow
+
+    win = MainWindow(start_service=False)
+    win.confirm_quit = False
+    qtbot.addWidget(win)
+    root = tmp_path / "runs"
+    win.model.set("runs_root", str(root))
+    real, win.analysis = win.analysis, InProcessAnalysis(worker)  # what the dialog asks (views keep the client)
+    try:
+        dlg = win.open_encoder_dialog()
+    finally:
+        win.analysis = real
+    dlg.spec.setText(files["cnn"])
+    dlg.arch.setCurrentText("torchvision:resnet18")
+    dlg.data.setText(DATA)
+    dlg.size.setValue(32)
+    with qtbot.waitSignal(win.run_model.runChanged, timeout=60_000) as got:
+        dlg.submit()
+    ref = got.args[0]
+    assert ref.origin == "opened" and ref.run_dir.startswith(str(root)) and "encoder-r18.pth" in ref.name
+    assert win.tabs.currentWidget() is win.view("embedding")
+    assert "Opened r18.pth: loaded" in win.statusBar().currentMessage()
+    history, inspector = win.view("history"), win.view("inspector")
+    qtbot.waitUntil(lambda: history.selected() == ref.run_dir, timeout=20_000)
+    assert not history.train_btn.isHidden()
+    assert "encoder r18.pth (torchvision:resnet18)" in inspector.header.text() and not inspector.train_btn.isHidden()
+    inspector.train_btn.click()  # Train from this encoder: the Run panel's config starts from its weights
+    assert win.tabs.currentWidget() is win.view("run")
+    assert (win.model.get("init"), win.model.get("init_arch"), win.model.get("backbone")) == \
+        (files["cnn"], "torchvision:resnet18", "torchvision:resnet18")
+    assert "press Start" in win.statusBar().currentMessage()
+    win.close()

@@ -180,6 +180,7 @@ class HistoryPanel(QWidget, View):
         self._busy = False
         self._again = False  # the folders changed while listing: list again
         self._details_for: str | None = None
+        self.select_after: str | None = None  # a run to select once a listing has it
         self.details: dict | None = None
         self.confirm = self._confirm_dialog
 
@@ -275,7 +276,9 @@ class HistoryPanel(QWidget, View):
             return
         if not self.listing.lists(ref.run_dir):
             self.add_folder(ref.run_dir)
-        self.select(ref.run_dir)
+        if not self.select(ref.run_dir):  # a folder made just now (an opened encoder): selected once listed
+            self.select_after = ref.run_dir
+            self.refresh()
 
     # -- folders ---------------------------------------------------------------------------
     @property
@@ -324,6 +327,9 @@ class HistoryPanel(QWidget, View):
         infos, finals = found
         self._busy = False
         keep = self.selected()
+        if self.select_after and self.listing.info(self.select_after) is None and \
+                any(i.path == self.select_after for i in infos):
+            keep, self.select_after = self.select_after, None
         if self.listing.update(infos, finals) or self.table.rowCount() != len(infos):
             self._fill(keep)
         self.refreshed.emit()
