@@ -251,9 +251,11 @@ def test_the_attention_tab_shows_each_head_their_mean_and_the_kept_mass(qtbot, w
     asked = len(client.calls)
     assert tab.grid.images[1].toImage() != mean_tile and len(client.calls) == asked
     tab.head.setCurrentIndex(tab.head.findText("all heads"))
+    assert not tab.keep.isEnabled()  # the threshold picture is the single map's
     assert tab.tiles_shown() == 8 * (2 + 3) and tab.grid.captions[:5] == [tab.grid.captions[0], "mean", "head 1",
                                                                           "head 2", "head 3"]
     tab.head.setCurrentIndex(0)
+    assert tab.keep.isEnabled()
 
     def kept_pixels(i=2):
         img = tab.grid.images[i].toImage()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox
 
 from app.common.charts import ThumbGrid
-from app.inspector.overlay import MEAN, attention_tiles, head_choices, parse_indices
+from app.inspector.overlay import ALL, MEAN, attention_tiles, head_choices, parse_indices
 from app.inspector.tab import InspectorTab
 
 DEFAULT_IMAGES = "0-7"
@@ -124,7 +124,9 @@ class AttentionTab(InspectorTab):
         d = self.result
         if d is None:
             return
-        images, captions, tips, per = attention_tiles(d, self.head.currentData(), self.keep.value() / 100)
+        head = self.head.currentData()
+        self.keep.setEnabled(head != ALL)  # all heads side by side: each head's map, no threshold picture
+        images, captions, tips, per = attention_tiles(d, head, self.keep.value() / 100)
         self.grid.fixed_columns = per
         self.grid.group = per
         self.grid.set_items(images, captions, tips, smooth=False)
