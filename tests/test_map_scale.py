@@ -140,27 +140,3 @@ def test_the_map_draws_density_zoomed_out_and_points_zoomed_in(qtbot):
     # fewer points than the threshold: always points
     m.set_points(coords[:5000])
     qtbot.waitUntil(lambda: not m.density_shown and m.scatter.isVisible(), timeout=5_000)
-
-
-def test_a_large_map_shows_its_first_2000_while_the_rest_is_extracted():
-    from app.map.loader import MapLoader
-    from app.map.model import Entry, MapStore
-
-    class Requests:
-        available, alive = True, True
-
-        def __init__(self):
-            self.args = []
-
-        def map(self, args, *callbacks):
-            self.args.append(args)
-            return len(self.args)
-
-    store, req = MapStore(), Requests()
-    store.open("/some/run")
-    loader = MapLoader(store, req)
-    for sample, first in ((100_000, 2000), (5000, 500), (20_000, 2000), (12_000, 1200)):
-        loader.show(Entry.checkpoint("eval", sample), "pca", "eval", sample, None)
-        assert (req.args[-1]["sample"], req.args[-1]["preview"]) == (sample, first)
-    loader.show(Entry.snapshot({"step": 3, "path": "x.npz", "epoch": 0}), "pca", "eval", 5000, None)
-    assert "preview" not in req.args[-1]  # a snapshot's features are known: nothing to extract

@@ -50,8 +50,6 @@ class MapLoader(QObject):
             return
         args = {"run_dir": store.run_dir, "projection": projection, "key": entry.key,
                 **store.map_source(entry, split, sample)}
-        if "split" in args:  # extracted from the checkpoint: a first look while the rest is extracted
-            args["preview"] = store.first_look(sample)
         init = store.warm_start(entry, shown)
         self._warm_start = bool(init)
         args.update(init, thumbs=store.needs_thumbs(entry))

@@ -195,12 +195,6 @@ class MapStore:
         state = self.states.get(entry.key)
         return None if state is None else state.layouts.get(projection)
 
-    @staticmethod
-    def first_look(sample: int) -> int:
-        """How many images a map extracted from the checkpoint shows first while the rest are extracted: a tenth
-        of the sample, at least 500 and at most 2,000 (the first 2,000 of 100,000)."""
-        return max(500, min(2000, int(sample) // 10))
-
     def map_source(self, entry: Entry, split: str, sample: int) -> dict:
         """What the analysis process maps for ``entry``: known features, a snapshot on disk, or an
         extraction from the checkpoint."""
