@@ -15,11 +15,11 @@ Prints progress to stderr and ONE JSON object on its last stdout line:
 - ``stall_p99_ms`` (and p50, max): lateness of a 10 ms heartbeat timer in the GUI process while
   the analysis process computes a UMAP and the panel animates its partial layouts (the window
   issue's limits: p99 < 30 ms, max < 100 ms);
-- ``lasso_ms``: p95 of selecting the points inside a hand-drawn lasso (300 vertices) among 100,000 points
-  (target < 100 ms);
 - ``umap_quality``: trustworthiness and 2-D kNN label accuracy of our UMAP next to umap-learn's
   defaults on the same data (skip with --no-quality).
 The GUI part runs in this process without torch or umap, as in the app.
+``lasso_ms``: p95 of selecting the points inside a hand-drawn lasso (300 vertices) among 100,000 points (target
+< 100 ms).
 """
 
 from __future__ import annotations
