@@ -13,6 +13,11 @@ def resumable(info) -> bool:
             and (Path(info.path) / "checkpoints" / "last.pt").exists())
 
 
+def is_encoder(info) -> bool:
+    """An encoder opened with File > Open encoder… (engine.runs.RunInfo.kind), not a run trained here."""
+    return info is not None and getattr(info, "kind", "run") == "encoder"
+
+
 def deletable(info, protected: bool) -> bool:
     """A run nothing writes now: not live, and not ``protected`` (training in this window)."""
     return info is not None and not info.live and not protected

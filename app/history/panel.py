@@ -16,13 +16,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from PySide6.QtCore import Qt, QTimer, QUrl, Signal
-from PySide6.QtGui import QColor, QDesktopServices
+from PySide6.QtCore import QPoint, Qt, QTimer, QUrl, Signal
+from PySide6.QtGui import QColor, QDesktopServices, QIcon, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QHBoxLayout,
     QHeaderView,
     QLabel,
+    QMenu,
     QMessageBox,
     QPlainTextEdit,
     QPushButton,
@@ -41,12 +42,33 @@ from app.common.measures import knn_cell, list_runs_with_finals
 from app.common.tasks import run_in_thread
 from app.common.view import MenuEntry, View, ViewContext
 from app.history.details import details_html, fmt_duration, fmt_pct, read_details
-from app.history.model import RunListing, deletable, resumable
+from app.history.model import RunListing, deletable, is_encoder, resumable
+from app.models.encoders import train_from_encoder
 from app.models.run_model import RunRef
 
 COLUMNS = ("Run", "Method", "Data", "Started", "Duration", "State", "Steps", "kNN top-1", "Linear top-1")
 STATE_COLORS = {"running": "#2e7d32", "paused": "#ef6c00", "loading": "#2e7d32", "evaluating": "#2e7d32",
                 "failed": "#c62828", "interrupted": "#c62828", "finished": "#1565c0", "stopped": "#6d4c41"}
+
+
+ENCODER_COLOR = "#7b1fa2"
+
+
+def kind_icon(kind: str) -> QIcon:
+    """The Run cell's mark: a purple diamond for an opened encoder, a blue dot for a trained run."""
+    pm = QPixmap(14, 14)
+    pm.fill(Qt.GlobalColor.transparent)
+    p = QPainter(pm)
+    p.setRenderHint(QPainter.RenderHint.Antialiasing)
+    p.setPen(Qt.PenStyle.NoPen)
+    if kind == "encoder":
+        p.setBrush(QColor(ENCODER_COLOR))
+        p.drawPolygon([QPoint(7, 1), QPoint(13, 7), QPoint(7, 13), QPoint(1, 7)])
+    else:
+        p.setBrush(QColor("#1565c0"))
+        p.drawEllipse(3, 3, 8, 8)
+    p.end()
+    return QIcon(pm)
 
 
 class SortItem(QTableWidgetItem):
@@ -104,6 +126,12 @@ class RunTable(QTableWidget):
             ]
             cells[0].setData(Qt.ItemDataRole.UserRole, info.path)
             cells[0].setToolTip(info.path)
+            cells[0].setIcon(kind_icon(getattr(info, "kind", "run")))
+            if is_encoder(info):
+                cells[0].setToolTip(f"An opened encoder: {info.encoder or '?'}\n{info.path}")
+                cells[1].setForeground(QColor(ENCODER_COLOR))
+                cells[1].setToolTip(f"An encoder opened with File > Open encoder… ({info.encoder or '?'}); it trained "
+                                    "nothing here")
             cells[5].setForeground(QColor(STATE_COLORS.get(info.state, "#333")))
             if info.state == "interrupted":
                 cells[5].setToolTip("Its process is gone (killed, or the machine stopped) while it was "
@@ -139,6 +167,7 @@ class HistoryPanel(QWidget, View):
     overlay_requested = Signal(str, bool)
     resume_requested = Signal(str)
     use_config_requested = Signal(dict)
+    train_from_requested = Signal(dict)  # an opened encoder's config.json: start a run from its weights
     message = Signal(str)
     refreshed = Signal()
     folders_changed = Signal(list)  # all_roots(): where runs are listed from
@@ -151,12 +180,15 @@ class HistoryPanel(QWidget, View):
         self._busy = False
         self._again = False  # the folders changed while listing: list again
         self._details_for: str | None = None
+        self.select_after: str | None = None  # a run to select once a listing has it
         self.details: dict | None = None
         self.confirm = self._confirm_dialog
 
         self.table = RunTable()
         self.table.itemSelectionChanged.connect(self._selected)
         self.table.itemDoubleClicked.connect(lambda _i: self.open_selected())
+        self.table.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
+        self.table.customContextMenuRequested.connect(self._context_menu)
 
         self.open_btn = QPushButton("Open")
         self.open_btn.setToolTip("Show this run's curves in the Curves tab (double-click does the same)")
@@ -170,6 +202,9 @@ class HistoryPanel(QWidget, View):
         self.use_btn = QPushButton("Use its config")
         self.use_btn.setToolTip("Load this run's config into the Run panel")
         self.use_btn.clicked.connect(self._use_config)
+        self.train_btn = QPushButton("Train from this encoder")
+        self.train_btn.setToolTip("Start the Run panel's config from this encoder's weights (main.py train --init)")
+        self.train_btn.clicked.connect(self.train_from_selected)
         self.delete_btn = QPushButton("Delete…")
         self.delete_btn.clicked.connect(self.delete_selected)
         self.show_btn = QPushButton("Show folder")
@@ -180,7 +215,8 @@ class HistoryPanel(QWidget, View):
         self.refresh_btn = QPushButton("Refresh")
         self.refresh_btn.clicked.connect(self.refresh)
         bar = QHBoxLayout()
-        for b in (self.open_btn, self.overlay_btn, self.resume_btn, self.use_btn, self.delete_btn, self.show_btn):
+        for b in (self.open_btn, self.overlay_btn, self.resume_btn, self.use_btn, self.train_btn, self.delete_btn,
+                  self.show_btn):
             bar.addWidget(b)
         bar.addStretch(1)
         bar.addWidget(self.add_btn)
@@ -240,7 +276,9 @@ class HistoryPanel(QWidget, View):
             return
         if not self.listing.lists(ref.run_dir):
             self.add_folder(ref.run_dir)
-        self.select(ref.run_dir)
+        if not self.select(ref.run_dir):  # a folder made just now (an opened encoder): selected once listed
+            self.select_after = ref.run_dir
+            self.refresh()
 
     # -- folders ---------------------------------------------------------------------------
     @property
@@ -289,6 +327,9 @@ class HistoryPanel(QWidget, View):
         infos, finals = found
         self._busy = False
         keep = self.selected()
+        if self.select_after and self.listing.info(self.select_after) is None and \
+                any(i.path == self.select_after for i in infos):
+            keep, self.select_after = self.select_after, None
         if self.listing.update(infos, finals) or self.table.rowCount() != len(infos):
             self._fill(keep)
         self.refreshed.emit()
@@ -322,8 +363,14 @@ class HistoryPanel(QWidget, View):
     def _update_buttons(self) -> None:
         info = self.selected_info()
         has = info is not None
-        for b in (self.open_btn, self.overlay_btn, self.use_btn, self.show_btn):
+        encoder = is_encoder(info)
+        for b in (self.open_btn, self.show_btn):
             b.setEnabled(has)
+        for b in (self.overlay_btn, self.use_btn):  # an encoder has no curves, and a config that trains nothing
+            b.setEnabled(has and not encoder)
+        self.train_btn.setVisible(encoder)
+        self.train_btn.setEnabled(encoder)
+        self.resume_btn.setVisible(not encoder)
         self.resume_btn.setEnabled(resumable(info))
         self.delete_btn.setEnabled(deletable(info, has and self.protected(info.path)))
 
@@ -348,6 +395,40 @@ class HistoryPanel(QWidget, View):
         info = self.selected_info()
         if info is not None:
             self.overlay_requested.emit(info.path, bool(info.live))
+
+    def _context_menu(self, pos) -> QMenu | None:
+        """Right-click on a row: what the buttons do, for that row."""
+        item = self.table.itemAt(pos)
+        if item is None:
+            return None
+        self.table.selectRow(item.row())
+        menu = self.context_menu()
+        menu.popup(self.table.viewport().mapToGlobal(pos))
+        return menu
+
+    def context_menu(self) -> QMenu:
+        """The selected row's actions (the enabled buttons, in their order)."""
+        menu = QMenu(self)
+        for b in (self.open_btn, self.train_btn, self.overlay_btn, self.resume_btn, self.use_btn, self.show_btn,
+                  self.delete_btn):
+            if b.isEnabled() and not b.isHidden():
+                menu.addAction(b.text(), b.click)
+        return menu
+
+    def train_from_selected(self) -> None:
+        """"Train from this encoder": its folder's config (read off the GUI thread when not read yet)."""
+        info = self.selected_info()
+        if not is_encoder(info):
+            return
+        d = self.details or {}
+        if self._details_for == info.path and d.get("config"):
+            self.train_from_requested.emit(dict(d["config"]))
+            return
+        from engine.runs import read_json
+
+        run_in_thread(read_json, str(Path(info.path) / "config.json"), on_done=lambda c: c and
+                      self.train_from_requested.emit(dict(c)),
+                      on_error=lambda e: self.message.emit(f"Could not read {info.path}: {e['message']}"))
 
     def _use_config(self) -> None:
         d = self.details or {}
@@ -417,7 +498,7 @@ def history_view(ctx: ViewContext) -> HistoryPanel:
 
     def open_run(run_dir: str, live: bool) -> None:
         ctx.run.request_open(run_dir, live)
-        ctx.show_view("curves")
+        ctx.show_view("embedding" if is_encoder(panel.listing.info(run_dir)) else "curves")  # an encoder has no curves
 
     def overlay(run_dir: str, live: bool) -> None:
         ctx.run.request_overlay(run_dir, live)
@@ -432,4 +513,15 @@ def history_view(ctx: ViewContext) -> HistoryPanel:
     panel.overlay_requested.connect(overlay)
     panel.resume_requested.connect(ctx.run.request_resume)
     panel.use_config_requested.connect(use_config)
+
+    def train_from(encoder_config: dict) -> None:
+        try:
+            text = train_from_encoder(ctx.config.set, encoder_config)
+        except ValueError as exc:
+            ctx.status(str(exc))
+            return
+        ctx.show_view("run")
+        ctx.status(text)
+
+    panel.train_from_requested.connect(train_from)
     return panel

@@ -22,6 +22,7 @@ class InspectorModel:
         self.live = False
         self.method: str | None = None  # the shown run's method
         self.config: dict = {}
+        self.encoder: dict | None = None  # an opened encoder's entry (encoder.json), None for a trained run
         self.loaded: set[str] = set()  # the tabs that loaded what they show for this run
 
     def all_roots(self) -> list[str]:
@@ -37,17 +38,28 @@ class InspectorModel:
         self.live = live
         self.loaded = set()
         if self.run_dir:
-            from engine.runs import read_json
+            from engine.runs import encoder_entry, read_json
 
             self.config = read_json(Path(self.run_dir) / "config.json", {}) or {}
+            self.encoder = encoder_entry(self.run_dir)
             self.method = self.config.get("method") or self.method
+        else:
+            self.encoder = None
         return other
+
+    @property
+    def is_encoder(self) -> bool:
+        """Is the folder shown an opened encoder (File > Open encoder…), not a trained run?"""
+        return self.encoder is not None
 
     def header(self) -> str:
         """The line above the tabs: the run, its method and data, and whether it trains."""
         if not self.run_dir:
             return "No run open"
         data = (self.config.get("data") or {}).get("spec", "?")
+        if self.encoder is not None:
+            e = self.encoder
+            return f"{Path(self.run_dir).name} · encoder {e.get('name') or e.get('spec', '?')} ({e.get('arch', '?')}) on {data}"
         return (f"{Path(self.run_dir).name} · {self.config.get('method', '?')} on {data}"
                 + (" · training" if self.live else ""))
 

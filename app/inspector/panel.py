@@ -5,7 +5,8 @@ the same backbone, per-class accuracy, confusion matrix), Compare runs (several 
 readout), Downstream (label efficiency: top-1 against labels per class for linear, fine-tune and
 kNN next to training from scratch; the invariance bars), Retrieval (nearest images of any dataset
 image or file), Reconstructions (MAE triplets, live during training), Pretext task (where RotNet/Jigsaw
-err), Filters (first conv layer) and Export (the encoder as safetensors with its one-line loading example).
+err), Filters (first conv layer), Attention (where a ViT's heads or a CNN's feature map look; a point clicked
+on the map shows its image) and Export (the encoder as safetensors with its one-line loading example).
 
 All computing happens in the analysis process; this widget sends requests and draws replies. The run
 shown lives in the Inspector's model (app/inspector/model.py), which every tab gets (their base:
@@ -14,26 +15,32 @@ app/inspector/tab.py). ``inspector_view(ctx)`` makes the window's view.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from PySide6.QtCore import QSize, Signal
 from PySide6.QtWidgets import (
+    QHBoxLayout,
     QLabel,
+    QPushButton,
     QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from app.common.view import View, ViewContext
+from app.inspector.attention import AttentionTab
 from app.inspector.downstream import DownstreamTab
 from app.inspector.evaluation import CompareTab, EvaluationTab
 from app.inspector.model import InspectorModel
 from app.inspector.tabs import ExportTab, FiltersTab, PretextTab, ReconstructionTab, RetrievalTab
-from app.models.run_model import RunRef
+from app.models.encoders import train_from_encoder
+from app.models.run_model import PointRef, RunRef
 
 
 class InspectorPanel(QWidget, View):
     statusMessage = Signal(str)
+    trainFromEncoder = Signal(dict)  # the shown encoder's config.json: "Train from this encoder"
 
     def __init__(self, client=None, parent=None, runs_roots: tuple = (), roots: Callable[[], list[str]] | None = None,
                  method_info: Callable[[str], dict | None] | None = None):
@@ -46,7 +53,14 @@ class InspectorPanel(QWidget, View):
         lay.setContentsMargins(2, 2, 2, 2)
         self.header = QLabel("No run open")
         self.header.setStyleSheet("font-weight: bold;")
-        lay.addWidget(self.header)
+        self.train_btn = QPushButton("Train from this encoder")
+        self.train_btn.setToolTip("Start the Run panel's config from this encoder's weights (main.py train --init)")
+        self.train_btn.clicked.connect(lambda: self.trainFromEncoder.emit(dict(self.target.config)))
+        self.train_btn.hide()
+        head = QHBoxLayout()
+        head.addWidget(self.header, 1)
+        head.addWidget(self.train_btn)
+        lay.addLayout(head)
         self.tabs = QTabWidget()
         t = self.target
         self.evaluation = EvaluationTab(t)
@@ -56,11 +70,13 @@ class InspectorPanel(QWidget, View):
         self.reconstruction = ReconstructionTab(t)
         self.pretext = PretextTab(t)
         self.filters = FiltersTab(t)
+        self.attention = AttentionTab(t)
         self.export = ExportTab(t, self.save_png)
         for w, name in ((self.evaluation, "Evaluation"), (self.compare, "Compare runs"),
                         (self.downstream, "Downstream"),
                         (self.retrieval, "Retrieval"), (self.reconstruction, "Reconstructions"),
-                        (self.pretext, "Pretext task"), (self.filters, "Filters"), (self.export, "Export")):
+                        (self.pretext, "Pretext task"), (self.filters, "Filters"), (self.attention, "Attention"),
+                        (self.export, "Export")):
             self.tabs.addTab(w, name)
         self.tabs.currentChanged.connect(self._on_tab)
         lay.addWidget(self.tabs, 1)
@@ -81,12 +97,14 @@ class InspectorPanel(QWidget, View):
     def set_run(self, run_dir: str | None, live: bool = False) -> None:
         self.target.open(run_dir, live)
         self.header.setText(self.target.header())
+        self.train_btn.setVisible(self.target.is_encoder)
         if not self.run_dir:
             return
         self.show_method_captions()
         self.evaluation.show_saved()
         if self.shown_run != self.run_dir:
             self.downstream.reset()
+            self.attention.reset()
             self.shown_run = self.run_dir
         self._on_tab(self.tabs.currentIndex())
 
@@ -126,7 +144,19 @@ class InspectorPanel(QWidget, View):
             self.export.load_example()
         elif w is self.compare:
             self.compare.reload()
+        elif w is self.attention:
+            self.attention.refresh()
 
+    def show_point(self, point: PointRef) -> None:
+        """A point of the shown run's map was clicked: the Attention tab shows that image (at once when it is the
+        tab shown, else when it is next shown)."""
+        if not self.run_dir or not point.run_dir or \
+                os.path.abspath(point.run_dir) != os.path.abspath(self.run_dir):
+            return
+        now = self.tabs.currentWidget() is self.attention and self.client is not None
+        self.attention.show_point(point.index, point.split, point.data, now=now)
+        if not now:
+            self.target.loaded.discard(type(self.attention).__name__)  # shown next time the tab is
     def save_png(self, path: str) -> bool:
         return self.tabs.currentWidget().grab().save(path)
 
@@ -149,4 +179,16 @@ def inspector_view(ctx: ViewContext) -> InspectorPanel:
     panel.statusMessage.connect(ctx.status)
     ctx.engine.message.connect(panel.on_engine_message)  # a started run arrives with RunStarted
     ctx.run.runChanged.connect(panel.show_run)
+    ctx.run.pointChosen.connect(panel.show_point)
+
+    def train_from(encoder_config: dict) -> None:
+        try:
+            text = train_from_encoder(ctx.config.set, encoder_config)
+        except ValueError as exc:
+            ctx.status(str(exc))
+            return
+        ctx.show_view("run")
+        ctx.status(text)
+
+    panel.trainFromEncoder.connect(train_from)
     return panel

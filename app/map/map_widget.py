@@ -7,18 +7,22 @@ Performance notes (smooth at 10,000 points):
 - layout changes and animation frames write the positions into the item's record array in
   place (no ``setData``, which rebuilds every spot);
 - hover uses a uniform grid over the layout (app/map/geometry.py): a query looks at the few cells within
-  12 px of the cursor, and signals/updates happen only when the hovered point changes.
+  12 px of the cursor, and signals/updates happen only when the hovered point changes;
+- zoomed out over more than ``DENSITY_AT`` points (app/map/density.py), the map draws their density (per class
+  colour) as one image, computed when the view or the points change (never in a paint), and switches back to
+  points as the user zooms in; hover, clicks and the lasso work on the points' exact positions either way.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QElapsedTimer, QPoint, QPointF, Qt, QTimer, Signal
+from PySide6.QtCore import QElapsedTimer, QPoint, QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app.common.images import qpixmap
+from app.map.density import CELL_PX, DENSITY_AT, density_image, visible_count
 from app.map.geometry import GridIndex, rows_in_selection
 from app.map.movie import glide
 
@@ -208,6 +212,13 @@ class EmbeddingMap(QWidget):
         lay.addWidget(self.plot)
         self.scatter = pg.ScatterPlotItem(pxMode=True, size=6, pen=None, useCache=True, hoverable=False)
         self.plot.addItem(self.scatter)
+        self.density = pg.ImageItem()  # the points' density, zoomed out over many points
+        self.density.setZValue(-1)
+        self.plot.addItem(self.density, ignoreBounds=True)
+        self.density.hide()
+        self.density_at = DENSITY_AT
+        self._density_timer = QTimer(self, singleShot=True, interval=20)
+        self._density_timer.timeout.connect(self.update_density)
         self.rings = Rings(self.plot)
         self.marks, self.focus = self.rings.marks, self.rings.focus
         self.hover_mark = pg.ScatterPlotItem(pxMode=True, size=14, pen=pg.mkPen("#111111", width=2), brush=None)
@@ -249,6 +260,7 @@ class EmbeddingMap(QWidget):
         self.plot.scene().sigMouseClicked.connect(self._on_mouse_clicked)
         self.vb.sigSelection.connect(self._on_selection)
         self.vb.sigRangeChanged.connect(lambda *a: self._hide_hover())
+        self.vb.sigRangeChanged.connect(lambda *a: self._density_timer.start())
         self.vb.sigRangeChangedManually.connect(self._user_moved_view)
         self._auto_fit = True
         self.set_message("No map yet")
@@ -298,6 +310,7 @@ class EmbeddingMap(QWidget):
         self.set_message("" if n else "No points")
         if reset_view and n:
             self.reset_view()
+        self._density_timer.start()
 
     def _user_moved_view(self, *_) -> None:
         self._auto_fit = False
@@ -372,10 +385,14 @@ class EmbeddingMap(QWidget):
         s.informViewBoundsChanged()
         s.update()
         self.rings.draw(c)
+        self._density_timer.start()
 
     def _anim_step(self) -> None:
         t = min(1.0, self._anim_clock.elapsed() / max(1, self._anim_ms))
-        self._apply_positions(glide(self._anim_from, self._anim_to, t))
+        frame = glide(self._anim_from, self._anim_to, t)
+        self._apply_positions(frame)
+        if self.density_shown:
+            self.update_density(frame)
         if self._anim_bounds is not None and self._auto_fit:
             b = glide(self._anim_bounds[0], self._anim_bounds[1], t)
             self._set_range(b[0], b[1])
@@ -391,6 +408,34 @@ class EmbeddingMap(QWidget):
         if self.count and len(self.brushes.index) == self.count:
             self._colored_count = self.count
             self.scatter.setBrush(list(self.brushes.for_points(self.count)))
+        if self.density_shown:
+            self.update_density()
+
+    # -- density, zoomed out -----------------------------------------------------------------------------------
+    @property
+    def density_shown(self) -> bool:
+        """Does the map draw the points' density (zoomed out over many points) instead of the points?"""
+        return self.density.isVisible()
+
+    def update_density(self, coords: np.ndarray | None = None) -> bool:
+        """Density or points, for the view now: the density image of the points in view when they are more than
+        ``density_at``, else the points. Returns whether the density is shown."""
+        c = self.coords if coords is None else coords
+        r = self.vb.viewRect()
+        rect = (r.left(), r.top(), r.right(), r.bottom())
+        many = len(c) > self.density_at and visible_count(c, rect) > self.density_at
+        if many:
+            size = self.vb.boundingRect()
+            shape = (max(1, int(size.height() / CELL_PX)), max(1, int(size.width() / CELL_PX)))
+            pal = np.array([[q.red(), q.green(), q.blue()] for q in self.brushes.palette], np.uint8) \
+                if self.brushes.palette and len(self.brushes.index) == len(c) else None
+            img = density_image(c, rect, shape, self.brushes.index if pal is not None else None, pal,
+                                self.brushes.dim if pal is not None else None)
+            self.density.setImage(img.transpose(1, 0, 2), autoLevels=False, levels=(0, 255))
+            self.density.setRect(QRectF(rect[0], rect[1], rect[2] - rect[0], rect[3] - rect[1]))
+        self.density.setVisible(many)
+        self.scatter.setVisible(not many)
+        return many
 
     # -- overlays ---------------------------------------------------------------------------------------------
     def set_marked(self, rows) -> None:

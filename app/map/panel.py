@@ -44,6 +44,7 @@ class EmbeddingPanel(QWidget, View):
     statusMessage = Signal(str)
     mapShown = Signal(str)  # key of the map now drawn (stage "first" or a final layout)
     layoutFinished = Signal(str)  # projection name when a final layout is drawn
+    imagePicked = Signal(str, int, str, str)  # (run_dir, index, split, data): a point was clicked
 
     def __init__(self, client=None, parent=None, engine_trains: Callable[[str | None], bool] | None = None):
         """``client``: the analysis client; ``engine_trains(run_dir)``: does the engine that answers
@@ -360,6 +361,9 @@ class EmbeddingPanel(QWidget, View):
         self.store.clicked_row = row
         self.side.setCurrentIndex(0)
         self.show_neighbors(row)
+        s = self.current
+        if s is not None and 0 <= row < len(s.indices) and self.run_dir:
+            self.imagePicked.emit(self.run_dir, int(s.indices[row]), s.split or "eval", s.data or "")
 
     def show_neighbors(self, row: int) -> None:
         found = self.store.query(row, self.k.value())
@@ -460,4 +464,5 @@ def map_view(ctx: ViewContext) -> EmbeddingPanel:
     ctx.engine.message.connect(panel.on_engine_message)  # a started run arrives with RunStarted
     ctx.run.runChanged.connect(panel.show_run)
     ctx.run.datasetChanged.connect(panel.set_loaded_dataset)
+    panel.imagePicked.connect(ctx.run.choose_point)  # the Inspector's Attention tab shows where it looks
     return panel

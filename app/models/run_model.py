@@ -16,6 +16,7 @@ State (signals):
     loadingChanged(bool)       a dataset started or stopped loading
     datasetChanged(object)     a dataset (app.models.dataset.ViewDataset) was loaded
     imageChosen(int)           an image of the dataset was chosen (its index)
+    pointChosen(PointRef)      a point of the shown run's map was clicked (an image of the data it maps)
     rootsChanged(list)         the folders whose runs the window lists changed
 
 Requests (a view asks, the window acts):
@@ -73,6 +74,17 @@ class DataChoice:
     load: bool = True
 
 
+@dataclass(frozen=True)
+class PointRef:
+    """An image of the data a run's map shows, clicked on the map: the run, its index in the ``split`` of the
+    run's data (or of ``data``, another dataset spec the map looks at)."""
+
+    run_dir: str
+    index: int
+    split: str = "eval"
+    data: str = ""
+
+
 def same_folder(a: str | None, b: str | None) -> bool:
     return bool(a) and bool(b) and os.path.abspath(str(a)) == os.path.abspath(str(b))
 
@@ -85,6 +97,7 @@ class RunModel(QObject):
     loadingChanged = Signal(bool)
     datasetChanged = Signal(object)  # ViewDataset
     imageChosen = Signal(int)
+    pointChosen = Signal(object)  # PointRef
     rootsChanged = Signal(list)  # list[str]
     startRequested = Signal(dict)
     resumeRequested = Signal(str)
@@ -99,6 +112,7 @@ class RunModel(QObject):
         self._dataset = None
         self._loading: str | None = None
         self._image: int | None = None
+        self._point: PointRef | None = None
         self._roots: list[str] = []
 
     # -- the run shown --------------------------------------------------------------------------
@@ -192,6 +206,17 @@ class RunModel(QObject):
     def choose_image(self, i: int) -> None:
         self._image = int(i)
         self.imageChosen.emit(int(i))
+
+    @property
+    def point(self) -> PointRef | None:
+        """The point of the map clicked last (for the run shown then), or None."""
+        return self._point
+
+    def choose_point(self, run_dir: str, index: int, split: str = "eval", data: str = "") -> PointRef:
+        """A point of ``run_dir``'s map was clicked: the views that show an image of it follow."""
+        self._point = PointRef(str(run_dir), int(index), str(split or "eval"), str(data or ""))
+        self.pointChosen.emit(self._point)
+        return self._point
 
     # -- folders of runs --------------------------------------------------------------------------
     @property

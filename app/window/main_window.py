@@ -45,7 +45,9 @@ from app.common.run_text import finished_text
 from app.common.view import View, ViewContext, ViewSpec
 from app.common.worker_client import WorkerClient
 from app.models.config_model import ConfigModel, default_run_config
+from app.models.encoders import opened_text
 from app.models.run_model import RunModel
+from app.window.encoder_dialog import OpenEncoderDialog
 from app.window.menus import Menus, WindowActions
 from app.window.state import initial_data, remember_dataset, restore_config, restore_layout, save_window
 from app.window.status_bar import RunStatusBar
@@ -95,7 +97,8 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(central)
         self.run_status = RunStatusBar(self.statusBar(), self.engine, self.run_model, self)
         self.menus = Menus(self, WindowActions(
-            open_run=self.open_run_dialog, quit=self.close, toggle_pause=self.toggle_pause, stop=self.engine.stop,
+            open_run=self.open_run_dialog, open_encoder=self.open_encoder_dialog, quit=self.close,
+            toggle_pause=self.toggle_pause, stop=self.engine.stop,
             snapshot=self.engine.snapshot, resume_last=self.resume_last, demo=self.start_demo,
             show_view=self.show_view, device_text=lambda: self.run_status.device.text()),
             self.specs, {key: list(view.menu_entries()) for key, view in self.views.items()})
@@ -273,6 +276,24 @@ class MainWindow(QMainWindow):
         if path:
             self.open_run(path)
             self.show_view("curves")
+
+    def open_encoder_dialog(self) -> OpenEncoderDialog:
+        """File > Open encoder…: the dialog opens it in the analysis process; the window then shows its folder."""
+        ds = self.dataset
+        data = ds.spec if ds is not None else str(self.model.get("data.spec") or "")
+        dlg = OpenEncoderDialog(self.analysis, lambda: str(Path(self.model.get("runs_root") or "runs").expanduser()),
+                                data, self.model.backbones(), self)
+        dlg.opened.connect(self.show_encoder)
+        dlg.setModal(True)
+        dlg.show()
+        self.encoder_dialog = dlg
+        return dlg
+
+    def show_encoder(self, reply: dict) -> None:
+        """An encoder was opened: its folder is shown like a run (the Run history lists it), its map first."""
+        self.open_run(reply["run_dir"], live=False)
+        self.status_message(opened_text(reply))
+        self.show_view("embedding" if "embedding" in self.views else "curves")
 
     def toggle_pause(self) -> None:
         if self.engine.state == "paused":

@@ -23,6 +23,7 @@ class WindowActions:
     """What the window's own menu entries call."""
 
     open_run: Callable[[], Any]  # File > Open run folder…
+    open_encoder: Callable[[], Any]  # File > Open encoder…
     quit: Callable[[], Any]
     toggle_pause: Callable[[], Any]
     stop: Callable[[], Any]
@@ -61,6 +62,8 @@ class Menus:
         mb = window.menuBar()
         f = mb.addMenu("&File")
         add_action(w, f, "Open run folder…", act.open_run, "Ctrl+Shift+O", "Show a run folder's curves")
+        add_action(w, f, "Open encoder…", act.open_encoder, "Ctrl+Shift+I",
+                   "Inspect any encoder: a weights file with its architecture, or a torchvision / timm model")
         self._view_entries(f, "File")
         f.addSeparator()
         add_action(w, f, "Quit", act.quit, QKeySequence.StandardKey.Quit)
