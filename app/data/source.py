@@ -53,7 +53,7 @@ class SourceBox(QGroupBox):
         f0.addRow("Images", self.count)
         self.shortcut = QCheckBox("Colour shortcut (lesson)")
         self.shortcut.setToolTip("Give every image its own colours, so colour alone tells two views of an image "
-                                 "apart: the colour shortcut of the README's lesson (builtin:shapes?shortcut=colour)")
+                                 "apart: the colour shortcut of the user guide's lesson (builtin:shapes?shortcut=colour)")
         f0.addRow("", self.shortcut)
         self.light = QCheckBox("Light shortcut (lesson)")
         self.light.setToolTip("Light every image from above, so brightness alone says where \"up\" is: RotNet "
