@@ -26,6 +26,9 @@ class JigsawConfig:
     gap: float = param(0.15, "Part of each cell cut away (random gap and jitter between tiles)", min=0.0,
                        max=0.6)
     tile_norm: bool = param(True, "Normalise each tile on its own (no colour or brightness shortcuts)")
+    gray_p: float = param(0.0, "Probability of turning a puzzle grey (against chromatic aberration: lenses shift "
+                               "the colour channels towards the image border, which tells where a tile came from)",
+                          min=0.0, max=1.0)
     head_hidden: int = param(512, "Hidden width of the permutation classifier", min=8, max=8192)
 
 
@@ -53,7 +56,20 @@ class Jigsaw(Method):
         self.head = mlp([(9 * d, cfg.head_hidden, True, True), (cfg.head_hidden, cfg.permutations, False, False)])
 
     def make_batch(self, x, g, preview=False):
+        if self.cfg.gray_p > 0:
+            grey = (0.299 * x[:, :1] + 0.587 * x[:, 1:2] + 0.114 * x[:, 2:3]).expand_as(x)
+            pick = torch.rand(x.shape[0], 1, 1, 1, generator=g, device=x.device) < self.cfg.gray_p
+            x = torch.where(pick, grey, x)
         return jigsaw(x, self.perms, g, grid=3, cell=self.cfg.cell, gap_fraction=self.cfg.gap)
+
+    def encoder_tiles(self, tiles: torch.Tensor) -> torch.Tensor:
+        """The tiles ``(B, 9, C, t, t)`` as the encoder sees them (each normalised on its own with tile_norm)."""
+        if not self.cfg.tile_norm:
+            return tiles
+        flat = tiles.reshape(-1, *tiles.shape[2:])
+        mean = flat.mean(dim=(1, 2, 3), keepdim=True)
+        std = flat.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
+        return ((flat - mean) / std * 0.25 + 0.45).clamp(0, 1).view_as(tiles)
 
     @torch.no_grad()
     def preview_rows(self, x, g):
@@ -64,6 +80,19 @@ class Jigsaw(Method):
         orig = to_uint8(torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
                                                         align_corners=False, antialias=side < x.shape[-1]))
         shuffled = to_uint8(assemble_tiles(batch.inputs, 3))
+        seen = to_uint8(assemble_tiles(self.encoder_tiles(batch.inputs), 3))
+        # the shortcut the gap removes: whole cells, shuffled the same way, whose edges continue each other
+        resized = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                                                  antialias=side < x.shape[-1])
+        b, c, cell = x.shape[0], x.shape[1], self.cfg.cell
+        cells = resized.view(b, c, 3, cell, 3, cell).permute(0, 2, 4, 1, 3, 5).reshape(b, 9, c, cell, cell)
+        order = batch.meta["permutation"].to(x.device)
+        no_gap = to_uint8(assemble_tiles(torch.gather(cells, 1, order.view(b, 9, 1, 1, 1).expand_as(cells)), 3))
+        gap_note = f"gap {self.cfg.gap:g}: tiles cut apart" if self.cfg.gap > 0 else \
+            "gap 0: this is what it trains on, so edges solve it (set gap > 0)"
+        norm_note = "encoder input: each tile normalised on its own (tile_norm): brightness and colour do " \
+                    "not match across tiles" if self.cfg.tile_norm else \
+            "encoder input: raw tiles (tile_norm off): matching brightness and colour is a shortcut"
         rows = []
         for i in range(x.shape[0]):
             perm = batch.meta["permutation"][i].tolist()
@@ -75,18 +104,16 @@ class Jigsaw(Method):
                             boxes=[((k % 3) * batch.meta['tile'], (k // 3) * batch.meta['tile'],
                                     (k % 3 + 1) * batch.meta['tile'], (k // 3 + 1) * batch.meta['tile'],
                                     "#ffd040", str(p)) for k, p in enumerate(perm)]),
+                PreviewTile(seen[i], norm_note, grid=3),
+                PreviewTile(no_gap[i], f"shortcut without a gap: edges continue across tiles ({gap_note})", grid=3),
             ]))
         return rows
 
     def training_step(self, x, labels, g):
         batch = self.make_batch(x, g)
-        tiles = batch.inputs  # (B, 9, C, t, t)
+        tiles = self.encoder_tiles(batch.inputs)  # (B, 9, C, t, t)
         b, n = tiles.shape[:2]
         flat = tiles.reshape(b * n, *tiles.shape[2:])
-        if self.cfg.tile_norm:
-            mean = flat.mean(dim=(1, 2, 3), keepdim=True)
-            std = flat.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
-            flat = ((flat - mean) / std * 0.25 + 0.45).clamp(0, 1)
         feats = self.backbone(flat).view(b, n * self.backbone.feature_dim)
         logits = self.head(feats)
         loss = F.cross_entropy(logits, batch.targets)
