@@ -90,3 +90,25 @@ def test_colorization_preview_has_the_low_level_shortcut_tile():
     rows = make("colorization").preview_rows(images(), torch.Generator().manual_seed(0))
     caps = [t.caption for t in rows[0].tiles]
     assert any(c.startswith("low-level shortcut") and "ab units" in c for c in caps)
+
+
+def test_context_preview_shows_the_whole_cells_the_gap_cuts_apart():
+    from engine.pretext.context import NEIGHBOURS
+
+    x = images()
+    m = make("context")
+    rows = m.preview_rows(x, torch.Generator().manual_seed(2))
+    batch = m.make_batch(x, torch.Generator().manual_seed(2), preview=True)
+    k = int(batch.targets[0])
+    shortcut = tile(rows, "shortcut without a gap")
+    dr, dc = NEIGHBOURS[k]
+    assert shortcut.shape[:2] == ((abs(dr) + 1) * 16, (abs(dc) + 1) * 16)  # the two cells, whole
+    # the centre patch lies inside the centre cell of that region, at its place
+    img = (batch.meta["image"][0].permute(1, 2, 0).numpy() * 255).round()
+    r0, c0 = min(1, 1 + dr), min(1, 1 + dc)
+    assert np.abs(shortcut.astype(np.float32) - img[r0 * 16:(r0 + abs(dr) + 1) * 16,
+                                                   c0 * 16:(c0 + abs(dc) + 1) * 16]).max() <= 1
+    caps = [t.caption for t in rows[0].tiles]
+    assert any("patch_norm" in c for c in caps) and any("gray_p" in c for c in caps)
+    caps0 = [t.caption for t in make("context", gap=0.0).preview_rows(x, torch.Generator().manual_seed(2))[0].tiles]
+    assert any("set gap > 0" in c for c in caps0)
