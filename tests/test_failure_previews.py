@@ -49,7 +49,7 @@ def test_jigsaw_preview_shows_the_edges_shortcut_as_the_shuffled_whole_cells():
 
 def test_jigsaw_preview_shows_what_the_encoder_sees_with_and_without_tile_norm():
     x = images()
-    on = make("jigsaw")
+    on = make("jigsaw", tile_norm=True)
     batch = on.make_batch(x, torch.Generator().manual_seed(0))
     seen = on.encoder_tiles(batch.inputs)
     assert torch.allclose(seen.mean(dim=(2, 3, 4)), torch.full(seen.shape[:2], 0.45), atol=0.05)
