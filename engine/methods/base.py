@@ -43,6 +43,9 @@ class Method(nn.Module):
     title: ClassVar[str] = ""
     summary: ClassVar[str] = ""  # one line for the method picker
     description: ClassVar[str] = ""  # what it learns and where it fails
+    # what it needs to beat its random-init encoder and how long, as measured on the built-in data and the
+    # real images (steps at the method's defaults); the window shows it after the description, before Start
+    needs: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference, video
     needs_labels: ClassVar[bool] = False

@@ -41,6 +41,11 @@ class BYOL(MomentumMethod, TwoViewMethod):
                    "and is less sensitive to the colour recipe than SimCLR. It can collapse to a constant: the "
                    "predictor, BatchNorm in the heads and a slow target are what keep it alive; watch the "
                    "collapse indicator. Learns slowly in short runs.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.834 against 0.561 for its "
+             "random-init encoder after 2 minutes (710 steps); on cifar10-small 0.438 against 0.387 after 3 "
+             "minutes (669 steps): the momentum teacher needs more steps than contrastive methods to pull ahead. "
+             "Early on it trails random init (on 1024 shapes, batch 64: 0.25 against 0.35 after 128 steps, 0.37 "
+             "after 256): give it at least a minute.")
     paper = "Grill et al., Bootstrap Your Own Latent, NeurIPS 2020"
     family = "distillation"
     backbone_kind = "any"

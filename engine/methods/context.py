@@ -17,7 +17,7 @@ from engine.augment import AugmentConfig, augment
 from engine.methods.base import Method, StepOutput
 from engine.models.heads import mlp
 from engine.params import param
-from engine.pretext.context import NEIGHBOUR_NAMES, context_pairs
+from engine.pretext.context import NEIGHBOUR_NAMES, NEIGHBOURS, context_pairs
 
 
 @dataclass
@@ -40,6 +40,15 @@ def normalize_patches(p: torch.Tensor) -> torch.Tensor:
     return ((p - mean) / std * 0.25 + 0.45).clamp(0, 1)
 
 
+def whole_cells(img, k: int, cell: int):
+    """The centre cell and neighbour ``k``'s cell of a ``3*cell`` image ``(H, W, 3)`` uint8, uncut: the region
+    the two patches come from, as it would be without gap and jitter."""
+    dr, dc = NEIGHBOURS[k]
+    r0, r1 = min(1, 1 + dr), max(1, 1 + dr) + 1
+    c0, c1 = min(1, 1 + dc), max(1, 1 + dc) + 1
+    return img[r0 * cell:r1 * cell, c0 * cell:c1 * cell].copy()
+
+
 class ContextPrediction(Method):
     name = "context"
     title = "Context prediction (relative patch location)"
@@ -49,6 +58,13 @@ class ContextPrediction(Method):
                    "aberration) must be blocked by the gap and jitter (and, as options, grey images and per-patch "
                    "normalisation, which also hide colour from the encoder). Features are learned on small "
                    "patches and evaluated on whole images (a train-eval gap).")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes (2000 images) kNN 0.515 against "
+             "0.445 for its random-init encoder after 240 steps of batch 128 (+0.30 after 1.5 minutes); raw "
+             "patches (patch_norm off) reach 0.598 there. On cifar10-small it does not lead random init (0.387): "
+             "0.397 after 624 steps and 0.380 after 1248 (raw patches 0.405 and 0.368), +0.009 after 3 minutes "
+             "(4958 steps): 8 neighbour classes are solved from low-level cues of 32-pixel photographs, and longer "
+             "runs drift further into them. On photographs it needs larger images than 32 pixels (the paper: "
+             "patches of 96 pixels).")
     paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
     family = "transformation"
     backbone_kind = "cnn"
@@ -87,6 +103,15 @@ class ContextPrediction(Method):
         batch = self.make_batch(x, g, preview=True)
         img = to_uint8(batch.meta["image"])
         centre, neigh = (to_uint8(p) for p in batch.inputs)
+        seen = [to_uint8(normalize_patches(p) if self.cfg.patch_norm else p) for p in batch.inputs]
+        cell = self.cfg.cell
+        seen_note = "encoder input: each patch normalised on its own (patch_norm)" if self.cfg.patch_norm else \
+            "encoder input: raw patches (patch_norm off: brightness and colour can match across patches)"
+        gap_note = f"the gap ({self.cfg.gap:g}) and jitter cut them apart" if self.cfg.gap > 0 else \
+            "gap 0: this is what it trains on, so edges solve it (set gap > 0)"
+        grey_note = f"; {self.cfg.gray_p:.0%} of images grey against chromatic aberration (gray_p)" \
+            if self.cfg.gray_p > 0 else "; colour fringes of lenses (chromatic aberration) tell where a patch " \
+            "sat: gray_p turns images grey"
         rows = []
         for i in range(x.shape[0]):
             k = int(batch.targets[i])
@@ -97,5 +122,9 @@ class ContextPrediction(Method):
                             boxes=[(*cb, "#40a0ff", "centre"), (*nb, "#ffd040", f"{k}")]),
                 PreviewTile(centre[i], "centre patch"),
                 PreviewTile(neigh[i], f"neighbour: label {k} = {NEIGHBOUR_NAMES[k]}"),
+                PreviewTile(seen[0][i], seen_note),
+                PreviewTile(seen[1][i], seen_note),
+                PreviewTile(whole_cells(img[i], k, cell), "shortcut without a gap: the whole cells, whose edges "
+                                                          f"continue each other; {gap_note}{grey_note}"),
             ]))
         return rows

@@ -64,6 +64,9 @@ class CPC(Method):
                    "other patch of the batch is a negative, so colour and low-level statistics shortcut it unless "
                    "patches are augmented one by one. Features are learned on patches and evaluated on whole "
                    "images (a train-eval gap), and encoding every patch makes each step costly.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.426 against 0.387 for its "
+             "random-init encoder after 3 minutes (693 steps of batch 64): short of +0.05 there; it predicts patch "
+             "by patch, so each step is slow on a CPU and it needs longer runs.")
     paper = "van den Oord et al., Representation Learning with Contrastive Predictive Coding, 2018 (v2: Henaff et al., ICML 2020)"
     family = "contrastive"
     backbone_kind = "cnn"

@@ -32,6 +32,10 @@ class Denoising(ReconstructionMethod):
     description = ("Learns local image statistics: edges, smooth regions, colours that go together. Weak noise "
                    "is removed by low-level filtering, so the features stay low-level (little semantics); strong "
                    "noise helps. The encoder sees noisy images in training and clean ones at evaluation.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.420 against 0.387 for its "
+             "random-init encoder after 3 minutes (927 steps): short of +0.05; removing noise is mostly a "
+             "low-level task and needs long runs to reach what things are. On 1024 built-in shapes (batch 64) it "
+             "trails random init after 128 steps (0.31 against 0.35).")
     paper = "Vincent et al., Extracting and Composing Robust Features with Denoising Autoencoders, ICML 2008"
     preview_kind = "noise"
     Config = DenoisingConfig

@@ -84,6 +84,9 @@ class DINO(MomentumMethod, TwoViewMethod):
                    "views); with ViTs its attention maps segment objects. Collapse is held off only by the "
                    "balance of centering (against one dominant prototype) and sharpening (against a uniform "
                    "output): temperatures and momentum matter, and it needs long runs and many crops.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.806 against 0.561 for its "
+             "random-init encoder after 2 minutes (635 steps); on cifar10-small 0.461 against 0.387 after 3 "
+             "minutes (573 steps).")
     paper = "Caron et al., Emerging Properties in Self-Supervised Vision Transformers, ICCV 2021"
     family = "distillation"
     backbone_kind = "any"

@@ -58,6 +58,8 @@ class Exemplar(TwoViewMethod):
                    "Fails where the transformations are too weak (colour statistics tell the images apart) or "
                    "remove what matters (rotation invariance hurts upright categories); near-duplicate images "
                    "are pushed apart as different classes, and each step sees only a batch of classes.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.440 against 0.387 for its "
+             "random-init encoder after 29 steps (1 minute on a busy machine).")
     paper = ("Dosovitskiy et al., Discriminative Unsupervised Feature Learning with Convolutional Neural "
              "Networks (Exemplar CNN), NIPS 2014")
     family = "contrastive"

@@ -68,6 +68,11 @@ class Inpainting(ReconstructionMethod):
                    "The pixel loss makes blurry, mean-colour guesses (the adversarial term sharpens them); the "
                    "encoder never sees a hole-free image while training (a train-eval gap), and the fixed "
                    "central hole lets it rely on where things usually are.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes (2000 images) kNN +0.28 over "
+             "its random-init encoder after 1.5 minutes; on cifar10-small 0.435 against 0.387 after 3 minutes (965 "
+             "steps). Early on it trails random init (on 1024 shapes, batch 64: 0.28 against 0.35 after 128 steps, "
+             "0.32 after 256): filling the hole first learns low-level filling, shapes come after a minute or "
+             "more.")
     paper = "Pathak et al., Context Encoders: Feature Learning by Inpainting, CVPR 2016"
     preview_kind = "inpaint"
     Config = InpaintingConfig

@@ -46,6 +46,12 @@ class MAE(Method):
     description = ("Learns to model image content and layout from context; scales well with ViTs and "
                    "long training. Its features are not linearly separable early on (a low linear-probe "
                    "score; fine-tuning recovers it), and it needs a ViT and many epochs.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes (2000 images) kNN 0.240 against "
+             "0.245 for its random-init ViT after 90 steps of batch 128 (plain pixel targets instead of per-patch "
+             "normalised ones: 0.225), +0.042 after 1.5 minutes; on cifar10-small 0.298 against 0.306 after 3 "
+             "minutes (470 steps). A ViT needs many epochs (hundreds in the paper) before its class token is worth "
+             "reading: minutes on a CPU are not enough; train it on a GPU, or compare it by fine-tuning rather "
+             "than kNN.")
     paper = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
     family = "reconstruction"
     backbone_kind = "vit"

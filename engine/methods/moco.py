@@ -41,6 +41,9 @@ class MoCo(MomentumMethod, TwoViewMethod):
                    "gives many negatives without large batches. The momentum encoder makes the queue's keys "
                    "consistent but slow to follow: short runs need a lower momentum. Needs colour jitter, and "
                    "a queue larger than the dataset holds the positive's own stale copies.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.962 against 0.561 for its "
+             "random-init encoder after 2 minutes (756 steps); on cifar10-small 0.501 against 0.387 after 3 "
+             "minutes (734 steps).")
     paper = "He et al., Momentum Contrast for Unsupervised Visual Representation Learning, CVPR 2020 (v2: Chen et al. 2020)"
     family = "contrastive"
     backbone_kind = "any"

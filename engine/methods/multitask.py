@@ -61,6 +61,9 @@ class MultiTask(Method):
                    "semantics from colour, invariance from instance discrimination). Each step costs the sum of "
                    "its tasks; the loss weights need balancing (one task's gradients can dominate), and tasks "
                    "with different inputs (grey L for colorization, RGB for the rest) pull the encoder apart.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.526 against 0.387 for its "
+             "random-init encoder after 3 minutes (575 steps). On 1024 built-in shapes (batch 64) it leads random "
+             "init by 0.05 after 128 steps.")
     paper = "Doersch & Zisserman, Multi-task Self-Supervised Visual Learning, ICCV 2017"
     family = "multi-task"
     backbone_kind = "any"

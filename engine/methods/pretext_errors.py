@@ -98,13 +98,9 @@ def jigsaw_errors(method, x: torch.Tensor, labels: np.ndarray | None, class_name
     for s in range(0, x.shape[0], batch_size):
         xb = x[s:s + batch_size]
         batch = jigsaw(xb, perms, generator_for(seed + s, xb.device), grid=3, cell=cfg.cell, gap_fraction=cfg.gap)
-        tiles = batch.inputs
+        tiles = method.encoder_tiles(batch.inputs)  # as training feeds them (normalised per tile with tile_norm)
         b, n = tiles.shape[:2]
         flat = tiles.reshape(b * n, *tiles.shape[2:])
-        if cfg.tile_norm:
-            mean = flat.mean(dim=(1, 2, 3), keepdim=True)
-            std = flat.std(dim=(1, 2, 3), keepdim=True).clamp(min=1e-3)
-            flat = ((flat - mean) / std * 0.25 + 0.45).clamp(0, 1)
         logits = method.head(method.backbone(flat).view(b, -1)).float()
         p = logits.softmax(1)
         preds.append(p.argmax(1).cpu())

@@ -58,6 +58,11 @@ class RelativeTransform(Method):
                    "orientation (as RotNet); scale and shift can be read from low-level cues (borders, padding, "
                    "texture density), so the features are less semantic than a classifier's, and the encoder "
                    "sees warped images with filled corners that evaluation never shows.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes (2000 images) kNN 0.500 against "
+             "0.445 for its random-init encoder after 150 steps of batch 128 (comparing pooled features instead of "
+             "the maps: 0.47), +0.147 after 1.5 minutes; it needs about 2 minutes there to lead by 0.15. On "
+             "cifar10-small 0.363 against 0.387 after 29 steps (1 minute on a busy machine); longer runs are not "
+             "measured yet.")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"

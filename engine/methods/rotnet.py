@@ -36,6 +36,9 @@ class RotNet(Method):
                    "cue to where \"up\" is becomes its shortcut: on builtin:shapes?shortcut=light, lit from "
                    "above, it reads the rotation off the light and learns nothing about shape (kNN +0.03 over "
                    "random init after 2 minutes, against +0.43 on the unlit shapes).")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.998 against 0.561 for its "
+             "random-init encoder after 2 minutes (568 steps); on cifar10-small 0.496 against 0.387 after 3 "
+             "minutes (453 steps). On the shapes it already leads random init by 0.30 after 128 steps of batch 64.")
     paper = "Gidaris et al., Unsupervised Representation Learning by Predicting Image Rotations, ICLR 2018"
     family = "transformation"
     backbone_kind = "any"

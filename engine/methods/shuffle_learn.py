@@ -42,6 +42,9 @@ class ShuffleLearn(Method):
                    "and pose. Trains on clips (builtin:clips, clip folders, videos). Fails on clips without "
                    "motion (the order is invisible) and on periodic motion; it can solve the task from where "
                    "the object is without learning what it is.")
+    needs = ("On the built-in clips it has not been shown to beat random init: measured at 90 steps of batch 32 on "
+             "480 clips (seed 0) kNN 0.178 against 0.163 for random init, with the order classifier still at "
+             "chance (loss 0.69). It needs longer runs than a CPU gives in minutes.")
     paper = "Misra et al., Shuffle and Learn: Unsupervised Learning using Temporal Order Verification, ECCV 2016"
     family = "video"
     backbone_kind = "any"

@@ -40,6 +40,9 @@ class SimCLR(TwoViewMethod):
                    "(colour histograms solve the task) and needs many negatives: large batches help. "
                    "See it on builtin:shapes:2000?shortcut=colour, where every image has its own colours: "
                    "with hue jitter 0.1 the map sorts by colour, with hue and grey at 0.5 by shape.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.989 against 0.561 for its "
+             "random-init encoder after 2 minutes (1217 steps); on cifar10-small 0.523 against 0.387 after 3 "
+             "minutes (1044 steps). On the shapes it leads random init by 0.22 after 128 steps of batch 64.")
     paper = "Chen et al., A Simple Framework for Contrastive Learning of Visual Representations, ICML 2020"
     family = "contrastive"
     backbone_kind = "any"

@@ -37,6 +37,9 @@ class SimSiam(TwoViewMethod):
                    "simplest siamese method. The stop-gradient is essential (without it the output collapses to "
                    "a constant in a few steps); it is sensitive to the predictor's learning rate and to "
                    "BatchNorm in the heads, and learns slowly in short runs.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.430 against 0.387 for its "
+             "random-init encoder after 3 minutes (867 steps): short of +0.05 there; it needs longer runs than "
+             "SimCLR or VICReg to pull ahead.")
     paper = "Chen & He, Exploring Simple Siamese Representation Learning, CVPR 2021"
     family = "distillation"
     backbone_kind = "any"

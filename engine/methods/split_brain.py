@@ -49,6 +49,10 @@ class SplitBrain(Method):
                    "while training and whole RGB images at evaluation (a train-eval gap); ab -> L is easy "
                    "from colour edges and teaches less than L -> ab; ambiguous colours still average to grey "
                    "without the classification loss.")
+    needs = ("On the built-in shapes, as colorization, it has nothing to learn: colour is drawn independently of "
+             "the shape and lightness follows from the colour (measured at 150 steps of batch 128 on 2000 shapes, "
+             "seed 0: kNN 0.36 against 0.445 for random init). It needs photographs and long runs: on "
+             "cifar10-small kNN 0.375 against 0.387 after 34 steps; longer runs are not measured yet.")
     paper = "Zhang et al., Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction, CVPR 2017"
     family = "reconstruction"
     backbone_kind = "any"

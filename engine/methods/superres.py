@@ -35,6 +35,9 @@ class SuperRes(ReconstructionMethod):
     description = ("Learns edges and textures (what detail goes with a blurry shape). The task is mostly local "
                    "and low-level, so features carry little semantics; the encoder trains on blurry inputs and "
                    "is evaluated on sharp ones (a train-eval gap). Strong factors (4-8) make it less local.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on cifar10-small kNN 0.467 against 0.387 for its "
+             "random-init encoder after 3 minutes (938 steps). On 1024 built-in shapes (batch 64) it trails random "
+             "init after 128 steps (0.25 against 0.35).")
     paper = "Dong et al., Image Super-Resolution Using Deep Convolutional Networks (SRCNN), ECCV 2014"
     preview_kind = "superres"
     Config = SuperResConfig

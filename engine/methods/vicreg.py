@@ -35,6 +35,9 @@ class VICReg(TwoViewMethod):
     description = ("Learns augmentation-invariant features and prevents collapse explicitly (variance) instead of "
                    "with negatives, momentum or stop-gradients; works with small batches. Three loss weights to "
                    "balance, and like Barlow Twins it wants a wide expander.")
+    needs = ("Measured with its defaults on a CPU (seed 0): on the built-in shapes kNN 0.991 against 0.561 for its "
+             "random-init encoder after 2 minutes (708 steps); on cifar10-small 0.525 against 0.387 after 3 "
+             "minutes (847 steps). On the shapes it leads random init by 0.26 after 128 steps of batch 64.")
     paper = "Bardes et al., VICReg: Variance-Invariance-Covariance Regularization, ICLR 2022"
     family = "redundancy reduction"
     backbone_kind = "any"
