@@ -282,13 +282,14 @@ def test_fifo_is_skipped_without_opening(tmp_path):
 def test_ctrl_c_ends_decoding_promptly(tmp_path, monkeypatch):
     import _thread
 
+    import engine.data.decode as decode
     import engine.data.folder as folder
 
     def slow(path, size):
         time.sleep(0.05)
         return np.zeros((size, size, 3), np.uint8)
 
-    monkeypatch.setattr(folder, "decode_image", slow)
+    monkeypatch.setattr(decode, "decode_image", slow)
     paths = [tmp_path / f"{i}.png" for i in range(400)]  # 400 x 50 ms on 2 workers: 10 s
     timer = threading.Timer(0.3, _thread.interrupt_main)
     t0 = time.monotonic()

@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 
-import engine.data.folder as folder_mod
 from engine.data import load_dataset
 from engine.data.base import Cancelled
 from engine.data.shards import ShardedFolderData, shard_images
@@ -28,15 +27,17 @@ def _images(root, n, sizes=(36, 40), classes=3, seed=0):
 
 @pytest.fixture
 def decodes(monkeypatch):
-    """Counts the images decoded (every decode goes through engine.data.folder.decode_image)."""
+    """Counts the images decoded (every decode of a folder goes through engine.data.decode.decode_image)."""
+    import engine.data.decode as decode_mod
+
     calls = []
-    real = folder_mod.decode_image
+    real = decode_mod.decode_image
 
     def counting(path, size):
         calls.append(str(path))
         return real(path, size)
 
-    monkeypatch.setattr(folder_mod, "decode_image", counting)
+    monkeypatch.setattr(decode_mod, "decode_image", counting)
     return calls
 
 

@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import warnings
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from engine.data.base import Cancelled
 
 
 def _quiet_bomb_warning() -> None:
@@ -101,3 +106,71 @@ def to_rgb(img):
         background = Image.new("RGBA", img.size, (0, 0, 0, 255))
         return Image.alpha_composite(background, img).convert("RGB")
     return img.convert("RGB")
+
+
+def skipped_text(skipped: list[tuple[str, str]], limit: int) -> str:
+    shown = "; ".join(f"{Path(p).name} ({r})" for p, r in skipped[:limit])
+    more = len(skipped) - limit
+    return shown + (f"; and {more} more" if more > 0 else "")
+
+
+def skip_reason(exc: BaseException) -> str:
+    """Why a file was skipped, in one line that names no Python object (a library's text can hold the
+    repr of an open file, ``<_io.BufferedReader name=3>``: the row already names the file)."""
+    import re
+
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return re.sub(r"<[\w.]+ (?:name|object)[^>]*>", "the file", text).strip()
+
+
+def skipped_note(skipped: list[tuple[str, str]], where: str = "") -> str:
+    """One line about skipped files: the first few with their reasons, where the rest are listed."""
+    text = f"skipped {len(skipped)} file(s){where}: {skipped_text(skipped, 3)}"
+    return text + (" (all listed in the run's data.json)" if len(skipped) > 3 else "")
+
+
+def decode_into(paths: list, out: np.ndarray, progress: Callable[[int], None] | None = None,
+                cancel: threading.Event | None = None, workers: int = 4
+                ) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode ``paths`` into the rows of ``out`` (uint8 ``(n, 3, size, size)``) on ``workers`` threads:
+    (a mask of the rows decoded, the files skipped with their reasons). ``progress(k)`` hears every
+    ``k`` more files done. Ctrl-C (or ``cancel``) ends it within one image per worker: the pending files
+    are dropped."""
+    n, size = len(paths), out.shape[-1]
+    ok = np.zeros(n, dtype=bool)
+    skipped: list[tuple[str, str]] = []
+    lock = threading.Lock()
+    pending = [0]
+    stop = threading.Event()
+
+    def work(i: int) -> None:
+        if stop.is_set() or cancel is not None and cancel.is_set():
+            return
+        try:
+            out[i] = decode_image(paths[i], size).transpose(2, 0, 1)
+            ok[i] = True
+        except Exception as exc:  # any unreadable file is skipped and reported
+            reason = skip_reason(exc)
+            with lock:
+                skipped.append((str(paths[i]), reason))
+        with lock:
+            pending[0] += 1
+            if progress is not None and pending[0] >= 256:
+                progress(pending[0])
+                pending[0] = 0
+
+    pool = ThreadPoolExecutor(max_workers=max(1, workers))
+    try:
+        for fut in [pool.submit(work, i) for i in range(n)]:
+            fut.result()
+    except BaseException:  # Ctrl-C: drop what is queued, do not wait for it
+        stop.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    if cancel is not None and cancel.is_set():
+        raise Cancelled("loading was cancelled")
+    if progress is not None and pending[0]:
+        progress(pending[0])
+    skipped.sort()
+    return ok, skipped

@@ -11,13 +11,10 @@ or removed file gives another key, so a stale cache is never read.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
 import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,15 +22,11 @@ import numpy as np
 import torch
 
 from engine.data.base import Cancelled, DataError, ImageData, ProgressFn
-from engine.data.decode import decode_image
+from engine.data.cache import cache_dir, cache_key, write_atomic  # noqa: F401  (named here too)
+from engine.data.decode import decode_image, decode_into, skip_reason, skipped_note, skipped_text  # noqa: F401
 
 EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm"}
 SPLIT_NAMES = ("train", "val", "valid", "validation", "test")
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("SSLWB_CACHE_DIR") or os.path.join(Path.home(), ".cache", "ssl-workbench")
-    return Path(root)
 
 
 def _inside(path: Path, folder: Path) -> bool:
@@ -240,86 +233,6 @@ def scan_folder(folder: str | Path, fence: Path | None = None, progress: Progres
                     "put images in it, or in one sub-folder per class")
 
 
-def skipped_text(skipped: list[tuple[str, str]], limit: int) -> str:
-    shown = "; ".join(f"{Path(p).name} ({r})" for p, r in skipped[:limit])
-    more = len(skipped) - limit
-    return shown + (f"; and {more} more" if more > 0 else "")
-
-
-def cache_key(paths: list, size: int, stamps: dict | None = None, kind: str = "") -> str:
-    """The decoded cache's name: every file's path, size and modification time (``stamps`` from the
-    scan, else one stat each), the image size and the decoder's version."""
-    h = hashlib.sha1()
-    h.update(f"v2|{size}|{kind}".encode())  # v2: EXIF orientation applied
-    stamps = stamps or {}
-    for p in paths:
-        got = stamps.get(str(p))
-        if got is None:
-            try:
-                st = os.stat(p)
-                got = (st.st_size, st.st_mtime_ns)
-            except OSError:
-                got = None
-        h.update((f"{p}|{got[0]}|{got[1]}\n" if got else f"{p}|missing\n").encode())
-    return h.hexdigest()[:24]
-
-
-def skip_reason(exc: BaseException) -> str:
-    """Why a file was skipped, in one line that names no Python object (a library's text can hold the
-    repr of an open file, ``<_io.BufferedReader name=3>``: the row already names the file)."""
-    import re
-
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-    return re.sub(r"<[\w.]+ (?:name|object)[^>]*>", "the file", text).strip()
-
-
-def decode_into(paths: list, out: np.ndarray, progress: Callable[[int], None] | None = None,
-                cancel: threading.Event | None = None, workers: int = 4
-                ) -> tuple[np.ndarray, list[tuple[str, str]]]:
-    """Decode ``paths`` into the rows of ``out`` (uint8 ``(n, 3, size, size)``) on ``workers`` threads:
-    (a mask of the rows decoded, the files skipped with their reasons). ``progress(k)`` hears every
-    ``k`` more files done. Ctrl-C (or ``cancel``) ends it within one image per worker: the pending files
-    are dropped."""
-    n, size = len(paths), out.shape[-1]
-    ok = np.zeros(n, dtype=bool)
-    skipped: list[tuple[str, str]] = []
-    lock = threading.Lock()
-    pending = [0]
-    stop = threading.Event()
-
-    def work(i: int) -> None:
-        if stop.is_set() or cancel is not None and cancel.is_set():
-            return
-        try:
-            out[i] = decode_image(paths[i], size).transpose(2, 0, 1)
-            ok[i] = True
-        except Exception as exc:  # any unreadable file is skipped and reported
-            reason = skip_reason(exc)
-            with lock:
-                skipped.append((str(paths[i]), reason))
-        with lock:
-            pending[0] += 1
-            if progress is not None and pending[0] >= 256:
-                progress(pending[0])
-                pending[0] = 0
-
-    pool = ThreadPoolExecutor(max_workers=max(1, workers))
-    try:
-        for fut in [pool.submit(work, i) for i in range(n)]:
-            fut.result()
-    except BaseException:  # Ctrl-C: drop what is queued, do not wait for it
-        stop.set()
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-    pool.shutdown()
-    if cancel is not None and cancel.is_set():
-        raise Cancelled("loading was cancelled")
-    if progress is not None and pending[0]:
-        progress(pending[0])
-    skipped.sort()
-    return ok, skipped
-
-
 def decode_files(paths: list, size: int, progress: ProgressFn | None = None,
                  cancel: threading.Event | None = None, workers: int = 4
                  ) -> tuple[np.ndarray, list[int], list[tuple[str, str]]]:
@@ -363,12 +276,6 @@ def check_folder(folder: Path, image_size: int) -> bool:
             raise DataError(f"none of the {len(scan.paths)} image files in {part} could be read "
                             f"(e.g. {skipped_text(bad, 3)}); check that they are valid images")
     return labelled
-
-
-def skipped_note(skipped: list[tuple[str, str]], where: str = "") -> str:
-    """One line about skipped files: the first few with their reasons, where the rest are listed."""
-    text = f"skipped {len(skipped)} file(s){where}: {skipped_text(skipped, 3)}"
-    return text + (" (all listed in the run's data.json)" if len(skipped) > 3 else "")
 
 
 def load_folder(folder: str | Path, image_size: int, progress: ProgressFn | None = None,
@@ -477,8 +384,3 @@ def _read_cached(npy: Path, meta: Path, size: int):
     return images, good, skipped
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file: a reader sees the old file, or the whole new one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)

@@ -85,7 +85,8 @@ class ShardCache:
 
     def build(self, progress: ProgressFn | None, cancel: threading.Event | None, workers: int) -> list:
         """Decode what is missing, shard by shard (each one written whole or not at all); the skipped files."""
-        from engine.data.folder import decode_into, write_atomic
+        from engine.data.cache import write_atomic
+        from engine.data.decode import decode_into
 
         self.root.mkdir(parents=True, exist_ok=True)
         skipped: list = []
@@ -140,7 +141,8 @@ def open_streamed(folder: Path, scan, paths: list, labels: list[int] | None, ima
     """A folder beyond the memory limit: :class:`ShardedFolderData` (its shards decoded now unless cached), or,
     where the cache cannot be written (or ``use_cache`` is off), images decoded batch by batch
     (:class:`engine.data.streaming.StreamingFolderData`)."""
-    from engine.data.folder import cache_dir, cache_key, skipped_note, write_atomic
+    from engine.data.cache import cache_dir, cache_key, write_atomic
+    from engine.data.decode import skipped_note
 
     per = shard_images(image_size, memory_limit_mb)
     key = cache_key(paths, image_size, scan.stamps, kind=f"shards{per}")
@@ -174,7 +176,7 @@ def open_streamed(folder: Path, scan, paths: list, labels: list[int] | None, ima
     good = np.asarray([i for i, p in enumerate(paths) if str(p) not in bad], dtype=np.int64)
     all_skipped = sorted(list(scan.skipped) + list(skipped))
     if len(good) == 0:
-        from engine.data.folder import skipped_text
+        from engine.data.decode import skipped_text
 
         raise DataError(f"none of the {len(paths)} image files in {folder} could be read "
                         f"(e.g. {skipped_text(all_skipped, 3)}); check that they are valid images")
