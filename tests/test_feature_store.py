@@ -198,3 +198,32 @@ def test_the_invariance_view_takes_the_originals_from_the_store(shapes):
         assert s["mean"] == pytest.approx(p["mean"], abs=1e-4)
     invariance(encs, shapes, num_images=24, seed=3, originals=originals)
     assert store.extracted == 48, "a second look encodes no original again"
+
+
+def test_a_large_extraction_uses_the_cores_others_leave_idle(monkeypatch):
+    """The analysis process keeps one thread on small machines; a large extraction on the CPU takes the cores
+    nothing else uses, and gives them back after; SSLWB_ANALYSIS_THREADS fixes the count."""
+    import os
+
+    import engine.training.threads as threads
+    from engine.analysis.context import idle_cores
+
+    spare = threads.spare_cores(0.25)
+    assert 0 <= spare <= (os.cpu_count() or 1) if sys.platform == "linux" else spare is None or spare >= 0
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        monkeypatch.delenv("SSLWB_ANALYSIS_THREADS", raising=False)
+        monkeypatch.setattr(threads, "spare_cores", lambda sample_s=0.3: 3)
+        with idle_cores(torch.device("cpu")):
+            assert torch.get_num_threads() == 3
+        assert torch.get_num_threads() == 1
+        monkeypatch.setenv("SSLWB_ANALYSIS_THREADS", "1")
+        with idle_cores(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+        monkeypatch.delenv("SSLWB_ANALYSIS_THREADS")
+        monkeypatch.setattr(threads, "spare_cores", lambda sample_s=0.3: 0)  # a training run takes the cores
+        with idle_cores(torch.device("cpu")):
+            assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)

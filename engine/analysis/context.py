@@ -3,7 +3,9 @@ process's one :class:`engine.eval.features.FeatureStore`, shared by every op."""
 
 from __future__ import annotations
 
+import os
 import threading
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,32 @@ import numpy as np
 DEFAULT_SAMPLE = 5000
 PREVIEW_SIZE = 2000  # a map from the checkpoint shows this many images first, while the rest are extracted
 THUMB_SIZE = 48
+
+
+IDLE_CORES_FROM = 4096  # images to extract from which a request looks for idle cores
+
+
+@contextmanager
+def idle_cores(device):
+    """A large extraction on the CPU uses the cores other processes leave idle (the analysis process keeps one
+    thread on small machines so that it never slows training or the window): with nothing else running, a
+    map of 50,000 images is extracted on every core; beside a training run, on the one it had.
+    ``SSLWB_ANALYSIS_THREADS`` fixes the count."""
+    import torch
+
+    if getattr(device, "type", str(device)) != "cpu" or os.environ.get("SSLWB_ANALYSIS_THREADS"):
+        yield
+        return
+    from engine.training.threads import spare_cores
+
+    before = torch.get_num_threads()
+    spare = spare_cores() or 0
+    if spare > before:
+        torch.set_num_threads(spare)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # -- per-run state ----------------------------------------------------------------------------------
@@ -126,8 +154,11 @@ class RunContext:
             if job:
                 job.progress(done, total, f"extracting features ({done:,} of {total:,} images)")
 
-        return self.store.features(self.feature_key, enc, data, indices, device=self.device,
-                                   amp_dtype=self.amp_dtype, progress=prog, cancel=job.cancel if job else None)
+        n = len(data) if indices is None else len(indices)
+        many = n >= IDLE_CORES_FROM and not self.store.has(self.feature_key, data, indices, self.amp_dtype)
+        with idle_cores(self.device) if many else nullcontext():
+            return self.store.features(self.feature_key, enc, data, indices, device=self.device,
+                                       amp_dtype=self.amp_dtype, progress=prog, cancel=job.cancel if job else None)
 
     def extractor(self, cancel=None):
         """``extract(data, indices)`` -> torch features of this run's encoder from the store, in float32: the

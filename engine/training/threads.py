@@ -67,6 +67,18 @@ def _cores(default: int) -> int:
         return os.cpu_count() or default
 
 
+def spare_cores(sample_s: float = 0.3) -> int | None:
+    """The cores of this process that other processes leave idle now (their CPU use sampled over ``sample_s``
+    seconds); ``None`` where the system does not say."""
+    load = CpuLoad()
+    load.others()
+    time.sleep(sample_s)
+    busy = load.others()
+    if busy is None:
+        return None
+    return max(0, _cores(1) - int(round(busy)))
+
+
 def _set_torch_threads(n: int) -> None:
     import torch
 
@@ -224,4 +236,4 @@ class ThreadTuner:
         self.next_probe = now + self.every
 
 
-__all__ = ["ThreadTuner", "CpuLoad"]
+__all__ = ["ThreadTuner", "CpuLoad", "spare_cores"]
