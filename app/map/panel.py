@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QTabWidget
 from app.common.measures import read_run_facts
 from app.common.tasks import run_in_thread
 from app.common.view import View, ViewContext
+from app.map.attract import AttractOverlay
 from app.map.controls import MapControls, StatusRow
 from app.map.export import MapExports
 from app.map.export_button import ExportButton
@@ -33,6 +34,7 @@ from app.map.loader import MapLoader, SnapshotFeed
 from app.map.map_widget import EmbeddingMap
 from app.map.model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.map.neighbours import NeighboursTab
+from app.map.pairs import figure, has_pairs
 from app.map.requests import MapRequests
 from app.map.selection import SelectionTab
 from app.map.timeline import MapTimeline
@@ -75,6 +77,7 @@ class EmbeddingPanel(QWidget, View):
         self.status_row = StatusRow()
         self.map = EmbeddingMap()
         self.map.setMinimumSize(360, 300)
+        self.attract = AttractOverlay(self.map.plot, self.map)  # the attract/repel figure (two-view methods)
         self.legend_panel = MapLegend()
         self.figure = QFrame()  # what "Map as PNG" saves: the map and its legend
         fl = QHBoxLayout(self.figure)
@@ -120,6 +123,8 @@ class EmbeddingPanel(QWidget, View):
         c.colorChanged.connect(self._recolor)
         c.modeChanged.connect(self.map.set_mode)
         c.refreshClicked.connect(self.refresh)
+        c.attractToggled.connect(lambda _on: self.show_attract())
+        self.map.animationFinished.connect(self.show_attract)
         self.status_row.cancelClicked.connect(self.cancel)
         self.legend_panel.entryClicked.connect(self._on_legend_click)
         self.neighbours_tab.kChanged.connect(lambda _k: self.show_neighbors(self.clicked_row)
@@ -173,6 +178,7 @@ class EmbeddingPanel(QWidget, View):
         self.cancel()
         self.store.open(run_dir, live)
         self.map.set_points(np.zeros((0, 2), np.float32))  # and forgets the previous run's rings
+        self.show_attract()
         self.map.set_headline("")
         self._show_alarm()
         self.neighbours_tab.clear()
@@ -214,6 +220,7 @@ class EmbeddingPanel(QWidget, View):
         self.cancel()
         self.store.open(None)
         self.map.set_points(np.zeros((0, 2), np.float32))
+        self.show_attract()
         self.map.set_headline("")
         self._show_alarm()
         self.timeline_bar.set_entries(0, 0, "no snapshots yet")
@@ -330,6 +337,20 @@ class EmbeddingPanel(QWidget, View):
         if self.clicked_row >= 0:
             self.show_neighbors(self.clicked_row)
         self._update_enabled()
+        self.show_attract()
+
+    def show_attract(self) -> None:
+        """Draw the attract/repel figure when it is asked for and the map shown carries pairs of views."""
+        button = self.controls.attract
+        button.setEnabled(has_pairs(self.current))
+        fig = None
+        if button.isChecked() and button.isEnabled() and self.map.count:
+            fig = figure(self.store, self.map.coords, self.projection_name, self.clicked_row)
+        top = 6
+        for label in (self.map.headline, self.map.headline_detail):
+            if label.isVisibleTo(self.map):
+                top = max(top, label.y() + label.height() + 2)
+        self.attract.draw(fig, top)
 
     def _on_meta(self, state: MapState) -> None:
         self.map.thumbs = state.thumbs
@@ -361,6 +382,7 @@ class EmbeddingPanel(QWidget, View):
         self.store.clicked_row = row
         self.side.setCurrentIndex(0)
         self.show_neighbors(row)
+        self.show_attract()
         s = self.current
         if s is not None and 0 <= row < len(s.indices) and self.run_dir:
             self.imagePicked.emit(self.run_dir, int(s.indices[row]), s.split or "eval", s.data or "")
