@@ -34,7 +34,7 @@ def test_a_two_view_run_writes_pairs_whose_views_come_together(tmp_path):
     assert np.allclose(np.linalg.norm(pf, axis=2), 1, atol=1e-4)
     assert np.array_equal(last.pair_rows, np.arange(16))
     # on disk too, the same arrays
-    snaps = sorted((tmp_path.glob("*/embeddings/step_*.npz")))
+    snaps = sorted(tmp_path.glob("*/embeddings/step_*.npz"))
     with np.load(snaps[-1]) as z:
         assert np.allclose(z["pair_features"], pf) and np.array_equal(z["pair_rows"], last.pair_rows)
     # training pulls each image's two views together and pushes the other images of the batch away: the views'
@@ -123,3 +123,36 @@ def test_the_figure_of_the_chosen_image():
     assert one.others_from is None and one.trails.shape == (1, 2, 2) and "timeline" in one.caption
     store.current = type(s1)("x", s1.features, s1.indices, None, [])
     assert figure(store, coords, "umap") is None
+
+
+@pytest.mark.gui
+def test_the_map_toggles_and_draws_the_figure(qtbot):
+    from app.map.panel import EmbeddingPanel
+
+    store, (s0, s1) = _store_with_two_snapshots()
+    p = EmbeddingPanel(None)
+    qtbot.addWidget(p)
+    p.resize(1000, 700)
+    p.show()
+    qtbot.waitExposed(p)
+    p.store.open("/nonexistent/run")
+    for st in (s0, s1):
+        p.store.add_entry(store.entry(st.key))
+        p.store.states[st.key] = st
+    button, overlay = p.controls.attract, p.attract
+    p.loader.display.emit(s1, s1.layouts["umap"], False)
+    assert button.isEnabled() and not button.isChecked() and overlay.shown is None
+    button.setChecked(True)  # as a click does
+    fig = overlay.shown
+    assert fig is not None and fig.row == 0 and overlay.views.isVisible() and overlay.caption.isVisible()
+    assert "its two views" in overlay.caption.text() and overlay.away.isVisible() == bool(fig.away.any())
+    xs, ys = overlay.views.getData()
+    assert np.allclose(np.stack([xs, ys], 1), fig.views)
+    p.map.pointClicked.emit(3)  # another image of the pairs: the figure follows the choice
+    assert overlay.shown.row == 3
+    button.setChecked(False)
+    assert overlay.shown is None and not overlay.views.isVisible() and not overlay.caption.isVisible()
+    # a map without pairs (a method without two views): the toggle is off limits
+    bare = type(s1)("step:20", s1.features, s1.indices, None, [], step=20)
+    p.loader.display.emit(bare, s1.layouts["umap"], False)
+    assert not button.isEnabled()

@@ -20,7 +20,6 @@ from engine.eval import (
 )
 from engine.eval.collapse import effective_rank
 
-
 PAIR_IMAGES = 16  # the sample images whose two views each snapshot encodes (the attract/repel figure)
 PAIR_SEED = 2024  # the same views at every snapshot: what changes between snapshots is the encoder only
 
