@@ -38,7 +38,8 @@ class AttractOverlay:
         self.caption = QLabel(host)
         self.caption.setStyleSheet("QLabel { font-size: 11pt; color: #222; background: rgba(255, 255, 255, 220);"
                                    " padding: 2px 8px; }")
-        self.caption.setWordWrap(False)
+        self.caption.setWordWrap(True)  # a narrow map: the line wraps rather than runs off the map
+        self.host = host
         self.caption.hide()
         self.shown: Figure | None = None
         self.clear()
@@ -76,7 +77,8 @@ class AttractOverlay:
         for item in self.items:
             item.setVisible(item not in (self.away, self.closer) or arrows)
         self.caption.setText(fig.caption)
-        self.caption.adjustSize()
+        width = min(self.caption.fontMetrics().horizontalAdvance(fig.caption) + 24, max(200, self.host.width() - 16))
+        self.caption.resize(width, self.caption.heightForWidth(width))
         self.caption.move(8, top)
         self.caption.show()
         self.caption.raise_()

@@ -131,13 +131,14 @@ def caption(snaps: list, p: int, fig: Figure) -> str:
     v1, v0 = views_alike(cur.pair_features, p), views_alike(first.pair_features, p)
     o1, o0 = others_alike(cur.pair_features, p), others_alike(first.pair_features, p)
     n = len(fig.others)
+    who = f"Image #{int(cur.indices[fig.row])}"
     if first is cur:
-        return (f"Image #{int(cur.indices[fig.row])}, step {cur.step}: its two views (◆) {v1:.2f} alike, the other "
-                f"{n} images of its batch {o1:.2f} (cosine); move along the timeline to see them move")
-    moved = "" if fig.away is None else f"; {int(fig.away.sum())} of {n} less alike it than a snapshot before (red)"
-    return (f"Image #{int(cur.indices[fig.row])}, step {first.step} → {cur.step}: its two views (◆) "
-            f"{v0:.2f} → {v1:.2f} alike, the other {n} images of its batch {o0:.2f} → {o1:.2f} (cosine; "
-            f"gap {v0 - o0:+.2f} → {v1 - o1:+.2f}){moved}")
+        return (f"{who} (step {cur.step}): its two views ◆ {v1:.2f} alike · the other {n} images of its batch "
+                f"{o1:.2f} (cosine) · move along the timeline to see them move")
+    moved = "" if fig.away is None else \
+        f" · since the snapshot before, {int(fig.away.sum())} of {n} moved away (red), {int((~fig.away).sum())} closer (blue)"
+    return (f"{who} (step {first.step} → {cur.step}): its two views ◆ {v0:.2f} → {v1:.2f} alike · the other {n} "
+            f"images of its batch {o0:.2f} → {o1:.2f} (cosine){moved}")
 
 
 __all__ = ["Figure", "PLACE_K", "caption", "figure", "has_pairs", "others_alike", "place", "views_alike"]
