@@ -156,3 +156,27 @@ def test_the_map_toggles_and_draws_the_figure(qtbot):
     bare = type(s1)("step:20", s1.features, s1.indices, None, [], step=20)
     p.loader.display.emit(bare, s1.layouts["umap"], False)
     assert not button.isEnabled()
+
+
+def test_a_live_snapshot_hands_its_pairs_to_the_map():
+    from app.map.model import Entry, MapState, MapStore
+    from engine.messages import Embedding
+
+    rng = np.random.default_rng(2)
+    feats = rng.normal(size=(10, 4)).astype(np.float32)
+    pf, pr = rng.normal(size=(3, 2, 4)).astype(np.float32), np.arange(3)
+    entry = Entry.live_message(Embedding(5, 0.5, feats, None, np.arange(10), pair_features=pf, pair_rows=pr))
+    store = MapStore()
+    src = store.map_source(entry, "eval", 100)  # what the analysis process is asked to map
+    assert np.array_equal(src["pair_features"], pf) and np.array_equal(src["pair_rows"], pr)
+    from types import SimpleNamespace
+
+    from engine.analysis.map_ops import MapOps
+
+    pts = MapOps()._map_points(SimpleNamespace(args=src))  # the analysis process reads them back
+    assert np.array_equal(pts.pair_features, pf) and np.array_equal(pts.pair_rows, pr)
+    state = MapState.from_reply(entry.key, {**src, "coords": np.zeros((10, 2))})
+    assert np.array_equal(state.pair_features, pf) and np.array_equal(state.pair_rows, pr)
+    # an older message (no pairs) still makes an entry and a map
+    old = Entry.live_message(Embedding(6, 0.6, feats, None, np.arange(10)))
+    assert old.pair_features is None and store.map_source(old, "eval", 100)["pair_features"] is None
