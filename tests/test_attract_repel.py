@@ -125,6 +125,21 @@ def test_the_figure_of_the_chosen_image():
     assert figure(store, coords, "umap") is None
 
 
+def test_the_figure_asks_for_the_earlier_snapshots_it_lacks():
+    from app.map.model import Entry
+    from app.map.pairs import snapshots_wanted
+    from engine.messages import FeatureSource
+
+    store, (s0, s1) = _store_with_two_snapshots()
+    for step in (2, 4, 6, 8):
+        store.add_entry(Entry(f"step:{step}", step, 0.0, FeatureSource.SNAPSHOT))
+    # the three before the one shown (nearest first), then the first; step 0 is loaded already
+    assert [e.step for e in snapshots_wanted(store, s1)] == [8, 6, 4]
+    store.states.pop("step:0")
+    assert [e.step for e in snapshots_wanted(store, s1)] == [8, 6, 4, 0]
+    assert snapshots_wanted(store, type(s1)("x", s1.features, s1.indices, None, [], step=10)) == []
+
+
 @pytest.mark.gui
 def test_the_map_toggles_and_draws_the_figure(qtbot):
     from app.map.panel import EmbeddingPanel

@@ -82,6 +82,24 @@ def snapshots_with_pairs(store, current) -> list:
     return out
 
 
+def snapshots_wanted(store, current) -> list:
+    """The timeline's snapshot entries the figure of ``current`` would use and the map has not loaded: the first
+    one (the caption's "from") and the ``TRAIL - 1`` before ``current`` (the trails and arrows), nearest first."""
+    if not has_pairs(current) or current.step is None:
+        return []
+    from engine.messages import FeatureSource
+
+    before = [e for e in store.entries if e.kind != FeatureSource.CHECKPOINT and e.step is not None
+              and e.step < current.step]
+    want = list(reversed(before[-(TRAIL - 1):])) + before[:1]
+    seen, out = set(), []
+    for e in want:
+        if e.key not in seen and e.key not in store.states:
+            seen.add(e.key)
+            out.append(e)
+    return out
+
+
 def _layout(state, projection: str, reference: np.ndarray) -> np.ndarray:
     lay = state.layouts.get(projection)
     if lay is None:
@@ -141,4 +159,5 @@ def caption(snaps: list, p: int, fig: Figure) -> str:
             f"images of its batch {o0:.2f} → {o1:.2f} (cosine){moved}")
 
 
-__all__ = ["Figure", "PLACE_K", "caption", "figure", "has_pairs", "others_alike", "place", "views_alike"]
+__all__ = ["Figure", "PLACE_K", "caption", "figure", "has_pairs", "others_alike", "place", "snapshots_wanted",
+           "views_alike"]

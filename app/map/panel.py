@@ -34,11 +34,12 @@ from app.map.loader import MapLoader, SnapshotFeed
 from app.map.map_widget import EmbeddingMap
 from app.map.model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.map.neighbours import NeighboursTab
-from app.map.pairs import figure, has_pairs
+from app.map.pairs import figure, has_pairs, snapshots_wanted
 from app.map.requests import MapRequests
 from app.map.selection import SelectionTab
 from app.map.timeline import MapTimeline
 from app.models.run_model import RunRef
+from engine.messages import MapStage
 
 
 class EmbeddingPanel(QWidget, View):
@@ -346,11 +347,45 @@ class EmbeddingPanel(QWidget, View):
         fig = None
         if button.isChecked() and button.isEnabled() and self.map.count:
             fig = figure(self.store, self.map.coords, self.projection_name, self.clicked_row)
+        if fig is not None:
+            self._load_earlier()
         top = 6
         for label in (self.map.headline, self.map.headline_detail):
             if label.isVisibleTo(self.map):
                 top = max(top, label.y() + label.height() + 2)
         self.attract.draw(fig, top)
+
+    def _load_earlier(self) -> None:
+        """Map the earlier snapshots the figure needs (one at a time, in the layout shown as a start): their
+        trails and arrows appear as they arrive."""
+        cur = self.current
+        wanted = snapshots_wanted(self.store, cur) if self.requests.available and self.run_dir else []
+        if not wanted or self.map.count != len(cur.indices):
+            return
+        entry, projection = wanted[0], self.projection_name
+        args = {"run_dir": self.run_dir, "projection": projection, "key": entry.key, "thumbs": False,
+                **self.store.map_source(entry, "eval", len(cur.indices)),
+                "init": self.map.coords.copy(), "init_indices": cur.indices}
+
+        def partial(d: dict) -> None:  # a map like any other: thumbnails from the cache, then its clusters
+            if d.get("key") != entry.key or self.store.run_dir != args["run_dir"]:
+                return
+            if MapStage(d["stage"]) is MapStage.FIRST and entry.key not in self.store.states:
+                state = self.store.states[entry.key] = MapState.from_reply(entry.key, d)
+                self.store.apply_meta(state, {}, entry)
+            elif MapStage(d["stage"]) is MapStage.EXTRAS and entry.key in self.store.states:
+                state = self.store.states[entry.key]
+                state.clusters, state.properties = d.get("clusters"), dict(d.get("properties") or {})
+
+        def done(d: dict) -> None:
+            state = self.store.states.get(entry.key)
+            if state is None or self.store.run_dir != args["run_dir"]:
+                return
+            state.layouts[d.get("projection", projection)] = np.asarray(d["coords"], np.float32)
+            if has_pairs(state):  # an older snapshot without pairs: the figure goes no further back
+                self.show_attract()
+
+        self.requests.earlier_map(args, partial, done, lambda _e: None)
 
     def _on_meta(self, state: MapState) -> None:
         self.map.thumbs = state.thumbs
