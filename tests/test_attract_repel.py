@@ -195,3 +195,32 @@ def test_a_live_snapshot_hands_its_pairs_to_the_map():
     # an older message (no pairs) still makes an entry and a map
     old = Entry.live_message(Embedding(6, 0.6, feats, None, np.arange(10)))
     assert old.pair_features is None and store.map_source(old, "eval", 100)["pair_features"] is None
+
+
+@pytest.mark.slow
+@pytest.mark.gui
+def test_an_opened_run_draws_the_figure_with_its_earlier_snapshots(qtbot, tmp_path):
+    from app.common.analysis_client import AnalysisClient
+    from app.map.panel import EmbeddingPanel
+
+    s, embeds = _session(tmp_path, "simclr", 2)
+    client = AnalysisClient(warm=False)
+    try:
+        p = EmbeddingPanel(client)
+        qtbot.addWidget(p)
+        p.resize(1000, 700)
+        p.projection.setCurrentIndex(p.projection.findData("pca"))
+        p.show()
+        p.set_run(str(s.run_dir))
+        qtbot.waitUntil(lambda: p.current is not None and p.request_id is None and not p.map.animating,
+                        timeout=60_000)
+        assert p.current.step == embeds[-1].step and p.controls.attract.isEnabled()
+        p.controls.attract.setChecked(True)
+        assert p.attract.shown is not None  # drawn at once from the snapshot shown
+        # the earlier snapshot is mapped in the background: then the arrows and the caption's "from" step
+        qtbot.waitUntil(lambda: p.attract.shown.others_from is not None, timeout=60_000)
+        assert p.attract.shown.steps == [e.step for e in embeds]
+        assert f"step {embeds[0].step} → {embeds[-1].step}" in p.attract.caption.text()
+        assert p.current.step == embeds[-1].step  # the map shown stayed
+    finally:
+        client.shutdown()
