@@ -79,6 +79,7 @@ class EmbeddingPanel(QWidget, View):
         self.map = EmbeddingMap()
         self.map.setMinimumSize(360, 300)
         self.attract = AttractOverlay(self.map.plot, self.map)  # the attract/repel figure (two-view methods)
+        self.earlier_asked: tuple | None = None  # the earlier snapshot's map the figure asked for, on its way
         self.legend_panel = MapLegend()
         self.figure = QFrame()  # what "Map as PNG" saves: the map and its legend
         fl = QHBoxLayout(self.figure)
@@ -363,6 +364,9 @@ class EmbeddingPanel(QWidget, View):
         if not wanted or self.map.count != len(cur.indices):
             return
         entry, projection = wanted[0], self.projection_name
+        if self.earlier_asked == (self.run_dir, entry.key, projection):
+            return  # on its way (a redraw asks again; a new request would cancel it)
+        self.earlier_asked = (self.run_dir, entry.key, projection)
         args = {"run_dir": self.run_dir, "projection": projection, "key": entry.key, "thumbs": False,
                 **self.store.map_source(entry, "eval", len(cur.indices)),
                 "init": self.map.coords.copy(), "init_indices": cur.indices}
@@ -378,6 +382,7 @@ class EmbeddingPanel(QWidget, View):
                 state.clusters, state.properties = d.get("clusters"), dict(d.get("properties") or {})
 
         def done(d: dict) -> None:
+            self.earlier_asked = None
             state = self.store.states.get(entry.key)
             if state is None or self.store.run_dir != args["run_dir"]:
                 return
@@ -385,7 +390,10 @@ class EmbeddingPanel(QWidget, View):
             if has_pairs(state):  # an older snapshot without pairs: the figure goes no further back
                 self.show_attract()
 
-        self.requests.earlier_map(args, partial, done, lambda _e: None)
+        def failed(_err: dict) -> None:  # the figure makes do with the snapshots it has
+            self.earlier_asked = None
+
+        self.requests.earlier_map(args, partial, done, failed)
 
     def _on_meta(self, state: MapState) -> None:
         self.map.thumbs = state.thumbs

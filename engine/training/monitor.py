@@ -21,7 +21,6 @@ from engine.eval import (
 from engine.eval.collapse import effective_rank
 
 PAIR_IMAGES = 16  # the sample images whose two views each snapshot encodes (the attract/repel figure)
-PAIR_SEED = 2024  # the same views at every snapshot: what changes between snapshots is the encoder only
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:
@@ -165,7 +164,8 @@ class Monitor:
     @torch.no_grad()
     def view_pairs(self, method, count: int = PAIR_IMAGES) -> tuple[np.ndarray, np.ndarray] | None:
         """Two views of the first ``count`` sample images, drawn with the method's own recipe
-        (:meth:`Method.view_pair`, the same fixed draw at every snapshot) and encoded like the sample:
+        (:meth:`Method.view_pair`, the same fixed draw at every snapshot, so what changes from one snapshot to the
+        next is the encoder only) and encoded like the sample:
         ((P, 2, D) float32 L2-normalised features, (P,) rows in the sample). None when the method has no two
         views (or the sample has fewer than two images)."""
         src, idx = self.rd.embed_source, self.rd.embed_idx
@@ -173,7 +173,7 @@ class Monitor:
         if len(rows) < 2 or getattr(method, "input_kind", "images") != "images":
             return None
         x = src.get(idx[rows]).to(self.device).float().div(255)
-        pair = method.view_pair(x, seeds.step_generator(PAIR_SEED, 0, 0, self.device))
+        pair = method.view_pair(x, seeds.step_generator(seeds.PAIR_VIEWS_SEED, 0, 0, self.device))
         if pair is None:
             return None
         enc = method.encoder
