@@ -64,6 +64,10 @@ class Embedding(Message):
     labels: np.ndarray | None  # (N,) int64 or None
     indices: np.ndarray  # (N,) indices into the dataset
     coords: np.ndarray | None = None  # (N, 2) when already projected
+    # two-view methods: two views of a few sample images, encoded (P, 2, D) float32 L2-normalised, and the
+    # rows of those images in ``features`` (P,) (the map's attract/repel figure); None for other methods
+    pair_features: np.ndarray | None = None
+    pair_rows: np.ndarray | None = None
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,8 @@ MONITOR_SAMPLE_OFFSET = 11
 READOUT_BANK_SEED = 11
 READOUT_TEST_SEED = 12
 PRETEXT_SAMPLE_SEED = 21
+# the two views of a few sample images each snapshot of a two-view method encodes (the same at every snapshot)
+PAIR_VIEWS_SEED = 2024
 # number of images shown as reconstructions during training
 RECONSTRUCTION_SAMPLES = 8
 

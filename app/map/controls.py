@@ -31,6 +31,7 @@ class MapControls(QWidget):
     colorChanged = Signal()
     modeChanged = Signal(str)  # "pan", "rect", "lasso"
     refreshClicked = Signal()
+    attractToggled = Signal(bool)
 
     def __init__(self, export: ExportButton, parent=None):
         super().__init__(parent)
@@ -66,6 +67,13 @@ class MapControls(QWidget):
             self.mode_buttons[mode] = act
         self.mode_buttons["pan"].setChecked(True)
         group.triggered.connect(lambda a: self.modeChanged.emit(a.data()))
+        bar.addSpacing(8)
+        self.attract = QToolButton(text="Attract / repel", checkable=True)
+        self.attract.setToolTip("For a two-view method's snapshots: the chosen image's two views and how the other "
+                                "images of their batch moved (click one of the ringed images to choose it)")
+        self.attract.setEnabled(False)
+        self.attract.toggled.connect(self.attractToggled)
+        bar.addWidget(self.attract)
         bar.addStretch(1)
         root.addLayout(bar)
         # a second row keeps the panel narrow enough for a 1024-pixel-wide screen

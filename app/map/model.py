@@ -42,13 +42,17 @@ class MapState:
     properties: dict = field(default_factory=dict)
     note: str = ""
     data: str = ""  # another dataset than the run's, looked at with its encoder ("": the run's own)
+    # two views of a few of its images (a two-view method's snapshot): (P, 2, D) features and their rows
+    pair_features: np.ndarray | None = None
+    pair_rows: np.ndarray | None = None
 
     @classmethod
     def from_reply(cls, key: str, d: dict, with_meta: bool = False) -> MapState:
         """A map from the analysis process's first stage (``with_meta``: thumbnails and paths too)."""
         return cls(key, d["features"], np.asarray(d["indices"]), d.get("labels"), list(d.get("class_names") or []),
                    thumbs=d.get("thumbs") if with_meta else None, paths=d.get("paths") if with_meta else None,
-                   step=d.get("step"), epoch=d.get("epoch"), split=d.get("split", "eval"))
+                   step=d.get("step"), epoch=d.get("epoch"), split=d.get("split", "eval"),
+                   pair_features=d.get("pair_features"), pair_rows=d.get("pair_rows"))
 
     def same_points(self, other: MapState | None) -> bool:
         return other is not None and len(other.indices) == len(self.indices) and \
@@ -68,6 +72,8 @@ class Entry:
     indices: np.ndarray | None = None
     split: str = "eval"  # the images a map from the checkpoint shows (snapshots use the evaluation set)
     data: str = ""  # a map from the checkpoint of another dataset (a spec; "": the run's own)
+    pair_features: np.ndarray | None = None  # a live snapshot's two views of a few images (MapState's)
+    pair_rows: np.ndarray | None = None
 
     @property
     def title(self) -> str:
@@ -93,8 +99,10 @@ class Entry:
     @classmethod
     def live_message(cls, msg) -> Entry:
         """From an ``engine.messages.Embedding`` of the live session."""
+        pf, pr = getattr(msg, "pair_features", None), getattr(msg, "pair_rows", None)
         return cls(f"step:{msg.step}", int(msg.step), float(msg.epoch), FeatureSource.LIVE, np.asarray(msg.features),
-                   None if msg.labels is None else np.asarray(msg.labels), np.asarray(msg.indices))
+                   None if msg.labels is None else np.asarray(msg.labels), np.asarray(msg.indices),
+                   pair_features=None if pf is None else np.asarray(pf), pair_rows=None if pr is None else np.asarray(pr))
 
 
 @dataclass
@@ -201,10 +209,10 @@ class MapStore:
         state = self.states.get(entry.key)
         if state is not None:
             return dict(features=state.features, labels=state.labels, indices=state.indices, step=state.step,
-                        epoch=state.epoch)
+                        epoch=state.epoch, pair_features=state.pair_features, pair_rows=state.pair_rows)
         if entry.kind == FeatureSource.LIVE:
             return dict(features=entry.features, labels=entry.labels, indices=entry.indices, step=entry.step,
-                        epoch=entry.epoch)
+                        epoch=entry.epoch, pair_features=entry.pair_features, pair_rows=entry.pair_rows)
         if entry.kind == FeatureSource.SNAPSHOT:
             return {"snapshot": entry.step}
         if entry.data:

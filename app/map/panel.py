@@ -25,6 +25,7 @@ from PySide6.QtWidgets import QFrame, QHBoxLayout, QLabel, QSplitter, QTabWidget
 from app.common.measures import read_run_facts
 from app.common.tasks import run_in_thread
 from app.common.view import View, ViewContext
+from app.map.attract import AttractOverlay
 from app.map.controls import MapControls, StatusRow
 from app.map.export import MapExports
 from app.map.export_button import ExportButton
@@ -33,10 +34,12 @@ from app.map.loader import MapLoader, SnapshotFeed
 from app.map.map_widget import EmbeddingMap
 from app.map.model import COLOR_CLUSTER, Entry, MapState, MapStore
 from app.map.neighbours import NeighboursTab
+from app.map.pairs import figure, has_pairs, snapshots_wanted
 from app.map.requests import MapRequests
 from app.map.selection import SelectionTab
 from app.map.timeline import MapTimeline
 from app.models.run_model import RunRef
+from engine.messages import MapStage
 
 
 class EmbeddingPanel(QWidget, View):
@@ -75,6 +78,8 @@ class EmbeddingPanel(QWidget, View):
         self.status_row = StatusRow()
         self.map = EmbeddingMap()
         self.map.setMinimumSize(360, 300)
+        self.attract = AttractOverlay(self.map.plot, self.map)  # the attract/repel figure (two-view methods)
+        self.earlier_asked: tuple | None = None  # the earlier snapshot's map the figure asked for, on its way
         self.legend_panel = MapLegend()
         self.figure = QFrame()  # what "Map as PNG" saves: the map and its legend
         fl = QHBoxLayout(self.figure)
@@ -120,6 +125,8 @@ class EmbeddingPanel(QWidget, View):
         c.colorChanged.connect(self._recolor)
         c.modeChanged.connect(self.map.set_mode)
         c.refreshClicked.connect(self.refresh)
+        c.attractToggled.connect(lambda _on: self.show_attract())
+        self.map.animationFinished.connect(self.show_attract)
         self.status_row.cancelClicked.connect(self.cancel)
         self.legend_panel.entryClicked.connect(self._on_legend_click)
         self.neighbours_tab.kChanged.connect(lambda _k: self.show_neighbors(self.clicked_row)
@@ -173,6 +180,7 @@ class EmbeddingPanel(QWidget, View):
         self.cancel()
         self.store.open(run_dir, live)
         self.map.set_points(np.zeros((0, 2), np.float32))  # and forgets the previous run's rings
+        self.show_attract()
         self.map.set_headline("")
         self._show_alarm()
         self.neighbours_tab.clear()
@@ -214,6 +222,7 @@ class EmbeddingPanel(QWidget, View):
         self.cancel()
         self.store.open(None)
         self.map.set_points(np.zeros((0, 2), np.float32))
+        self.show_attract()
         self.map.set_headline("")
         self._show_alarm()
         self.timeline_bar.set_entries(0, 0, "no snapshots yet")
@@ -330,6 +339,61 @@ class EmbeddingPanel(QWidget, View):
         if self.clicked_row >= 0:
             self.show_neighbors(self.clicked_row)
         self._update_enabled()
+        self.show_attract()
+
+    def show_attract(self) -> None:
+        """Draw the attract/repel figure when it is asked for and the map shown carries pairs of views."""
+        button = self.controls.attract
+        button.setEnabled(has_pairs(self.current))
+        fig = None
+        if button.isChecked() and button.isEnabled() and self.map.count:
+            fig = figure(self.store, self.map.coords, self.projection_name, self.clicked_row)
+        if fig is not None:
+            self._load_earlier()
+        top = 6
+        for label in (self.map.headline, self.map.headline_detail):
+            if label.isVisibleTo(self.map):
+                top = max(top, label.y() + label.height() + 2)
+        self.attract.draw(fig, top)
+
+    def _load_earlier(self) -> None:
+        """Map the earlier snapshots the figure needs (one at a time, in the layout shown as a start): their
+        trails and arrows appear as they arrive."""
+        cur = self.current
+        wanted = snapshots_wanted(self.store, cur) if self.requests.available and self.run_dir else []
+        if not wanted or self.map.count != len(cur.indices):
+            return
+        entry, projection = wanted[0], self.projection_name
+        if self.earlier_asked == (self.run_dir, entry.key, projection):
+            return  # on its way (a redraw asks again; a new request would cancel it)
+        self.earlier_asked = (self.run_dir, entry.key, projection)
+        args = {"run_dir": self.run_dir, "projection": projection, "key": entry.key, "thumbs": False,
+                **self.store.map_source(entry, "eval", len(cur.indices)),
+                "init": self.map.coords.copy(), "init_indices": cur.indices}
+
+        def partial(d: dict) -> None:  # a map like any other: thumbnails from the cache, then its clusters
+            if d.get("key") != entry.key or self.store.run_dir != args["run_dir"]:
+                return
+            if MapStage(d["stage"]) is MapStage.FIRST and entry.key not in self.store.states:
+                state = self.store.states[entry.key] = MapState.from_reply(entry.key, d)
+                self.store.apply_meta(state, {}, entry)
+            elif MapStage(d["stage"]) is MapStage.EXTRAS and entry.key in self.store.states:
+                state = self.store.states[entry.key]
+                state.clusters, state.properties = d.get("clusters"), dict(d.get("properties") or {})
+
+        def done(d: dict) -> None:
+            self.earlier_asked = None
+            state = self.store.states.get(entry.key)
+            if state is None or self.store.run_dir != args["run_dir"]:
+                return
+            state.layouts[d.get("projection", projection)] = np.asarray(d["coords"], np.float32)
+            if has_pairs(state):  # an older snapshot without pairs: the figure goes no further back
+                self.show_attract()
+
+        def failed(_err: dict) -> None:  # the figure makes do with the snapshots it has
+            self.earlier_asked = None
+
+        self.requests.earlier_map(args, partial, done, failed)
 
     def _on_meta(self, state: MapState) -> None:
         self.map.thumbs = state.thumbs
@@ -361,6 +425,7 @@ class EmbeddingPanel(QWidget, View):
         self.store.clicked_row = row
         self.side.setCurrentIndex(0)
         self.show_neighbors(row)
+        self.show_attract()
         s = self.current
         if s is not None and 0 <= row < len(s.indices) and self.run_dir:
             self.imagePicked.emit(self.run_dir, int(s.indices[row]), s.split or "eval", s.data or "")

@@ -40,6 +40,12 @@ class MapRequests:
             self.client.cancel(self.map_id)
         self.map_id = None
 
+    def earlier_map(self, args: dict, on_partial: Handler, on_done: Handler, on_error: Handler) -> None:
+        """The map of an earlier snapshot the attract/repel figure needs (its own kind: the map shown is not
+        cancelled by it, and a newer one replaces it)."""
+        self.client.request("map", args, kind="map-earlier", on_partial=on_partial, on_done=on_done,
+                            on_error=on_error)
+
     def retrieve(self, args: dict, on_done: Handler, on_error: Handler) -> None:
         self.client.request("retrieve", args, kind="retrieve", on_done=on_done, on_error=on_error)
 

@@ -23,6 +23,16 @@ class _Points:
     source: FeatureSource
     step: int | None = None
     epoch: float | None = None
+    pair_features: np.ndarray | None = None  # two-view methods' snapshots: (P, 2, D), see engine.messages.Embedding
+    pair_rows: np.ndarray | None = None
+
+
+def _pairs(z) -> dict:
+    """The two views of a few sample images a snapshot carries (``z``: its arrays or a request's args), if any."""
+    pf, pr = z.get("pair_features"), z.get("pair_rows")
+    if pf is None or pr is None:
+        return {}
+    return {"pair_features": np.asarray(pf, np.float32), "pair_rows": np.asarray(pr, np.int64)}
 
 
 def knn_records(run_dir) -> list[dict]:
@@ -84,6 +94,8 @@ class MapOps:
         first = {"stage": MapStage.FIRST, "features": feats, "labels": labels, "indices": indices, "coords": pca,
                  "projection": "pca", "final": projection == "pca", "step": pts.step, "epoch": pts.epoch,
                  "source": pts.source, "key": key, "run_dir": run_dir, "split": split}
+        if pts.pair_features is not None:
+            first.update(pair_features=pts.pair_features, pair_rows=pts.pair_rows)
         # thumbnails, class names and paths come from the run's data: with the first map when the data is
         # in memory already, else in a META stage right after it (the map shows before the data is read)
         want_meta = bool(run_dir) and a.get("thumbs", True)
@@ -130,7 +142,7 @@ class MapOps:
         if a.get("features") is not None:
             feats = np.asarray(a["features"], dtype=np.float32)
             return _Points(feats, np.asarray(a.get("indices", np.arange(len(feats))), dtype=np.int64),
-                           a.get("labels"), FeatureSource.LIVE, a.get("step"), a.get("epoch"))
+                           a.get("labels"), FeatureSource.LIVE, a.get("step"), a.get("epoch"), **_pairs(a))
         if a.get("run_dir") and a.get("snapshot") is not None:
             return self._snapshot_points(a["run_dir"], a["snapshot"])
         if a.get("run_dir"):
@@ -147,9 +159,10 @@ class MapOps:
         if snap is None:
             raise FileNotFoundError(f"no embedding snapshot at step {want} in {run_dir}")
         with np.load(snap["path"]) as z:
+            pairs = _pairs({k: z[k] for k in ("pair_features", "pair_rows") if k in z.files})
             return _Points(z["features"].astype(np.float32), z["indices"].astype(np.int64),
                            z["labels"] if len(z["labels"]) else None, FeatureSource.SNAPSHOT,
-                           snap["step"], snap["epoch"])
+                           snap["step"], snap["epoch"], **pairs)
 
     def _checkpoint_points(self, job: Job, run_dir, split: str) -> _Points:
         from engine.eval.projection import project

@@ -146,6 +146,11 @@ class Method(nn.Module):
     def encoder(self) -> nn.Module:
         return self.backbone
 
+    def view_pair(self, x: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """Two views of every image of ``x`` (float in [0, 1]) drawn with the method's own recipe, the pair its
+        loss pulls together (the map's attract/repel figure); None for methods without two views."""
+        return None
+
     def reconstruct(self, x: torch.Tensor, g) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(what the model saw, its reconstruction) for reconstruction methods; None otherwise."""
         return None

@@ -44,5 +44,10 @@ class TwoViewMethod(Method):
     def make_batch(self, x, g, preview=False):
         return multi_view(x, self.views, g, with_params=preview)
 
+    def view_pair(self, x, g):
+        """The first two views ``make_batch`` draws (multi-crop methods: the two global views)."""
+        inputs = self.make_batch(x, g).inputs
+        return inputs[0], inputs[1]
+
 
 __all__ = ["ContrastiveViews", "TwoViewMethod", "build_views"]

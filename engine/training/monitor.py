@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from engine import messages as M
 from engine import seeds
@@ -18,6 +19,8 @@ from engine.eval import (
     knn_leave_one_out,
 )
 from engine.eval.collapse import effective_rank
+
+PAIR_IMAGES = 16  # the sample images whose two views each snapshot encodes (the attract/repel figure)
 
 
 def _u8(t: torch.Tensor) -> np.ndarray:
@@ -158,22 +161,51 @@ class Monitor:
             self.last_knn = top1
         return values, self.embedding(method, step, epoch, feats)
 
+    @torch.no_grad()
+    def view_pairs(self, method, count: int = PAIR_IMAGES) -> tuple[np.ndarray, np.ndarray] | None:
+        """Two views of the first ``count`` sample images, drawn with the method's own recipe
+        (:meth:`Method.view_pair`, the same fixed draw at every snapshot, so what changes from one snapshot to the
+        next is the encoder only) and encoded like the sample:
+        ((P, 2, D) float32 L2-normalised features, (P,) rows in the sample). None when the method has no two
+        views (or the sample has fewer than two images)."""
+        src, idx = self.rd.embed_source, self.rd.embed_idx
+        rows = np.arange(min(int(count), len(idx)), dtype=np.int64)
+        if len(rows) < 2 or getattr(method, "input_kind", "images") != "images":
+            return None
+        x = src.get(idx[rows]).to(self.device).float().div(255)
+        pair = method.view_pair(x, seeds.step_generator(seeds.PAIR_VIEWS_SEED, 0, 0, self.device))
+        if pair is None:
+            return None
+        enc = method.encoder
+        was = enc.training
+        enc.eval()
+        try:
+            f = torch.stack([F.normalize(enc(v).float(), dim=1) for v in pair], 1)
+        finally:
+            enc.train(was)
+        return f.cpu().numpy().astype(np.float32), rows
+
     def embedding(self, method, step: int, epoch: float, feats: torch.Tensor | None = None) -> M.Embedding:
-        """Features of the fixed embedding sample; written to ``embeddings/step_*.npz`` in the run folder."""
+        """Features of the fixed embedding sample (and of two views of a few of its images, for two-view
+        methods); written to ``embeddings/step_*.npz`` in the run folder."""
         src, idx = self.rd.embed_source, self.rd.embed_idx
         if feats is None:
             feats = self.features(method, src, idx)
         feats = feats.numpy().astype(np.float32)
         labels = src.get_labels(idx)
         labels = None if labels is None else labels.cpu().numpy()
+        pairs = self.view_pairs(method)
+        pair_features, pair_rows = pairs if pairs is not None else (None, None)
         if self.run_dir is not None:
             out = self.run_dir / "embeddings" / f"step_{step:08d}.npz"
             out.parent.mkdir(parents=True, exist_ok=True)
             tmp = out.with_name(f".{out.stem}.tmp.npz")
+            extra = {} if pairs is None else {"pair_features": pair_features, "pair_rows": pair_rows}
             np.savez(tmp, features=feats, labels=labels if labels is not None else np.zeros(0, np.int64),
-                     indices=idx, step=step, epoch=epoch)
+                     indices=idx, step=step, epoch=epoch, **extra)
             os.replace(tmp, out)
-        return M.Embedding(step, float(epoch), feats, labels, idx.copy())
+        return M.Embedding(step, float(epoch), feats, labels, idx.copy(), pair_features=pair_features,
+                           pair_rows=pair_rows)
 
     @torch.no_grad()
     def reconstruction(self, method, step: int, epoch: float) -> M.Reconstruction | None:
