@@ -254,7 +254,11 @@ def triplet_loss(zq: torch.Tensor, zt: torch.Tensor, margin: float, hardest: boo
     own = own_columns(b, keys.shape[0], group, sim.device)
     pos = sim.diagonal() if group.world <= 1 else sim[rows, rows + group.offset(b)]
     hard = sim.masked_fill(own, -2.0).max(1).values
-    neg = hard if hardest else sim[rows, (rows + group.offset(b) - 1) % keys.shape[0]]
-    loss = F.relu((1 - pos) - (1 - neg) + margin).mean()
+    if hardest == "all":  # every other clip at once: a softmax over the batch (InfoNCE, temperature 0.1)
+        loss = F.cross_entropy(sim / 0.1, rows + group.offset(b) if group.world > 1 else rows)
+        neg = sim.masked_fill(own, float("nan")).nanmean(1)
+    else:
+        neg = hard if hardest else sim[rows, (rows + group.offset(b) - 1) % keys.shape[0]]
+        loss = F.relu((1 - pos) - (1 - neg) + margin).mean()
     return loss, {"pretext_acc": (hard < pos).float().mean(), "pos_cos": pos.mean().detach(),
                   "neg_cos": neg.mean().detach()}
