@@ -60,6 +60,19 @@ class ViewContext:
     status: Callable[[str], None]  # a line in the window's status bar
     show_view: Callable[[str], None]  # bring the view with this key to the front
 
+    def train_from_encoder(self, encoder_config: dict) -> None:
+        """Train from this encoder: the Run panel's config starts from the opened encoder's weights (its
+        ``config.json``), the Run view comes to the front and the status bar says what changed."""
+        from app.models.encoders import train_from_encoder
+
+        try:
+            text = train_from_encoder(self.config.set, encoder_config)
+        except ValueError as exc:
+            self.status(str(exc))
+            return
+        self.show_view("run")
+        self.status(text)
+
 
 class View:
     """The small protocol of a view. Mix it into a QWidget (``class V(QWidget, View)``)."""

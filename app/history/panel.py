@@ -43,7 +43,6 @@ from app.common.tasks import run_in_thread
 from app.common.view import MenuEntry, View, ViewContext
 from app.history.details import details_html, fmt_duration, fmt_pct, read_details
 from app.history.model import RunListing, deletable, is_encoder, resumable
-from app.models.encoders import train_from_encoder
 from app.models.run_model import RunRef
 
 COLUMNS = ("Run", "Method", "Data", "Started", "Duration", "State", "Steps", "kNN top-1", "Linear top-1")
@@ -514,14 +513,5 @@ def history_view(ctx: ViewContext) -> HistoryPanel:
     panel.resume_requested.connect(ctx.run.request_resume)
     panel.use_config_requested.connect(use_config)
 
-    def train_from(encoder_config: dict) -> None:
-        try:
-            text = train_from_encoder(ctx.config.set, encoder_config)
-        except ValueError as exc:
-            ctx.status(str(exc))
-            return
-        ctx.show_view("run")
-        ctx.status(text)
-
-    panel.train_from_requested.connect(train_from)
+    panel.train_from_requested.connect(ctx.train_from_encoder)
     return panel

@@ -34,7 +34,6 @@ from app.inspector.downstream import DownstreamTab
 from app.inspector.evaluation import CompareTab, EvaluationTab
 from app.inspector.model import InspectorModel
 from app.inspector.tabs import ExportTab, FiltersTab, PretextTab, ReconstructionTab, RetrievalTab
-from app.models.encoders import train_from_encoder
 from app.models.run_model import PointRef, RunRef
 
 
@@ -181,14 +180,5 @@ def inspector_view(ctx: ViewContext) -> InspectorPanel:
     ctx.run.runChanged.connect(panel.show_run)
     ctx.run.pointChosen.connect(panel.show_point)
 
-    def train_from(encoder_config: dict) -> None:
-        try:
-            text = train_from_encoder(ctx.config.set, encoder_config)
-        except ValueError as exc:
-            ctx.status(str(exc))
-            return
-        ctx.show_view("run")
-        ctx.status(text)
-
-    panel.trainFromEncoder.connect(train_from)
+    panel.trainFromEncoder.connect(ctx.train_from_encoder)
     return panel
