@@ -570,3 +570,27 @@ def test_copy_torchrun_and_save_slurm_script(qtbot, qapp, model, tmp_path):
     assert script.startswith("#!/bin/bash") and "srun torchrun" in script and "--rdzv-backend c10d" in script
     panel._validate_timer.stop()  # no validation answer may arrive after the panel is gone
     qtbot.wait(50)
+
+
+def test_the_chosen_method_stays_in_sight_beside_a_long_description(qtbot):
+    """The method's description (with what it needs, measured) scrolls in its own share of the picker: the
+    list keeps its height and shows the chosen method, at a 1280x720 window's height as at any."""
+    from app.models.config_model import ConfigModel
+    from app.run.method_picker import MethodPicker
+    from engine.worker import catalogue
+
+    model = ConfigModel()
+    model.set_catalogue(catalogue())
+    picker = MethodPicker(model)
+    qtbot.addWidget(picker)
+    picker.resize(290, 620)
+    picker.show()
+    picker.fill()
+    for name in ("simclr", "tracking"):
+        model.set_method(name)
+        picker.sync()
+        qtbot.wait(20)
+        item = picker.methods.currentItem()
+        assert item.data(Qt.ItemDataRole.UserRole) == name
+        assert picker.methods.viewport().rect().intersects(picker.methods.visualItemRect(item)), name
+        assert picker.methods.height() >= picker.description_area.height()

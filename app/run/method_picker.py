@@ -10,6 +10,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QScrollArea,
     QStyle,
     QStyledItemDelegate,
     QVBoxLayout,
@@ -84,9 +85,16 @@ class MethodPicker(QGroupBox):
         self.description.setTextFormat(Qt.TextFormat.RichText)
         self.description.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.description.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        # the description scrolls in its share of the height: a long one (what the method needs, measured)
+        # never squeezes the list until the chosen method is out of sight
+        self.description_area = QScrollArea()
+        self.description_area.setWidgetResizable(True)
+        self.description_area.setFrameShape(QScrollArea.Shape.NoFrame)
+        self.description_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.description_area.setWidget(self.description)
         vp = QVBoxLayout(self)
         vp.addWidget(self.methods, 3)
-        vp.addWidget(self.description, 2)
+        vp.addWidget(self.description_area, 2)
 
     def fill(self) -> None:
         """The catalogue's methods, the model's one selected."""
@@ -101,6 +109,8 @@ class MethodPicker(QGroupBox):
                 if m["name"] == self.model.method:
                     self.methods.setCurrentItem(item)
         self.show_description()
+        if self.methods.currentItem() is not None:
+            self.methods.scrollToItem(self.methods.currentItem())
 
     def show_description(self) -> None:
         self.description.setText(method_description(self.model.method_info(), self.model.method))
@@ -111,6 +121,7 @@ class MethodPicker(QGroupBox):
             for k in range(self.methods.count()):
                 if self.methods.item(k).data(Qt.ItemDataRole.UserRole) == self.model.method:
                     self.methods.setCurrentRow(k)
+                    self.methods.scrollToItem(self.methods.item(k))
         self.show_description()
 
     def _method_clicked(self, item, _prev=None) -> None:
