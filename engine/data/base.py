@@ -132,6 +132,48 @@ class ImageData:
         return info
 
 
+
+class StreamedData:
+    """What a folder too large for memory shares, streamed from its files or from decoded shards: the parts of
+    :class:`ImageData`'s interface that do not depend on where the images come from (a subclass gives
+    ``get``, ``image_size``, ``identity``, ``reading_order`` and ``batches``)."""
+
+    streaming = True
+    paths: list[str]
+    labels: torch.Tensor | None
+    class_names: list[str] | None
+    device: torch.device
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def labelled(self) -> bool:
+        return self.labels is not None and self.class_names is not None and len(self.class_names) > 1
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names) if self.class_names else 0
+
+    def to(self, device):
+        self.device = torch.device(device)
+        return self
+
+    def get_labels(self, indices):
+        if self.labels is None:
+            return None
+        return self.labels[torch.as_tensor(np.asarray(indices), dtype=torch.long)].to(self.device)
+
+    def subset(self, indices) -> ImageData:
+        """These images in memory (a monitor's or an evaluation's sample)."""
+        idx = np.asarray(indices)
+        return ImageData(name=self.name, source=self.source, images=self.get(idx).cpu(),
+                         labels=None if self.labels is None else self.labels[torch.as_tensor(idx)],
+                         class_names=self.class_names, paths=[self.paths[i] for i in idx.tolist()],
+                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped),
+                         fingerprint=subset_digest(self, idx))
+
+
 def digest(*parts) -> str:
     """A short hex digest of ``parts`` (bytes, or anything with a ``str``)."""
     import hashlib

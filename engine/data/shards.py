@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.data.base import Cancelled, DataError, ImageData, ProgressFn, subset_digest
+from engine.data.base import Cancelled, DataError, ProgressFn, StreamedData
 
 SHARD_MB = 32  # bytes of decoded images per shard: a sequential read of tens of ms
 SHUFFLE_SEED = 12345  # the fixed order in which files go into the shards
@@ -200,11 +200,9 @@ def _prune_stale(root: Path, origin: dict) -> None:
             shutil.rmtree(other, ignore_errors=True)
 
 
-class ShardedFolderData:
+class ShardedFolderData(StreamedData):
     """A streamed image folder read from its decoded shards: the interface of :class:`ImageData` (``get``,
     ``get_labels``, ``batches``, ``subset``, ``summary``) without the images in memory."""
-
-    streaming = True
 
     def __init__(self, cache: ShardCache, good: np.ndarray, folder: Path, paths: list[str],
                  labels: torch.Tensor | None, classes: list[str] | None, notes: list[str], eval_source: str,
@@ -229,21 +227,10 @@ class ShardedFolderData:
         self.shards_read = 0
         self._lock = threading.Lock()
 
-    # -- what ImageData has ------------------------------------------------------------------------------
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def labelled(self) -> bool:
-        return self.labels is not None and self.class_names is not None and len(self.class_names) > 1
-
+    # -- what ImageData has (the rest from StreamedData) ---------------------------------------------------------------------------
     @property
     def image_size(self) -> int:
         return self.cache.size
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names) if self.class_names else 0
 
     def identity(self) -> str:
         """What names these images: the cache key (every file's path, size and time, the image size)."""
@@ -252,15 +239,6 @@ class ShardedFolderData:
     @property
     def shard_bytes(self) -> int:
         return self.cache.per_shard * 3 * self.cache.size ** 2
-
-    def to(self, device):
-        self.device = torch.device(device)
-        return self
-
-    def get_labels(self, indices):
-        if self.labels is None:
-            return None
-        return self.labels[torch.as_tensor(np.asarray(indices), dtype=torch.long)].to(self.device)
 
     def get(self, indices) -> torch.Tensor:
         """uint8 images ``(n, 3, S, S)`` for any ``indices``, read through memory maps (nothing is kept)."""
@@ -276,14 +254,6 @@ class ShardedFolderData:
             out[sel[order]] = arr[rows[order]]
             del arr
         return torch.from_numpy(out).to(self.device)
-
-    def subset(self, indices) -> ImageData:
-        idx = np.asarray(indices)
-        return ImageData(name=self.name, source=self.source, images=self.get(idx).cpu(),
-                         labels=None if self.labels is None else self.labels[torch.as_tensor(idx)],
-                         class_names=self.class_names, paths=[self.paths[i] for i in idx.tolist()],
-                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped),
-                         fingerprint=subset_digest(self, idx))
 
     def summary(self) -> dict:
         info = {"name": self.name, "source": self.source, "num_images": len(self), "image_size": self.image_size,

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from engine.data.base import digest, subset_digest
+from engine.data.base import StreamedData, digest
 from engine.data.decode import decode_image
 
 
@@ -32,9 +32,7 @@ class _Files(torch.utils.data.Dataset):
             return torch.zeros(3, self.size, self.size, dtype=torch.uint8), i, str(exc) or type(exc).__name__
 
 
-class StreamingFolderData:
-    streaming = True
-
+class StreamingFolderData(StreamedData):
     def __init__(self, folder: Path, paths: list, labels: list[int] | None, classes: list[str] | None,
                  image_size: int, notes: list[str], eval_source: str = "", workers: int = 2,
                  skipped: list[tuple[str, str]] | None = None):
@@ -52,24 +50,9 @@ class StreamingFolderData:
         self.workers = workers
         self._identity = ""
 
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def labelled(self) -> bool:
-        return self.labels is not None and self.class_names is not None and len(self.class_names) > 1
-
     @property
     def image_size(self) -> int:
         return self._size
-
-    @property
-    def num_classes(self) -> int:
-        return len(self.class_names) if self.class_names else 0
-
-    def to(self, device):
-        self.device = torch.device(device)
-        return self
 
     def get(self, indices) -> torch.Tensor:
         arrs = []
@@ -79,21 +62,6 @@ class StreamingFolderData:
             except Exception:
                 arrs.append(np.zeros((self._size, self._size, 3), np.uint8))
         return torch.from_numpy(np.stack(arrs)).permute(0, 3, 1, 2).to(self.device)
-
-    def get_labels(self, indices):
-        if self.labels is None:
-            return None
-        return self.labels[torch.as_tensor(np.asarray(indices), dtype=torch.long)].to(self.device)
-
-    def subset(self, indices):
-        from engine.data.base import ImageData
-
-        idx = np.asarray(indices)
-        return ImageData(name=self.name, source=self.source, images=self.get(idx).cpu(),
-                         labels=None if self.labels is None else self.labels[torch.as_tensor(idx)],
-                         class_names=self.class_names, paths=[self.paths[i] for i in idx.tolist()],
-                         notes=list(self.notes), eval_source=self.eval_source, skipped=list(self.skipped),
-                         fingerprint=subset_digest(self, idx))
 
     def identity(self) -> str:
         """What names these images: their files and the image size."""
