@@ -137,6 +137,37 @@ def test_run_form_checks_fields_as_typed(qtbot, model):
     qtbot.waitUntil(lambda: panel.start_btn.isEnabled(), timeout=10_000)
 
 
+def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
+    """Colorization on the default shapes: before Start the Run view says why and what would change, and its
+    button sets the data spec (keeping the count) through the config model; the offer goes once the config
+    follows it, and a method without a recipe shows none."""
+    from app.run.panel import RunPanel
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    box = panel.picker.recipe
+    assert model.method == "simclr" and not box.isVisible()
+    panel.select_method("colorization")
+    assert box.isVisible() and "builtin:shapes:2000?colours=typical" in box.text.text()
+    assert "learns" in box.button.text() and box.button.isEnabled()
+    assert box.button.width() >= box.button.sizeHint().width()  # its words fit
+    with qtbot.waitSignal(panel.message) as sig:
+        qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
+    assert model.get("data.spec") == "builtin:shapes:2000?colours=typical"
+    assert "builtin:shapes:2000" in sig.args[0] and "was" in sig.args[0]  # it says what it was
+    assert panel.form.rows["data.spec"].editor.text() == "builtin:shapes:2000?colours=typical"
+    assert "colours=typical" in panel.commands.command_line()
+    assert not box.isVisible()
+    model.set("data.spec", "builtin:shapes:500")
+    assert box.isVisible()  # another dataset: offered again
+    panel.select_method("split_brain")
+    assert box.isVisible()
+    model.set("data.spec", "shapes:500?colors=typical")
+    assert not box.isVisible()  # already follows it, in other words
+
+
 def test_engine_validation_lands_next_to_the_field(qtbot, model):
     from app.run.panel import RunPanel
 

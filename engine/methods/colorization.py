@@ -56,6 +56,9 @@ class Colorization(ReconstructionMethod):
              "hues turned at random in the input 0.36). It needs photographs, where colour follows what things "
              "are: on cifar10-small kNN 0.423 against 0.387 after 3 minutes (1083 steps), short of +0.05 there; "
              "give it tens of minutes on a CPU, or a GPU.")
+    recipe = {"data.spec": "builtin:shapes?colours=typical"}
+    recipe_why = ("Colorization learns where colour depends on the object: on the built-in shapes whose colours follow "
+                  "the shape (colours=typical) it has to recognise the shape to paint it.")
     paper = "Zhang et al., Colorful Image Colorization, ECCV 2016"
     preview_kind = "color"
     Config = ColorizationConfig

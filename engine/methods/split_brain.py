@@ -53,6 +53,9 @@ class SplitBrain(Method):
              "the shape and lightness follows from the colour (measured at 150 steps of batch 128 on 2000 shapes, "
              "seed 0: kNN 0.36 against 0.445 for random init). It needs photographs and long runs: on "
              "cifar10-small kNN 0.375 against 0.387 after 34 steps; longer runs are not measured yet.")
+    recipe = {"data.spec": "builtin:shapes?colours=typical"}
+    recipe_why = ("Split-brain learns where colour depends on the object: on the built-in shapes whose colours follow "
+                  "the shape (colours=typical) it has to recognise the shape to paint it.")
     paper = "Zhang et al., Split-Brain Autoencoders: Unsupervised Learning by Cross-Channel Prediction, CVPR 2017"
     family = "reconstruction"
     backbone_kind = "any"
