@@ -287,6 +287,24 @@ def test_data_panel_drop_folder_lists_classes_and_skipped_files(qtbot, tmp_path,
     assert panel.dataset is ds and panel.load_btn.isEnabled()
 
 
+def test_data_panel_offers_colours_that_follow_the_shape(qtbot):
+    """The Data panel's third lesson switch writes ``colours=typical``; with the light lesson it combines, the
+    colour shortcut (every image its own colours) turns it off; a spec shows in the switches."""
+    from app.data.panel import DataPanel
+
+    panel = DataPanel(FakeService())
+    qtbot.addWidget(panel)
+    panel.count.setValue(800)
+    panel.typical.setChecked(True)
+    assert panel.spec_from_ui() == "builtin:shapes:800?colours=typical"
+    panel.light.setChecked(True)
+    assert panel.spec_from_ui() == "builtin:shapes:800?shortcut=light&colours=typical"
+    panel.shortcut.setChecked(True)
+    assert not panel.typical.isChecked() and panel.spec_from_ui() == "builtin:shapes:800?shortcut=colour"
+    panel.set_spec("builtin:shapes:300?colours=typical")
+    assert panel.typical.isChecked() and not panel.shortcut.isChecked() and panel.count.value() == 300
+
+
 def test_thumbnail_grid_stays_quick_at_50k(qtbot, tmp_path):
     from app.data.thumbnails import ThumbnailView
     from app.models.dataset import ViewDataset
