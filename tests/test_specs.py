@@ -78,3 +78,17 @@ def test_the_spec_module_needs_no_torch():
     code = "import sys, engine.specs, engine.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_recipe_names_only_what_the_config_lacks():
+    from app.run.model import recipe_changes, recipe_text
+
+    info = {"recipe": {"overrides": {"data.spec": "builtin:shapes?colours=typical", "minutes": 5.0}, "why": "Why."}}
+    cfg = {"minutes": 2.0, "data": {"spec": "builtin:shapes:2000"}}
+    changes = recipe_changes(info, cfg)
+    assert changes == {"minutes": (2.0, 5.0),
+                       "data.spec": ("builtin:shapes:2000", "builtin:shapes:2000?colours=typical")}
+    text = recipe_text(info, changes)
+    assert "Why." in text and "builtin:shapes:2000?colours=typical" in text and "minutes" in text
+    assert recipe_changes(info, {"minutes": 10.0, "data": {"spec": "builtin:shapes:2000?colours=typical"}}) == {}
+    assert recipe_changes({"recipe": {}}, cfg) == {} and recipe_changes(None, cfg) == {}

@@ -45,10 +45,14 @@ def method_description(info: dict | None, name: str) -> str:
             f"<p>{info.get('description', '')}</p><p style='color:#777'>{info.get('paper', '')}</p>")
 
 
+AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it too
+
+
 def recipe_changes(info: dict | None, cfg: dict) -> dict:
     """What applying the method's recipe (its catalogue entry's ``recipe``) would change in the run config
     ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
-    already follows it. A data spec keeps its count (``engine.specs.recipe_spec``)."""
+    already follows it. A data spec keeps its count (``engine.specs.recipe_spec``); a budget (``minutes``,
+    ``epochs``) is followed by any longer one."""
     overrides = ((info or {}).get("recipe") or {}).get("overrides") or {}
     out = {}
     for path, want in overrides.items():
@@ -57,6 +61,8 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
             cur = cur.get(part) if isinstance(cur, dict) else None
         if path == "data.spec":
             want = recipe_spec(str(cur or ""), str(want))
+        if path in AT_LEAST and isinstance(cur, (int, float)) and isinstance(want, (int, float)) and cur >= want:
+            continue
         if cur != want:
             out[path] = (cur, want)
     return out
