@@ -166,7 +166,9 @@ def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
     assert not box.isVisible()
     model.set("data.spec", "builtin:shapes:500")
     assert box.isVisible()  # another dataset: offered again
-    panel.select_method("split_brain")
+    panel.select_method("simclr")
+    assert not box.isVisible()
+    panel.select_method("colorization")
     assert box.isVisible()
     model.set("data.spec", "shapes:500?colors=typical")
     model.set("minutes", 30.0)

@@ -299,15 +299,14 @@ def test_main_methods_lists_every_method():
 
 def test_the_catalogue_exports_recipes_that_make_valid_configs():
     """A method's recipe (config overrides and why) reaches the catalogue; applied to the method's own default
-    config it is a valid config whose data spec parses. Colorization and split-brain have one."""
+    config it is a valid config whose data spec parses. Colorization has one."""
     from engine.config import RunConfig, default_config
     from engine.data import describe_spec, load_dataset
     from engine.methods import method_catalogue
 
     cat = {m["name"]: m for m in method_catalogue()}
-    for name in ("colorization", "split_brain"):
-        assert cat[name]["recipe"]["overrides"]["data.spec"] == "builtin:shapes?colours=typical"
-        assert cat[name]["recipe"]["why"]
+    assert cat["colorization"]["recipe"]["overrides"]["data.spec"] == "builtin:shapes?colours=typical"
+    assert cat["colorization"]["recipe"]["why"]
     assert cat["simclr"]["recipe"] == {}
     for name, m in cat.items():
         if not m["recipe"]:
