@@ -122,8 +122,9 @@ def build_parser() -> argparse.ArgumentParser:
                        "cleanly with a checkpoint (resume with --resume).")
     t.add_argument("--method", choices=method_names(), metavar="NAME",
                    help=f"the method: {', '.join(method_names())} (default: simclr)")
-    t.add_argument("--data", metavar="SPEC", help="builtin:shapes[:N][?shortcut=colour] (default; the "
-                   "shortcut variant gives every image its own colours), an image folder, "
+    t.add_argument("--data", metavar="SPEC", help="builtin:shapes[:N][?shortcut=colour|light][&colours=typical] "
+                   "(default; shortcut=colour gives every image its own colours, colours=typical each shape "
+                   "typical colours), an image folder, "
                    "or torchvision:NAME[@SPLIT][:ROOT]")
     t.add_argument("--eval-data", metavar="SPEC", help="labelled data for kNN/linear evaluation "
                    "(default: the dataset's test split, or a held-out part)")

@@ -22,7 +22,8 @@ OPTIMIZERS = ("adamw", "sgd", "lars")
 
 @dataclass
 class DataConfig:
-    spec: str = param("builtin:shapes", "What to train on: builtin:shapes[:N][?shortcut=colour], an image folder path, "
+    spec: str = param("builtin:shapes", "What to train on: builtin:shapes[:N][?shortcut=colour|light][&colours=typical], "
+                      "an image folder path, "
                       "or torchvision:NAME[:ROOT]", label="dataset")
     image_size: int = param(32, "Images are resized (shorter side) and centre-cropped to this many pixels",
                             min=8, max=512)

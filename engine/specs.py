@@ -1,4 +1,4 @@
-"""The built-in shapes' spec, ``builtin:shapes[:N][?shortcut=colour|light]``, read without loading
+"""The built-in shapes' spec, ``builtin:shapes[:N][?shortcut=colour|light][&colours=typical]``, read without loading
 anything and without torch: the data loader, the config's dataset recipe and the window's Data panel
 all read it here, so they never disagree on what a spec means."""
 
@@ -7,7 +7,11 @@ from __future__ import annotations
 SHAPES_NAMES = ("shapes", "shapes-test")
 DEFAULT_COUNT = 6000
 SHORTCUTS = ("none", "colour", "light")
-SPEC_HELP = "builtin:shapes[:N][?shortcut=colour|light]"
+# how a shape's colour is drawn: "any" (the default: independent of the shape) or "typical" (each shape has
+# typical colours, as natural objects do: the lesson set on which colorization has something to learn)
+COLOURS = ("any", "typical")
+SPEC_HELP = "builtin:shapes[:N][?shortcut=colour|light][&colours=typical]"
+OPTIONS_HELP = "shortcut=colour, shortcut=light or colours=typical"
 
 
 def shapes_parts(spec: str) -> tuple[str, str] | None:
@@ -23,43 +27,75 @@ def shapes_parts(spec: str) -> tuple[str, str] | None:
     return count.strip(), query
 
 
-def _shortcut_item(item: str) -> str:
-    """One query item -> its shortcut; ValueError when it is not ``shortcut=colour|color|light|none``."""
+def _option_item(item: str) -> tuple[str, str]:
+    """One query item -> (option, value): ``shortcut=colour|color|light|none`` or ``colours=typical|any``
+    (``colors`` too); ValueError with a line a user can act on for anything else."""
     key, sep, value = item.partition("=")
     key, value = key.strip().lower(), value.strip().lower()
-    if key != "shortcut" or not sep:
-        raise ValueError(f"builtin:shapes has one option, shortcut=colour or shortcut=light ({SPEC_HELP}); "
-                         f"got {item!r}")
+    key = "colours" if key == "colors" else key
+    if key not in ("shortcut", "colours") or not sep:
+        raise ValueError(f"builtin:shapes takes the options {OPTIONS_HELP} ({SPEC_HELP}); got {item!r}")
+    if key == "colours":
+        if value not in COLOURS:
+            raise ValueError(f"builtin:shapes colours must be one of {', '.join(COLOURS)} ({SPEC_HELP}), got {value!r}")
+        return key, value
     value = "colour" if value == "color" else value
     if value not in SHORTCUTS:
         raise ValueError(f"builtin:shapes shortcut must be one of {', '.join(SHORTCUTS)}, got {value!r}")
-    return value
+    return key, value
 
 
 def _items(query: str) -> list[str]:
     return [q.strip() for q in (query or "").split("&") if q.strip()]
 
 
+def _lenient(query: str) -> dict:
+    options = {"shortcut": "none", "colours": "any"}
+    for item in _items(query):
+        try:
+            key, value = _option_item(item)
+        except ValueError:
+            continue
+        options[key] = value
+    return options
+
+
 def shapes_shortcut(query: str) -> str:
     """The shortcut a query asks for (``none``, ``colour`` or ``light``), leniently: items that do not
     parse are passed over (loading the spec is what reports them)."""
-    shortcut = "none"
-    for item in _items(query):
-        try:
-            shortcut = _shortcut_item(item)
-        except ValueError:
-            pass
-    return shortcut
+    return _lenient(query)["shortcut"]
+
+
+def shapes_colours(query: str) -> str:
+    """How the query's shapes are coloured (``any`` or ``typical``), leniently as :func:`shapes_shortcut`."""
+    return _lenient(query)["colours"]
 
 
 def parse_shapes_query(rest: str) -> tuple[int, dict]:
-    """``N`` or ``N?shortcut=colour`` (either part may be empty) -> (N images, options); ValueError with
-    a message a user can act on for anything else."""
+    """``N`` or ``N?shortcut=colour`` (either part may be empty) -> (N images, options: ``shortcut`` and
+    ``colours``); ValueError with a message a user can act on for anything else."""
     count, _, query = (rest or "").partition("?")
-    options = {"shortcut": "none"}
+    options = {"shortcut": "none", "colours": "any"}
     for item in _items(query):
-        options["shortcut"] = _shortcut_item(item)
+        key, value = _option_item(item)
+        options[key] = value
+    if options["shortcut"] == "colour" and options["colours"] == "typical":
+        raise ValueError("builtin:shapes cannot take both shortcut=colour (every image its own colours) and "
+                         "colours=typical (each shape its typical colours); choose one")
     return parse_count(count, "builtin:shapes", "an image count", DEFAULT_COUNT, 500_000, f" ({SPEC_HELP})"), options
+
+
+def recipe_spec(current: str, wanted: str) -> str:
+    """The data spec that a recipe asking for ``wanted`` makes of ``current``: ``current`` itself where it
+    already is what ``wanted`` asks (built-in shapes with the same options, whatever their count), the built-in
+    shapes of ``current``'s count with ``wanted``'s options where both are built-in shapes, ``wanted`` otherwise."""
+    have, want = shapes_parts(current), shapes_parts(wanted)
+    if have is None or want is None:
+        return current if (current or "").strip() == (wanted or "").strip() else wanted
+    if _lenient(have[1]) == _lenient(want[1]):
+        return current
+    count = have[0] if have[0].isdigit() else want[0]
+    return "builtin:shapes" + (f":{count}" if count else "") + (f"?{want[1].strip()}" if want[1].strip() else "")
 
 
 def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hint: str = "") -> int:
@@ -77,5 +113,5 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
     return n
 
 
-__all__ = ["DEFAULT_COUNT", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_count", "parse_shapes_query", "shapes_parts",
-           "shapes_shortcut"]
+__all__ = ["COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_count",
+           "parse_shapes_query", "recipe_spec", "shapes_colours", "shapes_parts", "shapes_shortcut"]

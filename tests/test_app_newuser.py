@@ -119,7 +119,7 @@ def test_data_panel_folder_page_layout_enter_and_shortcut_option(qtbot, tmp_path
     assert sig.args[0].spec == str(folder)
     # the built-in set keeps the colour-shortcut lesson option
     assert parse_spec("builtin:shapes:300?shortcut=colour") == {"kind": 0, "count": 300, "shortcut": True,
-                                                                 "light": False}
+                                                                 "light": False, "typical": False}
     assert parse_spec("shapes?shortcut=color")["shortcut"] and not parse_spec("builtin:shapes:300")["shortcut"]
     panel.set_spec("builtin:shapes:300?shortcut=colour", 16)
     assert panel.kind.currentIndex() == 0 and panel.shortcut.isChecked() and panel.count.value() == 300

@@ -137,6 +137,44 @@ def test_run_form_checks_fields_as_typed(qtbot, model):
     qtbot.waitUntil(lambda: panel.start_btn.isEnabled(), timeout=10_000)
 
 
+def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
+    """Colorization on the default shapes: before Start the Run view says why and what would change, and its
+    button sets the data spec (keeping the count) through the config model; the offer goes once the config
+    follows it, and a method without a recipe shows none."""
+    from app.run.panel import RunPanel
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    box = panel.picker.recipe
+    assert model.method == "simclr" and not box.isVisible()
+    panel.select_method("colorization")
+    assert box.isVisible() and "builtin:shapes:2000?colours=typical" in box.text.text()
+    assert "learns" in box.button.text() and box.button.isEnabled()
+    assert box.button.width() >= box.button.sizeHint().width()  # its words fit
+    with qtbot.waitSignal(panel.message) as sig:
+        qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
+    assert model.get("data.spec") == "builtin:shapes:2000?colours=typical"
+    recipe = model.method_info()["recipe"]["overrides"]
+    for path, value in recipe.items():
+        if path != "data.spec":
+            assert model.get(path) == value
+    assert "builtin:shapes:2000" in sig.args[0] and "was" in sig.args[0]  # it says what it was
+    assert panel.form.rows["data.spec"].editor.text() == "builtin:shapes:2000?colours=typical"
+    assert "colours=typical" in panel.commands.command_line()
+    assert not box.isVisible()
+    model.set("data.spec", "builtin:shapes:500")
+    assert box.isVisible()  # another dataset: offered again
+    panel.select_method("simclr")
+    assert not box.isVisible()
+    panel.select_method("colorization")
+    assert box.isVisible()
+    model.set("data.spec", "shapes:500?colors=typical")
+    model.set("minutes", 30.0)
+    assert not box.isVisible()  # already follows it, in other words (and a longer budget is fine)
+
+
 def test_engine_validation_lands_next_to_the_field(qtbot, model):
     from app.run.panel import RunPanel
 
@@ -254,6 +292,24 @@ def test_data_panel_drop_folder_lists_classes_and_skipped_files(qtbot, tmp_path,
     panel.load_from_ui()
     qtbot.waitUntil(lambda: "does not exist" in panel.status.text(), timeout=10_000)
     assert panel.dataset is ds and panel.load_btn.isEnabled()
+
+
+def test_data_panel_offers_colours_that_follow_the_shape(qtbot):
+    """The Data panel's third lesson switch writes ``colours=typical``; with the light lesson it combines, the
+    colour shortcut (every image its own colours) turns it off; a spec shows in the switches."""
+    from app.data.panel import DataPanel
+
+    panel = DataPanel(FakeService())
+    qtbot.addWidget(panel)
+    panel.count.setValue(800)
+    panel.typical.setChecked(True)
+    assert panel.spec_from_ui() == "builtin:shapes:800?colours=typical"
+    panel.light.setChecked(True)
+    assert panel.spec_from_ui() == "builtin:shapes:800?shortcut=light&colours=typical"
+    panel.shortcut.setChecked(True)
+    assert not panel.typical.isChecked() and panel.spec_from_ui() == "builtin:shapes:800?shortcut=colour"
+    panel.set_spec("builtin:shapes:300?colours=typical")
+    assert panel.typical.isChecked() and not panel.shortcut.isChecked() and panel.count.value() == 300
 
 
 def test_thumbnail_grid_stays_quick_at_50k(qtbot, tmp_path):

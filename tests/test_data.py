@@ -10,7 +10,15 @@ from PIL import Image
 from engine.data import DataError, load_dataset
 from engine.data.base import Cancelled, stratified_split
 from engine.data.decode import decode_image
-from engine.data.shapes import BG_TONES, SHAPES, _hsv_to_rgb, generate_shapes
+from engine.data.shapes import (
+    BG_TONES,
+    FG_HUES,
+    SHAPES,
+    TYPICAL_HUES,
+    TYPICAL_P,
+    _hsv_to_rgb,
+    generate_shapes,
+)
 
 
 def test_shapes_deterministic_and_sized():
@@ -72,9 +80,55 @@ def test_shapes_shortcut_colour_makes_colour_identify_the_image():
     for t in range(len(BG_TONES)):
         assert len(set(plain.labels[nearest == t].tolist())) == len(SHAPES)
     for bad, match in (("builtin:shapes:100?shortcut=texture", "shortcut must be one of"),
-                       ("builtin:shapes:100?colour", "one option")):
+                       ("builtin:shapes:100?colour", "takes the options"),
+                       ("builtin:shapes:100?colours=vivid", "colours must be one of"),
+                       ("builtin:shapes:100?colours=typical&shortcut=colour", "choose one")):
         with pytest.raises(DataError, match=match):
             load_dataset(bad, 32)
+
+
+def _foreground_hue_and_luma(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each image's foreground colour, read from its pixels: the index into FG_HUES nearest to the hue of its
+    most saturated pixels (backgrounds are greyish), and their luma (0..1)."""
+    x = images.float().permute(0, 2, 3, 1).reshape(len(images), -1, 3) / 255
+    mx, mn = x.max(-1).values, x.min(-1).values
+    sat = (mx - mn) / mx.clamp(min=1e-3)
+    top = sat.topk(12, dim=1).indices
+    px = torch.gather(x, 1, top.unsqueeze(-1).expand(-1, -1, 3)).mean(1)  # (N, 3)
+    r, g, b = px.unbind(-1)
+    hue = torch.atan2(3 ** 0.5 * (g - b), 2 * r - g - b) / (2 * torch.pi) % 1.0
+    d = (hue[:, None] - torch.tensor(FG_HUES)[None]).abs()
+    d = torch.minimum(d, 1 - d)
+    return d.argmin(1), px @ torch.tensor([0.299, 0.587, 0.114])
+
+
+def test_shapes_colours_typical_make_colour_depend_on_the_shape_without_naming_it():
+    """``?colours=typical``: each shape takes one of its two typical hues with probability TYPICAL_P (any hue
+    otherwise), so a shape's typical hues come up far more often than by chance, yet a hue is typical of
+    several shapes and colour alone cannot name the shape; the lightness does not give the hue away. The
+    default set's hues do not depend on the shape."""
+    typ = load_dataset("builtin:shapes:800?colours=typical", 32)
+    plain = load_dataset("builtin:shapes:800", 32)
+    assert typ.source == "builtin:shapes:800?colours=typical" and typ.eval_source.endswith("?colours=typical")
+    assert torch.equal(typ.labels, plain.labels) and "typical" in typ.name
+    expected = TYPICAL_P + (1 - TYPICAL_P) * 2 / len(FG_HUES)  # its typical pair, drawn or by chance
+    for data, want in ((typ, expected), (plain, 2 / len(FG_HUES))):
+        hue, luma = _foreground_hue_and_luma(data.images)
+        pairs = torch.tensor(TYPICAL_HUES)[data.labels]
+        in_pair = (hue[:, None] == pairs).any(1).float()
+        for k in range(len(SHAPES)):
+            assert abs(float(in_pair[data.labels == k].mean()) - want) < 0.12, (k, want)
+        # the best guess of the shape from the hue alone
+        joint = torch.zeros(len(FG_HUES), len(SHAPES)).index_put_((hue, data.labels), torch.ones(len(hue)),
+                                                                  accumulate=True)
+        assert float(joint.max(1).values.sum()) / len(hue) < 0.45
+    hue, luma = _foreground_hue_and_luma(typ.images)
+    means = torch.stack([luma[hue == h].mean() for h in range(len(FG_HUES))])
+    assert float(means.max() - means.min()) < 0.08  # every hue at the same lightness, on average
+    _, plain_luma = _foreground_hue_and_luma(plain.images)
+    plain_hue = _foreground_hue_and_luma(plain.images)[0]
+    plain_means = torch.stack([plain_luma[plain_hue == h].mean() for h in range(len(FG_HUES))])
+    assert float(plain_means.max() - plain_means.min()) > 0.2  # the default: yellow is light, red dark
 
 
 def test_shapes_shortcut_light_says_where_up_is_and_the_default_does_not():

@@ -295,3 +295,31 @@ def test_main_methods_lists_every_method():
     for name in ("context", "colorization", "inpainting", "denoising", "superres", "moco", "byol", "simsiam",
                  "barlow_twins", "vicreg", "dino", "cpc", "multitask"):
         assert name in listed
+
+
+def test_the_catalogue_exports_recipes_that_make_valid_configs():
+    """A method's recipe (config overrides and why) reaches the catalogue; applied to the method's own default
+    config it is a valid config whose data spec parses. Colorization has one."""
+    from engine.config import RunConfig, default_config
+    from engine.data import describe_spec, load_dataset
+    from engine.methods import method_catalogue
+
+    cat = {m["name"]: m for m in method_catalogue()}
+    assert cat["colorization"]["recipe"]["overrides"]["data.spec"] == "builtin:shapes?colours=typical"
+    assert cat["colorization"]["recipe"]["why"]
+    assert cat["simclr"]["recipe"] == {}
+    for name, m in cat.items():
+        if not m["recipe"]:
+            continue
+        d = default_config(name).to_dict()
+        for path, value in m["recipe"]["overrides"].items():
+            *parents, leaf = path.split(".")
+            cur = d
+            for part in parents:
+                cur = cur[part]
+            assert leaf in cur, (name, path)  # a path the config has
+            cur[leaf] = value
+        cfg = RunConfig.from_dict(d)
+        if describe_spec(cfg.data.spec) == "builtin":
+            assert len(load_dataset(cfg.data.spec, 16, max_images=32)) == 32  # raises on a spec that does not parse
+        assert "\n" not in m["recipe"]["why"] and len(m["recipe"]["why"]) < 300

@@ -6,30 +6,48 @@ import sys
 import pytest
 
 from engine.config import SHAPES_RECIPE, data_recipe
-from engine.specs import parse_shapes_query, shapes_parts, shapes_shortcut
+from engine.specs import parse_shapes_query, recipe_spec, shapes_colours, shapes_parts, shapes_shortcut
 
 SPECS = [
-    ("builtin:shapes", 6000, "none"),
-    ("builtin:shapes:500", 500, "none"),
-    ("shapes:500?shortcut=colour", 500, "colour"),
-    ("builtin:shapes?shortcut=color", 6000, "colour"),
-    ("builtin:shapes:300?shortcut=light", 300, "light"),
-    ("BUILTIN:Shapes:300?shortcut=colour&shortcut=light", 300, "light"),  # the last one counts
-    ("builtin:shapes-test:200?shortcut=colour", 200, "colour"),
+    ("builtin:shapes", 6000, "none", "any"),
+    ("builtin:shapes:500", 500, "none", "any"),
+    ("shapes:500?shortcut=colour", 500, "colour", "any"),
+    ("builtin:shapes?shortcut=color", 6000, "colour", "any"),
+    ("builtin:shapes:300?shortcut=light", 300, "light", "any"),
+    ("BUILTIN:Shapes:300?shortcut=colour&shortcut=light", 300, "light", "any"),  # the last one counts
+    ("builtin:shapes-test:200?shortcut=colour", 200, "colour", "any"),
+    ("builtin:shapes?colours=typical", 6000, "none", "typical"),
+    ("builtin:shapes:400?Colors=Typical&shortcut=light", 400, "light", "typical"),
+    ("builtin:shapes-test:200?colours=typical", 200, "none", "typical"),
 ]
 
 
-@pytest.mark.parametrize("spec,count,shortcut", SPECS)
-def test_loader_recipe_and_panel_agree(spec, count, shortcut):
-    from app.data.model import parse_spec
+@pytest.mark.parametrize("spec,count,shortcut,colours", SPECS)
+def test_loader_recipe_and_panel_agree(spec, count, shortcut, colours):
+    from app.data.model import build_spec, parse_spec
 
     c, query = shapes_parts(spec)
-    assert parse_shapes_query(f"{c}?{query}") == (count, {"shortcut": shortcut})
-    assert shapes_shortcut(query) == shortcut
+    assert parse_shapes_query(f"{c}?{query}") == (count, {"shortcut": shortcut, "colours": colours})
+    assert shapes_shortcut(query) == shortcut and shapes_colours(query) == colours
     assert data_recipe(spec) == ({} if shortcut == "colour" else SHAPES_RECIPE)
     fields = parse_spec(spec)
     assert (fields["kind"], fields["count"]) == (0, count)
     assert (fields["shortcut"], fields["light"]) == (shortcut == "colour", shortcut == "light")
+    assert fields["typical"] == (colours == "typical")
+    # the panel writes back a spec that means the same
+    again = build_spec(0, count, fields["shortcut"], light=fields["light"], typical=fields["typical"])
+    assert parse_shapes_query(shapes_parts(again)[0] + "?" + shapes_parts(again)[1]) == \
+        (count, {"shortcut": shortcut, "colours": colours})
+
+
+def test_a_recipe_spec_keeps_the_count_and_asks_only_what_is_missing():
+    want = "builtin:shapes?colours=typical"
+    assert recipe_spec("builtin:shapes:2000", want) == "builtin:shapes:2000?colours=typical"
+    assert recipe_spec("builtin:shapes:2000?colours=typical", want) == "builtin:shapes:2000?colours=typical"
+    assert recipe_spec("shapes:300?colors=typical", want) == "shapes:300?colors=typical"  # already so
+    assert recipe_spec("builtin:shapes", want) == want
+    assert recipe_spec("/data/photos", want) == want
+    assert recipe_spec("/data/photos", "/data/photos") == "/data/photos"
 
 
 @pytest.mark.parametrize("spec", ["/data/shapes", "torchvision:cifar10", "builtin:clips:40", "shapesx:10", ""])
@@ -39,11 +57,19 @@ def test_other_specs_are_not_shapes(spec):
 
 
 @pytest.mark.parametrize("rest,needle", [("12", "between 16"), ("abc", "image count"), ("?shortcut=blue", "one of"),
-                                         ("100?colour", "one option")])
+                                         ("100?colour", "takes the options"), ("?colours=vivid", "colours must be"),
+                                         ("?colours", "colours=typical")])
 def test_bad_queries_say_what_to_write(rest, needle):
-    with pytest.raises(ValueError, match=needle):
+    with pytest.raises(ValueError, match=needle) as err:
         parse_shapes_query(rest)
+    assert "\n" not in str(err.value)
     assert shapes_shortcut(rest.partition("?")[2]) == "none"  # the lenient reading passes over them
+    assert shapes_colours(rest.partition("?")[2]) == "any"
+
+
+def test_colours_follow_the_shape_and_every_image_its_own_colours_exclude_each_other():
+    with pytest.raises(ValueError, match="choose one"):
+        parse_shapes_query("500?shortcut=colour&colours=typical")
 
 
 def test_the_spec_module_needs_no_torch():
@@ -52,3 +78,17 @@ def test_the_spec_module_needs_no_torch():
     code = "import sys, engine.specs, engine.config; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_a_recipe_names_only_what_the_config_lacks():
+    from app.run.model import recipe_changes, recipe_text
+
+    info = {"recipe": {"overrides": {"data.spec": "builtin:shapes?colours=typical", "minutes": 5.0}, "why": "Why."}}
+    cfg = {"minutes": 2.0, "data": {"spec": "builtin:shapes:2000"}}
+    changes = recipe_changes(info, cfg)
+    assert changes == {"minutes": (2.0, 5.0),
+                       "data.spec": ("builtin:shapes:2000", "builtin:shapes:2000?colours=typical")}
+    text = recipe_text(info, changes)
+    assert "Why." in text and "builtin:shapes:2000?colours=typical" in text and "minutes" in text
+    assert recipe_changes(info, {"minutes": 10.0, "data": {"spec": "builtin:shapes:2000?colours=typical"}}) == {}
+    assert recipe_changes({"recipe": {}}, cfg) == {} and recipe_changes(None, cfg) == {}

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from app.models.dataset import ViewDataset
-from engine.specs import DEFAULT_COUNT, shapes_parts, shapes_shortcut
+from engine.specs import DEFAULT_COUNT, shapes_colours, shapes_parts, shapes_shortcut
 
 TV_FALLBACK = [{"name": n, "splits": ["train", "test"]} for n in
                ("cifar10", "cifar100", "stl10", "mnist", "fashionmnist", "svhn")]
@@ -41,7 +41,8 @@ def kind_of_loaded(spec: str, is_clips: bool) -> dict:
 
 
 def parse_spec(spec: str) -> dict:
-    """A dataset spec -> the panel's fields (kind, count and shortcut, folder, tv name/split/root)."""
+    """A dataset spec -> the panel's fields (kind, count, shortcut, light and typical colours, folder, tv
+    name/split/root)."""
     s = (spec or "").strip()
     low = s.lower()
     clips = clips_parts(s)
@@ -52,7 +53,8 @@ def parse_spec(spec: str) -> dict:
         count, query = parts
         shortcut = shapes_shortcut(query)
         return {"kind": 0, "count": int(count) if count.isdigit() else DEFAULT_COUNT,
-                "shortcut": shortcut == "colour", "light": shortcut == "light"}
+                "shortcut": shortcut == "colour", "light": shortcut == "light",
+                "typical": shapes_colours(query) == "typical"}
     if low.startswith("torchvision:") or low.startswith("tv:"):
         rest = s.split(":", 1)[1]
         name_part, _, root = rest.partition(":")
@@ -62,16 +64,21 @@ def parse_spec(spec: str) -> dict:
 
 
 def build_spec(kind: int, count: int = 0, shortcut: bool = False, folder: str = "", tv_name: str = "",
-               tv_split: str = "", tv_root: str = "", light: bool = False, clips_builtin: bool = True) -> str:
+               tv_split: str = "", tv_root: str = "", light: bool = False, clips_builtin: bool = True,
+               typical: bool = False) -> str:
     """The panel's fields -> a dataset spec (the inverse of ``parse_spec``); "" for a folder not chosen.
-    ``shortcut``: the colour lesson; ``light``: the light lesson (one of them: colour wins). Clips: the built-in
-    ones (``count``) or a folder of clips (``folder``)."""
+    ``shortcut``: the colour lesson; ``light``: the light lesson (one of them: colour wins); ``typical``: colours
+    that follow the shape (not with the colour lesson). Clips: the built-in ones (``count``) or a folder of clips
+    (``folder``)."""
     if kind == CLIPS_KIND:
         if clips_builtin:
             return f"builtin:clips:{count or DEFAULT_CLIPS}"
         return f"clips:{folder.strip()}" if folder.strip() else ""
     if kind == 0:
-        return f"builtin:shapes:{count}" + ("?shortcut=colour" if shortcut else "?shortcut=light" if light else "")
+        options = ["shortcut=colour"] if shortcut else ["shortcut=light"] if light else []
+        if typical and not shortcut:
+            options.append("colours=typical")
+        return f"builtin:shapes:{count}" + ("?" + "&".join(options) if options else "")
     if kind == 1:
         return folder.strip()
     spec = f"torchvision:{tv_name}@{tv_split}"

@@ -58,7 +58,7 @@ class DataPanel(QWidget, View):
         src.cancel_btn.clicked.connect(self.cancel)
         # the fields tests and the window reach
         self.kind, self.count, self.shortcut, self.folder = src.kind, src.count, src.shortcut, src.folder
-        self.light = src.light
+        self.light, self.typical = src.light, src.typical
         self.folder_hint, self.size, self.load_btn, self.status = src.folder_hint, src.size, src.load_btn, src.status
         self.info = DatasetBox()
         self.info.classes.itemSelectionChanged.connect(self._on_class_filter)

@@ -60,9 +60,15 @@ class SourceBox(QGroupBox):
                               "then predicts rotations from the light, not the shape "
                               "(builtin:shapes?shortcut=light)")
         f0.addRow("", self.light)
-        # one lesson at a time
-        self.shortcut.toggled.connect(lambda on: on and self.light.setChecked(False))
+        self.typical = QCheckBox("Colours follow the shape (lesson)")
+        self.typical.setToolTip("Give each shape typical colours, as grass is usually green: colour then depends on "
+                                "what the object is, so predicting colour from lightness (colorization, split-brain) "
+                                "has something to learn (builtin:shapes?colours=typical)")
+        f0.addRow("", self.typical)
+        # one shortcut at a time; every image its own colours cannot go with colours that follow the shape
+        self.shortcut.toggled.connect(lambda on: on and (self.light.setChecked(False), self.typical.setChecked(False)))
         self.light.toggled.connect(lambda on: on and self.shortcut.setChecked(False))
+        self.typical.toggled.connect(lambda on: on and self.shortcut.setChecked(False))
         self.folder = QLineEdit()
         self.folder.setPlaceholderText("a folder of images (class sub-folders give labels)")
         self.browse_btn = QPushButton("Browse…")
@@ -186,7 +192,7 @@ class SourceBox(QGroupBox):
                               clips_builtin=self.clips_builtin.isChecked())
         return build_spec(kind, self.count.value(), self.shortcut.isChecked(), self.folder.text(),
                           self.tv_name.currentText(), self.tv_split.currentText(), self.tv_root.text(),
-                          light=self.light.isChecked())
+                          light=self.light.isChecked(), typical=self.typical.isChecked())
 
     def download(self) -> bool:
         return self.kind.currentIndex() == 2 and self.tv_download.isChecked()
@@ -207,6 +213,7 @@ class SourceBox(QGroupBox):
             self.count.setValue(int(p["count"]))
             self.shortcut.setChecked(bool(p["shortcut"]))
             self.light.setChecked(bool(p["light"]) and not p["shortcut"])
+            self.typical.setChecked(bool(p["typical"]) and not p["shortcut"])
         elif p["kind"] == 1:
             self.folder.setText(p["folder"])
         else:

@@ -1,15 +1,19 @@
 """The Run panel's method picker: the registered methods as a list (title over a one-line summary) and
-the chosen one's description; picking one switches the config model's method."""
+the chosen one's description; picking one switches the config model's method. Under the description, where
+the method has a recipe that learns (its catalogue entry's ``recipe``) and the config does not follow it, a
+box says why and what would change, with a button that applies it."""
 
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, QSignalBlocker, QSize, Qt, Signal
 from PySide6.QtGui import QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import (
+    QFrame,
     QGroupBox,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QPushButton,
     QScrollArea,
     QStyle,
     QStyledItemDelegate,
@@ -17,7 +21,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.config_model import method_note
-from app.run.model import method_description
+from app.run.model import method_description, recipe_changes, recipe_text
 
 
 class MethodDelegate(QStyledItemDelegate):
@@ -69,6 +73,47 @@ class MethodList(QListWidget):
         self.doItemsLayout()  # heights follow the width
 
 
+class RecipeBox(QFrame):
+    """The method's recipe that learns, offered before Start: why, what it changes, and a button that applies
+    it through the config model (the form, the Data view and the command line show the new values)."""
+
+    applied = Signal(str)  # a line for the status bar: what changed, and what it was
+
+    def __init__(self, config_model, parent=None):
+        super().__init__(parent)
+        self.model = config_model
+        self.setObjectName("recipeBox")
+        self.setFrameShape(QFrame.Shape.StyledPanel)
+        self.text = QLabel("")
+        self.text.setWordWrap(True)
+        self.text.setTextFormat(Qt.TextFormat.RichText)
+        self.button = QPushButton("Use the recipe that learns")
+        self.button.clicked.connect(self.apply)
+        v = QVBoxLayout(self)
+        v.setContentsMargins(6, 6, 6, 6)
+        v.addWidget(self.text)
+        v.addWidget(self.button, 0, Qt.AlignmentFlag.AlignLeft)
+        self.changes: dict = {}
+        self.refresh()
+
+    def refresh(self, *_args) -> None:
+        info = self.model.method_info()
+        self.changes = recipe_changes(info, self.model.config())
+        if self.changes:
+            self.text.setText(recipe_text(info, self.changes))
+            self.button.setToolTip("Sets " + "; ".join(f"{p} to {new}" for p, (_old, new) in self.changes.items()))
+        self.setVisible(bool(self.changes))
+
+    def apply(self) -> None:
+        changes = recipe_changes(self.model.method_info(), self.model.config())
+        for path, (_old, new) in changes.items():
+            self.model.set(path, new)
+        if changes:
+            self.applied.emit(f"{self.model.method}: the recipe that learns applies ("
+                              + "; ".join(f"{p} {new}, was {old}" for p, (old, new) in changes.items()) + ")")
+        self.refresh()
+
+
 class MethodPicker(QGroupBox):
     message = Signal(str)  # a line for the status bar
 
@@ -92,9 +137,13 @@ class MethodPicker(QGroupBox):
         self.description_area.setFrameShape(QScrollArea.Shape.NoFrame)
         self.description_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.description_area.setWidget(self.description)
+        self.recipe = RecipeBox(config_model)
+        self.recipe.applied.connect(self.message)
+        config_model.changed.connect(self.recipe.refresh)
         vp = QVBoxLayout(self)
         vp.addWidget(self.methods, 3)
         vp.addWidget(self.description_area, 2)
+        vp.addWidget(self.recipe)
 
     def fill(self) -> None:
         """The catalogue's methods, the model's one selected."""
@@ -114,6 +163,7 @@ class MethodPicker(QGroupBox):
 
     def show_description(self) -> None:
         self.description.setText(method_description(self.model.method_info(), self.model.method))
+        self.recipe.refresh()
 
     def sync(self) -> None:
         """The model's method changed: select it (quietly) and describe it."""

@@ -3,6 +3,8 @@ method's description, and the fields of the run config the form leaves to the me
 
 from __future__ import annotations
 
+from engine.specs import recipe_spec
+
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
 
 ACTIVE = ("starting", "loading", "running", "paused", "stopping", "evaluating")  # engine states of a run
@@ -41,3 +43,36 @@ def method_description(info: dict | None, name: str) -> str:
     extra.append(BACKBONE_KINDS.get(info.get("backbone_kind", "any"), ""))
     return (f"<b>{info['title']}</b> <span style='color:#777'>({info.get('family', '')}; {', '.join(extra)})</span>"
             f"<p>{info.get('description', '')}</p><p style='color:#777'>{info.get('paper', '')}</p>")
+
+
+AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it too
+
+
+def recipe_changes(info: dict | None, cfg: dict) -> dict:
+    """What applying the method's recipe (its catalogue entry's ``recipe``) would change in the run config
+    ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
+    already follows it. A data spec keeps its count (``engine.specs.recipe_spec``); a budget (``minutes``,
+    ``epochs``) is followed by any longer one."""
+    overrides = ((info or {}).get("recipe") or {}).get("overrides") or {}
+    out = {}
+    for path, want in overrides.items():
+        cur = cfg
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None
+        if path == "data.spec":
+            want = recipe_spec(str(cur or ""), str(want))
+        if path in AT_LEAST and isinstance(cur, (int, float)) and isinstance(want, (int, float)) and cur >= want:
+            continue
+        if cur != want:
+            out[path] = (cur, want)
+    return out
+
+
+def recipe_text(info: dict, changes: dict) -> str:
+    """The Run view's words (rich text) for a recipe that would make ``changes`` (:func:`recipe_changes`)."""
+    from html import escape
+
+    rows = "".join(f"<br>&nbsp;&nbsp;{escape(path)}: {escape(str(old))} &rarr; <b>{escape(str(new))}</b>"
+                   for path, (old, new) in changes.items())
+    why = escape(((info or {}).get("recipe") or {}).get("why", ""))
+    return f"<b>A recipe that learns.</b> {why}{rows}"

@@ -2,7 +2,8 @@
 
 ``load_dataset(spec, image_size)`` accepts:
 - ``builtin:shapes`` (``builtin:shapes:N`` for N images; ``shapes`` works too;
-  ``builtin:shapes:N?shortcut=colour`` brings back the colour shortcut, see ``engine.data.shapes``),
+  ``builtin:shapes:N?shortcut=colour`` brings back the colour shortcut, ``?colours=typical`` gives each
+  shape typical colours, see ``engine.data.shapes``),
 - ``builtin:clips`` (``builtin:clips:N`` for N clips of the shapes moving, :mod:`engine.data.clips`),
 - ``clips:PATH``: a folder of clips (one sub-folder of frames per clip, or video files; class
   folders above them give labels); a folder that holds video files is read as clips without it,
@@ -130,7 +131,8 @@ def load_dataset(spec: str, image_size: int = 32, *, download: bool = False,
 
         if progress:
             progress(0, n, "generating shapes")
-        data = load_shapes(n, image_size, split=split, seed=seed, shortcut=options["shortcut"])
+        data = load_shapes(n, image_size, split=split, seed=seed, shortcut=options["shortcut"],
+                           colours=options["colours"])
         if progress:
             progress(n, n, "generated")
         return data

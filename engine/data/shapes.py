@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from engine.data.base import ImageData
-from engine.specs import DEFAULT_COUNT, SHORTCUTS
+from engine.specs import COLOURS, DEFAULT_COUNT, SHORTCUTS
 
 SHAPES = ("circle", "ring", "triangle", "square", "star", "cross", "crescent", "heart")
 SCALE = (0.42, 0.8)  # shape size, as a fraction of the image half-width
@@ -76,6 +76,34 @@ FG_HUES = (0.0, 0.08, 0.15, 0.33, 0.55, 0.8)  # red, orange, yellow, green, blue
 BG_TONES = ((0.6, 0.35, 0.3), (0.1, 0.3, 0.3), (0.0, 0.0, 0.3), (0.35, 0.3, 0.25))  # (hue, sat, value)
 
 
+# Colours that follow the object (``colours="typical"``): each shape has two typical hues (indices into
+# FG_HUES), which it takes with probability TYPICAL_P, any hue of FG_HUES otherwise. Every hue is typical of
+# two or three shapes, so colour alone cannot name the shape; it only makes some shapes likelier, as grass is
+# usually green. The foreground's lightness is drawn on its own (TYPICAL_LUMA), whatever the hue, so the grey
+# image does not give the colour away: only the shape tells it.
+TYPICAL_HUES = ((0, 1), (2, 3), (4, 5), (0, 3), (1, 4), (2, 5), (0, 4), (1, 5))  # one pair per class of SHAPES
+TYPICAL_P = 0.75
+TYPICAL_SAT = 0.65
+TYPICAL_LUMA = (0.4, 0.54)  # Rec. 601 luma of the foreground: every hue of FG_HUES reaches it at TYPICAL_SAT
+
+
+def _typical_foreground(lab: torch.Tensor, g: torch.Generator, knobs: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The foreground colours ``(n, 3)`` of shapes of classes ``lab`` under ``colours="typical"``, and the
+    index into FG_HUES each took."""
+    n = len(lab)
+    hues = torch.tensor(knobs.get("fg_hues", FG_HUES))
+    pairs = torch.tensor(knobs.get("typical_hues", TYPICAL_HUES))
+    typical = torch.rand(n, generator=g) < knobs.get("typical_p", TYPICAL_P)
+    which = pairs[lab, torch.randint(pairs.shape[1], (n,), generator=g)]
+    anyhue = torch.randint(len(hues), (n,), generator=g)
+    idx = torch.where(typical, which, anyhue)
+    rgb = _hsv_to_rgb(hues[idx], torch.full((n,), TYPICAL_SAT), torch.ones(n))
+    lo, hi = TYPICAL_LUMA
+    luma = lo + (hi - lo) * torch.rand(n, generator=g)
+    rgb = rgb * (luma / (rgb @ torch.tensor([0.299, 0.587, 0.114]))).unsqueeze(1)  # same hue, that lightness
+    return rgb.clamp(0, 1), idx
+
+
 def _colours(n: int, g: torch.Generator, shortcut: str, knobs: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Foreground, top and bottom background colours ``(n, 3)`` each."""
     if shortcut == "colour":
@@ -99,7 +127,8 @@ def _colours(n: int, g: torch.Generator, shortcut: str, knobs: dict) -> tuple[to
 
 
 def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int = 0,
-                    chunk: int = 512, shortcut: str = "none", **knobs) -> tuple[torch.Tensor, torch.Tensor]:
+                    chunk: int = 512, shortcut: str = "none", colours: str = "any",
+                    **knobs) -> tuple[torch.Tensor, torch.Tensor]:
     """``count`` images ``(count, 3, S, S)`` uint8 and their labels, the same for the same seed.
 
     ``shortcut="colour"`` gives every image its own foreground and background colours (drawn from
@@ -109,9 +138,17 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
     ``shortcut="light"`` lights every image from above (a background that darkens downwards and shapes
     shaded at their bottom), so the light alone says where "up" is: the lesson set on which RotNet
     predicts rotations from the light and learns nothing about shape.
+
+    ``colours="typical"`` gives each shape typical colours (TYPICAL_HUES, taken with probability TYPICAL_P)
+    at a lightness drawn on its own: the lesson set on which colour depends on the object, so predicting
+    colour from lightness (colorization, split-brain) has to recognise the shape. Not with the colour
+    shortcut. The default (``"any"``) draws exactly the images it always drew.
     """
     if shortcut not in SHORTCUTS:
         raise ValueError(f"shortcut must be one of {', '.join(SHORTCUTS)}, got {shortcut!r}")
+    if colours not in COLOURS or (colours == "typical" and shortcut == "colour"):
+        raise ValueError(f"colours must be one of {', '.join(COLOURS)} (typical not with the colour shortcut), "
+                         f"got {colours!r}")
     g = torch.Generator().manual_seed(int(seed))
     labels = torch.arange(count) % len(SHAPES)
     labels = labels[torch.randperm(count, generator=g)]
@@ -131,6 +168,8 @@ def generate_shapes(count: int = DEFAULT_COUNT, image_size: int = 32, seed: int 
         cy = (torch.rand(n, generator=g) * 2 - 1) * margin * 0.9
         tilt = (torch.rand(n, generator=g) * 2 - 1) * math.radians(20)
         fg, top, bottom = _colours(n, g, shortcut, knobs)
+        if colours == "typical":
+            fg = _typical_foreground(lab, g, knobs)[0]
         # background: a flat tone (or, lit from above, a gradient darker at the bottom) and fine pixel
         # noise; neither says which image it is
         x = gx.expand(n, -1, -1)
@@ -206,31 +245,38 @@ def cached_arrays(kind: str, params: str, key: str, make, shapes: dict) -> dict:
     return arrays
 
 
-def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none") -> tuple[torch.Tensor, torch.Tensor]:
+def cached_shapes(count: int, image_size: int, seed: int, shortcut: str = "none",
+                  colours: str = "any") -> tuple[torch.Tensor, torch.Tensor]:
     """:func:`generate_shapes`, kept in the cache folder (:func:`cached_arrays`)."""
 
     def make():
-        images, labels = generate_shapes(count, image_size, seed, shortcut=shortcut)
+        images, labels = generate_shapes(count, image_size, seed, shortcut=shortcut, colours=colours)
         return {"images": images.numpy(), "labels": labels.numpy()}
 
-    got = cached_arrays("shapes", f"{count}-{image_size}-{seed}-{shortcut}", source_key(), make,
+    params = f"{count}-{image_size}-{seed}-{shortcut}" + ("" if colours == "any" else f"-{colours}")
+    got = cached_arrays("shapes", params, source_key(), make,
                         {"images": (count, 3, image_size, image_size), "labels": (count,)})
     return torch.from_numpy(got["images"]), torch.from_numpy(got["labels"])
 
 
 def load_shapes(count: int, image_size: int, split: str = "train", seed: int = 0,
-                shortcut: str = "none") -> ImageData:
+                shortcut: str = "none", colours: str = "any") -> ImageData:
     # train and test come from different seeds so they never share an image
     split_seed = {"train": 1000 + seed, "test": 2000 + seed}[split]
-    images, labels = cached_shapes(count, image_size, split_seed, shortcut)
-    query = f"?shortcut={shortcut}" if shortcut != "none" else ""
+    images, labels = cached_shapes(count, image_size, split_seed, shortcut, colours)
+    options = ([f"shortcut={shortcut}"] if shortcut != "none" else []) + \
+        ([f"colours={colours}"] if colours != "any" else [])
+    query = ("?" + "&".join(options)) if options else ""
+    notes = ([f"{shortcut} shortcut"] if shortcut != "none" else []) + \
+        (["typical colours"] if colours != "any" else [])
     eval_source = f"builtin:shapes-test:{max(200, count // 5)}{query}" if split == "train" else ""
     return ImageData(
-        name=("shapes" if split == "train" else "shapes (test)") + (f", {shortcut} shortcut" if query else ""),
+        name=("shapes" if split == "train" else "shapes (test)") + "".join(f", {n}" for n in notes),
         source=(f"builtin:shapes:{count}" if split == "train" else f"builtin:shapes-test:{count}") + query,
         images=images,
         labels=labels,
         class_names=list(SHAPES),
         eval_source=eval_source,
-        fingerprint=f"shapes|{count}|{image_size}|{split_seed}|{shortcut}|{source_key()}",
+        fingerprint=f"shapes|{count}|{image_size}|{split_seed}|{shortcut}|"
+                    + ("" if colours == "any" else f"{colours}|") + source_key(),
     )

@@ -95,6 +95,7 @@ def method_catalogue() -> list[dict]:
             "reconstruct_captions": list(cls.reconstruct_captions),
             "input_kind": cls.input_kind,
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
+            "recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
         })
     return out
 

@@ -46,6 +46,11 @@ class Method(nn.Module):
     # what it needs to beat its random-init encoder and how long, as measured on the built-in data and the
     # real images (steps at the method's defaults); the window shows it after the description, before Start
     needs: ClassVar[str] = ""
+    # the recipe that learns, for a method whose defaults cannot meet its target on some data: config overrides
+    # by dotted path ({"data.spec": "builtin:shapes?colours=typical"}, {"minutes": 10.0}) and one line saying
+    # why; the Run view offers it before Start while the config differs from it (exported by method_catalogue)
+    recipe: ClassVar[dict] = {}
+    recipe_why: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference, video
     needs_labels: ClassVar[bool] = False
