@@ -44,7 +44,7 @@ class ShuffleLearn(Method):
     description = ("Learns what moves and how it is posed, because ordering frames needs the object's position "
                    "and pose. Trains on clips (builtin:clips, clip folders, videos). Fails on clips without "
                    "motion (the order is invisible) and on periodic motion; it can solve the task from where "
-                   "the object is without learning what it is.")
+                   "the object is or from how its colour drifts, without learning what it is.")
     needs = ("On the built-in clips it has not been shown to reach random init + 0.10. Two minutes on an idle "
              "2-core CPU (1,564 steps of batch 64, before the colour jitter) gave kNN 0.185 against 0.145 for "
              "random init. The object's hue drifts along a clip, so the order could be read off the colour: "
