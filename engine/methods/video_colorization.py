@@ -50,7 +50,8 @@ class VideoColorization(Method):
     needs = ("On the built-in clips it has not been shown to reach random init + 0.10. Two minutes on an idle "
              "2-core CPU with frames enlarged twice (411 steps of batch 64) gave kNN 0.155 against 0.145 for "
              "random init: the encoder learnt objects at twice the size kNN shows them, at four times the work "
-             "per step. At the frames' own size (upsample 1, the default) kNN is 0.180 after 200 steps and 0.188 "
+             "per step (0.148 after 200 steps). At the frames' own size (upsample 1, the default) kNN is 0.180 "
+             "after 200 steps and 0.188 "
              "after 400 (seed 0, 1,200 clips, batch 64, 400 test clips: +-0.02), and a step costs a quarter. "
              "How long it needs to reach +0.10 is not measured yet.")
     paper = "Vondrick et al., Tracking Emerges by Colorizing Videos, ECCV 2018"
