@@ -43,6 +43,10 @@ class BoWConfig:
     views: str = param("simclr", "Augmentation recipe of the student's perturbed view", choices=("simclr", "byol",
                                                                                                  "light"))
     head_hidden: int = param(512, "Hidden width of the student's histogram predictor", min=8, max=16384)
+    teacher_warmup: int = param(0, "Steps of rotation prediction (RotNet, one random quarter turn per image) that "
+                                   "train the encoder before it becomes the teacher whose words the student "
+                                   "predicts (BoWNet's teacher is a RotNet); 0: the teacher starts as the random "
+                                   "init", min=0, max=1000000)
 
 
 def palette(k: int) -> torch.Tensor:
@@ -97,6 +101,44 @@ class BoW(MomentumMethod):
         # running mean of the teacher's local features, taken off before normalising: the features of a
         # (young) network all point much the same way, and centring spreads them over the words
         self.register_buffer("feat_mean", torch.zeros(ch))
+        if cfg.teacher_warmup > 0:
+            self.rot_head = torch.nn.Linear(backbone.feature_dim, 4)
+        self.register_buffer("warm_steps", torch.zeros((), dtype=torch.long))
+        self._warm_seen: int | None = None  # host copy of warm_steps (no sync per step)
+        self._last_warm = False
+
+    # -- the teacher's warm-up (BoWNet: the teacher is a RotNet) -------------------------------------
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
+        self._ready_seen = False  # the loaded state says
+        self._warm_seen = None
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
+
+    def warming_up(self) -> bool:
+        """Whether the next step is still one of the teacher's rotation warm-up steps."""
+        if self._warm_seen is None:
+            self._warm_seen = int(self.warm_steps)
+        return self._warm_seen < self.cfg.teacher_warmup
+
+    def rotation_step(self, x, g):
+        from engine.augment import augment
+        from engine.pretext.rotation import rotation
+
+        batch = rotation(augment(x, self.view, g), g, all_four=False)
+        logits = self.rot_head(self.backbone(batch.inputs)).float()
+        loss = F.cross_entropy(logits, batch.targets)
+        self.warm_steps.add_(1)
+        self._warm_seen += 1
+        acc = (logits.argmax(1) == batch.targets).float().mean()
+        return StepOutput(loss, {"rotation_acc": acc})
+
+    def after_step(self, progress: float) -> None:
+        if self._last_warm:  # the teacher is the warm-up's encoder itself until the words begin
+            from engine.methods.momentum import ema_update
+
+            for online, target in self.momentum_pairs:
+                ema_update(target, online, 0.0)
+            return
+        super().after_step(progress)
 
     # -- the teacher's words -----------------------------------------------------------------------
     @torch.no_grad()
@@ -126,10 +168,6 @@ class BoW(MomentumMethod):
         if self._ready():
             return self.vocab
         return self.initial_vocab(locals_, self.cfg.words)
-
-    def _load_from_state_dict(self, *args, **kwargs):
-        self._ready_seen = False  # the loaded state says
-        super()._load_from_state_dict(*args, **kwargs)
 
     def _ready(self) -> bool:
         """The vocabulary has been initialised (once seen, it stays so: no host sync per step after)."""
@@ -203,6 +241,9 @@ class BoW(MomentumMethod):
             self.usage[dead] = 1.0 / k
 
     def training_step(self, x, labels, g):
+        self._last_warm = self.warming_up()
+        if self._last_warm:
+            return self.rotation_step(x, g)
         batch = self.make_batch(x, g)
         logits = self.head(self.backbone(batch.inputs)).float()
         target = batch.targets.float()
