@@ -43,6 +43,7 @@ class BoWConfig:
     views: str = param("simclr", "Augmentation recipe of the student's perturbed view", choices=("simclr", "byol",
                                                                                                  "light"))
     head_hidden: int = param(512, "Hidden width of the student's histogram predictor", min=8, max=16384)
+    teacher_gray: bool = param(False, "The teacher describes the grey image (its words cannot be colours)")
     teacher_warmup: int = param(0, "Steps of rotation prediction (RotNet, one random quarter turn per image) that "
                                    "train the encoder before it becomes the teacher whose words the student "
                                    "predicts (BoWNet's teacher is a RotNet); 0: the teacher starts as the random "
@@ -185,10 +186,11 @@ class BoW(MomentumMethod):
     def make_batch(self, x, g, preview=False):
         """Inputs: the student's perturbed view; targets ``(B, K)``: the bag of words of the original
         image (sums to one). Meta: the teacher's ``word_map`` ``(B, h, w)`` and its local features."""
-        from engine.augment import augment
+        from engine.augment import augment, gray
 
         original = x
-        locals_, raw_mean = self.local_features(original, with_mean=True)
+        seen = gray(x).expand_as(x) if self.cfg.teacher_gray else x
+        locals_, raw_mean = self.local_features(seen, with_mean=True)
         vocab = self.current_vocab(locals_)
         a = self.assign(locals_, vocab)
         hist = a.mean(dim=(1, 2))
@@ -276,7 +278,8 @@ class BoW(MomentumMethod):
             himg = to_uint8(histogram_image(hist[i], colors).unsqueeze(0))[0]
             h, w = wm.shape[1:]
             rows.append(PreviewRow(f"image {i + 1}", [
-                PreviewTile(orig[i], "original (the teacher's input)"),
+                PreviewTile(orig[i], "original (the teacher sees it grey)" if self.cfg.teacher_gray
+                            else "original (the teacher's input)"),
                 PreviewTile(overlay[i], f"word map: {h}x{w} places, {len(torch.unique(wm[i]))} words{note}",
                             grid=h if h == w else 0),
                 PreviewTile(himg, f"target: histogram over {k} words; top {tops}"),
