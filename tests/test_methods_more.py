@@ -197,7 +197,7 @@ def test_bow_histograms_sum_to_one_and_count_the_word_map(assign_temp):
 
 
 def test_bow_vocabulary_is_initialised_then_follows_the_teacher():
-    m = build("bow", words=16, head_hidden=32, vocab_momentum=0.5)
+    m = build("bow", words=16, head_hidden=32, vocab_momentum=0.5, teacher_warmup=0)
     assert not bool(m.vocab_ready)
     x = images(8)
     m.training_step(x, None, generator_for(0))
@@ -233,10 +233,14 @@ def test_bow_teacher_warmup_trains_rotation_then_the_teacher_starts_from_the_tra
     fresh = build("bow", words=16, head_hidden=32, teacher_warmup=2)
     fresh.load_state_dict(m.state_dict())  # a resumed run does not warm up again
     assert not fresh.warming_up()
+    old = {k: v for k, v in m.state_dict().items() if k != "warm_steps" and not k.startswith("rot_head.")}
+    before = build("bow", words=16, head_hidden=32, teacher_warmup=2)
+    before.load_state_dict(old)  # a run saved before the warm-up existed goes on with its words
+    assert not before.warming_up()
 
 
 def test_bow_without_warmup_has_no_rotation_head():
-    m = build("bow", words=16, head_hidden=32)
+    m = build("bow", words=16, head_hidden=32, teacher_warmup=0)
     assert not hasattr(m, "rot_head") and not m.warming_up()
     assert "words_used" in m.training_step(images(4), None, generator_for(0)).metrics
 
