@@ -98,7 +98,7 @@ OLD = {
             lambda cfg: True),
 }
 OPTIONS = {"byol": {"momentum": 0.9}, "moco": {"momentum": 0.9, "momentum_schedule": True},
-           "dino": {"local_crops": 1}, "bow": {"words": 16, "momentum": 0.9}}
+           "dino": {"local_crops": 1}, "bow": {"words": 16, "momentum": 0.9, "teacher_warmup": 0}}
 
 
 def states_equal(a: torch.nn.Module, b: torch.nn.Module) -> bool:

@@ -108,7 +108,7 @@ def test_training_steps_are_finite_and_change_the_encoder(name):
 # equals the teacher's output and the target flattens, so its loss may rise while the student
 # learns. With the teacher and the centre held still, the student's loss must fall.
 LOSS_OPTIONS = {"dino": {"momentum": 1.0, "momentum_schedule": False, "center_momentum": 1.0},
-                "bow": {"momentum": 1.0, "vocab_momentum": 1.0}}  # BoW's targets move with teacher and words too
+                "bow": {"momentum": 1.0, "vocab_momentum": 1.0, "teacher_warmup": 0}}  # BoW's targets move with teacher and words too
 
 
 @pytest.mark.parametrize("name", TRAINABLE)

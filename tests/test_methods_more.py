@@ -160,6 +160,25 @@ def test_counting_contrastive_term_separates_different_images():
     assert float(tz["sum"]) == 0.0 and float(tz["contrast"]) == pytest.approx(10.0)
 
 
+def test_counting_colour_drawn_anew_for_every_tile_and_whole():
+    plain = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32)
+    m = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_jitter_p=1.0,
+              crop_gray_p=0.0)
+    x = images(4)
+    ref = plain.make_batch(x, generator_for(0))
+    batch = m.make_batch(x, generator_for(0))
+    tiles, down, other = batch.inputs
+    assert tiles.shape == ref.inputs[0].shape and down.shape == other.shape == ref.inputs[1].shape
+    # every crop keeps its layout but has its own colours: the crops' colour shifts differ
+    shift = tiles.mean(dim=(3, 4)) - ref.inputs[0].mean(dim=(3, 4))  # (B, 4, 3)
+    assert not torch.allclose(shift[:, 0], shift[:, 1], atol=1e-3)
+    assert not torch.allclose(down, ref.inputs[1]) and not torch.allclose(other, ref.inputs[2])
+    grey = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_gray_p=1.0)
+    t, d, o = grey.make_batch(x, generator_for(0)).inputs
+    for part in (t.flatten(0, 1), d, o):  # every crop grey
+        torch.testing.assert_close(part[:, 0], part[:, 1])
+
+
 # -- bag of words ----------------------------------------------------------------------------------
 @pytest.mark.parametrize("assign_temp", [0.0, 0.05])
 def test_bow_histograms_sum_to_one_and_count_the_word_map(assign_temp):
@@ -178,7 +197,7 @@ def test_bow_histograms_sum_to_one_and_count_the_word_map(assign_temp):
 
 
 def test_bow_vocabulary_is_initialised_then_follows_the_teacher():
-    m = build("bow", words=16, head_hidden=32, vocab_momentum=0.5)
+    m = build("bow", words=16, head_hidden=32, vocab_momentum=0.5, teacher_warmup=0)
     assert not bool(m.vocab_ready)
     x = images(8)
     m.training_step(x, None, generator_for(0))
@@ -193,6 +212,37 @@ def test_bow_vocabulary_is_initialised_then_follows_the_teacher():
     mean = flat[near == w].mean(0)
     assert F.cosine_similarity(m.vocab[w], mean, dim=0) > F.cosine_similarity(before[w], mean, dim=0)
     assert m.state_dict()["vocab"].shape == (16, 32)  # checkpointed
+
+
+def test_bow_teacher_warmup_trains_rotation_then_the_teacher_starts_from_the_trained_encoder():
+    m = build("bow", words=16, head_hidden=32, teacher_warmup=2)
+    opt = torch.optim.SGD(m.parameters(), lr=0.5)
+    x = images(8)
+    for step in range(2):  # rotation prediction: no words yet, the teacher is the student itself
+        out = m.training_step(x, None, generator_for(step))
+        assert set(out.metrics) == {"rotation_acc"} and not bool(m.vocab_ready)
+        opt.zero_grad()
+        out.loss.backward()
+        opt.step()
+        m.after_step(0.1)
+        for p_t, p_s in zip(m.teacher_backbone.parameters(), m.backbone.parameters()):
+            torch.testing.assert_close(p_t, p_s)
+    assert int(m.warm_steps) == 2 and m.rot_head.weight.grad is not None
+    out = m.training_step(x, None, generator_for(2))  # now the words of the trained teacher
+    assert "words_used" in out.metrics and bool(m.vocab_ready)
+    fresh = build("bow", words=16, head_hidden=32, teacher_warmup=2)
+    fresh.load_state_dict(m.state_dict())  # a resumed run does not warm up again
+    assert not fresh.warming_up()
+    old = {k: v for k, v in m.state_dict().items() if k != "warm_steps" and not k.startswith("rot_head.")}
+    before = build("bow", words=16, head_hidden=32, teacher_warmup=2)
+    before.load_state_dict(old)  # a run saved before the warm-up existed goes on with its words
+    assert not before.warming_up()
+
+
+def test_bow_without_warmup_has_no_rotation_head():
+    m = build("bow", words=16, head_hidden=32, teacher_warmup=0)
+    assert not hasattr(m, "rot_head") and not m.warming_up()
+    assert "words_used" in m.training_step(images(4), None, generator_for(0)).metrics
 
 
 # -- SSGAN -----------------------------------------------------------------------------------------
