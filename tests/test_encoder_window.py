@@ -365,3 +365,26 @@ def test_an_opened_encoder_is_shown_like_a_run_in_the_window(qtbot, worker, file
         (files["cnn"], "torchvision:resnet18", "torchvision:resnet18")
     assert "press Start" in win.statusBar().currentMessage()
     win.close()
+
+
+def test_train_from_a_random_weights_name_starts_from_the_weights_the_folder_shows(tmp_path):
+    """A random-weights name draws new weights on every load: "Train from this encoder" starts from the folder
+    (whose saved weights are the ones the map and the evaluations showed), a named pretrained spec stays a name."""
+    import torch
+
+    from app.models.encoders import encoder_init
+    from engine.encoders.entry import open_encoder
+    from engine.encoders.loader import load_encoder
+    from engine.runs import read_json
+
+    folder, le = open_encoder("torchvision:resnet18", runs_root=tmp_path, data="builtin:shapes:64")
+    cfg = {**read_json(str(folder / "config.json")), "run_dir": str(folder)}
+    init = encoder_init(cfg)
+    assert init["init"] == str(folder) and init["init_arch"] == ""
+    shown = le.module.state_dict()
+    again = load_encoder(init["init"]).module.state_dict()
+    fresh = load_encoder("torchvision:resnet18").module.state_dict()
+    key = next(k for k, v in shown.items() if v.dtype.is_floating_point and v.numel() > 1000)
+    assert torch.equal(again[key], shown[key]) and not torch.equal(fresh[key], shown[key])
+    named = encoder_init({**cfg, "init": "torchvision:resnet18:IMAGENET1K_V1"})
+    assert named["init"] == "torchvision:resnet18:IMAGENET1K_V1"  # pretrained weights: the name says them all

@@ -421,12 +421,12 @@ class HistoryPanel(QWidget, View):
             return
         d = self.details or {}
         if self._details_for == info.path and d.get("config"):
-            self.train_from_requested.emit(dict(d["config"]))
+            self.train_from_requested.emit({**d["config"], "run_dir": info.path})
             return
         from engine.runs import read_json
 
         run_in_thread(read_json, str(Path(info.path) / "config.json"), on_done=lambda c: c and
-                      self.train_from_requested.emit(dict(c)),
+                      self.train_from_requested.emit({**c, "run_dir": info.path}),
                       on_error=lambda e: self.message.emit(f"Could not read {info.path}: {e['message']}"))
 
     def _use_config(self) -> None:

@@ -54,7 +54,8 @@ class InspectorPanel(QWidget, View):
         self.header.setStyleSheet("font-weight: bold;")
         self.train_btn = QPushButton("Train from this encoder")
         self.train_btn.setToolTip("Start the Run panel's config from this encoder's weights (main.py train --init)")
-        self.train_btn.clicked.connect(lambda: self.trainFromEncoder.emit(dict(self.target.config)))
+        self.train_btn.clicked.connect(lambda: self.trainFromEncoder.emit(
+            {**self.target.config, "run_dir": str(self.target.run_dir or "")}))
         self.train_btn.hide()
         head = QHBoxLayout()
         head.addWidget(self.header, 1)

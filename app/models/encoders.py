@@ -89,9 +89,10 @@ def opened_text(reply: dict) -> str:
 
 
 def encoder_init(encoder_config: dict) -> dict:
-    """What a new run takes from an opened encoder's folder (its ``config.json``): the initial weights (the spec
-    it was opened with, its architecture and network), the backbone (the encoder's architecture) and the image
-    size (the encoder's own), as ``main.py train --init SPEC`` sets them."""
+    """What a new run takes from an opened encoder's folder (its ``config.json``, with ``run_dir``: the folder): the
+    initial weights (the spec it was opened with, its architecture and network; for a random-weights name the
+    folder itself, whose saved weights are the ones shown), the backbone (the encoder's architecture) and the
+    image size (the encoder's own), as ``main.py train --init SPEC`` sets them."""
     init = str(encoder_config.get("init") or "")
     if not init:
         raise ValueError("this folder records no encoder to start from (its config has no init); open the encoder "
@@ -99,6 +100,11 @@ def encoder_init(encoder_config: dict) -> dict:
     out = {"init": init, "init_arch": str(encoder_config.get("init_arch") or ""),
            "init_select": str(encoder_config.get("init_select") or ""),
            "backbone": str(encoder_config.get("backbone") or "auto")}
+    folder = str(encoder_config.get("run_dir") or "")
+    if folder and is_name(init) and not downloads(init):
+        # a name that means random weights draws new ones on every load: start from the very weights the
+        # folder keeps (the ones its map and evaluations show), which the folder itself opens as
+        out.update(init=folder, init_arch="", init_select="")
     size = (encoder_config.get("data") or {}).get("image_size")
     if size:
         out["data.image_size"] = int(size)

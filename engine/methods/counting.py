@@ -58,7 +58,9 @@ class Counting(Method):
              "0.42, colour jitter and grey drawn anew for every tile and whole (crop_jitter_p=0.8, crop_gray_p=0.2) "
              "0.44 (0.488 against 0.543 after 300 steps), the same at the paper's half-size tiles 0.38 (150 steps "
              "each). Each step embeds six images per "
-             "image, so it is slow on a CPU, and longer runs do not lead by 0.15 either (0.517 after 600 steps).")
+             "image, so it is slow on a CPU, and longer runs do not lead by 0.15 either (0.517 after 600 steps)."
+             " In the 2-minute table on an idle 2-core CPU (6,000 shapes, seed 0): kNN 0.640 against 0.561 for "
+             "random init (312 steps of batch 128). +0.079: it learns, but not by 0.15.")
     paper = "Noroozi et al., Representation Learning by Learning to Count, ICCV 2017"
     family = "transformation"
     backbone_kind = "any"

@@ -58,7 +58,9 @@ class MAE(Method):
              "earlier, 90 steps 0.240 and plain pixel targets 0.225. On cifar10-small "
              "0.298 against 0.306 after 3 minutes (470 steps). Two minutes on a CPU are not enough for a ViT to "
              "learn shapes from pixels: train it far longer (hundreds of epochs in the paper) on a GPU "
-             "(vit_tiny), or compare it by fine-tuning rather than kNN.")
+             "(vit_tiny), or compare it by fine-tuning rather than kNN."
+             " In the 2-minute table on an idle 2-core CPU (6,000 shapes, seed 0): kNN 0.385 against 0.278 (an "
+             "untrained vit_mini) for random init (278 steps of batch 128). +0.107: it learns, short of +0.15.")
     paper = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
     family = "reconstruction"
     backbone_kind = "vit"
