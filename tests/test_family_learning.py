@@ -39,16 +39,17 @@ NOT_YET = {"reconstruction", "generative"}
 ELSEWHERE = {"video": "test_family_learning_video.py"}
 
 
-def run_knn(method: str, spec: str, steps: int, root: Path, **options) -> dict:
-    """kNN top-1 on ``spec``'s test split after ``steps`` steps of ``method`` (its defaults, batch BATCH)."""
+def run_knn(method: str, spec: str, steps: int, root: Path, batch: int = BATCH, count: int = 0, **options) -> dict:
+    """kNN top-1 on ``spec``'s test split after ``steps`` steps of ``method`` (its defaults, batch ``batch``;
+    ``count``: the training examples ``spec`` holds, when known)."""
     from engine.data import load_dataset
 
-    n = len(load_dataset(spec, 32))
-    per_epoch = max(1, n // BATCH)
+    n = count or len(load_dataset(spec, 32))
+    per_epoch = max(1, n // batch)
     cfg = default_config(method, epochs=max(1, math.ceil(steps / per_epoch)), minutes=0.0, device="cpu", seed=0,
                          runs_root=str(root), checkpoint_every_minutes=0.0,
                          data={"spec": spec, "image_size": 32},
-                         optim={"batch_size": BATCH},
+                         optim={"batch_size": batch},
                          eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
                                "linear_probe_epochs": 0})
     cfg.method_options.update(options)

@@ -11,37 +11,22 @@ steps of batch 64 on 32-pixel clips 0.185/0.170 against 0.163.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import pytest
-
-from engine.config import default_config
-from engine.session import Session
+from test_family_learning import run_knn as family_run
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 CLIPS = "builtin:clips:256"
-SIZE = 32
 BATCH = 32
 STEPS = 200
 MARGIN = 0.025
 
 
-def run_knn(method: str, steps: int, root: Path, **options) -> dict:
+def run_knn(method: str, steps: int, root: Path) -> dict:
     """kNN top-1 on the clips' test split after ``steps`` steps of ``method`` (its defaults, batch BATCH)."""
-    per_epoch = 256 // BATCH
-    cfg = default_config(method, epochs=max(1, math.ceil(steps / per_epoch)), minutes=0.0, device="cpu", seed=0,
-                         runs_root=str(root), checkpoint_every_minutes=0.0,
-                         data={"spec": CLIPS, "image_size": SIZE},
-                         optim={"batch_size": BATCH},
-                         eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
-                               "linear_probe_epochs": 0})
-    cfg.method_options.update(options)
-    summary = Session(cfg, lambda msg: None).run()
-    assert summary.get("reason") != "failed", summary
-    return json.loads((Path(summary["run_dir"]) / "results.json").read_text())
+    return family_run(method, CLIPS, steps, root, batch=BATCH, count=256)
 
 
 @pytest.mark.slow
