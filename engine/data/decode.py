@@ -78,7 +78,7 @@ def decode_image(path: str | Path, size: int) -> np.ndarray:
                                  if scale < 0.5 else None)
             left, top = (nw - size) // 2, (nh - size) // 2
             img = img.crop((left, top, left + size, top + size))
-            arr = np.asarray(img, dtype=np.uint8)
+            arr = np.array(img, dtype=np.uint8)  # writable: torch.from_numpy warns on a read-only view
     if arr.shape != (size, size, 3):
         raise ValueError(f"unexpected decoded shape {arr.shape}")
     return arr
