@@ -3,6 +3,7 @@ method's description, and the fields of the run config the form leaves to the me
 
 from __future__ import annotations
 
+from app.models.config_model import get_path
 from engine.specs import recipe_spec
 
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
@@ -56,9 +57,10 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
     overrides = ((info or {}).get("recipe") or {}).get("overrides") or {}
     out = {}
     for path, want in overrides.items():
-        cur = cfg
-        for part in path.split("."):
-            cur = cur.get(part) if isinstance(cur, dict) else None
+        try:
+            cur = get_path(cfg, path)
+        except KeyError:  # a path the config does not have yet
+            cur = None
         if path == "data.spec":
             want = recipe_spec(str(cur or ""), str(want))
         if path in AT_LEAST and isinstance(cur, (int, float)) and isinstance(want, (int, float)) and cur >= want:
