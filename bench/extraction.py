@@ -102,8 +102,8 @@ def main(argv=None) -> int:
                   default=best)
     out = {"machine_cpus": os.cpu_count(), "device": str(dev), "backbone": backbone, "image_size": args.image_size,
            "images": args.images, "rows": rows, "default": default, "best": best,
-           "map_extract_s_default": round(args.map_images / default["images_per_s"], 2),
-           "map_extract_s_best": round(args.map_images / best["images_per_s"], 2)}
+           "map_extract_s_default": round(args.map_images / default["images_per_s"], 3),
+           "map_extract_s_best": round(args.map_images / best["images_per_s"], 3)}
     print(json.dumps(out))
     return 0
 
