@@ -50,6 +50,28 @@ def one_thread():
     torch.set_num_threads(old)
 
 
+@pytest.fixture(scope="module")
+def two_threads():
+    """Training runs that learn for a few hundred steps: two torch threads where the machine has two cores,
+    fixed (``SSLWB_TRAIN_THREADS``) so the engine's thread tuner does not switch counts mid-run and a run's
+    result does not depend on the machine's timing. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("two_threads")``."""
+    import torch
+
+    from engine.training.threads import _cores
+
+    n = max(1, min(2, _cores(1)))
+    old, old_env = torch.get_num_threads(), os.environ.get("SSLWB_TRAIN_THREADS")
+    os.environ["SSLWB_TRAIN_THREADS"] = str(n)
+    torch.set_num_threads(n)
+    yield n
+    torch.set_num_threads(old)
+    if old_env is None:
+        os.environ.pop("SSLWB_TRAIN_THREADS", None)
+    else:
+        os.environ["SSLWB_TRAIN_THREADS"] = old_env
+
+
 @pytest.fixture
 def cifar_small():
     if not CIFAR_SMALL.exists():
