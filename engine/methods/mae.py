@@ -60,7 +60,9 @@ class MAE(Method):
              "learn shapes from pixels: train it far longer (hundreds of epochs in the paper) on a GPU "
              "(vit_tiny), or compare it by fine-tuning rather than kNN."
              " In the 2-minute table on an idle 2-core CPU (6,000 shapes, seed 0): kNN 0.385 against 0.278 (an "
-             "untrained vit_mini) for random init (278 steps of batch 128). +0.107: it learns, short of +0.15.")
+             "untrained vit_mini) for random init (278 steps of batch 128). +0.107: it learns, short of +0.15; six "
+             "minutes there give no more (0.378, +0.100 after 803 steps), so the Run view offers no recipe for it "
+             "on a CPU.")
     paper = "He et al., Masked Autoencoders Are Scalable Vision Learners, CVPR 2022"
     family = "reconstruction"
     backbone_kind = "vit"
