@@ -224,3 +224,40 @@ def test_an_opened_run_draws_the_figure_with_its_earlier_snapshots(qtbot, tmp_pa
         assert p.current.step == embeds[-1].step  # the map shown stayed
     finally:
         client.shutdown()
+
+
+def test_the_map_remembers_its_choices_and_draws_the_figure_at_once(qtbot):
+    """The map's choices come back in the next session (the window stores ``save_state``): projection, the
+    attract/repel figure, which images (not how many: the box shows the last map's count); the figure is then drawn as soon as a two-view snapshot
+    is shown. A state it cannot read changes nothing."""
+    from app.map.panel import EmbeddingPanel
+
+    first = EmbeddingPanel(None)
+    qtbot.addWidget(first)
+    first.projection.setCurrentIndex(first.projection.findData("pca"))
+    first.split.setCurrentIndex(first.split.findData("train"))
+    first.sample.setValue(2000)
+    first.controls.attract.setEnabled(True)
+    first.controls.attract.setChecked(True)
+    state = first.save_state()
+
+    p = EmbeddingPanel(None)
+    qtbot.addWidget(p)
+    assert (p.projection_name, p.split.currentData(), p.controls.attract.isChecked()) != ("pca", "train", True)
+    for bad in ("", "not json", "[1, 2]", None):
+        p.restore_state(bad)
+    assert not p.controls.attract.isChecked() and p.projection_name != "pca"
+    p.restore_state(state)
+    assert (p.projection_name, p.split.currentData(), p.controls.attract.isChecked()) == ("pca", "train", True)
+    assert p.sample.value() == 5000
+
+    store, (s0, s1) = _store_with_two_snapshots()
+    p.resize(1000, 700)
+    p.show()
+    qtbot.waitExposed(p)
+    p.store.open("/nonexistent/run")
+    for st in (s0, s1):
+        p.store.add_entry(store.entry(st.key))
+        p.store.states[st.key] = st
+    p.loader.display.emit(s1, s1.layouts["umap"], False)
+    assert p.controls.attract.isEnabled() and p.attract.shown is not None

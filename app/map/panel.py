@@ -15,6 +15,7 @@ Feed it (``map_view(ctx)`` does, for the window):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -506,6 +507,30 @@ class EmbeddingPanel(QWidget, View):
         self.timeline_bar.stop()
 
     # -- misc --------------------------------------------------------------------------------------------------
+    def save_state(self) -> str:
+        """What the map remembers between sessions: the projection, the attract/repel figure on or off, and
+        which images a map from the checkpoint shows (JSON). Not the image count: the box shows the count of the
+        map last drawn (``MapControls.show_count``), a tiny run's would cut the next run's map short."""
+        split = self.split.currentData()
+        return json.dumps({"projection": self.projection_name, "attract": self.controls.attract.isChecked(),
+                           "split": split if split in ("eval", "train") else "eval"})
+
+    def restore_state(self, state) -> None:
+        """Gets back what :meth:`save_state` wrote; a state it cannot read (an older or damaged settings file)
+        changes nothing."""
+        try:
+            saved = json.loads(str(state))
+        except (TypeError, ValueError):
+            return
+        if not isinstance(saved, dict):
+            return
+        for box, key in ((self.projection, "projection"), (self.split, "split")):
+            i = box.findData(saved.get(key))
+            if i >= 0:
+                box.setCurrentIndex(i)
+        if isinstance(saved.get("attract"), bool):
+            self.controls.attract.setChecked(saved["attract"])
+
     def _on_projection(self) -> None:
         if self.store.current_entry is not None:
             self.show_entry(self.store.current_entry)
