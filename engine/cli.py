@@ -510,12 +510,38 @@ def _sigterm_interrupts():
         signal.signal(signal.SIGTERM, old)
 
 
+def _import_torch_holding_ctrl_c() -> None:
+    """Import torch (and torchvision) with Ctrl-C held back until they are in. A KeyboardInterrupt raised while
+    their C++ extensions load is thrown through pybind11 and aborts the process ("terminate called after
+    throwing an instance of 'pybind11::error_already_set'", exit -6) instead of ending it with one line; a
+    Ctrl-C pressed then is taken once the imports are done, as an interrupt."""
+    if "torch" in sys.modules:
+        return
+    caught: list[int] = []
+    try:
+        old = signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    except ValueError:  # not the main thread (main() called from a thread): nothing to hold back
+        return
+    try:
+        import torch  # noqa: F401
+        try:
+            import torchvision  # noqa: F401
+        except Exception:  # noqa: BLE001 - only loaded early here: the command's own import says what is wrong
+            pass
+    finally:
+        signal.signal(signal.SIGINT, old)
+    if caught:
+        raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`engine.errors`):
     0 done, 1 the run failed, 2 usage or bad input, 130 interrupted."""
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        if args.command in OWN_MODULES or args.command in COMMANDS:
+            _import_torch_holding_ctrl_c()
         if args.command in OWN_MODULES:
             import importlib
 

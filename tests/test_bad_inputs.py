@@ -625,6 +625,24 @@ def test_ctrl_c_during_startup(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
+def test_ctrl_c_while_torch_loads_is_held_until_it_is_in(tmp_path):
+    """A Ctrl-C while torch's C++ extensions load aborted the process (a KeyboardInterrupt thrown through
+    pybind11: "terminate called ...", exit -6, seen in CI): the command line holds it until the import is done,
+    then takes it as an interrupt. A stand-in torch sends the signal in the middle of its own import."""
+    fake = tmp_path / "fake"
+    fake.mkdir()
+    (fake / "torch.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
+                                   "LOADED = True\n")
+    (fake / "torchvision.py").write_text("")
+    code = ("import sys\n"
+            "from engine.cli import _import_torch_holding_ctrl_c\n"
+            "try:\n    _import_torch_holding_ctrl_c()\nexcept KeyboardInterrupt:\n"
+            "    print('interrupt after the import', sys.modules['torch'].LOADED)\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "interrupt after the import True", (out.stdout, out.stderr)
+
+
 @pytest.mark.slow
 @pytest.mark.fault("SIGINT mid-run: checkpoint, exit 130, resumable")
 def test_sigint_mid_run_checkpoints_and_resumes(tmp_path):
