@@ -141,12 +141,10 @@ def test_the_figure_asks_for_the_earlier_snapshots_it_lacks():
 
 
 @pytest.mark.gui
-def test_the_map_toggles_and_draws_the_figure(qtbot):
-    from app.map.panel import EmbeddingPanel
-
+def _show_with_two_snapshots(qtbot, p):
+    """Show the panel ``p`` with the two snapshots of :func:`_store_with_two_snapshots` in its store (a run's
+    timeline); the later one, to display."""
     store, (s0, s1) = _store_with_two_snapshots()
-    p = EmbeddingPanel(None)
-    qtbot.addWidget(p)
     p.resize(1000, 700)
     p.show()
     qtbot.waitExposed(p)
@@ -154,6 +152,15 @@ def test_the_map_toggles_and_draws_the_figure(qtbot):
     for st in (s0, s1):
         p.store.add_entry(store.entry(st.key))
         p.store.states[st.key] = st
+    return s1
+
+
+def test_the_map_toggles_and_draws_the_figure(qtbot):
+    from app.map.panel import EmbeddingPanel
+
+    p = EmbeddingPanel(None)
+    qtbot.addWidget(p)
+    s1 = _show_with_two_snapshots(qtbot, p)
     button, overlay = p.controls.attract, p.attract
     p.loader.display.emit(s1, s1.layouts["umap"], False)
     assert button.isEnabled() and not button.isChecked() and overlay.shown is None
@@ -251,13 +258,6 @@ def test_the_map_remembers_its_choices_and_draws_the_figure_at_once(qtbot):
     assert (p.projection_name, p.split.currentData(), p.controls.attract.isChecked()) == ("pca", "train", True)
     assert p.sample.value() == 5000
 
-    store, (s0, s1) = _store_with_two_snapshots()
-    p.resize(1000, 700)
-    p.show()
-    qtbot.waitExposed(p)
-    p.store.open("/nonexistent/run")
-    for st in (s0, s1):
-        p.store.add_entry(store.entry(st.key))
-        p.store.states[st.key] = st
+    s1 = _show_with_two_snapshots(qtbot, p)
     p.loader.display.emit(s1, s1.layouts["umap"], False)
     assert p.controls.attract.isEnabled() and p.attract.shown is not None
