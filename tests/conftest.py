@@ -1,3 +1,4 @@
+import contextlib
 import os
 import sys
 from pathlib import Path
@@ -38,16 +39,25 @@ def _qt_garbage_goes_in_the_main_thread(request):
         gc.collect()
 
 
+@contextlib.contextmanager
+def _torch_threads(n: int):
+    """torch on ``n`` threads inside the block, on the count before it after."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield n
+    finally:
+        torch.set_num_threads(old)
+
+
 @pytest.fixture(scope="module")
 def one_thread():
     """Tiny networks on a shared CPU: one torch thread is faster than two fighting over it.
     Modules opt in with ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
-    import torch
-
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+    with _torch_threads(1):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -56,20 +66,12 @@ def two_threads():
     fixed (``SSLWB_TRAIN_THREADS``) so the engine's thread tuner does not switch counts mid-run and a run's
     result does not depend on the machine's timing. Modules opt in with
     ``pytestmark = pytest.mark.usefixtures("two_threads")``."""
-    import torch
-
     from engine.training.threads import _cores
 
     n = max(1, min(2, _cores(1)))
-    old, old_env = torch.get_num_threads(), os.environ.get("SSLWB_TRAIN_THREADS")
-    os.environ["SSLWB_TRAIN_THREADS"] = str(n)
-    torch.set_num_threads(n)
-    yield n
-    torch.set_num_threads(old)
-    if old_env is None:
-        os.environ.pop("SSLWB_TRAIN_THREADS", None)
-    else:
-        os.environ["SSLWB_TRAIN_THREADS"] = old_env
+    with pytest.MonkeyPatch.context() as mp, _torch_threads(n):
+        mp.setenv("SSLWB_TRAIN_THREADS", str(n))
+        yield n
 
 
 @pytest.fixture
