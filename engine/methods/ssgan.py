@@ -94,8 +94,8 @@ class SSGAN(Method):
              "one (gen_width 64, z_dim 128) two minutes on an idle 2-core CPU gave kNN 0.672 against 0.561 for "
              "random init on the built-in shapes (6,000 shapes, seed 0, 501 steps of batch 64: +0.111), and on "
              "1,024 shapes (batch 64, seed 0, random init 0.348) 0.412 after 256 steps; the small one 0.475 after "
-             "the same 256 steps (0.471 after 128), cheaper steps besides, and two minutes on the idle CPU give "
-             "0.883 (+0.322, 901 steps). The rotation term carries much of it: without the real/fake terms "
+             "the same 256 steps (0.471 after 128), cheaper steps besides, and in the 2-minute table on the idle CPU "
+             "0.869 (+0.308, 920 steps). The rotation term carries much of it: without the real/fake terms "
              "(gan_weight 0) 0.657 after 256 steps. On cifar10-small the wider generator was measured only over "
              "a few steps (kNN 0.366 against 0.387 for random init after 4 steps).")
     paper = "Chen et al., Self-Supervised GANs via Auxiliary Rotation Loss, CVPR 2019"
