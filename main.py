@@ -25,7 +25,11 @@ def main(argv: list[str] | None = None) -> int:
     if argv and (argv[0] in HEADLESS or argv[0] in ("-h", "--help", "--version")):
         from engine.cli import main as cli_main
 
-        return cli_main(argv)
+        try:
+            return cli_main(argv)
+        except BrokenPipeError:  # the reader of the output has gone (``main.py methods --long | head``)
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+            return 1
     # the window: keep torch out of this process's start-up (the engine runs in its own process)
     from app.window.launch import launch
 

@@ -68,6 +68,16 @@ def test_exit_status_through_main_py(tmp_path):
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and "simclr" in out.stderr
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly():
+    """``main.py methods --long | head -1``: the reader closes the pipe before the command writes; the command
+    ends with status 1 and no traceback."""
+    proc = subprocess.Popen([sys.executable, str(ROOT / "main.py"), "methods", "--long"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, cwd=str(ROOT))
+    proc.stdout.close()
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 1 and "Traceback" not in err and "Error" not in err, err
+
+
 def test_train_resume_and_eval_end_to_end(tmp_path, capsys):
     run_dir = tmp_path / "myrun"
     rc = cli(["train", "--method", "rotnet", "--data", "builtin:shapes:64", "--epochs", "1", "--batch-size", "16",
