@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--select", metavar="PART", help="with --init FILE that holds several networks: which one "
                    "(teacher, student, base_encoder, ...)")
     _add_common_data(t)
+    t.add_argument("--recipe", action="store_true", help="train with the method's recipe that learns on this data "
+                   "where its defaults fall short (a longer budget, another built-in set; `methods --long` lists "
+                   "them); a longer --minutes or --epochs than the recipe's is kept")
     t.add_argument("--seed", type=int, help="random seed (default 0)")
     t.add_argument("--run-dir", metavar="DIR", help="write the run to DIR (default: a new folder in runs/)")
     t.add_argument("--runs-root", metavar="DIR", help="folder for new run folders (default: runs)")
@@ -241,6 +244,8 @@ def config_from_args(args):
         base["gather"] = False
     if args.sync_bn:
         base["sync_bn"] = args.sync_bn
+    if getattr(args, "recipe", False):
+        apply_recipe(base)
     for item in args.set:
         if "=" not in item:
             raise ValueError(f"--set takes KEY=VALUE, got {item!r}")
@@ -248,6 +253,43 @@ def config_from_args(args):
         _set_path(base, k.strip(), v.strip())
     _apply_init(base, args)
     return RunConfig.from_dict(base)
+
+
+def apply_recipe(base: dict) -> dict:
+    """``--recipe``: the method's recipe that learns on the config's data (``engine.specs.recipe_for``) applied to
+    the config dict ``base``; a data spec keeps its count, a budget (minutes, epochs) only grows. Returns what
+    changed (dotted path -> value); a method without a recipe on this data changes nothing and says so."""
+    from engine.methods import get_method_class
+    from engine.specs import recipe_for, recipe_spec
+
+    cls = get_method_class(base["method"])
+    entry = {"recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
+             "photo_recipe": {"overrides": dict(cls.photo_recipe), "why": cls.photo_recipe_why}
+             if cls.photo_recipe else {}}
+    spec = str(base.get("data", {}).get("spec") or "")
+    overrides = recipe_for(entry, spec).get("overrides") or {}
+    if not overrides:
+        print(f"note: {base['method']} has no recipe on {spec or 'this data'}: its defaults are the recipe; "
+              "--recipe changes nothing", file=sys.stderr)
+        return {}
+    changed = {}
+    for path, want in overrides.items():
+        if path == "data.spec":
+            want = recipe_spec(spec, str(want))
+        if path in ("minutes", "epochs"):
+            other = "epochs" if path == "minutes" else "minutes"
+            if base.get(path, 0) >= want and not base.get(other):
+                continue
+            base[other] = 0 if other == "epochs" else 0.0
+        *parents, leaf = path.split(".")
+        cur = base
+        for part in parents:
+            cur = cur.setdefault(part, {})
+        if cur.get(leaf) != want:
+            cur[leaf] = changed[path] = want
+    if changed:
+        print(f"recipe of {base['method']}: " + ", ".join(f"{k} {v}" for k, v in changed.items()), file=sys.stderr)
+    return changed
 
 
 def _apply_init(base: dict, args) -> None:
@@ -348,7 +390,7 @@ def resume_changes(args) -> tuple[dict, dict]:
     from engine.training.resume import flatten
 
     for attr, flag in (("config", "--config"), ("run_dir", "--run-dir"), ("init", "--init"), ("arch", "--arch"),
-                       ("select", "--select")):
+                       ("select", "--select"), ("recipe", "--recipe")):
         if getattr(args, attr):
             raise UsageError(f"{flag} cannot be combined with --resume (a resumed run keeps its own folder and "
                              "config.json); leave it out, or start a new run")
@@ -483,6 +525,12 @@ def cmd_methods(args) -> int:
 
     for name, cls in METHODS.items():
         print(f"{name:16s} {cls.summary}" if args.long else name)
+        if not args.long:
+            continue
+        for where, overrides in (("on the built-in data", cls.recipe), ("on photographs", cls.photo_recipe)):
+            if overrides:
+                print(f"{'':16s}   recipe {where} (train --recipe): "
+                      + ", ".join(f"{k} {v}" for k, v in overrides.items()))
     return 0
 
 

@@ -98,6 +98,27 @@ def recipe_spec(current: str, wanted: str) -> str:
     return "builtin:shapes" + (f":{count}" if count else "") + (f"?{want[1].strip()}" if want[1].strip() else "")
 
 
+BUILT_IN_NAMES = ("shapes", "shapes-test", "clips", "clips-test")
+
+
+def is_photo_spec(spec: str) -> bool:
+    """Whether the data spec names photographs (a folder of images, a torchvision set) rather than built-in
+    data (``builtin:...``, ``shapes...``, ``clips...``); an empty spec is not."""
+    s = (spec or "").strip().lower()
+    if not s or s.startswith("builtin:"):
+        return False
+    return s.partition("?")[0].partition(":")[0] not in BUILT_IN_NAMES
+
+
+def recipe_for(entry: dict | None, spec: str) -> dict:
+    """The recipe that learns (``{"overrides": ..., "why": ...}``; {} for none) that a method's catalogue entry
+    ``entry`` offers on data ``spec``: its ``photo_recipe`` on photographs where it has one, else its ``recipe``."""
+    entry = entry or {}
+    if entry.get("photo_recipe") and is_photo_spec(spec):
+        return entry["photo_recipe"]
+    return entry.get("recipe") or {}
+
+
 def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hint: str = "") -> int:
     """The count after a built-in dataset's colon (``default`` when empty), 16 to ``high``; ValueError
     naming ``dataset`` otherwise (``noun``: what it counts, e.g. "an image count")."""

@@ -175,6 +175,34 @@ def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
     assert not box.isVisible()  # already follows it, in other words (and a longer budget is fine)
 
 
+def test_run_view_offers_the_photo_recipe_on_photographs(qtbot, model, tmp_path):
+    """A method whose defaults fall short on photographs offers its photo recipe when the data is a folder of
+    images, and not on the built-in shapes; colorization on photographs offers its photo recipe where it has one,
+    never the built-in set (the user's photographs stay)."""
+    from app.run.panel import RunPanel
+
+    photo = next(m["name"] for m in model.methods() if m.get("photo_recipe") and not m.get("recipe"))
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    box = panel.picker.recipe
+    panel.select_method(photo)
+    model.set("data.spec", "builtin:shapes:500")
+    assert not box.isVisible()
+    folder = str(tmp_path / "photos")
+    model.set("data.spec", folder)
+    assert box.isVisible()
+    wanted = model.method_info()["photo_recipe"]
+    assert wanted["why"][:40] in box.text.text()
+    qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
+    for path, value in wanted["overrides"].items():
+        assert model.get(path) == value
+    assert model.get("data.spec") == folder and not box.isVisible()
+    panel.select_method("colorization")  # on photographs: its photo recipe, or its built-in one where it has none
+    assert ("colours=typical" in box.text.text()) is not bool(model.method_info().get("photo_recipe"))
+
+
 def test_engine_validation_lands_next_to_the_field(qtbot, model):
     from app.run.panel import RunPanel
 

@@ -100,7 +100,7 @@ class RecipeBox(QFrame):
         info = self.model.method_info()
         self.changes = recipe_changes(info, self.model.config())
         if self.changes:
-            self.text.setText(recipe_text(info, self.changes))
+            self.text.setText(recipe_text(info, self.changes, str(self.model.get("data.spec") or "")))
             self.button.setToolTip("Sets " + "; ".join(f"{p} to {new}" for p, (_old, new) in self.changes.items()))
         self.setVisible(bool(self.changes))
 

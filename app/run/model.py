@@ -4,7 +4,7 @@ method's description, and the fields of the run config the form leaves to the me
 from __future__ import annotations
 
 from app.models.config_model import get_path
-from engine.specs import recipe_spec
+from engine.specs import recipe_for, recipe_spec
 
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
 
@@ -50,11 +50,12 @@ AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it t
 
 
 def recipe_changes(info: dict | None, cfg: dict) -> dict:
-    """What applying the method's recipe (its catalogue entry's ``recipe``) would change in the run config
+    """What applying the method's recipe for the config's data (its catalogue entry's ``recipe``, or its
+    ``photo_recipe`` on photographs: ``engine.methods.recipe_for``) would change in the run config
     ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
     already follows it. A data spec keeps its count (``engine.specs.recipe_spec``); a budget (``minutes``,
     ``epochs``) is followed by any longer one."""
-    overrides = ((info or {}).get("recipe") or {}).get("overrides") or {}
+    overrides = recipe_for(info, str((cfg.get("data") or {}).get("spec") or "")).get("overrides") or {}
     out = {}
     for path, want in overrides.items():
         try:
@@ -70,11 +71,12 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
     return out
 
 
-def recipe_text(info: dict, changes: dict) -> str:
-    """The Run view's words (rich text) for a recipe that would make ``changes`` (:func:`recipe_changes`)."""
+def recipe_text(info: dict, changes: dict, spec: str = "") -> str:
+    """The Run view's words (rich text) for the recipe on data ``spec`` that would make ``changes``
+    (:func:`recipe_changes`)."""
     from html import escape
 
     rows = "".join(f"<br>&nbsp;&nbsp;{escape(path)}: {escape(str(old))} &rarr; <b>{escape(str(new))}</b>"
                    for path, (old, new) in changes.items())
-    why = escape(((info or {}).get("recipe") or {}).get("why", ""))
+    why = escape(recipe_for(info, spec).get("why", ""))
     return f"<b>A recipe that learns.</b> {why}{rows}"

@@ -51,6 +51,11 @@ class Method(nn.Module):
     # why; the Run view offers it before Start while the config differs from it (exported by method_catalogue)
     recipe: ClassVar[dict] = {}
     recipe_why: ClassVar[str] = ""
+    # the recipe on photographs (data that is not built in: a folder of images, a torchvision set), where the
+    # method's defaults fall short of its target there (cifar10-small, 3 minutes on a CPU); offered in place of
+    # ``recipe`` when the run's data is photographs (engine.methods.recipe_for)
+    photo_recipe: ClassVar[dict] = {}
+    photo_recipe_why: ClassVar[str] = ""
     paper: ClassVar[str] = ""
     family: ClassVar[str] = ""  # transformation, reconstruction, contrastive, distillation, reference, video
     needs_labels: ClassVar[bool] = False

@@ -1,0 +1,110 @@
+"""The recipes that learn on the data at hand: a method whose defaults fall short of its target on photographs
+offers its photo recipe there (and its built-in one on the built-in data), in the catalogue, the Run view and
+``main.py train --recipe`` alike."""
+
+from __future__ import annotations
+
+import pytest
+
+from engine.specs import is_photo_spec, recipe_for
+
+CIFAR = "../shared/datasets/cifar10-small/train"
+
+
+@pytest.mark.parametrize("spec, photo", [
+    ("builtin:shapes", False), ("builtin:shapes:500?colours=typical", False), ("shapes:500", False),
+    ("builtin:clips", False), ("clips:200", False), ("", False), ("  ", False),
+    (CIFAR, True), ("/data/my photos", True), ("torchvision:CIFAR10", True), ("C:\\data\\photos", True),
+])
+def test_photographs_are_any_data_that_is_not_built_in(spec, photo):
+    assert is_photo_spec(spec) is photo
+
+
+def test_the_photo_recipe_is_offered_on_photographs_and_the_built_in_one_elsewhere():
+    built_in = {"overrides": {"data.spec": "builtin:shapes?colours=typical"}, "why": "colour follows the shape"}
+    photos = {"overrides": {"minutes": 9.0}, "why": "longer"}
+    entry = {"recipe": built_in, "photo_recipe": photos}
+    assert recipe_for(entry, CIFAR) == photos
+    assert recipe_for(entry, "builtin:shapes:500") == built_in
+    assert recipe_for({"recipe": built_in, "photo_recipe": {}}, CIFAR) == built_in  # no photo recipe: the other
+    assert recipe_for({"recipe": {}, "photo_recipe": photos}, "builtin:shapes") == {}
+    assert recipe_for(None, CIFAR) == {}
+
+
+def test_every_photo_recipe_makes_a_valid_config_and_says_why():
+    """Each method's photo recipe reaches the catalogue; applied to the method's default config on photographs
+    it is a valid config; its why is one line that quotes what was measured."""
+    from engine.config import RunConfig, default_config
+    from engine.methods import method_catalogue
+
+    cat = method_catalogue()
+    with_one = [m for m in cat if m["photo_recipe"]]
+    assert with_one, "no method offers a recipe on photographs"
+    for m in with_one:
+        d = default_config(m["name"], data={"spec": CIFAR}).to_dict()
+        for path, value in m["photo_recipe"]["overrides"].items():
+            assert path != "data.spec", "a photo recipe keeps the user's photographs"
+            *parents, leaf = path.split(".")
+            cur = d
+            for part in parents:
+                cur = cur[part]
+            assert leaf in cur, (m["name"], path)
+            cur[leaf] = value
+        RunConfig.from_dict(d)
+        why = m["photo_recipe"]["why"]
+        assert why and "\n" not in why and len(why) < 300 and any(c.isdigit() for c in why), (m["name"], why)
+    assert not next(m for m in cat if m["name"] == "simclr")["photo_recipe"]  # its defaults learn there
+
+
+def _cfg(argv, capsys):
+    from engine.cli import build_parser, config_from_args
+
+    cfg = config_from_args(build_parser().parse_args(["train", *argv])).to_dict()
+    return cfg, capsys.readouterr().err
+
+
+def test_train_recipe_applies_the_recipe_of_the_data_and_keeps_a_longer_budget(capsys):
+    from engine.methods import METHODS
+
+    cfg, err = _cfg(["--method", "colorization", "--data", "builtin:shapes:800", "--recipe"], capsys)
+    assert cfg["data"]["spec"] == "builtin:shapes:800?colours=typical"  # the count is the user's
+    assert cfg["method_options"]["rebalance"] == 0.5 and cfg["minutes"] == 4.0
+    assert "recipe of colorization" in err and "colours=typical" in err
+    cfg, _ = _cfg(["--method", "colorization", "--data", "builtin:shapes", "--minutes", "30", "--recipe"], capsys)
+    assert cfg["minutes"] == 30.0  # a longer budget than the recipe's is kept
+    cfg, _ = _cfg(["--method", "colorization", "--data", "builtin:shapes", "--epochs", "3", "--recipe"], capsys)
+    assert (cfg["minutes"], cfg["epochs"]) == (4.0, 0)  # the recipe's budget is in minutes
+    cfg, _ = _cfg(["--method", "colorization", "--data", "builtin:shapes", "--recipe", "--set", "rebalance=0.2"],
+                  capsys)
+    assert cfg["method_options"]["rebalance"] == 0.2  # --set has the last word
+
+    photo = next(n for n, c in METHODS.items() if c.photo_recipe)
+    cfg, err = _cfg(["--method", photo, "--data", CIFAR, "--recipe"], capsys)
+    for path, value in METHODS[photo].photo_recipe.items():
+        cur = cfg
+        for part in path.split("."):
+            cur = cur[part]
+        assert cur == value, (photo, path)
+    assert cfg["data"]["spec"] == CIFAR and f"recipe of {photo}" in err
+
+    cfg, err = _cfg(["--method", "simclr", "--data", "builtin:shapes", "--recipe"], capsys)
+    assert cfg["minutes"] == 2.0 and "simclr has no recipe on builtin:shapes" in err and "\n" == err[-1] \
+        and err.count("\n") == 1
+
+
+def test_a_resumed_run_refuses_recipe(tmp_path, capsys):
+    from engine.cli import build_parser, resume_changes
+    from engine.errors import UsageError
+
+    args = build_parser().parse_args(["train", "--resume", str(tmp_path), "--recipe"])
+    with pytest.raises(UsageError, match="--recipe cannot be combined with --resume"):
+        resume_changes(args)
+
+
+def test_methods_long_lists_the_recipes(capsys):
+    from engine.cli import main
+
+    assert main(["methods", "--long"]) == 0
+    out = capsys.readouterr().out
+    assert "recipe on the built-in data (train --recipe): data.spec builtin:shapes?colours=typical" in out
+    assert "recipe on photographs (train --recipe): minutes" in out
