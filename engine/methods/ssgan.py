@@ -96,8 +96,16 @@ class SSGAN(Method):
              "1,024 shapes (batch 64, seed 0, random init 0.348) 0.412 after 256 steps; the small one 0.475 after "
              "the same 256 steps (0.471 after 128), cheaper steps besides, and in the 2-minute table on the idle CPU "
              "0.869 (+0.308, 920 steps). The rotation term carries much of it: without the real/fake terms "
-             "(gan_weight 0) 0.657 after 256 steps. On cifar10-small the wider generator was measured only over "
-             "a few steps (kNN 0.366 against 0.387 for random init after 4 steps).")
+             "(gan_weight 0) 0.657 after 256 steps. On cifar10-small it learns slowly: 0.412 against 0.387 for random "
+             "init (+0.025, 835 steps) in the 3-minute table of 2026-12-06, short of +0.05; in a run planned for "
+             "2,400 steps (batch 64, seed 0, one thread) kNN on val was 0.387 after 312 steps, passed +0.05 after "
+             "about 1,560 (0.440) and reached 0.456 after 2,184. Its recipe on photographs, 8 minutes, gave 0.464 "
+             "(+0.077, 3,675 steps) on an idle 2-core CPU; on a slower day 8 minutes make about half the steps, "
+             "where the run above stood at 0.45.")
+    photo_recipe = {"minutes": 8.0}
+    photo_recipe_why = ("SSGAN's discriminator learns photographs slowly: on cifar10-small 3 minutes gave kNN +0.025 "
+                        "over random init, 8 minutes on an idle 2-core CPU +0.077 (0.464 against 0.387, 3,675 "
+                        "steps).")
     paper = "Chen et al., Self-Supervised GANs via Auxiliary Rotation Loss, CVPR 2019"
     family = "generative"
     backbone_kind = "any"
