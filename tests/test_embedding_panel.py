@@ -371,3 +371,23 @@ def test_map_from_checkpoint_says_how_many_images_it_shows(panel, qtbot):
                     and panel.current.key.startswith("ckpt:") and "#" not in panel.current.key, timeout=120_000)
     assert panel.map.count == len(panel.current.indices) < 5000
     assert panel.sample.value() == panel.map.count
+
+
+def test_the_headline_fits_a_narrow_map_on_one_line(qtbot):
+    """On a narrow map the headline shrinks to fit ("chance 0.12" is not cut off at the map's edge); on a wide one
+    it keeps its full size, and it grows back when the map widens."""
+    from app.map.map_widget import HEADLINE_MIN_PT, HEADLINE_PT, EmbeddingMap
+
+    m = EmbeddingMap()
+    qtbot.addWidget(m)
+    m.resize(1200, 600)
+    m.show()
+    text = "kNN top-1 0.81  ·  random init 0.16  ·  chance 0.12"
+    m.set_headline(text, "the final evaluation")
+    assert m._headline_pt == HEADLINE_PT and m.headline.width() <= m.width()
+    m.resize(600, 600)
+    qtbot.waitUntil(lambda: m.headline.width() <= m.width() - 8, timeout=2000)
+    assert HEADLINE_MIN_PT <= m._headline_pt < HEADLINE_PT and m.headline.text() == text
+    assert m.headline_detail.y() >= m.headline.y() + m.headline.height()  # the detail stays under it
+    m.resize(1200, 600)
+    qtbot.waitUntil(lambda: m._headline_pt == HEADLINE_PT, timeout=2000)

@@ -18,13 +18,15 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QElapsedTimer, QPoint, QPointF, QRectF, Qt, QTimer, Signal
-from PySide6.QtGui import QColor
+from PySide6.QtGui import QColor, QFont, QFontMetrics
 from PySide6.QtWidgets import QFrame, QLabel, QVBoxLayout, QWidget
 
 from app.common.images import qpixmap
 from app.map.density import CELL_PX, DENSITY_AT, density_image, visible_count
 from app.map.geometry import GridIndex, rows_in_selection
 from app.map.movie import glide
+
+HEADLINE_PT, HEADLINE_MIN_PT = 20, 11  # the map's headline: its size, and the smallest it shrinks to to fit
 
 HOVER_PX = 12
 DWELL_MS = 120
@@ -228,8 +230,8 @@ class EmbeddingMap(QWidget):
         self.plot.addItem(self.empty_text, ignoreBounds=True)
         self.card = HoverCard(self)
         self.headline = QLabel(self)  # the kNN, big enough to read on a projector
-        self.headline.setStyleSheet("QLabel { font-size: 20pt; font-weight: 600; color: #222;"
-                                    " background: rgba(255, 255, 255, 200); padding: 2px 8px; }")
+        self._headline_pt = 0.0
+        self._style_headline(HEADLINE_PT)
         self.headline.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
         self.headline.move(8, 6)
         self.headline.hide()
@@ -277,14 +279,37 @@ class EmbeddingMap(QWidget):
                 detail == self.headline_detail.text():
             return
         self.headline.setText(text)
-        self.headline.adjustSize()
         self.headline.setVisible(bool(text))
         self.headline.raise_()
         self.headline_detail.setText(detail)
         self.headline_detail.adjustSize()
-        self.headline_detail.move(8, 6 + self.headline.height())
         self.headline_detail.setVisible(bool(detail))
         self.headline_detail.raise_()
+        self._fit_headline()
+
+    def _style_headline(self, pt: float) -> None:
+        if pt != self._headline_pt:
+            self._headline_pt = pt
+            self.headline.setStyleSheet(f"QLabel {{ font-size: {pt:g}pt; font-weight: 600; color: #222;"
+                                        " background: rgba(255, 255, 255, 200); padding: 2px 8px; }")
+
+    def _fit_headline(self) -> None:
+        """The headline on one line across the map: its full size where it fits, smaller (down to
+        ``HEADLINE_MIN_PT``) on a narrow map, so "chance 0.12" is never cut off."""
+        text = self.headline.text()
+        if text:
+            room = max(1, self.width() - 16)
+            font = QFont(self.headline.font())  # as the style sheet has it now
+            frame = self.headline.sizeHint().width() - QFontMetrics(font).horizontalAdvance(text)  # padding
+            pt = HEADLINE_PT
+            while pt > HEADLINE_MIN_PT:
+                font.setPointSizeF(pt)
+                if QFontMetrics(font).horizontalAdvance(text) + frame <= room:
+                    break
+                pt -= 1
+            self._style_headline(pt)
+        self.headline.adjustSize()
+        self.headline_detail.move(8, 6 + self.headline.height())
 
     def set_message(self, text: str) -> None:
         self.empty_text.setText(text)
@@ -317,6 +342,7 @@ class EmbeddingMap(QWidget):
 
     def resizeEvent(self, ev):  # noqa: N802
         super().resizeEvent(ev)
+        self._fit_headline()
         if self._auto_fit and self.count and not self.animating:
             QTimer.singleShot(0, self.reset_view)
 
