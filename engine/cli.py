@@ -262,12 +262,8 @@ def apply_recipe(base: dict) -> dict:
     from engine.methods import get_method_class
     from engine.specs import recipe_for, recipe_spec
 
-    cls = get_method_class(base["method"])
-    entry = {"recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
-             "photo_recipe": {"overrides": dict(cls.photo_recipe), "why": cls.photo_recipe_why}
-             if cls.photo_recipe else {}}
     spec = str(base.get("data", {}).get("spec") or "")
-    overrides = recipe_for(entry, spec).get("overrides") or {}
+    overrides = recipe_for(get_method_class(base["method"]).recipes(), spec).get("overrides") or {}
     if not overrides:
         print(f"note: {base['method']} has no recipe on {spec or 'this data'}: its defaults are the recipe; "
               "--recipe changes nothing", file=sys.stderr)

@@ -51,7 +51,7 @@ AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it t
 
 def recipe_changes(info: dict | None, cfg: dict) -> dict:
     """What applying the method's recipe for the config's data (its catalogue entry's ``recipe``, or its
-    ``photo_recipe`` on photographs: ``engine.methods.recipe_for``) would change in the run config
+    ``photo_recipe`` on photographs: ``engine.specs.recipe_for``) would change in the run config
     ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
     already follows it. A data spec keeps its count (``engine.specs.recipe_spec``); a budget (``minutes``,
     ``epochs``) is followed by any longer one."""

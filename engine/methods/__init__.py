@@ -95,9 +95,7 @@ def method_catalogue() -> list[dict]:
             "reconstruct_captions": list(cls.reconstruct_captions),
             "input_kind": cls.input_kind,
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
-            "recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
-            "photo_recipe": {"overrides": dict(cls.photo_recipe), "why": cls.photo_recipe_why}
-            if cls.photo_recipe else {},
+            **cls.recipes(),
         })
     return out
 

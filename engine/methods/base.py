@@ -113,6 +113,14 @@ class Method(nn.Module):
         return (f"{cls.name} needs {cls.backbone_needs_why or ', '.join(lacking)}, which {what} does not give; "
                 "choose a workbench backbone that does, or another method")
 
+    @classmethod
+    def recipes(cls) -> dict:
+        """The method's recipes as the catalogue has them: ``recipe`` and ``photo_recipe``, each
+        ``{"overrides": ..., "why": ...}`` or {} for none (``engine.specs.recipe_for`` picks one for a dataset)."""
+        return {"recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
+                "photo_recipe": {"overrides": dict(cls.photo_recipe), "why": cls.photo_recipe_why}
+                if cls.photo_recipe else {}}
+
     @property
     def group(self) -> Group:
         """The processes a batch spans (engine.dist): what ``self.losses`` are bound to, and what a state
