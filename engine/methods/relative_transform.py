@@ -65,8 +65,7 @@ class RelativeTransform(Method):
              "cifar10-small (32-pixel photographs) it stays below random init: 0.374 against 0.387 (-0.013, 954 steps) in "
              "the 3-minute table of 2026-12-06, and in a run planned for 2,400 steps (batch 128, seed 0, one "
              "thread) kNN on val stayed at 0.345-0.364 from step 156 to 1,092 (stopped there): more time does not "
-             "help there, so the Run view offers no recipe for it on photographs; the transformations are read from "
-             "low-level cues of such small images.")
+             "help there, so the Run view offers no recipe for it on photographs.")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"
