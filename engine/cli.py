@@ -260,29 +260,23 @@ def apply_recipe(base: dict) -> dict:
     the config dict ``base``; a data spec keeps its count, a budget (minutes, epochs) only grows. Returns what
     changed (dotted path -> value); a method without a recipe on this data changes nothing and says so."""
     from engine.methods import get_method_class
-    from engine.specs import recipe_for, recipe_spec
+    from engine.specs import recipe_changes, recipe_for
 
     spec = str(base.get("data", {}).get("spec") or "")
-    overrides = recipe_for(get_method_class(base["method"]).recipes(), spec).get("overrides") or {}
-    if not overrides:
+    entry = get_method_class(base["method"]).recipes()
+    if not recipe_for(entry, spec):
         print(f"note: {base['method']} has no recipe on {spec or 'this data'}: its defaults are the recipe; "
               "--recipe changes nothing", file=sys.stderr)
         return {}
-    changed = {}
-    for path, want in overrides.items():
-        if path == "data.spec":
-            want = recipe_spec(spec, str(want))
-        if path in ("minutes", "epochs"):
-            other = "epochs" if path == "minutes" else "minutes"
-            if base.get(path, 0) >= want and not base.get(other):
-                continue
-            base[other] = 0 if other == "epochs" else 0.0
+    changed = {path: want for path, (_now, want) in recipe_changes(entry, base).items()}
+    for path, want in changed.items():
         *parents, leaf = path.split(".")
         cur = base
         for part in parents:
             cur = cur.setdefault(part, {})
-        if cur.get(leaf) != want:
-            cur[leaf] = changed[path] = want
+        cur[leaf] = want
+        if path in ("minutes", "epochs"):  # the recipe's budget is the budget
+            base["epochs" if path == "minutes" else "minutes"] = 0 if path == "minutes" else 0.0
     if changed:
         print(f"recipe of {base['method']}: " + ", ".join(f"{k} {v}" for k, v in changed.items()), file=sys.stderr)
     return changed

@@ -119,6 +119,30 @@ def recipe_for(entry: dict | None, spec: str) -> dict:
     return entry.get("recipe") or {}
 
 
+AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it too
+
+
+def recipe_changes(info: dict | None, cfg: dict) -> dict:
+    """What applying the method's recipe for the config's data (its catalogue entry's ``recipe``, or its
+    ``photo_recipe`` on photographs: ``recipe_for``) would change in the run config
+    ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
+    already follows it. A data spec keeps its count (``recipe_spec``); a budget (``minutes``,
+    ``epochs``) is followed by any longer one."""
+    overrides = recipe_for(info, str((cfg.get("data") or {}).get("spec") or "")).get("overrides") or {}
+    out = {}
+    for path, want in overrides.items():
+        cur = cfg
+        for part in path.split("."):
+            cur = cur.get(part) if isinstance(cur, dict) else None  # None: a path the config does not have yet
+        if path == "data.spec":
+            want = recipe_spec(str(cur or ""), str(want))
+        if path in AT_LEAST and isinstance(cur, (int, float)) and isinstance(want, (int, float)) and cur >= want:
+            continue
+        if cur != want:
+            out[path] = (cur, want)
+    return out
+
+
 def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hint: str = "") -> int:
     """The count after a built-in dataset's colon (``default`` when empty), 16 to ``high``; ValueError
     naming ``dataset`` otherwise (``noun``: what it counts, e.g. "an image count")."""

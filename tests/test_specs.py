@@ -81,7 +81,8 @@ def test_the_spec_module_needs_no_torch():
 
 
 def test_a_recipe_names_only_what_the_config_lacks():
-    from app.run.model import recipe_changes, recipe_text
+    from app.run.model import recipe_text
+    from engine.specs import recipe_changes
 
     info = {"recipe": {"overrides": {"data.spec": "builtin:shapes?colours=typical", "minutes": 5.0}, "why": "Why."}}
     cfg = {"minutes": 2.0, "data": {"spec": "builtin:shapes:2000"}}

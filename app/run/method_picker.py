@@ -21,7 +21,8 @@ from PySide6.QtWidgets import (
 )
 
 from app.models.config_model import method_note
-from app.run.model import method_description, recipe_changes, recipe_text
+from app.run.model import method_description, recipe_text
+from engine.specs import recipe_changes
 
 
 class MethodDelegate(QStyledItemDelegate):

@@ -3,8 +3,7 @@ method's description, and the fields of the run config the form leaves to the me
 
 from __future__ import annotations
 
-from app.models.config_model import get_path
-from engine.specs import recipe_for, recipe_spec
+from engine.specs import recipe_for
 
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
 
@@ -44,31 +43,6 @@ def method_description(info: dict | None, name: str) -> str:
     extra.append(BACKBONE_KINDS.get(info.get("backbone_kind", "any"), ""))
     return (f"<b>{info['title']}</b> <span style='color:#777'>({info.get('family', '')}; {', '.join(extra)})</span>"
             f"<p>{info.get('description', '')}</p><p style='color:#777'>{info.get('paper', '')}</p>")
-
-
-AT_LEAST = ("minutes", "epochs")  # a recipe's budget: a longer one follows it too
-
-
-def recipe_changes(info: dict | None, cfg: dict) -> dict:
-    """What applying the method's recipe for the config's data (its catalogue entry's ``recipe``, or its
-    ``photo_recipe`` on photographs: ``engine.specs.recipe_for``) would change in the run config
-    ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
-    already follows it. A data spec keeps its count (``engine.specs.recipe_spec``); a budget (``minutes``,
-    ``epochs``) is followed by any longer one."""
-    overrides = recipe_for(info, str((cfg.get("data") or {}).get("spec") or "")).get("overrides") or {}
-    out = {}
-    for path, want in overrides.items():
-        try:
-            cur = get_path(cfg, path)
-        except KeyError:  # a path the config does not have yet
-            cur = None
-        if path == "data.spec":
-            want = recipe_spec(str(cur or ""), str(want))
-        if path in AT_LEAST and isinstance(cur, (int, float)) and isinstance(want, (int, float)) and cur >= want:
-            continue
-        if cur != want:
-            out[path] = (cur, want)
-    return out
 
 
 def recipe_text(info: dict, changes: dict, spec: str = "") -> str:
