@@ -125,6 +125,20 @@ def test_split_brain_halves_see_only_their_own_split():
     assert seen.shape == recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
 
 
+def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoints_loading():
+    x = images(6, seed=3)
+    plain = build("split_brain", decoder_width=16)
+    rb = build("split_brain", decoder_width=16, rebalance=0.5)
+    rb.load_state_dict(plain.state_dict(), strict=False)
+    a = plain.training_step(x, None, generator_for(1))
+    b = rb.training_step(x, None, generator_for(1))
+    torch.testing.assert_close(a.metrics["l_loss"], b.metrics["l_loss"])  # the lightness half as before
+    assert not torch.isclose(a.metrics["ab_loss"], b.metrics["ab_loss"])  # the colour half reweighted
+    assert "prior" in rb.state_dict() and not torch.allclose(rb.prior, torch.full_like(rb.prior, rb.prior[0]))
+    # the running colour frequencies are kept only by runs that rebalance: checkpoints of earlier runs still fit
+    assert "prior" not in plain.state_dict()
+
+
 # -- counting --------------------------------------------------------------------------------------
 @pytest.mark.parametrize("input_size", ["half", "image"])
 def test_counting_tiles_down_scaled_image_and_shapes(input_size):

@@ -201,3 +201,16 @@ def bin_counts(idx: torch.Tensor, n: int) -> torch.Tensor:
     if idx.device.type == "cpu":
         return torch.bincount(idx, minlength=n).float()
     return torch.zeros(n, device=idx.device).index_add_(0, idx, torch.ones(idx.shape, device=idx.device))
+
+
+@torch.no_grad()
+def rebalance_weights(prior: torch.Tensor, hard: torch.Tensor, lam: float) -> torch.Tensor:
+    """Colorization's class rebalancing (Zhang et al. 2016): update the running frequency ``prior`` of
+    every colour bin in place with this batch's bins ``hard``, and give each pixel the weight
+    ``1 / ((1 - lam) * prior + lam / Q)`` of its bin, scaled so that the expected weight under the prior is 1."""
+    n = prior.numel()
+    freq = bin_counts(hard.flatten(), n)
+    prior.mul_(0.99).add_(freq / freq.sum(), alpha=0.01)
+    w = 1.0 / ((1 - lam) * prior + lam / n)
+    w = w / (w * prior).sum()
+    return w[hard]

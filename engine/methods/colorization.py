@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from engine.methods.base import StepOutput, bin_counts
+from engine.methods.base import StepOutput, rebalance_weights
 from engine.methods.decoder import ReconstructionMethod, ReconstructionOptions
 from engine.params import param
 from engine.pretext.color import (
@@ -106,13 +106,7 @@ class Colorization(ReconstructionMethod):
         ce = -(soft * F.log_softmax(out, dim=1)).sum(1)  # (B, h, w)
         hard = batch.meta["bins"]
         if self.cfg.rebalance > 0:
-            with torch.no_grad():
-                freq = bin_counts(hard.flatten(), len(self.bins))
-                self.prior.mul_(0.99).add_(freq / freq.sum(), alpha=0.01)
-                lam = self.cfg.rebalance
-                w = 1.0 / ((1 - lam) * self.prior + lam / len(self.bins))
-                w = w / (w * self.prior).sum()  # expected weight 1 under the prior
-            ce = ce * w[hard]
+            ce = ce * rebalance_weights(self.prior, hard, self.cfg.rebalance)
         acc = (out.argmax(1) == hard).float().mean()
         return StepOutput(ce.mean(), {"pretext_acc": acc})
 
