@@ -272,10 +272,12 @@ def test_preview_draws_a_clip_from_make_batch(clips, name):
     elif name == "tracking":  # the tracked patches drawn on the frames
         assert "tracked" in captions and "track known" in titles
         assert res.rows[0].tiles[0].boxes and res.rows[0].tiles[1].boxes
-    else:  # reference, grey target, copied colours, truth
+    else:  # reference, the reference the encoder sees, grey target, copied colours, truth
         assert [t.caption.split(":")[0].split(" (")[0] for t in res.rows[0].tiles] == \
-            ["reference", "target", "copied colours", "truth"]
-        grey = res.rows[0].tiles[1].image
+            ["reference", "the reference as the encoder sees it", "target", "copied colours", "truth"]
+        assert np.array_equal(res.rows[0].tiles[1].image,
+                              (batch.inputs[0][0].permute(1, 2, 0) * 255).round().byte().numpy())
+        grey = res.rows[0].tiles[2].image
         assert np.abs(grey[..., 0].astype(int) - grey[..., 2]).max() <= 1
 
 
@@ -404,6 +406,26 @@ def test_video_colorization_weights_the_object():
     r1 = m1.training_step(x[:, :, :3], None, generator_for(1)).loss
     r9 = m9.training_step(x[:, :, :3], None, generator_for(1)).loss
     assert torch.isclose(r1, r9)
+
+
+def test_video_colorization_shows_the_reference_in_colour_and_copies_its_true_colours():
+    """The encoder sees the reference frame in colour (jittered by default) and the target grey; the colours the
+    pointer copies and the loss targets are the frames' own."""
+    data = load_dataset("builtin:clips:16", 32)
+    x = as_float(data, range(8))
+    rgb = x[:, :, :3]
+    plain = build("video_colorization", reference_jitter_p=0.0).make_batch(x, generator_for(2))
+    jit = build("video_colorization", reference_jitter_p=1.0).make_batch(x, generator_for(2))
+    grey = build("video_colorization", reference_colour=False).make_batch(x, generator_for(2))
+    bi = torch.arange(8)
+    ref = rgb[bi, plain.meta["ref"]]
+    assert torch.allclose(plain.inputs[0], ref)  # in colour, as it is
+    assert (plain.inputs[0][:, 0] - plain.inputs[0][:, 2]).abs().max() > 0.1
+    for b in (plain, jit, grey):  # the target is grey in every case
+        assert torch.allclose(b.inputs[1][:, 0], b.inputs[1][:, 2])
+    assert torch.equal(jit.meta["ref"], plain.meta["ref"]) and torch.allclose(jit.targets[0], plain.targets[0])
+    assert not torch.allclose(jit.inputs[0], ref, atol=0.02)  # the colours the encoder sees are jittered
+    assert torch.allclose(grey.inputs[0][:, 0], grey.inputs[0][:, 2])  # the paper: both grey
 
 
 def test_builtin_clips_come_from_a_cache_the_second_time(tmp_path, monkeypatch):
