@@ -83,6 +83,9 @@ def parse_args(argv=None):
     p.add_argument("--probe-epochs", type=int, default=0, help="also run a linear probe of this many epochs "
                    "(default 0: kNN only)")
     p.add_argument("--no-supervised", action="store_true", help="skip the supervised upper bound")
+    p.add_argument("--recipe", action="store_true", help="train each method with its recipe that learns on this "
+                   "data where it has one (as `main.py train --recipe`: its budget, in minutes or epochs, replaces "
+                   "--minutes where longer)")
     p.add_argument("--runs-root", default="", help="keep the run folders here (default: a temporary folder); "
                    "runs that finished there with the same settings are reused, not trained again")
     p.add_argument("--out", default="", help="markdown table to write (default bench/results/methods.md; "
@@ -123,7 +126,7 @@ def eval_name(args) -> str:
     return "the test split of " + (args.data if is_builtin(args.data) else Path(args.data).name)
 
 
-SAME_RUN_KEYS = ("method", "backbone", "minutes", "device", "seed", "data", "optim", "method_options")
+SAME_RUN_KEYS = ("method", "backbone", "minutes", "epochs", "device", "seed", "data", "optim", "method_options")
 
 
 def finished_run(cfg, runs_root: str) -> Path | None:
@@ -158,9 +161,18 @@ def run_method(method: str, args, runs_root: str, backbone: str | None = None, n
         data={"spec": args.data, "eval_spec": args.eval_data, "image_size": args.image_size},
         eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
               "linear_probe_epochs": args.probe_epochs})
+    if getattr(args, "recipe", False) and method not in REFERENCES:
+        from engine.cli import apply_recipe
+        from engine.config import RunConfig
+
+        d = cfg.to_dict()
+        recipe = apply_recipe(d)
+        cfg = RunConfig.from_dict(d)
+    else:
+        recipe = {}
     done = finished_run(cfg, runs_root) if args.runs_root else None
     if done is not None:
-        return row_from_run(method, done, cfg, reused=True)
+        return {**row_from_run(method, done, cfg, reused=True), "recipe": recipe}
     last: dict = {}
 
     def emit(msg):
@@ -175,6 +187,7 @@ def run_method(method: str, args, runs_root: str, backbone: str | None = None, n
         return {"method": method, "wall_s": round(time.time() - t0, 1),
                 "error": summary.get("error") or last.get("error", "failed")}
     out = row_from_run(method, Path(summary["run_dir"]), cfg)
+    out["recipe"] = recipe
     out["wall_s"] = round(time.time() - t0, 1)
     if "loss" in last:
         out["final_loss"] = round(last["loss"], 4)
@@ -227,29 +240,37 @@ def own_baseline(row: dict, base: dict[str, float], default: float | None) -> fl
 
 def markdown(rows: list[dict], args, baseline: float | None) -> str:
     from engine.methods import METHODS
+    from engine.specs import setting_text
 
     data = args.data if is_builtin(args.data) else Path(args.data).name
+    recipes = getattr(args, "recipe", False)
     command = f"python bench/methods.py --minutes {args.minutes:g}" + \
-        (f" --data {args.data}" if is_builtin(args.data) else "")
-    lines = [f"kNN top-1 on `{eval_name(args)}` (k=20) after {args.minutes:g} min of training per method "
+        (f" --data {args.data}" if is_builtin(args.data) else "") + (" --recipe" if recipes else "")
+    budget = (f"each method with its recipe that learns on this data where it has one (the recipe column), "
+              f"else {args.minutes:g} min of training") if recipes else f"{args.minutes:g} min of training per method"
+    lines = [f"kNN top-1 on `{eval_name(args)}` (k=20) after {budget} "
              f"on `{data}`, device {args.device}, image size {args.image_size}, seed {args.seed}. "
              f"Made by `{command}`.", "",
              "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init "
-             "(same backbone) |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+             "(same backbone) |" + (" recipe |" if recipes else ""),
+             "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---|" if recipes else "")]
     base = baselines(rows)
     for r in rows:
         name = r["method"]
         fam = METHODS[name].family if name in METHODS else "reference"
         if "error" in r:
-            lines.append(f"| {name} | {fam} | - | - | - | - | failed: {r['error'][:60]} | - | - |")
+            lines.append(f"| {name} | {fam} | - | - | - | - | failed: {r['error'][:60]} | - | - |"
+                         + (" - |" if recipes else ""))
             continue
         ref = own_baseline(r, base, baseline)
         delta = "-" if ref is None or r.get("knn_top1") is None or name == "random_init" else \
             f"{r['knn_top1'] - ref:+.3f}"
+        recipe = (" " + (", ".join(f"{k} {setting_text(k, v)}" for k, v in r["recipe"].items()) if r.get("recipe")
+                         else "-")
+                  + " |") if recipes else ""
         lines.append(f"| {name} | {fam} | {r.get('backbone', '-')} | {r.get('batch_size', '-')} | "
                      f"{r.get('steps', '-')} | {fmt(r.get('epochs'), '.2f')} | {fmt(r.get('knn_top1'))} | "
-                     f"{fmt(r.get('knn_top5'))} | {delta} |")
+                     f"{fmt(r.get('knn_top5'))} | {delta} |{recipe}")
     return "\n".join(lines) + "\n"
 
 
@@ -282,7 +303,8 @@ def main(argv=None) -> int:
     rows = []
     try:
         for i, m in enumerate(order):
-            print(f"[{i + 1}/{len(order) + 1}] {m}: training {args.minutes:g} min ...", file=sys.stderr, flush=True)
+            print(f"[{i + 1}/{len(order) + 1}] {m}: training " + ("(its recipe where it has one) " if args.recipe else
+                  f"{args.minutes:g} min ") + "...", file=sys.stderr, flush=True)
             r = run_method(m, args, runs_root)
             rows.append(r)
             print(f"    {m}: kNN top-1 {fmt(r.get('knn_top1'))}" + (f"  ERROR {r['error']}" if "error" in r else ""),

@@ -260,7 +260,7 @@ def apply_recipe(base: dict) -> dict:
     the config dict ``base``; a data spec keeps its count, a budget (minutes, epochs) only grows. Returns what
     changed (dotted path -> value); a method without a recipe on this data changes nothing and says so."""
     from engine.methods import get_method_class
-    from engine.specs import recipe_changes, recipe_for
+    from engine.specs import recipe_changes, recipe_for, setting_text
 
     spec = str(base.get("data", {}).get("spec") or "")
     entry = get_method_class(base["method"]).recipes()
@@ -275,10 +275,9 @@ def apply_recipe(base: dict) -> dict:
         for part in parents:
             cur = cur.setdefault(part, {})
         cur[leaf] = want
-        if path in ("minutes", "epochs"):  # the recipe's budget is the budget
-            base["epochs" if path == "minutes" else "minutes"] = 0 if path == "minutes" else 0.0
     if changed:
-        print(f"recipe of {base['method']}: " + ", ".join(f"{k} {v}" for k, v in changed.items()), file=sys.stderr)
+        print(f"recipe of {base['method']}: " + ", ".join(f"{k} {setting_text(k, v)}" for k, v in changed.items()),
+              file=sys.stderr)
     return changed
 
 

@@ -127,7 +127,8 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
     ``photo_recipe`` on photographs: ``recipe_for``) would change in the run config
     ``cfg``: dotted path -> (value now, the recipe's value); {} where the method has no recipe or the config
     already follows it. A data spec keeps its count (``recipe_spec``); a budget (``minutes``,
-    ``epochs``) is followed by any longer one."""
+    ``epochs``) is followed by any longer one, and where the recipe's budget applies, the other bound is lifted
+    (a run ends at the first of the two: the recipe's budget is the budget)."""
     overrides = recipe_for(info, str((cfg.get("data") or {}).get("spec") or "")).get("overrides") or {}
     out = {}
     for path, want in overrides.items():
@@ -140,7 +141,20 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
             continue
         if cur != want:
             out[path] = (cur, want)
+    for path, other, unbounded in (("minutes", "epochs", 0), ("epochs", "minutes", 0.0)):
+        # the recipe's budget is the budget: the other bound (first of the two ends a run) goes
+        if path in out and other not in overrides and cfg.get(other):
+            out[other] = (cfg.get(other), unbounded)
     return out
+
+
+def setting_text(path: str, value) -> str:
+    """A config value as a recipe shows it: 0 minutes or epochs say that the bound is off."""
+    if path == "minutes" and value == 0:
+        return "0 (no time limit)"
+    if path == "epochs" and value == 0:
+        return "0 (the minutes decide)"
+    return str(value)
 
 
 def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hint: str = "") -> int:
@@ -159,4 +173,4 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
 
 
 __all__ = ["COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_count",
-           "parse_shapes_query", "recipe_spec", "shapes_colours", "shapes_parts", "shapes_shortcut"]
+           "parse_shapes_query", "recipe_spec", "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]

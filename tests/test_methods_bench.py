@@ -59,3 +59,30 @@ def test_bench_compares_with_the_same_backbone_and_reuses_finished_runs(tmp_path
     mae2 = next(r for r in res2["results"] if r["method"] == "mae")
     assert mae2.get("reused") and mae2["run_dir"] == mae["run_dir"] and mae2["knn_top1"] == mae["knn_top1"]
     assert len(list((tmp_path / "runs").iterdir())) == 3  # nothing trained twice
+
+
+def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
+    """--recipe: on a folder of photographs CPC trains its recipe, 2 epochs with no time limit, and the table says
+    so in its recipe column; a method without a recipe there trains the minutes given."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in ("a", "b"):
+        (tmp_path / "photos" / c).mkdir(parents=True)
+        for i in range(40):
+            Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(tmp_path / "photos" / c / f"{i}.png")
+    out = tmp_path / "table.md"
+    photos = str(tmp_path / "photos")
+    proc = subprocess.run(
+        [sys.executable, "bench/methods.py", "--minutes", "0.02", "--methods", "cpc,denoising", "--no-supervised",
+         "--data", photos, "--eval-data", photos, "--threads", "1", "--recipe", "--out", str(out)],
+        cwd=ROOT, capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {r["method"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["results"]}
+    assert rows["cpc"]["recipe"] == {"epochs": 2, "minutes": 0.0} and rows["cpc"]["steps"] == 2  # 80 // 64 a epoch
+    assert rows["denoising"]["recipe"] == {}
+    table = out.read_text()
+    assert "--recipe" in table and "| recipe |" in table
+    assert next(x for x in table.splitlines() if x.startswith("| cpc |")).endswith("| epochs 2, minutes 0 (no time limit) |")
+    assert next(x for x in table.splitlines() if x.startswith("| denoising |")).endswith("| - |")

@@ -87,6 +87,11 @@ def test_train_recipe_applies_the_recipe_of_the_data_and_keeps_a_longer_budget(c
         assert cur == value, (photo, path)
     assert cfg["data"]["spec"] == CIFAR and f"recipe of {photo}" in err
 
+    cfg, err = _cfg(["--method", "cpc", "--data", CIFAR, "--recipe"], capsys)  # a recipe counted in epochs
+    assert (cfg["epochs"], cfg["minutes"]) == (2, 0.0) and "epochs 2" in err  # no time limit cuts it short
+    cfg, _ = _cfg(["--method", "cpc", "--data", CIFAR, "--epochs", "5", "--recipe"], capsys)
+    assert cfg["epochs"] == 5  # more epochs than the recipe's are kept
+
     cfg, err = _cfg(["--method", "simclr", "--data", "builtin:shapes", "--recipe"], capsys)
     assert cfg["minutes"] == 2.0 and "simclr has no recipe on builtin:shapes" in err and "\n" == err[-1] \
         and err.count("\n") == 1

@@ -93,3 +93,25 @@ def test_a_recipe_names_only_what_the_config_lacks():
     assert "Why." in text and "builtin:shapes:2000?colours=typical" in text and "minutes" in text
     assert recipe_changes(info, {"minutes": 10.0, "data": {"spec": "builtin:shapes:2000?colours=typical"}}) == {}
     assert recipe_changes({"recipe": {}}, cfg) == {} and recipe_changes(None, cfg) == {}
+
+
+def test_a_recipe_budget_lifts_the_other_bound():
+    """A run ends at the first of its epochs and minutes: a recipe's budget in epochs lifts the minutes (and the
+    other way round), where the config has them and the recipe does not set both."""
+    from engine.specs import recipe_changes
+
+    by_epochs = {"photo_recipe": {"overrides": {"epochs": 18}, "why": "."}}
+    photos = {"spec": "/data/photos"}
+    assert recipe_changes(by_epochs, {"minutes": 3.0, "epochs": 0, "data": photos}) == \
+        {"epochs": (0, 18), "minutes": (3.0, 0.0)}
+    assert recipe_changes(by_epochs, {"minutes": 3.0, "epochs": 30, "data": photos}) == {}  # more epochs kept
+    from app.run.model import recipe_text
+
+    text = recipe_text(by_epochs, recipe_changes(by_epochs, {"minutes": 3.0, "epochs": 0, "data": photos}),
+                       photos["spec"])
+    assert "epochs: 0 (the minutes decide) &rarr; <b>18</b>" in text and "<b>0 (no time limit)</b>" in text
+    by_minutes = {"recipe": {"overrides": {"minutes": 6.0}, "why": "."}}
+    assert recipe_changes(by_minutes, {"minutes": 2.0, "epochs": 5, "data": {"spec": "builtin:shapes"}}) == \
+        {"minutes": (2.0, 6.0), "epochs": (5, 0)}
+    assert recipe_changes(by_minutes, {"minutes": 2.0, "epochs": 0, "data": {"spec": "builtin:shapes"}}) == \
+        {"minutes": (2.0, 6.0)}

@@ -3,7 +3,7 @@ method's description, and the fields of the run config the form leaves to the me
 
 from __future__ import annotations
 
-from engine.specs import recipe_for
+from engine.specs import recipe_for, setting_text
 
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
 
@@ -50,7 +50,7 @@ def recipe_text(info: dict, changes: dict, spec: str = "") -> str:
     (:func:`recipe_changes`)."""
     from html import escape
 
-    rows = "".join(f"<br>&nbsp;&nbsp;{escape(path)}: {escape(str(old))} &rarr; <b>{escape(str(new))}</b>"
-                   for path, (old, new) in changes.items())
+    rows = "".join(f"<br>&nbsp;&nbsp;{escape(path)}: {escape(setting_text(path, old))} &rarr; "
+                   f"<b>{escape(setting_text(path, new))}</b>" for path, (old, new) in changes.items())
     why = escape(recipe_for(info, spec).get("why", ""))
     return f"<b>A recipe that learns.</b> {why}{rows}"

@@ -61,7 +61,9 @@ class Counting(Method):
              "image, so it is slow on a CPU, and longer runs do not lead by 0.15 either (0.517 after 600 steps)."
              " In the 2-minute table on an idle 2-core CPU (6,000 shapes, seed 0): kNN 0.640 against 0.561 for "
              "random init (312 steps of batch 128). +0.079: it learns, but not by 0.15; six minutes there give 0.689 "
-             "(+0.128, 890 steps), still short, so the Run view offers no recipe for it yet. On cifar10-small "
+             "(+0.128, 890 steps), still short, and in a run planned for 2,400 steps there (batch 128, seed 0, one "
+             "thread) kNN was 0.688 after 460 steps and 0.677 after 920: it levels off near +0.12, so the Run view "
+             "offers no recipe for it. On cifar10-small "
              "(32-pixel photographs) it does not lead random init: 0.380 against 0.387 (-0.007, 278 steps) in the "
              "3-minute table of 2026-12-06, and in a run planned for 940 steps (batch 128, seed 0, one thread) kNN "
              "on val stayed at 0.371-0.389 from step 156 to the end (0.383 after 1,014), so no recipe there either.")

@@ -51,7 +51,8 @@ class Jigsaw(Method):
              "after about 300 steps (4 epochs, +0.03) and then drifts below random init as the puzzle gets solved "
              "from low-level cues (98% of 100 permutations after 936 steps): train it for 4 epochs there, or on "
              "larger images (the paper: 225-pixel crops, 64-pixel tiles). Neither larger tiles (cell 32: 0.382), a "
-             "larger gap (0.4: 0.374) nor grey puzzles (gray_p 0.3 with gap 0.4: 0.383) helped at 156 steps. On "
+             "larger gap (0.4: 0.374) nor grey puzzles (gray_p 0.3 with gap 0.4: 0.383) helped at 156 steps, nor the paper's colour jitter of "
+             "every tile on its own (tried on 2026-12-06 and not kept: 0.392 and 0.368 after 156 and 312 steps). On "
              "the built-in shapes (2000 images) raw tiles reach 0.565 against 0.515 normalised and 0.445 for "
              "random init after 150 steps; the earlier default led random init by 0.158 after 1.5 minutes.")
     paper = "Noroozi & Favaro, Unsupervised Learning of Visual Representations by Solving Jigsaw Puzzles, ECCV 2016"
