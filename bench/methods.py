@@ -149,7 +149,8 @@ def finished_run(cfg, runs_root: str) -> Path | None:
     return None
 
 
-def run_method(method: str, args, runs_root: str, backbone: str | None = None, name: str = "") -> dict:
+def run_method(method: str, args, runs_root: str, backbone: str | None = None, name: str = "",
+               image_size: int | None = None) -> dict:
     from engine import messages as M
     from engine.config import default_config
     from engine.session import Session
@@ -158,7 +159,7 @@ def run_method(method: str, args, runs_root: str, backbone: str | None = None, n
         method, minutes=args.minutes, epochs=0, device=args.device, seed=args.seed,
         backbone=backbone or args.backbone, runs_root=runs_root, name=f"bench-{name or method}",
         checkpoint_every_minutes=0.0,
-        data={"spec": args.data, "eval_spec": args.eval_data, "image_size": args.image_size},
+        data={"spec": args.data, "eval_spec": args.eval_data, "image_size": image_size or args.image_size},
         eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
               "linear_probe_epochs": args.probe_epochs})
     if getattr(args, "recipe", False) and method not in REFERENCES:
@@ -202,7 +203,9 @@ def row_from_run(method: str, run_dir: Path, cfg, reused: bool = False) -> dict:
     step = int(results.get("step", status.get("step", 0)) or 0)
     out = {"method": method, "run_dir": str(run_dir)}
     out.update({k: results.get(k) for k in ("backbone", "knn_top1", "knn_top5", "linear_top1")})
-    optim = json.loads((run_dir / "config.json").read_text())["optim"]  # as the run took it (auto resolved)
+    config = json.loads((run_dir / "config.json").read_text())
+    optim = config["optim"]  # as the run took it (auto resolved)
+    out["image_size"] = int(config.get("data", {}).get("image_size") or cfg.data.image_size)
     bs = optim["batch_size"]
     images = step * min(bs, results.get("num_train") or bs)
     out.update({"steps": step, "train_time_s": results.get("train_time_s", status.get("train_time_s")),
@@ -228,14 +231,21 @@ def fmt(v, spec=".3f") -> str:
     return "-" if v is None else format(v, spec)
 
 
-def baselines(rows: list[dict]) -> dict[str, float]:
-    """kNN top-1 of the random-init encoder of each backbone."""
-    return {r["backbone"]: r["knn_top1"] for r in rows
+def baseline_key(row: dict, image_size: int) -> str | None:
+    """Which random-init encoder a row is compared with: its backbone's, at the row's image size (a recipe may
+    change it; ``image_size`` is the bench's own)."""
+    b, size = row.get("backbone"), row.get("image_size")
+    return b if not b or size in (None, image_size) else f"{b} at {size} px"
+
+
+def baselines(rows: list[dict], image_size: int) -> dict[str, float]:
+    """kNN top-1 of the random-init encoder of each backbone (and image size other than the bench's)."""
+    return {baseline_key(r, image_size): r["knn_top1"] for r in rows
             if r["method"] == "random_init" and r.get("knn_top1") is not None and r.get("backbone")}
 
 
-def own_baseline(row: dict, base: dict[str, float], default: float | None) -> float | None:
-    return base.get(row.get("backbone"), default)
+def own_baseline(row: dict, base: dict[str, float], default: float | None, image_size: int) -> float | None:
+    return base.get(baseline_key(row, image_size), default)
 
 
 def markdown(rows: list[dict], args, baseline: float | None) -> str:
@@ -254,7 +264,7 @@ def markdown(rows: list[dict], args, baseline: float | None) -> str:
              "| method | family | backbone | batch | steps | epochs | kNN top-1 | kNN top-5 | vs random init "
              "(same backbone) |" + (" recipe |" if recipes else ""),
              "|---|---|---|---:|---:|---:|---:|---:|---:|" + ("---|" if recipes else "")]
-    base = baselines(rows)
+    base = baselines(rows, args.image_size)
     for r in rows:
         name = r["method"]
         fam = METHODS[name].family if name in METHODS else "reference"
@@ -262,13 +272,13 @@ def markdown(rows: list[dict], args, baseline: float | None) -> str:
             lines.append(f"| {name} | {fam} | - | - | - | - | failed: {r['error'][:60]} | - | - |"
                          + (" - |" if recipes else ""))
             continue
-        ref = own_baseline(r, base, baseline)
+        ref = own_baseline(r, base, baseline, args.image_size)
         delta = "-" if ref is None or r.get("knn_top1") is None or name == "random_init" else \
             f"{r['knn_top1'] - ref:+.3f}"
         recipe = (" " + (", ".join(f"{k} {setting_text(k, v)}" for k, v in r["recipe"].items()) if r.get("recipe")
                          else "-")
                   + " |") if recipes else ""
-        lines.append(f"| {name} | {fam} | {r.get('backbone', '-')} | {r.get('batch_size', '-')} | "
+        lines.append(f"| {name} | {fam} | {baseline_key(r, args.image_size) or '-'} | {r.get('batch_size', '-')} | "
                      f"{r.get('steps', '-')} | {fmt(r.get('epochs'), '.2f')} | {fmt(r.get('knn_top1'))} | "
                      f"{fmt(r.get('knn_top5'))} | {delta} |{recipe}")
     return "\n".join(lines) + "\n"
@@ -309,13 +319,17 @@ def main(argv=None) -> int:
             rows.append(r)
             print(f"    {m}: kNN top-1 {fmt(r.get('knn_top1'))}" + (f"  ERROR {r['error']}" if "error" in r else ""),
                   file=sys.stderr, flush=True)
-        # the lower bound of every other backbone the methods used (MAE's ViT, say): an untrained one
+        # the lower bound of every other backbone the methods used (MAE's ViT, say), and of another image size a
+        # recipe chose: an untrained one
         first = rows[0].get("backbone") if rows and rows[0]["method"] == "random_init" else None
-        extra = sorted({r.get("backbone") for r in rows if r.get("backbone") and r["method"] != "random_init"}
-                       - {first, None, "-"}) if first else []
-        for b in extra:
-            print(f"    random init of {b}", file=sys.stderr, flush=True)
-            rows.insert(1, run_method("random_init", args, runs_root, backbone=b, name=f"random_init-{b}"))
+        extra = sorted({(r.get("backbone"), r.get("image_size") or args.image_size) for r in rows
+                        if r.get("backbone") not in (None, "-") and r["method"] != "random_init"}
+                       - {(first, args.image_size)}) if first else []
+        for b, size in extra:
+            print(f"    random init of {b}" + (f" at {size} px" if size != args.image_size else ""), file=sys.stderr,
+                  flush=True)
+            rows.insert(1, run_method("random_init", args, runs_root, backbone=b, image_size=size,
+                                      name=f"random_init-{b}" + (f"-{size}px" if size != args.image_size else "")))
         print(f"[{len(order) + 1}/{len(order) + 1}] raw pixels", file=sys.stderr, flush=True)
         rows.insert(1 + len(extra), raw_pixels(args))
     finally:
@@ -327,10 +341,10 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(table)
     print(table, file=sys.stderr)
-    base = baselines(rows)
+    base = baselines(rows, args.image_size)
     not_beating = [r["method"] for r in rows if r["method"] not in ("random_init", "raw_pixels")
-                   and own_baseline(r, base, baseline) is not None
-                   and (r.get("knn_top1") is None or r["knn_top1"] <= own_baseline(r, base, baseline))]
+                   and own_baseline(r, base, baseline, args.image_size) is not None
+                   and (r.get("knn_top1") is None or r["knn_top1"] <= own_baseline(r, base, baseline, args.image_size))]
     print(json.dumps({"minutes": args.minutes, "device": args.device, "data": args.data, "eval_data": args.eval_data,
                       "random_init_knn_top1": baseline, "random_init_by_backbone": base,
                       "not_beating_random_init": not_beating,

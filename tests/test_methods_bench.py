@@ -63,7 +63,8 @@ def test_bench_compares_with_the_same_backbone_and_reuses_finished_runs(tmp_path
 
 def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
     """--recipe: on a folder of photographs CPC trains its recipe, 2 epochs with no time limit, and the table says
-    so in its recipe column; a method without a recipe there trains the minutes given."""
+    so in its recipe column; a method without a recipe there trains the minutes given; jigsaw's recipe enlarges the
+    images, and it is compared with an untrained encoder at that size."""
     import numpy as np
     from PIL import Image
 
@@ -75,14 +76,20 @@ def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
     out = tmp_path / "table.md"
     photos = str(tmp_path / "photos")
     proc = subprocess.run(
-        [sys.executable, "bench/methods.py", "--minutes", "0.02", "--methods", "cpc,denoising", "--no-supervised",
+        [sys.executable, "bench/methods.py", "--minutes", "0.02", "--methods", "cpc,denoising,jigsaw", "--no-supervised",
          "--data", photos, "--eval-data", photos, "--threads", "1", "--recipe", "--out", str(out)],
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {r["method"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["results"]}
     assert rows["cpc"]["recipe"] == {"epochs": 2, "minutes": 0.0} and rows["cpc"]["steps"] == 2  # 80 // 64 a epoch
     assert rows["denoising"]["recipe"] == {}
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    inits = {r["image_size"]: r["knn_top1"] for r in result["results"] if r["method"] == "random_init"}
+    assert set(inits) == {32, 64} and rows["jigsaw"]["image_size"] == 64
+    assert result["random_init_by_backbone"]["small_cnn at 64 px"] == inits[64]
     table = out.read_text()
     assert "--recipe" in table and "| recipe |" in table
     assert next(x for x in table.splitlines() if x.startswith("| cpc |")).endswith("| epochs 2, minutes 0 (no time limit) |")
     assert next(x for x in table.splitlines() if x.startswith("| denoising |")).endswith("| - |")
+    jig = next(x for x in table.splitlines() if x.startswith("| jigsaw |"))
+    assert "| small_cnn at 64 px |" in jig and f"| {rows['jigsaw']['knn_top1'] - inits[64]:+.3f} |" in jig
