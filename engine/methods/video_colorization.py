@@ -66,7 +66,7 @@ class VideoColorization(Method):
              "matched to colour; reference_colour) gave 0.273, 0.275, 0.233, 0.243 and 0.248 at the same steps; "
              "jittering the reference's colours as well (reference_jitter_p 0.8, a fifth of them grey; the colours "
              "copied stay the true ones), so that the pointer has to find the object by its shape, 0.252, 0.308, "
-             "0.285, 0.265 and 0.278 after 1,800, 0.273 after 2,016 steps (+0.128). Both are the defaults now: two "
+             "0.285 and 0.265 at the same steps, 0.278 after 1,800 and 0.273 after 2,016 (+0.128). Both are the defaults now: two "
              "minutes on an idle 2-core CPU give kNN 0.270 against 0.145 (+0.125, 1,900 steps). Larger gaps "
              "between the frames (max_gap 7: 0.205 after 1,800 steps), a lower learning rate (3e-4: 0.200) or "
              "every pixel weighted the same (object_weight 1: 0.215) did worse. Before, frames enlarged twice "
