@@ -162,7 +162,7 @@ def run_method(method: str, args, runs_root: str, backbone: str | None = None, n
         data={"spec": args.data, "eval_spec": args.eval_data, "image_size": image_size or args.image_size},
         eval={"knn_every_epochs": 0, "embed_every_epochs": 0, "final_eval": True,
               "linear_probe_epochs": args.probe_epochs})
-    if getattr(args, "recipe", False) and method not in REFERENCES:
+    if args.recipe and method not in REFERENCES:
         from engine.cli import apply_recipe
         from engine.config import RunConfig
 
@@ -253,7 +253,7 @@ def markdown(rows: list[dict], args, baseline: float | None) -> str:
     from engine.specs import setting_text
 
     data = args.data if is_builtin(args.data) else Path(args.data).name
-    recipes = getattr(args, "recipe", False)
+    recipes = args.recipe
     command = f"python bench/methods.py --minutes {args.minutes:g}" + \
         (f" --data {args.data}" if is_builtin(args.data) else "") + (" --recipe" if recipes else "")
     budget = (f"each method with its recipe that learns on this data where it has one (the recipe column), "
