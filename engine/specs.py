@@ -172,5 +172,6 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
     return n
 
 
-__all__ = ["COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP", "parse_count",
-           "parse_shapes_query", "recipe_spec", "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]
+__all__ = ["AT_LEAST", "COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP",
+           "is_photo_spec", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
+           "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]
