@@ -192,15 +192,21 @@ def _set_path(d: dict, key: str, value: str) -> None:
     parts = key.split(".")
     if len(parts) == 1 and parts[0] not in top:
         parts = ["method_options", parts[0]]
+    try:
+        parsed = json.loads(value)
+    except ValueError:
+        parsed = value
+    _put(d, parts, parsed, key)
+
+
+def _put(d: dict, parts: list[str], value, key: str) -> None:
+    """Set ``d[parts[0]][parts[1]]... = value``, making the sections on the way; ``key`` names it in errors."""
     cur = d
     for p in parts[:-1]:
         cur = cur.setdefault(p, {})
         if not isinstance(cur, dict):
             raise ValueError(f"{key}: {p} is not a section")
-    try:
-        cur[parts[-1]] = json.loads(value)
-    except ValueError:
-        cur[parts[-1]] = value
+    cur[parts[-1]] = value
 
 
 def config_from_args(args):
@@ -270,11 +276,7 @@ def apply_recipe(base: dict) -> dict:
         return {}
     changed = {path: want for path, (_now, want) in recipe_changes(entry, base).items()}
     for path, want in changed.items():
-        *parents, leaf = path.split(".")
-        cur = base
-        for part in parents:
-            cur = cur.setdefault(part, {})
-        cur[leaf] = want
+        _put(base, path.split("."), want, path)
     if changed:
         print(f"recipe of {base['method']}: " + ", ".join(f"{k} {setting_text(k, v)}" for k, v in changed.items()),
               file=sys.stderr)
