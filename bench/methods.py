@@ -26,6 +26,9 @@ frame) and the evaluation set defaults to the dataset's own (``builtin:clips-tes
 supervised bound is left out there (it trains on images).
 
 Writes the table as markdown (``--out``, for the README) and prints one JSON object as its last line.
+With ``--record`` (the defaults on one of the three sets the workbench measures: ``builtin:shapes``,
+``builtin:clips``, ``cifar10-small/train``) each method's row is also kept in ``engine/methods/measured.json``,
+from which the Run view and ``main.py methods`` say, before Start, how the method did on such data.
 """
 
 from __future__ import annotations
@@ -43,6 +46,13 @@ if str(ROOT) not in sys.path:
 
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-small"
 REFERENCES = ("random_init", "supervised")
+# the sets whose rows --record keeps (engine.specs.measured_kind names them), with the margin over an untrained
+# encoder each aims at
+MEASURED_SETS = {
+    "shapes": {"data": "builtin:shapes", "words": "the built-in shapes", "target": 0.15},
+    "photos": {"data": "cifar10-small/train", "words": "cifar10-small (32-pixel photographs)", "target": 0.05},
+    "clips": {"data": "builtin:clips", "words": "the built-in clips", "target": 0.10},
+}
 
 
 def ssl_methods(kind: str = "images") -> list[str]:
@@ -90,7 +100,14 @@ def parse_args(argv=None):
                    "runs that finished there with the same settings are reused, not trained again")
     p.add_argument("--out", default="", help="markdown table to write (default bench/results/methods.md; "
                    "bench/results/methods_shapes.md for the built-in shapes)")
+    p.add_argument("--record", action="store_true", help="also keep each method's row in engine/methods/measured.json "
+                   "(what the Run view says before Start); only the defaults (no --recipe, --backbone or "
+                   "--image-size) on builtin:shapes, builtin:clips or cifar10-small/train, on the CPU")
     args = p.parse_args(argv)
+    if args.record:
+        why = record_refusal(args)
+        if why:
+            p.error(why)
     if args.eval_data is None:
         args.eval_data = "" if has_own_test_split(args.data) or clip_data(args.data) else str(DEFAULT_DATA / "val")
     if not args.out:
@@ -195,6 +212,63 @@ def run_method(method: str, args, runs_root: str, backbone: str | None = None, n
     if "images_per_s" in last:
         out["images_per_s"] = round(last["images_per_s"], 1)
     return out
+
+
+def record_kind(data: str) -> str | None:
+    """The measured set (a key of MEASURED_SETS) that training data ``data`` is, or None."""
+    from engine.specs import measured_kind
+
+    kind = measured_kind(data)
+    if kind == "photos" and not data.replace("\\", "/").rstrip("/").endswith(MEASURED_SETS["photos"]["data"]):
+        return None
+    return kind
+
+
+def record_refusal(args) -> str:
+    """Why --record cannot keep this bench's rows ("" where it can)."""
+    if record_kind(args.data) is None:
+        return (f"--record keeps rows of {', '.join(s['data'] for s in MEASURED_SETS.values())} only, not "
+                f"{args.data}; drop --record")
+    if args.recipe or args.backbone != "auto" or args.image_size != 32 or args.device != "cpu":
+        return "--record keeps each method's defaults on the CPU: drop --recipe, --backbone, --image-size, --device"
+    return ""
+
+
+def measured_json(sets: dict) -> str:
+    """engine/methods/measured.json's text: a set's fields on one line, then one line per method."""
+    lines = ["{"]
+    for i, (kind, s) in enumerate(sets.items()):
+        head = json.dumps({k: v for k, v in s.items() if k != "methods"})[1:-1]
+        lines.append(f' "{kind}": {{{head}, "methods": {{')
+        rows = list((s.get("methods") or {}).items())
+        lines += [f'  "{m}": {json.dumps(r)}' + ("," if j < len(rows) - 1 else "") for j, (m, r) in enumerate(rows)]
+        lines.append(" }}" + ("," if i < len(sets) - 1 else ""))
+    return "\n".join(lines + ["}"]) + "\n"
+
+
+def record(rows: list[dict], args, base: dict[str, float], default: float | None, path: Path | None = None) -> Path:
+    """Keep each trained method's row (kNN and its own untrained encoder's, steps, epochs, minutes, date) in the
+    measured file under the data's set; other methods' rows stay."""
+    from engine.methods import MEASURED_FILE
+
+    path = path or MEASURED_FILE
+    kind = record_kind(args.data)
+    sets = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    s = sets.setdefault(kind, {})
+    s.update(MEASURED_SETS[kind])
+    out = Path(args.out).resolve()
+    s["table"] = out.relative_to(ROOT).as_posix() if out.is_relative_to(ROOT) else out.name
+    methods = s.setdefault("methods", {})
+    for r in rows:
+        ri = own_baseline(r, base, default, args.image_size)
+        if r["method"] in REFERENCES + ("raw_pixels",) or r.get("knn_top1") is None or ri is None or "error" in r:
+            continue
+        methods[r["method"]] = {"backbone": r.get("backbone"), "batch": r.get("batch_size"), "steps": r.get("steps"),
+                                "epochs": r.get("epochs"), "knn": round(r["knn_top1"], 3),
+                                "random_init": round(ri, 3), "minutes": args.minutes,
+                                "date": time.strftime("%Y-%m-%d")}
+    path.write_text(measured_json(sets), encoding="utf-8")
+    return path
 
 
 def row_from_run(method: str, run_dir: Path, cfg, reused: bool = False) -> dict:
@@ -345,6 +419,8 @@ def main(argv=None) -> int:
     not_beating = [r["method"] for r in rows if r["method"] not in ("random_init", "raw_pixels")
                    and own_baseline(r, base, baseline, args.image_size) is not None
                    and (r.get("knn_top1") is None or r["knn_top1"] <= own_baseline(r, base, baseline, args.image_size))]
+    if args.record:
+        print(f"kept the rows in {record(rows, args, base, baseline)}", file=sys.stderr)
     print(json.dumps({"minutes": args.minutes, "device": args.device, "data": args.data, "eval_data": args.eval_data,
                       "random_init_knn_top1": baseline, "random_init_by_backbone": base,
                       "not_beating_random_init": not_beating,

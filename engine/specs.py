@@ -148,6 +148,40 @@ def recipe_changes(info: dict | None, cfg: dict) -> dict:
     return out
 
 
+def measured_kind(spec: str) -> str | None:
+    """Which of the workbench's measured sets (``engine/methods/measured.json``: "shapes", "photos", "clips")
+    speaks for data ``spec``: the built-in shapes (any count; a variant with a query is another set) and clips,
+    and photographs (measured on cifar10-small); None for any other."""
+    s = (spec or "").strip().lower()
+    if s.startswith("builtin:"):
+        s = s[len("builtin:"):]
+    head, _, query = s.partition("?")
+    name = head.partition(":")[0].strip()
+    if name in ("shapes", "clips"):
+        return None if query.strip() else name
+    return "photos" if is_photo_spec(spec) else None
+
+
+def measured_text(entry: dict | None, spec: str) -> str:
+    """One sentence on how a method's defaults did on data like ``spec`` (its catalogue entry's ``measured``,
+    from ``bench/methods.py --record``): the minutes, steps, kNN against an untrained encoder and the margin
+    the workbench aims at; "" where nothing was measured on such data."""
+    kind = measured_kind(spec)
+    row = ((entry or {}).get("measured") or {}).get(kind or "")
+    if not row:
+        return ""
+    gain, aim = row["knn"] - row["random_init"], row["target"]
+    if gain >= aim:
+        verdict = f"it learns here (the aim is +{aim:.2f})"
+    elif gain > 0:
+        verdict = f"it learns, short of the +{aim:.2f} aimed at"
+    else:
+        verdict = "it does not beat an untrained encoder here"
+    return (f"On {row['words']}, {row['minutes']:g} minutes with its defaults ({row['steps']:,} steps on a 2-core "
+            f"CPU) gave kNN {row['knn']:.3f} against {row['random_init']:.3f} untrained, {gain:+.3f}: {verdict}. "
+            f"Measured {row['date']}, {row['table']}.")
+
+
 def setting_text(path: str, value) -> str:
     """A config value as a recipe shows it: 0 minutes or epochs say that the bound is off."""
     if path == "minutes" and value == 0:
@@ -173,5 +207,5 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
 
 
 __all__ = ["AT_LEAST", "COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP",
-           "is_photo_spec", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
+           "is_photo_spec", "measured_kind", "measured_text", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
            "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]

@@ -203,6 +203,30 @@ def test_run_view_offers_the_photo_recipe_on_photographs(qtbot, model, tmp_path)
     assert ("colours=typical" in box.text.text()) is not bool(model.method_info().get("photo_recipe"))
 
 
+def test_run_view_says_how_the_defaults_did_on_data_like_the_configs(qtbot, model, tmp_path):
+    """Before Start, under the description: the measured kNN of the chosen method's defaults on data like the
+    config's, against an untrained encoder; it follows the method and the data, and goes where nothing was
+    measured."""
+    from app.run.panel import RunPanel
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    line = panel.picker.measured
+    panel.select_method("counting")
+    model.set("data.spec", "builtin:shapes:500")
+    shapes = model.method_info()["measured"]["shapes"]
+    assert line.isVisible() and "the built-in shapes" in line.text()
+    assert f"{shapes['knn']:.3f} against {shapes['random_init']:.3f}" in line.text()
+    model.set("data.spec", str(tmp_path / "photos"))
+    assert "cifar10-small" in line.text()
+    panel.select_method("simclr")
+    assert f"{model.method_info()['measured']['photos']['knn']:.3f}" in line.text()
+    model.set("data.spec", "builtin:shapes?colours=typical")
+    assert not line.isVisible()  # nothing measured on that set
+
+
 def test_engine_validation_lands_next_to_the_field(qtbot, model):
     from app.run.panel import RunPanel
 

@@ -93,3 +93,60 @@ def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
     assert next(x for x in table.splitlines() if x.startswith("| denoising |")).endswith("| - |")
     jig = next(x for x in table.splitlines() if x.startswith("| jigsaw |"))
     assert "| small_cnn at 64 px |" in jig and f"| {rows['jigsaw']['knn_top1'] - inits[64]:+.3f} |" in jig
+
+
+def _bench_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_methods", ROOT / "bench" / "methods.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_record_keeps_each_method_row_under_its_set_and_the_others_rows(tmp_path):
+    """--record writes a method's row (kNN, its own untrained encoder's, steps, minutes) under the data's set;
+    rows of methods not in this bench stay; the file reads back as the catalogue's measured rows."""
+    import pytest
+
+    from engine.methods import measured_rows
+
+    bench = _bench_module()
+    path = tmp_path / "measured.json"
+    path.write_text(bench.measured_json({"shapes": {**bench.MEASURED_SETS["shapes"], "table": "t.md", "methods": {
+        "rotnet": {"knn": 0.9, "random_init": 0.5, "steps": 10, "minutes": 2.0, "date": "2026-01-01"}}}}))
+    args = bench.parse_args(["--data", "builtin:shapes", "--minutes", "2", "--record", "--out", str(tmp_path / "t.md")])
+    rows = [{"method": "random_init", "backbone": "small_cnn", "knn_top1": 0.56, "image_size": 32},
+            {"method": "random_init", "backbone": "vit_mini", "knn_top1": 0.28, "image_size": 32},
+            {"method": "counting", "backbone": "small_cnn", "knn_top1": 0.64, "steps": 312, "epochs": 6.66,
+             "batch_size": 128, "image_size": 32},
+            {"method": "mae", "backbone": "vit_mini", "knn_top1": 0.385, "steps": 278, "epochs": 5.9,
+             "batch_size": 128, "image_size": 32},
+            {"method": "dino", "backbone": "small_cnn", "knn_top1": None, "error": "boom", "image_size": 32}]
+    base = bench.baselines(rows, 32)
+    bench.record(rows, args, base, 0.56, path)
+    got = measured_rows(path)
+    assert got["rotnet"]["shapes"]["knn"] == 0.9  # another method's row stays
+    assert got["counting"]["shapes"]["knn"] == 0.64 and got["counting"]["shapes"]["random_init"] == 0.56
+    assert got["mae"]["shapes"]["random_init"] == 0.28  # compared with its own backbone's untrained encoder
+    assert got["counting"]["shapes"]["minutes"] == 2.0 and got["counting"]["shapes"]["target"] == 0.15
+    assert "dino" not in got and "random_init" not in got  # a failed run and the references are not kept
+    # only the defaults on the three measured sets are kept
+    for argv in (["--data", "builtin:shapes?colours=typical"], ["--data", str(tmp_path)],
+                 ["--data", "builtin:shapes", "--recipe"], ["--data", "builtin:shapes", "--image-size", "64"]):
+        with pytest.raises(SystemExit):
+            bench.parse_args(argv + ["--record"])
+    assert measured_rows(tmp_path / "missing.json") == {}  # an installed copy without the file still runs
+
+
+def test_the_shipped_measurements_cover_every_method_on_its_sets():
+    """Every self-supervised image method has its defaults measured on the built-in shapes and cifar10-small,
+    every video method on the clips: the Run view says how it did before Start."""
+    from engine.methods import measured_rows
+
+    bench = _bench_module()
+    got = measured_rows()
+    for m in bench.ssl_methods("images"):
+        assert {"shapes", "photos"} <= set(got.get(m, {})), m
+    for m in bench.ssl_methods("clips"):
+        assert "clips" in got.get(m, {}), m

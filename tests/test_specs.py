@@ -115,3 +115,21 @@ def test_a_recipe_budget_lifts_the_other_bound():
         {"minutes": (2.0, 6.0), "epochs": (5, 0)}
     assert recipe_changes(by_minutes, {"minutes": 2.0, "epochs": 0, "data": {"spec": "builtin:shapes"}}) == \
         {"minutes": (2.0, 6.0)}
+
+
+def test_measured_text_says_how_the_defaults_did_on_data_like_the_spec():
+    from engine.specs import measured_kind, measured_text
+
+    assert measured_kind("builtin:shapes:2000") == "shapes" and measured_kind("shapes") == "shapes"
+    assert measured_kind("builtin:shapes?colours=typical") is None  # a variant is another set
+    assert measured_kind("builtin:clips") == "clips" and measured_kind("/data/photos/train") == "photos"
+    assert measured_kind("") is None
+    row = {"words": "the built-in shapes", "minutes": 2.0, "steps": 1200, "random_init": 0.5, "target": 0.15,
+           "date": "2026-12-06", "table": "bench/results/methods_shapes.md"}
+    entry = {"measured": {"shapes": {**row, "knn": 0.7}}}
+    text = measured_text(entry, "builtin:shapes")
+    assert "2 minutes" in text and "1,200 steps" in text and "0.700 against 0.500" in text and "+0.200" in text
+    assert "it learns here" in text and "methods_shapes.md" in text
+    assert "short of the +0.15" in measured_text({"measured": {"shapes": {**row, "knn": 0.6}}}, "builtin:shapes")
+    assert "does not beat" in measured_text({"measured": {"shapes": {**row, "knn": 0.45}}}, "builtin:shapes")
+    assert measured_text(entry, "/data/photos") == "" and measured_text(None, "builtin:shapes") == ""

@@ -1,5 +1,6 @@
 """The Run panel's method picker: the registered methods as a list (title over a one-line summary) and
-the chosen one's description; picking one switches the config model's method. Under the description, where
+the chosen one's description; picking one switches the config model's method. Under the description, one line
+says how the method's defaults did on data like the config's (measured: ``engine.specs.measured_text``); where
 the method has a recipe that learns (its catalogue entry's ``recipe``) and the config does not follow it, a
 box says why and what would change, with a button that applies it."""
 
@@ -22,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.models.config_model import method_note
 from app.run.model import method_description, recipe_text
-from engine.specs import recipe_changes
+from engine.specs import measured_text, recipe_changes
 
 
 class MethodDelegate(QStyledItemDelegate):
@@ -138,12 +139,19 @@ class MethodPicker(QGroupBox):
         self.description_area.setFrameShape(QScrollArea.Shape.NoFrame)
         self.description_area.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
         self.description_area.setWidget(self.description)
+        # how the defaults did on data like the config's, before Start: follows the method and the data
+        self.measured = QLabel("")
+        self.measured.setObjectName("measuredLine")
+        self.measured.setWordWrap(True)
+        self.measured.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.recipe = RecipeBox(config_model)
         self.recipe.applied.connect(self.message)
         config_model.changed.connect(self.recipe.refresh)
+        config_model.changed.connect(self.show_measured)
         vp = QVBoxLayout(self)
         vp.addWidget(self.methods, 3)
         vp.addWidget(self.description_area, 2)
+        vp.addWidget(self.measured)
         vp.addWidget(self.recipe)
 
     def fill(self) -> None:
@@ -164,7 +172,13 @@ class MethodPicker(QGroupBox):
 
     def show_description(self) -> None:
         self.description.setText(method_description(self.model.method_info(), self.model.method))
+        self.show_measured()
         self.recipe.refresh()
+
+    def show_measured(self, *_args) -> None:
+        text = measured_text(self.model.method_info(), str(self.model.get("data.spec") or ""))
+        self.measured.setText(text)
+        self.measured.setVisible(bool(text))
 
     def sync(self) -> None:
         """The model's method changed: select it (quietly) and describe it."""

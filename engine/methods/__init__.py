@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 from engine.methods.barlow_twins import BarlowTwins
 from engine.methods.base import DataInfo, Method, StepOutput
 from engine.methods.bow import BoW
@@ -85,6 +88,7 @@ def method_catalogue() -> list[dict]:
     """Plain-data description of every method, for the GUI's picker and the CLI."""
     from engine.params import field_specs
 
+    measured = measured_rows()
     out = []
     for name, cls in METHODS.items():
         out.append({
@@ -95,10 +99,29 @@ def method_catalogue() -> list[dict]:
             "reconstruct_captions": list(cls.reconstruct_captions),
             "input_kind": cls.input_kind,
             "options": field_specs(cls.Config), "run_defaults": cls.run_defaults(),
-            **cls.recipes(),
+            **cls.recipes(), "measured": measured.get(name, {}),
         })
     return out
 
 
+MEASURED_FILE = Path(__file__).with_name("measured.json")
+
+
+def measured_rows(path: Path = MEASURED_FILE) -> dict[str, dict[str, dict]]:
+    """method -> data kind ("shapes", "photos", "clips") -> how its defaults did there (``bench/methods.py
+    --record`` writes the file): the set's minutes, words, target, table and date with the method's row. {} where
+    the file is missing or unreadable (an installed copy without it still runs)."""
+    try:
+        sets = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    out: dict[str, dict[str, dict]] = {}
+    for kind, s in sets.items():
+        head = {k: v for k, v in s.items() if k != "methods"}
+        for method, row in (s.get("methods") or {}).items():
+            out.setdefault(method, {})[kind] = {**head, **row}
+    return out
+
+
 __all__ = ["METHODS", "Method", "DataInfo", "StepOutput", "get_method_class", "bound_method", "method_names",
-           "method_catalogue"]
+           "method_catalogue", "measured_rows", "MEASURED_FILE"]
