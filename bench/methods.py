@@ -219,9 +219,12 @@ def record_kind(data: str) -> str | None:
     from engine.specs import measured_kind
 
     kind = measured_kind(data)
-    if kind == "photos" and not data.replace("\\", "/").rstrip("/").endswith(MEASURED_SETS["photos"]["data"]):
+    if kind is None:
         return None
-    return kind
+    name = data.strip().replace("\\", "/").rstrip("/")
+    want = MEASURED_SETS[kind]["data"]
+    # the very set the words name: its whole count, the cifar10-small training folder
+    return kind if name == want or (kind == "photos" and name.endswith("/" + want)) else None
 
 
 def record_refusal(args) -> str:

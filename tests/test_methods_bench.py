@@ -132,7 +132,7 @@ def test_record_keeps_each_method_row_under_its_set_and_the_others_rows(tmp_path
     assert got["counting"]["shapes"]["minutes"] == 2.0 and got["counting"]["shapes"]["target"] == 0.15
     assert "dino" not in got and "random_init" not in got  # a failed run and the references are not kept
     # only the defaults on the three measured sets are kept
-    for argv in (["--data", "builtin:shapes?colours=typical"], ["--data", str(tmp_path)],
+    for argv in (["--data", "builtin:shapes?colours=typical"], ["--data", str(tmp_path)], ["--data", "builtin:shapes:64"],
                  ["--data", "builtin:shapes", "--recipe"], ["--data", "builtin:shapes", "--image-size", "64"]):
         with pytest.raises(SystemExit):
             bench.parse_args(argv + ["--record"])
