@@ -168,18 +168,19 @@ def measured_text(entry: dict | None, spec: str) -> str:
     the workbench aims at; "" where nothing was measured on such data."""
     kind = measured_kind(spec)
     row = ((entry or {}).get("measured") or {}).get(kind or "")
-    if not row:
+    try:
+        gain, aim = float(row["knn"]) - float(row["random_init"]), float(row["target"])
+        if gain >= aim:
+            verdict = f"it learns here (the aim is +{aim:.2f})"
+        elif gain > 0:
+            verdict = f"it learns, short of the +{aim:.2f} aimed at"
+        else:
+            verdict = "it does not beat an untrained encoder here"
+        return (f"On {row['words']}, {float(row['minutes']):g} minutes with its defaults ({int(row['steps']):,} steps "
+                f"on a 2-core CPU) gave kNN {float(row['knn']):.3f} against {float(row['random_init']):.3f} "
+                f"untrained, {gain:+.3f}: {verdict}. Measured {row['date']}, {row['table']}.")
+    except (KeyError, TypeError, ValueError):  # nothing, or a row the file's writer did not make
         return ""
-    gain, aim = row["knn"] - row["random_init"], row["target"]
-    if gain >= aim:
-        verdict = f"it learns here (the aim is +{aim:.2f})"
-    elif gain > 0:
-        verdict = f"it learns, short of the +{aim:.2f} aimed at"
-    else:
-        verdict = "it does not beat an untrained encoder here"
-    return (f"On {row['words']}, {row['minutes']:g} minutes with its defaults ({row['steps']:,} steps on a 2-core "
-            f"CPU) gave kNN {row['knn']:.3f} against {row['random_init']:.3f} untrained, {gain:+.3f}: {verdict}. "
-            f"Measured {row['date']}, {row['table']}.")
 
 
 def setting_text(path: str, value) -> str:

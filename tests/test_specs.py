@@ -133,3 +133,4 @@ def test_measured_text_says_how_the_defaults_did_on_data_like_the_spec():
     assert "short of the +0.15" in measured_text({"measured": {"shapes": {**row, "knn": 0.6}}}, "builtin:shapes")
     assert "does not beat" in measured_text({"measured": {"shapes": {**row, "knn": 0.45}}}, "builtin:shapes")
     assert measured_text(entry, "/data/photos") == "" and measured_text(None, "builtin:shapes") == ""
+    assert measured_text({"measured": {"shapes": {"knn": 0.7}}}, "builtin:shapes") == ""  # a partial row: nothing
