@@ -36,9 +36,12 @@ def param(
     label: str | None = None,
     advanced: bool = False,
     zero: str | None = None,
+    legacy: Any = MISSING,
 ) -> Any:
     """A dataclass field with the metadata the validators and forms read. ``zero``: a word for the value 0
-    of a number that ``min`` otherwise keeps above it (``"auto"``); the CLI takes the word, the form shows it."""
+    of a number that ``min`` otherwise keeps above it (``"auto"``); the CLI takes the word, the form shows it.
+    ``legacy``: for an option added with a default that changes how a method trains, the value that gives the
+    old behaviour, which a run saved before the option existed keeps when it resumes (``legacy_options``)."""
     meta = {
         "zero": zero,
         "help": help,
@@ -49,10 +52,19 @@ def param(
         "label": label,
         "advanced": advanced,
     }
+    if legacy is not MISSING:
+        meta["legacy"] = legacy
     if isinstance(default, (list, dict, set)):
         value = default
         return field(default_factory=lambda: type(value)(value), metadata=meta)
     return field(default=default, metadata=meta)
+
+
+def legacy_options(cls, saved: dict) -> dict:
+    """The options of dataclass ``cls`` that a config saved before they existed (``saved``, its options as
+    written then) lacks and that declare a ``legacy`` value: name -> that value, which trains as the run did."""
+    return {f.name: f.metadata["legacy"] for f in dataclasses.fields(cls)
+            if "legacy" in f.metadata and f.name not in saved}
 
 
 def _resolve_types(cls) -> dict[str, Any]:

@@ -448,3 +448,29 @@ def test_builtin_clips_come_from_a_cache_the_second_time(tmp_path, monkeypatch):
     assert all(torch.equal(first.meta[k], again.meta[k]) for k in first.meta)
     fresh, labels, meta = generate_clips(24, 16, first.frames, 3000)
     assert torch.equal(fresh, again.clips) and torch.equal(meta["center_px"], again.meta["center_px"])
+
+
+def test_a_run_saved_before_an_option_existed_resumes_as_it_began(tmp_path):
+    """Video colorization's reference in colour and Shuffle and Learn's per-frame jitter came after runs were
+    saved without them: such a run's config takes their legacy values (the old behaviour) when it is read back
+    to resume, while a new run, and a saved run that names them, keep their own."""
+    import json
+
+    from engine.config import default_config
+    from engine.training.checkpoints import run_config
+
+    for method, gone in (("video_colorization", {"reference_colour": False, "reference_jitter_p": 0.0}),
+                         ("shuffle_learn", {"frame_jitter": 0.0})):
+        cfg = default_config(method, minutes=1.0)
+        new = cfg.method_config()
+        assert all(getattr(new, k) != v for k, v in gone.items())  # the new defaults differ
+        old = cfg.to_dict()
+        for k in gone:
+            del old["method_options"][k]
+        run = tmp_path / method
+        run.mkdir()
+        (run / "config.json").write_text(json.dumps(old))
+        resumed = run_config(run).method_config()
+        assert {k: getattr(resumed, k) for k in gone} == gone
+        (run / "config.json").write_text(json.dumps(cfg.to_dict()))  # saved with them: as saved
+        assert {k: getattr(run_config(run).method_config(), k) for k in gone} == {k: getattr(new, k) for k in gone}

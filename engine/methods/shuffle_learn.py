@@ -33,7 +33,8 @@ class ShuffleLearnConfig:
                                    "pose has to", min=0.05, max=1.0)
     frame_jitter: float = param(0.8, "Probability of an independent colour jitter (and 0.2 of grey) on each frame: "
                                      "the object's hue drifts along a clip, and without it the order can be "
-                                     "read off the colour instead of the motion", min=0.0, max=1.0)
+                                     "read off the colour instead of the motion", min=0.0, max=1.0,
+                                  legacy=0.0)
     positive_fraction: float = param(0.5, "Fraction of triplets in order (the paper: 0.25)", min=0.05, max=0.95)
 
 

@@ -42,10 +42,12 @@ class VideoColorizationConfig:
                                       "pixels the same; most pixels are background)", min=1.0, max=100.0)
     reference_colour: bool = param(True, "Show the encoder the reference frame in colour (the target stays "
                                          "grey, so colour cannot be matched to colour): the encoder then also "
-                                         "sees colour frames, as at evaluation (off: both grey, the paper)")
+                                         "sees colour frames, as at evaluation (off: both grey, the paper)",
+                                     legacy=False)
     reference_jitter_p: float = param(0.8, "With the reference in colour: probability of jittering its colours "
                                            "(and of showing it grey, a quarter of that) in the encoder's input; "
-                                           "the colours copied stay the true ones", min=0.0, max=1.0)
+                                           "the colours copied stay the true ones", min=0.0, max=1.0,
+                                      legacy=0.0)
     bin_size: float = param(10.0, "Size of the ab colour bins the loss is measured over", min=4.0, max=40.0)
 
 

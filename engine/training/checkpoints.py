@@ -29,7 +29,16 @@ def run_config(run_dir: str | Path) -> RunConfig:
     path = Path(run_dir) / "config.json"
     if not path.exists():
         raise ConfigError("resume", f"{run_dir} is not a run folder (config.json is missing)")
-    return RunConfig.load(path)
+    cfg = RunConfig.load(path)
+    # an option added since the run was saved, whose default would change how it trains, takes the value that
+    # trained it (its ``legacy``): a resumed run goes on as it began
+    from engine.methods import get_method_class
+    from engine.params import legacy_options
+
+    legacy = legacy_options(get_method_class(cfg.method).Config, cfg.method_options)
+    if legacy:
+        cfg.method_options = {**cfg.method_options, **legacy}
+    return cfg
 
 
 def save_checkpoint(run_dir: str | Path, method: torch.nn.Module, *, optimizer=None, scaler: dict | None = None,
