@@ -176,6 +176,10 @@ def measured_text(entry: dict | None, spec: str) -> str:
             verdict = f"it learns, short of the +{aim:.2f} aimed at"
         else:
             verdict = "it does not beat an untrained encoder here"
+        if gain < aim:
+            verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does"
+                        if recipe_for(entry, spec) else
+                        "; nothing measured on a CPU reaches it yet (the text above says what was tried)")
         return (f"On {row['words']}, {float(row['minutes']):g} minutes with its defaults ({int(row['steps']):,} steps "
                 f"on a 2-core CPU) gave kNN {float(row['knn']):.3f} against {float(row['random_init']):.3f} "
                 f"untrained, {gain:+.3f}: {verdict}. Measured {row['date']}, {row['table']}.")

@@ -130,7 +130,12 @@ def test_measured_text_says_how_the_defaults_did_on_data_like_the_spec():
     text = measured_text(entry, "builtin:shapes")
     assert "2 minutes" in text and "1,200 steps" in text and "0.700 against 0.500" in text and "+0.200" in text
     assert "it learns here" in text and "methods_shapes.md" in text
-    assert "short of the +0.15" in measured_text({"measured": {"shapes": {**row, "knn": 0.6}}}, "builtin:shapes")
+    short = measured_text({"measured": {"shapes": {**row, "knn": 0.6}}}, "builtin:shapes")
+    assert "short of the +0.15" in short and "nothing measured on a CPU reaches it" in short
+    recipe = {"overrides": {"minutes": 4.0}, "why": "time"}
+    assert "its recipe for this data" in measured_text({"recipe": recipe, "measured": {"shapes": {**row, "knn": 0.6}}},
+                                                       "builtin:shapes")
+    assert "recipe" not in text  # where the defaults meet the aim, no word of one
     assert "does not beat" in measured_text({"measured": {"shapes": {**row, "knn": 0.45}}}, "builtin:shapes")
     assert measured_text(entry, "/data/photos") == "" and measured_text(None, "builtin:shapes") == ""
     assert measured_text({"measured": {"shapes": {"knn": 0.7}}}, "builtin:shapes") == ""  # a partial row: nothing
