@@ -150,3 +150,17 @@ def test_the_shipped_measurements_cover_every_method_on_its_sets():
         assert {"shapes", "photos"} <= set(got.get(m, {})), m
     for m in bench.ssl_methods("clips"):
         assert "clips" in got.get(m, {}), m
+
+
+def test_the_shipped_measurements_agree_with_their_tables():
+    """Each kept row names its table, and that table (bench/results) has the same method with the same kNN and
+    steps: the line the Run view shows is the table's figure."""
+    from engine.methods import measured_rows
+
+    for method, sets in measured_rows().items():
+        for kind, row in sets.items():
+            table = (ROOT / row["table"]).read_text()
+            line = next((x for x in table.splitlines() if x.startswith(f"| {method} |")), None)
+            assert line is not None, (method, kind)
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            assert int(cells[4]) == row["steps"] and float(cells[6]) == row["knn"], (method, kind, cells)
