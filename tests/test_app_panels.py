@@ -702,3 +702,23 @@ def test_the_chosen_method_stays_in_sight_beside_a_long_description(qtbot):
         assert item.data(Qt.ItemDataRole.UserRole) == name
         assert picker.methods.viewport().rect().intersects(picker.methods.visualItemRect(item)), name
         assert picker.methods.height() >= picker.description_area.height()
+
+
+def test_the_method_texts_put_what_it_learns_before_what_was_measured(qtbot, model):
+    """The Pretext preview says what the method learns, not the measurement log; the Run view's description
+    gives that log after the paper, and the list's tooltip is what it learns."""
+    from app.preview.panel import PreviewPanel
+    from app.run.panel import RunPanel
+
+    info = model.method_info("counting")
+    assert info["needs"] and info["about"] and info["needs"] not in info["about"]
+    preview = PreviewPanel(FakeService(), model)
+    qtbot.addWidget(preview)
+    preview.set_method("counting")
+    assert info["about"][:60] in preview.info.text() and info["needs"][:60] not in preview.info.text()
+    run = RunPanel(FakeService(), model)
+    qtbot.addWidget(run)
+    run.select_method("counting")
+    text = run.picker.description.text()
+    assert text.index(info["about"][:60]) < text.index(info["paper"]) < text.index(info["needs"][:60])
+    assert run.picker.methods.currentItem().toolTip() == info["about"]

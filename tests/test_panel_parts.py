@@ -47,6 +47,11 @@ def test_method_description():
     text = method_description(info, "mae")
     assert text.startswith("<b>MAE</b>") and "(reconstruction; ViT backbones)" in text
     assert "<p>Masked patches.</p>" in text and "He et al. 2022" in text
+    # an entry that has what it learns apart from what it needs: that first, the measurements after the paper
+    text = method_description({**info, "about": "Masked patches.", "needs": "Measured: 0.38 after 2 minutes.",
+                               "description": "Masked patches. Measured: 0.38 after 2 minutes."}, "mae")
+    assert "<p>Masked patches.</p>" in text
+    assert text.index("He et al. 2022") < text.index("What it needs, measured.") < text.index("Measured: 0.38")
     assert "(supervised; needs labelled data, any backbone)" in method_description(
         {"title": "Sup", "family": "supervised", "needs_labels": True}, "sup")
 

@@ -194,7 +194,7 @@ class PreviewPanel(QWidget, View):
         with QSignalBlocker(self.count):
             self.count.setValue(4 if info.get("preview_kind") == "views" else 2)
         self.info.setText(f"<b>{info['title']}</b><br>{info['summary']}<br><br>"
-                          f"<span style='color:#555'>{info.get('description', '')}</span>")
+                          f"<span style='color:#555'>{info.get('about', info.get('description', ''))}</span>")
         self._build_options()
         self._pick_indices(keep_first=True)
         self.request()

@@ -162,7 +162,7 @@ class MethodPicker(QGroupBox):
                 item = QListWidgetItem(m["title"] or m["name"])
                 item.setData(Qt.ItemDataRole.UserRole, m["name"])
                 item.setData(Qt.ItemDataRole.UserRole + 1, m["summary"])
-                item.setToolTip(m.get("description", ""))
+                item.setToolTip(m.get("about", m.get("description", "")))  # what it learns; the measurements below
                 self.methods.addItem(item)
                 if m["name"] == self.model.method:
                     self.methods.setCurrentItem(item)

@@ -34,15 +34,20 @@ BACKBONE_KINDS = {"vit": "ViT backbones", "cnn": "CNN backbones", "any": "any ba
 
 
 def method_description(info: dict | None, name: str) -> str:
-    """The description (rich text) of a method's catalogue entry; a placeholder while there is none."""
+    """The description (rich text) of a method's catalogue entry: what it learns and its paper first, then
+    what it needs (measured) in smaller print; a placeholder while there is no entry."""
     if info is None:
         return f"<b>{name}</b><br><i>Loading the method catalogue …</i>"
     extra = []
     if info.get("needs_labels"):
         extra.append("needs labelled data")
     extra.append(BACKBONE_KINDS.get(info.get("backbone_kind", "any"), ""))
+    about = info.get("about", info.get("description", ""))
+    needs = info.get("needs", "") if "about" in info else ""
+    measured = (f"<p style='color:#555; font-size:small'><b>What it needs, measured.</b> {needs}</p>"
+                if needs else "")
     return (f"<b>{info['title']}</b> <span style='color:#777'>({info.get('family', '')}; {', '.join(extra)})</span>"
-            f"<p>{info.get('description', '')}</p><p style='color:#777'>{info.get('paper', '')}</p>")
+            f"<p>{about}</p><p style='color:#777'>{info.get('paper', '')}</p>{measured}")
 
 
 def recipe_text(info: dict, changes: dict, spec: str = "") -> str:

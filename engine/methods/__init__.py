@@ -93,7 +93,7 @@ def method_catalogue() -> list[dict]:
     for name, cls in METHODS.items():
         out.append({
             "name": name, "title": cls.title, "summary": cls.summary,
-            "description": f"{cls.description} {cls.needs}".strip(), "needs": cls.needs,
+            "description": f"{cls.description} {cls.needs}".strip(), "about": cls.description, "needs": cls.needs,
             "paper": cls.paper, "family": cls.family, "needs_labels": cls.needs_labels, "trains": cls.trains,
             "backbone_kind": cls.backbone_kind, "preview_kind": cls.preview_kind,
             "reconstruct_captions": list(cls.reconstruct_captions),
