@@ -234,6 +234,13 @@ def record_refusal(args) -> str:
                 f"{args.data}; drop --record")
     if args.recipe or args.backbone != "auto" or args.image_size != 32 or args.device != "cpu":
         return "--record keeps each method's defaults on the CPU: drop --recipe, --backbone, --image-size, --device"
+    from engine.methods import MEASURED_FILE
+
+    try:  # found out now, not after the whole bench has trained
+        if MEASURED_FILE.exists() and not isinstance(json.loads(MEASURED_FILE.read_text(encoding="utf-8")), dict):
+            raise ValueError("not a JSON object")
+    except (OSError, ValueError) as exc:
+        return f"--record cannot read {MEASURED_FILE} ({exc}); restore it with git checkout, or drop --record"
     return ""
 
 

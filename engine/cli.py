@@ -520,11 +520,14 @@ def cmd_methods(args) -> int:
         print(f"{name:16s} {cls.summary}" if args.long else name)
         if not args.long:
             continue
-        rows = measured.get(name) or {}
-        if rows:
-            print(f"{'':16s}   measured (kNN vs untrained, the aim): " + "; ".join(
-                f"{r['data']} {r['minutes']:g} min {r['knn'] - r['random_init']:+.3f} ({r['target']:+.2f})"
-                for r in rows.values()))
+        try:
+            said = "; ".join(f"{r['data']} {float(r['minutes']):g} min "
+                             f"{float(r['knn']) - float(r['random_init']):+.3f} ({float(r['target']):+.2f})"
+                             for r in (measured.get(name) or {}).values())
+        except (KeyError, TypeError, ValueError):  # a row its writer did not make: say nothing of it
+            said = ""
+        if said:
+            print(f"{'':16s}   measured (kNN vs untrained, the aim): {said}")
         for where, overrides in (("on the built-in data", cls.recipe), ("on photographs", cls.photo_recipe)):
             if overrides:
                 print(f"{'':16s}   recipe {where} (train --recipe): "

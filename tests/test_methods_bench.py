@@ -139,6 +139,22 @@ def test_record_keeps_each_method_row_under_its_set_and_the_others_rows(tmp_path
     assert measured_rows(tmp_path / "missing.json") == {}  # an installed copy without the file still runs
 
 
+def test_record_refuses_at_once_a_measured_file_it_cannot_read(tmp_path, monkeypatch, capsys):
+    import pytest
+
+    import engine.methods
+
+    bench = _bench_module()
+    bad = tmp_path / "measured.json"
+    bad.write_text("{ half a file")
+    monkeypatch.setattr(engine.methods, "MEASURED_FILE", bad)
+    with pytest.raises(SystemExit):
+        bench.parse_args(["--data", "builtin:shapes", "--record"])
+    assert "cannot read" in capsys.readouterr().err
+    bad.write_text("{}")
+    assert bench.parse_args(["--data", "builtin:shapes", "--record"]).record  # a readable one is fine
+
+
 def test_the_shipped_measurements_cover_every_method_on_its_sets():
     """Every self-supervised image method has its defaults measured on the built-in shapes and cifar10-small,
     every video method on the clips: the Run view says how it did before Start."""

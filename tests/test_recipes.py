@@ -113,3 +113,4 @@ def test_methods_long_lists_the_recipes(capsys):
     out = capsys.readouterr().out
     assert "recipe on the built-in data (train --recipe): data.spec builtin:shapes?colours=typical" in out
     assert "recipe on photographs (train --recipe): minutes" in out
+    assert "measured (kNN vs untrained, the aim): builtin:shapes 2 min" in out  # how the defaults did
