@@ -162,6 +162,16 @@ def measured_kind(spec: str) -> str | None:
     return "photos" if is_photo_spec(spec) else None
 
 
+def measured_gain(entry: dict | None, spec: str) -> tuple[float, float] | None:
+    """(kNN over an untrained encoder, the margin aimed at) of a method's defaults on data like ``spec`` (its
+    catalogue entry's ``measured``); None where nothing was measured on such data, or the row is malformed."""
+    row = ((entry or {}).get("measured") or {}).get(measured_kind(spec) or "")
+    try:
+        return float(row["knn"]) - float(row["random_init"]), float(row["target"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def measured_text(entry: dict | None, spec: str) -> str:
     """One sentence on how a method's defaults did on data like ``spec`` (its catalogue entry's ``measured``,
     from ``bench/methods.py --record``): the minutes, steps, kNN against an untrained encoder and the margin
@@ -212,5 +222,5 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
 
 
 __all__ = ["AT_LEAST", "COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP",
-           "is_photo_spec", "measured_kind", "measured_text", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
+           "is_photo_spec", "measured_gain", "measured_kind", "measured_text", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
            "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]

@@ -7,7 +7,7 @@ box says why and what would change, with a button that applies it."""
 from __future__ import annotations
 
 from PySide6.QtCore import QRect, QSignalBlocker, QSize, Qt, Signal
-from PySide6.QtGui import QFont, QFontMetrics, QPainter
+from PySide6.QtGui import QColor, QFont, QFontMetrics, QPainter
 from PySide6.QtWidgets import (
     QFrame,
     QGroupBox,
@@ -23,11 +23,27 @@ from PySide6.QtWidgets import (
 
 from app.models.config_model import method_note
 from app.run.model import method_description, recipe_text
-from engine.specs import measured_text, recipe_changes
+from engine.specs import measured_gain, measured_text, recipe_changes
+
+BADGE = Qt.ItemDataRole.UserRole + 2  # "text|colour" of the measured gain on the config's data, or "" for none
+
+
+def gain_badge(entry: dict | None, spec: str) -> str:
+    """The list's badge for a method on data ``spec``: its defaults' measured kNN gain over an untrained encoder
+    with a tick where it meets the aim, and a colour (green: meets it, amber: learns short of it, red: does not beat
+    random init); "" where nothing was measured on such data. As "text|colour", which a list item keeps as is."""
+    got = measured_gain(entry, spec)
+    if got is None:
+        return ""
+    gain, aim = got
+    if gain >= aim:
+        return f"{gain:+.2f} \u2713|#2e7d32"
+    return f"{gain:+.2f}|" + ("#b26a00" if gain > 0 else "#c62828")
 
 
 class MethodDelegate(QStyledItemDelegate):
-    """A method as its title (bold) over its one-line summary, wrapped to the list's width."""
+    """A method as its title (bold) over its one-line summary, wrapped to the list's width; at the title's right,
+    the measured kNN gain of its defaults on the config's data (``BADGE``)."""
 
     PAD = 6
 
@@ -38,12 +54,17 @@ class MethodDelegate(QStyledItemDelegate):
     def _texts(self, index):
         return index.data(Qt.ItemDataRole.DisplayRole) or "", index.data(Qt.ItemDataRole.UserRole + 1) or ""
 
+    def _badge_width(self, option, index) -> int:
+        badge = index.data(BADGE)
+        return QFontMetrics(option.font).horizontalAdvance(badge.split("|")[0]) + self.PAD if badge else 0
+
     def sizeHint(self, option, index) -> QSize:  # noqa: N802
         title, summary = self._texts(index)
         w = max(120, self.view.viewport().width() - 2 * self.PAD)
         bold = QFont(option.font)
         bold.setBold(True)
-        h1 = QFontMetrics(bold).boundingRect(QRect(0, 0, w, 1000), Qt.TextFlag.TextWordWrap, title).height()
+        tw = max(60, w - self._badge_width(option, index))
+        h1 = QFontMetrics(bold).boundingRect(QRect(0, 0, tw, 1000), Qt.TextFlag.TextWordWrap, title).height()
         h2 = QFontMetrics(option.font).boundingRect(QRect(0, 0, w, 1000), Qt.TextFlag.TextWordWrap, summary).height()
         return QSize(w, h1 + h2 + 3 * self.PAD)
 
@@ -63,9 +84,17 @@ class MethodDelegate(QStyledItemDelegate):
         bold.setBold(True)
         painter.setFont(bold)
         painter.setPen(color)
-        tr = painter.boundingRect(inner, Qt.TextFlag.TextWordWrap, title)
-        painter.drawText(inner, Qt.TextFlag.TextWordWrap, title)
+        bw = self._badge_width(option, index)
+        title_rect = inner.adjusted(0, 0, -bw, 0)
+        tr = painter.boundingRect(title_rect, Qt.TextFlag.TextWordWrap, title)
+        painter.drawText(title_rect, Qt.TextFlag.TextWordWrap, title)
         painter.setFont(option.font)
+        badge = index.data(BADGE)
+        if badge:
+            text, hue = badge.split("|")
+            painter.setPen(color if selected else QColor(hue))
+            painter.drawText(inner, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignTop, text)
+            painter.setPen(color)
         painter.drawText(inner.adjusted(0, tr.height() + self.PAD // 2, 0, 0), Qt.TextFlag.TextWordWrap, summary)
 
 
@@ -148,6 +177,7 @@ class MethodPicker(QGroupBox):
         self.recipe.applied.connect(self.message)
         config_model.changed.connect(self.recipe.refresh)
         config_model.changed.connect(self.show_measured)
+        config_model.changed.connect(self.show_badges)
         vp = QVBoxLayout(self)
         vp.addWidget(self.methods, 3)
         vp.addWidget(self.description_area, 2)
@@ -162,13 +192,27 @@ class MethodPicker(QGroupBox):
                 item = QListWidgetItem(m["title"] or m["name"])
                 item.setData(Qt.ItemDataRole.UserRole, m["name"])
                 item.setData(Qt.ItemDataRole.UserRole + 1, m["summary"])
-                item.setToolTip(m.get("about", m.get("description", "")))  # what it learns; the measurements below
                 self.methods.addItem(item)
                 if m["name"] == self.model.method:
                     self.methods.setCurrentItem(item)
+        self.show_badges()
         self.show_description()
         if self.methods.currentItem() is not None:
             self.methods.scrollToItem(self.methods.currentItem())
+
+    def show_badges(self, *_args) -> None:
+        """Each method's measured gain on data like the config's (the badge), and its tooltip: what it learns,
+        then that measurement in words."""
+        spec = str(self.model.get("data.spec") or "")
+        for k in range(self.methods.count()):
+            item = self.methods.item(k)
+            entry = self.model.method_info(item.data(Qt.ItemDataRole.UserRole))
+            badge = gain_badge(entry, spec)
+            if (item.data(BADGE) or "") != badge:
+                item.setData(BADGE, badge)
+            about = (entry or {}).get("about", (entry or {}).get("description", ""))
+            said = measured_text(entry, spec)
+            item.setToolTip(f"{about}\n\n{said}" if said else about)
 
     def show_description(self) -> None:
         self.description.setText(method_description(self.model.method_info(), self.model.method))
