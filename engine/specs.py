@@ -162,38 +162,49 @@ def measured_kind(spec: str) -> str | None:
     return "photos" if is_photo_spec(spec) else None
 
 
-def measured_gain(entry: dict | None, spec: str) -> tuple[float, float] | None:
-    """(kNN over an untrained encoder, the margin aimed at) of a method's defaults on data like ``spec`` (its
-    catalogue entry's ``measured``); None where nothing was measured on such data, or the row is malformed."""
-    row = ((entry or {}).get("measured") or {}).get(measured_kind(spec) or "")
+def row_gain(row: dict | None) -> tuple[float, float] | None:
+    """(kNN over an untrained encoder, the margin aimed at) of one measured row (``engine.methods.measured_rows``);
+    None for no row or one the file's writer did not make."""
     try:
         return float(row["knn"]) - float(row["random_init"]), float(row["target"])
     except (KeyError, TypeError, ValueError):
         return None
 
 
+def _measured_row(entry: dict | None, spec: str) -> dict | None:
+    return ((entry or {}).get("measured") or {}).get(measured_kind(spec) or "")
+
+
+def measured_gain(entry: dict | None, spec: str) -> tuple[float, float] | None:
+    """``row_gain`` of a method's defaults on data like ``spec`` (its catalogue entry's ``measured``); None where
+    nothing was measured on such data, or the row is malformed."""
+    return row_gain(_measured_row(entry, spec))
+
+
 def measured_text(entry: dict | None, spec: str) -> str:
     """One sentence on how a method's defaults did on data like ``spec`` (its catalogue entry's ``measured``,
     from ``bench/methods.py --record``): the minutes, steps, kNN against an untrained encoder and the margin
     the workbench aims at; "" where nothing was measured on such data."""
-    kind = measured_kind(spec)
-    row = ((entry or {}).get("measured") or {}).get(kind or "")
+    row = _measured_row(entry, spec)
+    got = row_gain(row)
+    if got is None:
+        return ""
+    gain, aim = got
+    if gain >= aim:
+        verdict = f"it learns here (the aim is +{aim:.2f})"
+    elif gain > 0:
+        verdict = f"it learns, short of the +{aim:.2f} aimed at"
+    else:
+        verdict = "it does not beat an untrained encoder here"
+    if gain < aim:
+        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does"
+                    if recipe_for(entry, spec) else
+                    "; nothing measured on a CPU reaches it yet (the text above says what was tried)")
     try:
-        gain, aim = float(row["knn"]) - float(row["random_init"]), float(row["target"])
-        if gain >= aim:
-            verdict = f"it learns here (the aim is +{aim:.2f})"
-        elif gain > 0:
-            verdict = f"it learns, short of the +{aim:.2f} aimed at"
-        else:
-            verdict = "it does not beat an untrained encoder here"
-        if gain < aim:
-            verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does"
-                        if recipe_for(entry, spec) else
-                        "; nothing measured on a CPU reaches it yet (the text above says what was tried)")
         return (f"On {row['words']}, {float(row['minutes']):g} minutes with its defaults ({int(row['steps']):,} steps "
                 f"on a 2-core CPU) gave kNN {float(row['knn']):.3f} against {float(row['random_init']):.3f} "
                 f"untrained, {gain:+.3f}: {verdict}. Measured {row['date']}, {row['table']}.")
-    except (KeyError, TypeError, ValueError):  # nothing, or a row the file's writer did not make
+    except (KeyError, TypeError, ValueError):  # a row the file's writer did not make
         return ""
 
 
@@ -222,5 +233,6 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
 
 
 __all__ = ["AT_LEAST", "COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP",
-           "is_photo_spec", "measured_gain", "measured_kind", "measured_text", "parse_count", "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec",
-           "setting_text", "shapes_colours", "shapes_parts", "shapes_shortcut"]
+           "is_photo_spec", "measured_gain", "measured_kind", "measured_text", "parse_count", "parse_shapes_query",
+           "recipe_changes", "recipe_for", "recipe_spec", "row_gain", "setting_text", "shapes_colours", "shapes_parts",
+           "shapes_shortcut"]
