@@ -177,7 +177,7 @@ class MethodPicker(QGroupBox):
         self.recipe.applied.connect(self.message)
         config_model.changed.connect(self.recipe.refresh)
         config_model.changed.connect(self.show_measured)
-        config_model.changed.connect(self.show_badges)
+        config_model.changed.connect(self._data_changed)
         vp = QVBoxLayout(self)
         vp.addWidget(self.methods, 3)
         vp.addWidget(self.description_area, 2)
@@ -199,6 +199,10 @@ class MethodPicker(QGroupBox):
         self.show_description()
         if self.methods.currentItem() is not None:
             self.methods.scrollToItem(self.methods.currentItem())
+
+    def _data_changed(self, path: str) -> None:
+        if path in ("", "data.spec"):  # the badges follow the data alone: not every keystroke in the form
+            self.show_badges()
 
     def show_badges(self, *_args) -> None:
         """Each method's measured gain on data like the config's (the badge), and its tooltip: what it learns,
