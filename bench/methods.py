@@ -260,6 +260,7 @@ def record(rows: list[dict], args, base: dict[str, float], default: float | None
     """Keep each trained method's row (kNN and its own untrained encoder's, steps, epochs, minutes, date) in the
     measured file under the data's set; other methods' rows stay."""
     from engine.methods import MEASURED_FILE
+    from engine.runs import atomic_write_text
 
     path = path or MEASURED_FILE
     kind = record_kind(args.data)
@@ -277,7 +278,7 @@ def record(rows: list[dict], args, base: dict[str, float], default: float | None
                                 "epochs": r.get("epochs"), "knn": round(r["knn_top1"], 3),
                                 "random_init": round(ri, 3), "minutes": args.minutes,
                                 "date": time.strftime("%Y-%m-%d")}
-    path.write_text(measured_json(sets), encoding="utf-8")
+    atomic_write_text(path, measured_json(sets))  # an interrupted write leaves the old file whole
     return path
 
 
