@@ -512,6 +512,18 @@ def _summary_text(s: dict, skipped: list[tuple[str, str]] = ()) -> str:
     return "\n".join(lines)
 
 
+def _measured_said(row: dict) -> str:
+    """"builtin:shapes 2 min +0.079 (+0.15)": one measured row of ``main.py methods --long``; "" for a row its
+    writer did not make (the others are still listed)."""
+    from engine.specs import row_gain
+
+    got = row_gain(row)
+    try:
+        return f"{row['data']} {float(row['minutes']):g} min {got[0]:+.3f} ({got[1]:+.2f})" if got else ""
+    except (KeyError, TypeError, ValueError):
+        return ""
+
+
 def cmd_methods(args) -> int:
     from engine.methods import METHODS, measured_rows
 
@@ -520,12 +532,7 @@ def cmd_methods(args) -> int:
         print(f"{name:16s} {cls.summary}" if args.long else name)
         if not args.long:
             continue
-        try:
-            said = "; ".join(f"{r['data']} {float(r['minutes']):g} min "
-                             f"{float(r['knn']) - float(r['random_init']):+.3f} ({float(r['target']):+.2f})"
-                             for r in (measured.get(name) or {}).values())
-        except (KeyError, TypeError, ValueError):  # a row its writer did not make: say nothing of it
-            said = ""
+        said = "; ".join(filter(None, (_measured_said(r) for r in (measured.get(name) or {}).values())))
         if said:
             print(f"{'':16s}   measured (kNN vs untrained, the aim): {said}")
         for where, overrides in (("on the built-in data", cls.recipe), ("on photographs", cls.photo_recipe)):

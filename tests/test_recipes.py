@@ -114,3 +114,17 @@ def test_methods_long_lists_the_recipes(capsys):
     assert "recipe on the built-in data (train --recipe): data.spec builtin:shapes?colours=typical" in out
     assert "recipe on photographs (train --recipe): minutes" in out
     assert "measured (kNN vs untrained, the aim): builtin:shapes 2 min" in out  # how the defaults did
+
+
+def test_methods_long_skips_only_a_malformed_measured_row(monkeypatch, capsys):
+    import engine.methods
+    from engine.cli import main
+
+    rows = {"simclr": {"shapes": {"data": "builtin:shapes", "minutes": 2, "knn": 0.9, "random_init": 0.5,
+                                  "target": 0.15},
+                       "photos": {"data": "cifar10-small/train", "minutes": 3, "knn": "n/a", "random_init": 0.4,
+                                  "target": 0.05}}}
+    monkeypatch.setattr(engine.methods, "measured_rows", lambda: rows)
+    assert main(["methods", "--long"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "measured (kNN vs untrained" in x)
+    assert line.endswith("builtin:shapes 2 min +0.400 (+0.15)")  # the readable row, and nothing of the other
