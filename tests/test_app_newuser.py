@@ -338,3 +338,32 @@ def test_preview_keeps_images_and_batch_across_method_switches(qtbot, model):
     again = [t["image"] for r in panel.result["rows"] for t in r["tiles"]]
     assert panel.indices == first[0]
     assert len(again) == len(first[1]) and all(np.array_equal(a, b) for a, b in zip(again, first[1]))
+
+
+def test_a_folder_dropped_on_the_window_opens_in_the_data_view(bare_window, tmp_path):
+    from PySide6.QtCore import QMimeData, QPointF, QUrl
+    from PySide6.QtGui import QDragEnterEvent, QDropEvent
+    from PySide6.QtWidgets import QApplication
+
+    folder = tmp_path / "pets"
+    folder.mkdir()
+    bare_window.show_view("curves")
+    chosen = []
+    bare_window.run_model.choose_data = lambda spec, *a, **k: chosen.append(spec)
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(folder / "a.png"))])  # a file stands for its folder
+    (folder / "a.png").write_bytes(b"")
+    enter = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                            Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(bare_window, enter)  # through Qt's dispatch: the window's own override answers
+    assert enter.isAccepted()
+    drop = QDropEvent(QPointF(5, 5), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(bare_window, drop)
+    assert chosen == [str(folder)] and bare_window.tabs.currentWidget() is bare_window.view("data")
+    empty = QMimeData()
+    refused = QDragEnterEvent(QPoint(5, 5), Qt.DropAction.CopyAction, empty, Qt.MouseButton.LeftButton,
+                              Qt.KeyboardModifier.NoModifier)
+    refused.ignore()
+    QApplication.sendEvent(bare_window, refused)
+    assert not refused.isAccepted()  # nothing to open: the drag is not taken

@@ -1,4 +1,5 @@
-"""Small Qt helpers shared by the rooms: taking a widget off screen, the folder a drop carries."""
+"""Small Qt helpers shared by the rooms: taking a widget off screen, the folder a drop carries, a widget that
+takes a dropped folder."""
 
 from __future__ import annotations
 
@@ -27,3 +28,21 @@ def dropped_folder(mime) -> str | None:
             if p.is_file():
                 return str(p.parent)
     return None
+
+
+class FolderDrop:
+    """Mixed into a widget (before its Qt class) that takes a folder dropped on it: accepts drags that carry one
+    and hands the folder to ``folder_dropped``. The widget calls ``setAcceptDrops(True)``."""
+
+    def folder_dropped(self, folder: str) -> None:
+        raise NotImplementedError
+
+    def dragEnterEvent(self, event) -> None:  # noqa: N802
+        if dropped_folder(event.mimeData()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event) -> None:  # noqa: N802
+        folder = dropped_folder(event.mimeData())
+        if folder:
+            event.acceptProposedAction()
+            self.folder_dropped(folder)

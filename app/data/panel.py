@@ -24,7 +24,7 @@ from PySide6.QtWidgets import (
 )
 
 from app.common import dialogs
-from app.common.qt import dropped_folder
+from app.common.qt import FolderDrop
 from app.common.view import MenuEntry, View, ViewContext
 from app.data.info import DatasetBox, SkippedBox
 from app.data.source import SourceBox
@@ -33,7 +33,7 @@ from app.models.dataset import ViewDataset
 from app.models.run_model import DataChoice
 
 
-class DataPanel(QWidget, View):
+class DataPanel(FolderDrop, QWidget, View):
     dataset_loaded = Signal(object)  # ViewDataset
     image_chosen = Signal(int)
     loading_changed = Signal(object)  # the spec loading now, or None
@@ -145,15 +145,8 @@ class DataPanel(QWidget, View):
             self.load(choice.spec, choice.image_size or self.size.value(), choice.download)
 
     # -- drag and drop -------------------------------------------------------------------
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if dropped_folder(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        folder = dropped_folder(event.mimeData())
-        if folder:
-            event.acceptProposedAction()
-            self.open_folder(folder)
+    def folder_dropped(self, folder: str) -> None:
+        self.open_folder(folder)
 
     # -- the view protocol -----------------------------------------------------------------
     def is_ready(self) -> bool:

@@ -40,7 +40,7 @@ from app.common import settings as S
 from app.common.analysis_client import AnalysisClient
 from app.common.banner import Banner
 from app.common.engine_client import EngineClient
-from app.common.qt import dropped_folder
+from app.common.qt import FolderDrop
 from app.common.run_text import finished_text
 from app.common.view import View, ViewContext, ViewSpec
 from app.common.worker_client import WorkerClient
@@ -55,7 +55,7 @@ from app.window.status_bar import RunStatusBar
 ANALYSIS_START_DELAY_MS = 1500  # let the window show (and the service process start) first
 
 
-class MainWindow(QMainWindow):
+class MainWindow(FolderDrop, QMainWindow):
     def __init__(self, data_spec: str | None = None, open_run: str | None = None, start_service: bool = True,
                  views: Sequence[ViewSpec] | None = None):
         super().__init__()
@@ -174,16 +174,9 @@ class MainWindow(QMainWindow):
         remember_dataset(ds)
         self.status_message(f"Dataset {ds.name or ds.spec}: {len(ds)} images (the run config uses it)")
 
-    def dragEnterEvent(self, event) -> None:  # noqa: N802
-        if dropped_folder(event.mimeData()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802
-        folder = dropped_folder(event.mimeData())
-        if folder:
-            event.acceptProposedAction()
-            self.show_view("data")
-            self.run_model.choose_data(folder)
+    def folder_dropped(self, folder: str) -> None:
+        self.show_view("data")
+        self.run_model.choose_data(folder)
 
     # -- runs ------------------------------------------------------------------------------
     def start_run(self, cfg: dict) -> str | None:
