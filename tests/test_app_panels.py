@@ -578,6 +578,21 @@ def test_history_follows_a_run_written_elsewhere(qtbot, tmp_path):
     assert hist.table.item(0, 7).text() == "50.0%"
 
 
+def test_an_empty_history_says_how_to_make_a_run(qtbot, tmp_path):
+    from app.history.panel import HistoryPanel
+
+    hist = HistoryPanel()
+    qtbot.addWidget(hist)
+    hist.set_roots([str(tmp_path / "runs")])
+    qtbot.waitUntil(lambda: "No runs there yet" in hist.where.text(), timeout=10_000)
+    assert hist.where.text().startswith(f"Runs from: {tmp_path / 'runs'}")
+    assert "press Start in the Run panel" in hist.where.text() and "Add folder" in hist.where.text()
+    _fake_headless_run(tmp_path / "runs", 3)
+    hist.refresh()
+    qtbot.waitUntil(lambda: len(hist.infos) == 1, timeout=10_000)
+    assert hist.where.text() == f"Runs from: {tmp_path / 'runs'}"  # a run there: only where they come from
+
+
 def test_history_deletes_only_after_confirmation(qtbot, tmp_path):
     from app.history.panel import HistoryPanel
     from engine.runs import write_json

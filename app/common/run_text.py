@@ -12,6 +12,11 @@ STATE_LABELS = {"starting": "Starting the engine …", "loading": "Loading the d
                 "failed": "Failed", "died": "The engine process died", "idle": "Idle"}
 
 
+# What a view with no run to show tells a new user to do (the Curves, the Inspector, the Run history)
+NO_RUN_YET = ("press Start in the Run panel, open a run from the Run history (or File > Open run folder…), or start "
+              "the demo (Help > Run the demo)")
+
+
 def state_label(state: str) -> str:
     return STATE_LABELS.get(state, state)
 

@@ -31,6 +31,7 @@ from PySide6.QtWidgets import (
 
 from app.common import dialogs
 from app.common.measures import collapse_line, final_text, monitor_short
+from app.common.run_text import NO_RUN_YET
 from app.common.view import MenuEntry, View, ViewContext
 from app.curves.feed import CurvesFeed
 from app.curves.model import (
@@ -93,8 +94,7 @@ class CurvesPanel(QWidget, View):
         self.smoothing = 0.6
         self.redraws = 0
 
-        self.title = QLabel("No run yet: press Start in the Run panel, open a run from the history, or start the "
-                            "demo (Help > Run the demo).")
+        self.title = QLabel(f"No run yet: {NO_RUN_YET}.")
         self.title.setObjectName("curvesTitle")
         self.title.setWordWrap(True)
         self.final_label = QLabel("")

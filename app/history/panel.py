@@ -315,8 +315,16 @@ class HistoryPanel(QWidget, View):
             return
         self._busy = True
         roots = self.all_roots()
-        self.where.setText("Runs from: " + "; ".join(roots) if roots else "")
+        self.where.setText(self.where_text(roots))
         run_in_thread(list_runs_with_finals, *roots, on_done=self._listed, on_error=self._list_failed)
+
+    def where_text(self, roots: list[str], found: int | None = None) -> str:
+        """The line under the table: where the runs are read from, and with none found, how to make one."""
+        where = ("Runs from: " + "; ".join(roots)) if roots else ""
+        if found == 0:
+            where += (". " if where else "") + ("No runs there yet: press Start in the Run panel or start the demo "
+                                                "(Help > Run the demo); Add folder… lists runs kept elsewhere.")
+        return where
 
     def _list_failed(self, err: dict) -> None:
         self._busy = False
@@ -325,6 +333,7 @@ class HistoryPanel(QWidget, View):
     def _listed(self, found: tuple) -> None:
         infos, finals = found
         self._busy = False
+        self.where.setText(self.where_text(self.all_roots(), len(infos)))
         keep = self.selected()
         if self.select_after and self.listing.info(self.select_after) is None and \
                 any(i.path == self.select_after for i in infos):

@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from app.common.run_text import NO_RUN_YET
+
 
 class InspectorModel:
     def __init__(self, client=None, runs_roots: tuple = (), roots: Callable[[], list[str]] | None = None,
@@ -55,7 +57,7 @@ class InspectorModel:
     def header(self) -> str:
         """The line above the tabs: the run, its method and data, and whether it trains."""
         if not self.run_dir:
-            return "No run open"
+            return f"No run open: {NO_RUN_YET}."
         data = (self.config.get("data") or {}).get("spec", "?")
         if self.encoder is not None:
             e = self.encoder
