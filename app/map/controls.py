@@ -166,7 +166,7 @@ class StatusRow(QWidget):
         super().__init__(parent)
         row = QHBoxLayout(self)
         row.setContentsMargins(0, 0, 0, 0)
-        self.label = QLabel("Open a run to see its embedding map")
+        self.label = QLabel("No run open: press Start in the Run panel or open a run from the Run history")
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
         self.progress = QProgressBar()
