@@ -181,6 +181,13 @@ def measured_gain(entry: dict | None, spec: str) -> tuple[float, float] | None:
     return row_gain(_measured_row(entry, spec))
 
 
+def method_about(entry: dict | None) -> str:
+    """What a method learns: its catalogue entry's ``about`` (the description without what it needs), or the whole
+    description from an entry that has no ``about``; "" for no entry."""
+    entry = entry or {}
+    return entry.get("about", entry.get("description", ""))
+
+
 def measured_text(entry: dict | None, spec: str) -> str:
     """One sentence on how a method's defaults did on data like ``spec`` (its catalogue entry's ``measured``,
     from ``bench/methods.py --record``): the minutes, steps, kNN against an untrained encoder and the margin
@@ -233,6 +240,6 @@ def parse_count(text: str, dataset: str, noun: str, default: int, high: int, hin
 
 
 __all__ = ["AT_LEAST", "COLOURS", "DEFAULT_COUNT", "OPTIONS_HELP", "SHAPES_NAMES", "SHORTCUTS", "SPEC_HELP",
-           "is_photo_spec", "measured_gain", "measured_kind", "measured_text", "parse_count", "parse_shapes_query",
-           "recipe_changes", "recipe_for", "recipe_spec", "row_gain", "setting_text", "shapes_colours", "shapes_parts",
-           "shapes_shortcut"]
+           "is_photo_spec", "measured_gain", "measured_kind", "measured_text", "method_about", "parse_count",
+           "parse_shapes_query", "recipe_changes", "recipe_for", "recipe_spec", "row_gain", "setting_text",
+           "shapes_colours", "shapes_parts", "shapes_shortcut"]

@@ -33,6 +33,7 @@ from app.models.config_model import method_note
 from app.preview.model import ImagePicker, preview_request, views_base
 from app.preview.options import AugmentGroup, MethodOptions
 from app.preview.tiles import TileView
+from engine.specs import method_about
 
 
 class PreviewPanel(QWidget, View):
@@ -194,7 +195,7 @@ class PreviewPanel(QWidget, View):
         with QSignalBlocker(self.count):
             self.count.setValue(4 if info.get("preview_kind") == "views" else 2)
         self.info.setText(f"<b>{info['title']}</b><br>{info['summary']}<br><br>"
-                          f"<span style='color:#555'>{info.get('about', info.get('description', ''))}</span>")
+                          f"<span style='color:#555'>{method_about(info)}</span>")
         self._build_options()
         self._pick_indices(keep_first=True)
         self.request()

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import (
 
 from app.models.config_model import method_note
 from app.run.model import method_description, recipe_text
-from engine.specs import measured_gain, measured_text, recipe_changes
+from engine.specs import measured_gain, measured_text, method_about, recipe_changes
 
 BADGE = Qt.ItemDataRole.UserRole + 2  # "text|colour" of the measured gain on the config's data, or "" for none
 
@@ -204,7 +204,7 @@ class MethodPicker(QGroupBox):
         if path in ("", "data.spec"):  # the badges follow the data alone: not every keystroke in the form
             self.show_badges()
 
-    def show_badges(self, *_args) -> None:
+    def show_badges(self) -> None:
         """Each method's measured gain on data like the config's (the badge), and its tooltip: what it learns,
         then that measurement in words."""
         spec = str(self.model.get("data.spec") or "")
@@ -214,7 +214,7 @@ class MethodPicker(QGroupBox):
             badge = gain_badge(entry, spec)
             if (item.data(BADGE) or "") != badge:
                 item.setData(BADGE, badge)
-            about = (entry or {}).get("about", (entry or {}).get("description", ""))
+            about = method_about(entry)
             said = measured_text(entry, spec)
             item.setToolTip(f"{about}\n\n{said}" if said else about)
 

@@ -3,7 +3,7 @@ method's description, and the fields of the run config the form leaves to the me
 
 from __future__ import annotations
 
-from engine.specs import recipe_for, setting_text
+from engine.specs import method_about, recipe_for, setting_text
 
 RUN_SKIP = ("method", "method_options")  # the Run form's "Run" section leaves these to the picker and options
 
@@ -42,7 +42,7 @@ def method_description(info: dict | None, name: str) -> str:
     if info.get("needs_labels"):
         extra.append("needs labelled data")
     extra.append(BACKBONE_KINDS.get(info.get("backbone_kind", "any"), ""))
-    about = info.get("about", info.get("description", ""))
+    about = method_about(info)
     needs = info.get("needs", "") if "about" in info else ""
     measured = (f"<p style='color:#555; font-size:small'><b>What it needs, measured.</b> {needs}</p>"
                 if needs else "")
