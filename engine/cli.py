@@ -594,10 +594,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run one command; the exit status says how it ended (see :mod:`engine.errors`):
     0 done, 1 the run failed, 2 usage or bad input, 130 interrupted."""
     try:
+        _import_torch_holding_ctrl_c()  # before the parser: it lists the methods, whose modules import torch
         parser = build_parser()
         args = parser.parse_args(argv)
-        if args.command in OWN_MODULES or args.command in COMMANDS:
-            _import_torch_holding_ctrl_c()
         if args.command in OWN_MODULES:
             import importlib
 
