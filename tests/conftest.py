@@ -6,7 +6,34 @@ from pathlib import Path
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
+
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+MAX_WORKERS = 4  # each test process holds torch and Qt (about half a GB)
+# The suite runs on several processes (pytest-xdist, `-n auto` in pyproject.toml). Each process gets its share
+# of the cores, set before torch is imported (OMP_NUM_THREADS, which the engines a test starts inherit too):
+# two processes on two cores each running two threads would wait on each other's spinning threads.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
+CORE_SHARE = max(1, _cores() // WORKERS)
+if WORKERS > 1:
+    os.environ.setdefault("OMP_NUM_THREADS", str(CORE_SHARE))
+
 import pytest  # noqa: E402
+
+
+def pytest_xdist_auto_num_workers(config) -> int:
+    """``-n auto``: the whole suite (or a folder of it) on as many processes as there are cores, up to
+    MAX_WORKERS; named test files or tests, and a one-core machine, stay in this one process."""
+    named = [a for a in config.args if a.endswith(".py") or "::" in a]
+    if named and len(named) == len(config.args):
+        return 0
+    n = min(MAX_WORKERS, _cores())
+    return n if n > 1 else 0
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -62,13 +89,11 @@ def one_thread():
 
 @pytest.fixture(scope="module")
 def two_threads():
-    """Training runs that learn for a few hundred steps: two torch threads where the machine has two cores,
-    fixed (``SSLWB_TRAIN_THREADS``) so the engine's thread tuner does not switch counts mid-run and a run's
-    result does not depend on the machine's timing. Modules opt in with
-    ``pytestmark = pytest.mark.usefixtures("two_threads")``."""
-    from engine.training.threads import _cores
-
-    n = max(1, min(2, _cores(1)))
+    """Training runs that learn for a few hundred steps: two torch threads where this test process has two
+    cores to itself (one where it shares them with another: CORE_SHARE), fixed (``SSLWB_TRAIN_THREADS``) so
+    the engine's thread tuner does not switch counts mid-run and a run's result does not depend on the
+    machine's timing. Modules opt in with ``pytestmark = pytest.mark.usefixtures("two_threads")``."""
+    n = min(2, CORE_SHARE)
     with pytest.MonkeyPatch.context() as mp, _torch_threads(n):
         mp.setenv("SSLWB_TRAIN_THREADS", str(n))
         yield n
@@ -122,16 +147,22 @@ def pytest_configure(config):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
+    """A fault case's report carries its name (the process that ran it may be a pytest-xdist worker: the
+    reports, not the items, reach the process that writes the summary)."""
     outcome = yield
-    rep = outcome.get_result()
     marker = item.get_closest_marker("fault")
-    if marker is None:
+    if marker is not None:
+        outcome.get_result().user_properties.append(("fault_case", marker.args[0] if marker.args else item.name))
+
+
+def pytest_runtest_logreport(report):
+    name = dict(report.user_properties).get("fault_case")
+    if name is None:
         return
-    case = _FAULT_MATRIX.setdefault(item.nodeid, {"case": marker.args[0] if marker.args else item.name,
-                                                  "held": None})
-    if rep.failed or rep.skipped:
+    case = _FAULT_MATRIX.setdefault(report.nodeid, {"case": name, "held": None})
+    if report.failed or report.skipped:
         case["held"] = False  # a skipped case is not counted as held
-    elif rep.when == "call" and case["held"] is None:
+    elif report.when == "call" and case["held"] is None:
         case["held"] = True
 
 
