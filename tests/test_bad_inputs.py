@@ -625,21 +625,26 @@ def test_ctrl_c_during_startup(tmp_path):
     assert not (tmp_path / "runs").exists()
 
 
-def test_ctrl_c_while_torch_loads_is_held_until_it_is_in(tmp_path):
-    """A Ctrl-C while torch's C++ extensions load aborted the process (a KeyboardInterrupt thrown through
-    pybind11: "terminate called ...", exit -6, seen in CI): the command line holds it until the import is done,
-    then takes it as an interrupt. A stand-in torch sends the signal in the middle of its own import."""
+def _with_stand_in_torch(tmp_path, code: str) -> subprocess.CompletedProcess:
+    """Run ``code`` in a new Python whose torch is a stand-in that sends the process a Ctrl-C in the middle of
+    its own import (and sets ``LOADED`` once it is through)."""
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "torch.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
                                    "LOADED = True\n")
     (fake / "torchvision.py").write_text("")
-    code = ("import sys\n"
-            "from engine.cli import _import_torch_holding_ctrl_c\n"
-            "try:\n    _import_torch_holding_ctrl_c()\nexcept KeyboardInterrupt:\n"
-            "    print('interrupt after the import', sys.modules['torch'].LOADED)\n")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+
+
+def test_ctrl_c_while_torch_loads_is_held_until_it_is_in(tmp_path):
+    """A Ctrl-C while torch's C++ extensions load aborted the process (a KeyboardInterrupt thrown through
+    pybind11: "terminate called ...", exit -6, seen in CI): the command line holds it until the import is done,
+    then takes it as an interrupt."""
+    out = _with_stand_in_torch(tmp_path, "import sys\n"
+                                         "from engine.cli import _import_torch_holding_ctrl_c\n"
+                                         "try:\n    _import_torch_holding_ctrl_c()\nexcept KeyboardInterrupt:\n"
+                                         "    print('interrupt after the import', sys.modules['torch'].LOADED)\n")
     assert out.returncode == 0 and out.stdout.strip() == "interrupt after the import True", (out.stdout, out.stderr)
 
 
@@ -648,17 +653,10 @@ def test_every_command_holds_ctrl_c_from_its_first_import_of_torch(tmp_path):
     after start, the case above) escaped the hold and, landing in numpy's C extension, ended in a traceback
     (seen once in the suite). main() holds it from the first import on: the stand-in torch loads whole, then
     the command ends with one line and exit 130."""
-    fake = tmp_path / "fake"
-    fake.mkdir()
-    (fake / "torch.py").write_text("import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\n"
-                                   "LOADED = True\n")
-    (fake / "torchvision.py").write_text("")
-    code = ("import sys\n"
-            "from engine.cli import main\n"
-            "rc = main(['methods'])\n"
-            "print(rc, getattr(sys.modules.get('torch'), 'LOADED', False))\n")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(fake), str(ROOT)])}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    out = _with_stand_in_torch(tmp_path, "import sys\n"
+                                         "from engine.cli import main\n"
+                                         "rc = main(['methods'])\n"
+                                         "print(rc, getattr(sys.modules.get('torch'), 'LOADED', False))\n")
     assert out.stdout.strip() == f"{EXIT_INTERRUPTED} True", (out.stdout, out.stderr)
     assert out.stderr.strip() == "interrupted (Ctrl-C)"
 
