@@ -15,7 +15,7 @@ def _cores() -> int:
 
 
 MAX_WORKERS = 4  # each test process holds torch and Qt (about half a GB)
-# The suite runs on several processes (pytest-xdist, `-n auto` in pyproject.toml). Each process gets its share
+# The suite runs on several processes (pytest-xdist, -n auto: pytest_cmdline_main below). Each process gets its share
 # of the cores, set before torch is imported (OMP_NUM_THREADS, which the engines a test starts inherit too):
 # two processes on two cores each running two threads would wait on each other's spinning threads.
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT") or 1)
@@ -26,6 +26,19 @@ if WORKERS > 1:
 import pytest  # noqa: E402
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config):
+    """Where pytest-xdist is installed and no ``-n`` was given: ``-n auto --dist worksteal`` (a process that runs
+    out of tests takes some of another's). Not in ``addopts``: pytest would refuse ``-n`` where xdist is not
+    installed."""
+    if (config.pluginmanager.hasplugin("xdist") and config.getoption("numprocesses", None) is None
+            and not os.environ.get("PYTEST_XDIST_WORKER")):
+        config.option.numprocesses = "auto"
+        if config.option.dist == "no":
+            config.option.dist = "worksteal"
+
+
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: no error where it is not installed
 def pytest_xdist_auto_num_workers(config) -> int:
     """``-n auto``: the whole suite (or a folder of it) on as many processes as there are cores, up to
     MAX_WORKERS; named test files or tests, and a one-core machine, stay in this one process."""
