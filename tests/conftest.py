@@ -8,6 +8,8 @@ os.environ.setdefault("PYTHONUNBUFFERED", "1")
 
 
 def _cores() -> int:
+    """The cores this process may run on (as engine.training.threads does; not imported from there, which
+    would load torch before OMP_NUM_THREADS is set below)."""
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
