@@ -27,6 +27,10 @@ def add_parsers(sub, add_common_data) -> None:
     e.add_argument("--temperature", type=float, default=0.07, help="kNN temperature (default 0.07)")
     e.add_argument("--probe-epochs", type=int, default=100, help="linear-probe epochs (default 100)")
     e.add_argument("--no-baselines", action="store_true", help="skip the random-init and raw-pixel baselines")
+    e.add_argument("--refit-norm", type=int, default=0, metavar="BATCHES",
+                   help="also score the encoder and the random-init baseline with their BatchNorm statistics "
+                   "re-estimated on BATCHES random batches of 256 --train-data images (keys refit_...): how much "
+                   "of the lead is the weights and how much the statistics alone (default 0: not done)")
 
     m = sub.add_parser("embed", help="export the embeddings of a run's (or any) encoder (features, 2-D map, "
                        "labels, paths)",
@@ -50,7 +54,7 @@ def add_parsers(sub, add_common_data) -> None:
 def cmd_eval(args) -> int:
     from engine.data import DataError, load_dataset
     from engine.errors import EncoderError
-    from engine.eval import extract_features, knn_accuracy, linear_probe, raw_pixel_features
+    from engine.eval import extract_features, knn_accuracy, linear_probe, raw_pixel_features, refit_batchnorm
     from engine.params import ConfigError
     from engine.training.device import resolve_device
 
@@ -83,13 +87,22 @@ def cmd_eval(args) -> int:
         if args.probe_epochs:
             out[f"{prefix}linear_top1"] = round(linear_probe(ftr, ytr, fte, yte, c, epochs=args.probe_epochs), 4)
 
+    if args.refit_norm < 0:
+        return usage_error(f"--refit-norm {args.refit_norm}: give a number of batches, 1 or more (0: no refit)")
+
+    def score_encoder(enc, prefix):
+        score(extract_features(enc, train, device=device), extract_features(enc, test, device=device), prefix)
+        if args.refit_norm:
+            if refit_batchnorm(enc, train, args.refit_norm, seed=choice.seed, device=device):
+                score(extract_features(enc, train, device=device), extract_features(enc, test, device=device),
+                      f"refit_{prefix}")
+            else:
+                out[f"refit_{prefix}note"] = "no BatchNorm layers: nothing to refit"
+
     t0 = time.time()
-    enc = choice.encoder
-    score(extract_features(enc, train, device=device), extract_features(enc, test, device=device), "")
+    score_encoder(choice.encoder, "")
     if not args.no_baselines:
-        rand = random_like(choice, device)
-        score(extract_features(rand, train, device=device), extract_features(rand, test, device=device),
-              "random_init_")
+        score_encoder(random_like(choice, device), "random_init_")
         score(raw_pixel_features(train), raw_pixel_features(test), "raw_pixels_")
     out["eval_s"] = round(time.time() - t0, 1)
     for k, v in out.items():

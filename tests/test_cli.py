@@ -125,3 +125,40 @@ def test_torchrun_two_processes_write_one_run(tmp_path):
     assert len(runs) == 1 and last_checkpoint(runs[0]) is not None
     # 96 training images (the shapes have their own test split), 16 a step over both ranks (8 each)
     assert lines[0]["step"] == 96 // 16 and lines[0]["processes"] == 2 and lines[0]["samples"] == 96
+
+
+def test_refit_batchnorm_takes_the_statistics_of_whole_images_and_changes_nothing_else():
+    import torch
+    import torch.nn as nn
+
+    from engine.data import load_dataset
+    from engine.eval import refit_batchnorm
+
+    data = load_dataset("builtin:shapes:64", 16)
+    model = nn.Sequential(nn.BatchNorm2d(3), nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Flatten())
+    model.eval()
+    assert torch.equal(model[0].running_mean, torch.zeros(3))  # as initialised
+    assert refit_batchnorm(model, data, batches=3, batch_size=16, seed=5) == 2
+    g = torch.Generator().manual_seed(5)
+    seen = torch.cat([data.get(torch.randint(0, 64, (16,), generator=g).numpy()) for _ in range(3)]).float() / 255
+    assert torch.allclose(model[0].running_mean, seen.mean(dim=(0, 2, 3)), atol=1e-5)  # the plain average
+    assert not model.training and model[0].momentum == 0.1 and model[2].momentum == 0.1
+    before = [p.clone() for p in model.parameters()]
+    refit_batchnorm(model, data, batches=3, batch_size=16, seed=5)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # weights untouched
+    assert torch.allclose(model[0].running_mean, seen.mean(dim=(0, 2, 3)), atol=1e-5)  # the same batches again
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten())
+    assert refit_batchnorm(plain, data) == 0
+
+
+def test_eval_refit_norm_scores_the_encoder_and_random_init_with_refitted_statistics(finished_run, capsys):
+    args = ["eval", "--run", str(finished_run), "--train-data", "builtin:shapes:64", "--test-data",
+            "builtin:shapes-test:40", "--probe-epochs", "0"]
+    rc, out, err = run_cli([*args, "--refit-norm", "2"], capsys)
+    assert rc == 0, err
+    res = json.loads(out.strip().splitlines()[-1])
+    for key in ("knn_top1", "refit_knn_top1", "random_init_knn_top1", "refit_random_init_knn_top1"):
+        assert 0.0 <= res[key] <= 1.0, key
+    assert "refit_random_init_knn_top1" in err
+    rc, out, err = run_cli([*args, "--refit-norm", "-1"], capsys)
+    assert rc == 2 and err.strip().splitlines()[-1].startswith("error: --refit-norm -1")

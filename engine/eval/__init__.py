@@ -11,6 +11,7 @@ import importlib
 
 _LAZY = {
     "extract_features": "engine.eval.features", "raw_pixel_features": "engine.eval.features",
+    "refit_batchnorm": "engine.eval.features",
     "knn_accuracy": "engine.eval.knn", "knn_leave_one_out": "engine.eval.knn", "knn_predict": "engine.eval.knn", "linear_probe": "engine.eval.linear",
     "collapse_std": "engine.eval.metrics", "confusion_matrix": "engine.eval.metrics",
     "per_class_accuracy": "engine.eval.metrics",

@@ -102,6 +102,36 @@ def extract_features(encoder: nn.Module, data, indices=None, batch_size: int = 5
     return torch.cat(out)
 
 
+
+@torch.no_grad()
+def refit_batchnorm(encoder: nn.Module, data, batches: int = 20, batch_size: int = 256, seed: int = 0,
+                    device=None) -> int:
+    """Re-estimate the BatchNorm running statistics of ``encoder``, in place, on ``batches`` random batches of
+    ``data``'s whole images (no gradients; the plain average over the batches). An untrained encoder's are
+    those of its initialisation (mean 0, variance 1), a patch method's those of its patches: refitting both
+    says how much of a trained encoder's lead comes from its weights and how much from its statistics alone.
+    The number of BatchNorm layers refitted (0: the encoder has none and is unchanged)."""
+    norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not len(data) or batches < 1:
+        return 0
+    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    momenta = [m.momentum for m in norms]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a cumulative average: every batch counts the same
+    was_training = encoder.training
+    encoder.train()
+    g = torch.Generator().manual_seed(seed)
+    try:
+        for _ in range(batches):
+            idx = torch.randint(0, len(data), (min(batch_size, len(data)),), generator=g).numpy()
+            encoder(to_input(data.get(idx), device))
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        encoder.train(was_training)
+    return len(norms)
+
 def raw_pixel_features(data, indices=None, size: int = 16) -> torch.Tensor:
     """Raw pixels (downscaled to ``size``), centred and L2-normalised: the trivial baseline."""
     idx = np.arange(len(data)) if indices is None else np.asarray(indices)
