@@ -58,6 +58,9 @@ def cmd_eval(args) -> int:
     from engine.params import ConfigError
     from engine.training.device import resolve_device
 
+    if args.refit_norm < 0:
+        return usage_error(f"--refit-norm {args.refit_norm}: give a number of batches, 1 or more (0: no refit)")
+
     try:
         device = resolve_device(args.device)
         choice = choose_encoder(args, device)
@@ -86,9 +89,6 @@ def cmd_eval(args) -> int:
             out[f"{prefix}knn_top5"] = round(top5, 4)
         if args.probe_epochs:
             out[f"{prefix}linear_top1"] = round(linear_probe(ftr, ytr, fte, yte, c, epochs=args.probe_epochs), 4)
-
-    if args.refit_norm < 0:
-        return usage_error(f"--refit-norm {args.refit_norm}: give a number of batches, 1 or more (0: no refit)")
 
     def score_encoder(enc, prefix):
         score(extract_features(enc, train, device=device), extract_features(enc, test, device=device), prefix)

@@ -102,7 +102,6 @@ def extract_features(encoder: nn.Module, data, indices=None, batch_size: int = 5
     return torch.cat(out)
 
 
-
 @torch.no_grad()
 def refit_batchnorm(encoder: nn.Module, data, batches: int = 20, batch_size: int = 256, seed: int = 0,
                     device=None) -> int:
@@ -131,6 +130,7 @@ def refit_batchnorm(encoder: nn.Module, data, batches: int = 20, batch_size: int
             m.momentum = momentum
         encoder.train(was_training)
     return len(norms)
+
 
 def raw_pixel_features(data, indices=None, size: int = 16) -> torch.Tensor:
     """Raw pixels (downscaled to ``size``), centred and L2-normalised: the trivial baseline."""
