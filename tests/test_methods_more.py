@@ -144,7 +144,8 @@ def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoin
 def test_counting_tiles_down_scaled_image_and_shapes(input_size):
     from engine.pretext.tiles import assemble_tiles
 
-    m = build("counting", input_size=input_size, crop_scale_min=1.0, count_dim=16, head_hidden=32)
+    m = build("counting", input_size=input_size, crop_scale_min=1.0, count_dim=16, head_hidden=32, crop_jitter_p=0.0,
+              crop_gray_p=0.0)
     x = images(5)
     batch = m.make_batch(x, generator_for(0))
     tiles, down, other = batch.inputs
@@ -175,7 +176,8 @@ def test_counting_contrastive_term_separates_different_images():
 
 
 def test_counting_colour_drawn_anew_for_every_tile_and_whole():
-    plain = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32)
+    plain = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_jitter_p=0.0,
+                  crop_gray_p=0.0)
     m = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_jitter_p=1.0,
               crop_gray_p=0.0)
     x = images(4)
@@ -191,6 +193,20 @@ def test_counting_colour_drawn_anew_for_every_tile_and_whole():
     t, d, o = grey.make_batch(x, generator_for(0)).inputs
     for part in (t.flatten(0, 1), d, o):  # every crop grey
         torch.testing.assert_close(part[:, 0], part[:, 1])
+
+
+def test_counting_defaults_leave_no_colour_sum_to_count():
+    """With its defaults the tiles' colours no longer add up to the whole's (counts of colour solved the pretext and
+    taught nothing of shape); with colour left in they do, exactly, at the paper's tile size."""
+    def colour_gap(**options):
+        m = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, **options)
+        tiles, down, _ = m.make_batch(images(32), generator_for(0)).inputs
+        return (tiles.mean(dim=(3, 4)).mean(1) - down.mean(dim=(2, 3))).abs().amax(1)  # per image, worst channel
+
+    assert float(colour_gap(crop_jitter_p=0.0, crop_gray_p=0.0).max()) < 1e-5
+    gap = colour_gap()  # the defaults
+    assert float((gap > 0.02).float().mean()) > 0.5
+    assert METHODS["counting"].run_defaults()["optim"]["batch_size"] < 128  # colour-blind counts need many updates
 
 
 # -- bag of words ----------------------------------------------------------------------------------
