@@ -91,11 +91,13 @@ def cmd_eval(args) -> int:
             out[f"{prefix}linear_top1"] = round(linear_probe(ftr, ytr, fte, yte, c, epochs=args.probe_epochs), 4)
 
     def score_encoder(enc, prefix):
-        score(extract_features(enc, train, device=device), extract_features(enc, test, device=device), prefix)
+        def features():
+            return extract_features(enc, train, device=device), extract_features(enc, test, device=device)
+
+        score(*features(), prefix)
         if args.refit_norm:
             if refit_batchnorm(enc, train, args.refit_norm, seed=choice.seed, device=device):
-                score(extract_features(enc, train, device=device), extract_features(enc, test, device=device),
-                      f"refit_{prefix}")
+                score(*features(), f"refit_{prefix}")
             else:
                 out[f"refit_{prefix}note"] = "no BatchNorm layers: nothing to refit"
 

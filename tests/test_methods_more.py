@@ -140,12 +140,14 @@ def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoin
 
 
 # -- counting --------------------------------------------------------------------------------------
+COLOUR_LEFT_IN = {"crop_jitter_p": 0.0, "crop_gray_p": 0.0}  # colour drawn anew per tile off (on by default)
+
+
 @pytest.mark.parametrize("input_size", ["half", "image"])
 def test_counting_tiles_down_scaled_image_and_shapes(input_size):
     from engine.pretext.tiles import assemble_tiles
 
-    m = build("counting", input_size=input_size, crop_scale_min=1.0, count_dim=16, head_hidden=32, crop_jitter_p=0.0,
-              crop_gray_p=0.0)
+    m = build("counting", input_size=input_size, crop_scale_min=1.0, count_dim=16, head_hidden=32, **COLOUR_LEFT_IN)
     x = images(5)
     batch = m.make_batch(x, generator_for(0))
     tiles, down, other = batch.inputs
@@ -176,8 +178,7 @@ def test_counting_contrastive_term_separates_different_images():
 
 
 def test_counting_colour_drawn_anew_for_every_tile_and_whole():
-    plain = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_jitter_p=0.0,
-                  crop_gray_p=0.0)
+    plain = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, **COLOUR_LEFT_IN)
     m = build("counting", crop_scale_min=1.0, input_size="half", count_dim=16, head_hidden=32, crop_jitter_p=1.0,
               crop_gray_p=0.0)
     x = images(4)
@@ -203,7 +204,7 @@ def test_counting_defaults_leave_no_colour_sum_to_count():
         tiles, down, _ = m.make_batch(images(32), generator_for(0)).inputs
         return (tiles.mean(dim=(3, 4)).mean(1) - down.mean(dim=(2, 3))).abs().amax(1)  # per image, worst channel
 
-    assert float(colour_gap(crop_jitter_p=0.0, crop_gray_p=0.0).max()) < 1e-5
+    assert float(colour_gap(**COLOUR_LEFT_IN).max()) < 1e-5
     gap = colour_gap()  # the defaults
     assert float((gap > 0.02).float().mean()) > 0.5
     assert METHODS["counting"].run_defaults()["optim"]["batch_size"] < 128  # colour-blind counts need many updates

@@ -39,6 +39,11 @@ def prepare_encoder(encoder: nn.Module, device, channels_last: bool = True) -> n
     return encoder
 
 
+def _device_for(encoder: nn.Module, device) -> torch.device:
+    """``device`` as a torch device, or where the encoder's parameters are when None."""
+    return torch.device(device) if device is not None else next(encoder.parameters()).device
+
+
 def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = False) -> torch.Tensor:
     """uint8 images ``(n, 3, H, W)`` as the encoder's float input in [0, 1]: moved as uint8 (a quarter of the
     bytes), converted on the device in one pass."""
@@ -52,7 +57,7 @@ def to_input(x_u8: torch.Tensor, device: torch.device, channels_last: bool = Fal
 def encode(encoder: nn.Module, x_u8: torch.Tensor, device=None, amp_dtype=None, normalize: bool = True,
            channels_last: bool = False) -> torch.Tensor:
     """Features of a batch of uint8 images (float32, on the CPU); the encoder must be in eval mode."""
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    device = _device_for(encoder, device)
     with _autocast(device, amp_dtype):
         f = encoder(to_input(x_u8, device, channels_last)).float()
     if normalize:
@@ -71,7 +76,7 @@ def extract_features(encoder: nn.Module, data, indices=None, batch_size: int = 5
     channels-last layout (give the encoder :func:`prepare_encoder` first). The next batch is read from the
     data (a streamed set reads it from disk) while this one is encoded.
     """
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    device = _device_for(encoder, device)
     was_training = encoder.training
     encoder.eval()
     idx = np.arange(len(data)) if indices is None else np.asarray(indices)
@@ -113,7 +118,7 @@ def refit_batchnorm(encoder: nn.Module, data, batches: int = 20, batch_size: int
     norms = [m for m in encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not norms or not len(data) or batches < 1:
         return 0
-    device = torch.device(device) if device is not None else next(encoder.parameters()).device
+    device = _device_for(encoder, device)
     momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
