@@ -126,15 +126,40 @@ def test_run_form_checks_fields_as_typed(qtbot, model):
     bs.editor.selectAll()
     qtbot.keyClicks(bs.editor, "auto")  # the word for 0: the method's batch for the device
     assert not bs.error.isVisible() and model.get("optim.batch_size") == 0
-    assert "--batch-size auto" in panel.commands.command_line()
+    assert "--batch-size" not in panel.commands.command_line()  # auto is the command line's default
     model.set("optim.batch_size", 48)
-    assert bs.editor.text() == "48"
+    assert bs.editor.text() == "48" and "--batch-size 48" in panel.commands.command_line()
     model.set("optim.batch_size", 0)
     assert bs.editor.text() == "auto"
     bs.editor.selectAll()
     qtbot.keyClicks(bs.editor, "32")
     assert model.get("optim.batch_size") == 32
     qtbot.waitUntil(lambda: panel.start_btn.isEnabled(), timeout=10_000)
+
+
+def test_switching_method_takes_the_batch_its_tables_were_measured_at(qtbot, model):
+    """The window's run of a method is the command line's: its batch size becomes auto (its CPU batch),
+    as ``main.py train --method NAME`` leaves it, and the Method defaults button restores auto too."""
+    from app.run.panel import RunPanel
+    from engine.config import default_config
+    from engine.methods import get_method_class
+    from engine.training.batch import cpu_batch
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    assert model.get("optim.batch_size") == 64  # the default first run: SimCLR, a small batch
+    notes = model.set_method("context")
+    assert "batch size auto" in notes and model.get("optim.batch_size") == 0
+    cli = default_config("context", data={"spec": model.get("data.spec")}).to_dict()
+    assert model.config()["optim"] == cli["optim"]
+    assert cpu_batch(get_method_class("context")) == 128  # what auto trains with on a CPU
+    assert "--batch-size" not in panel.commands.command_line()  # the CLI's default: nothing to spell out
+    model.set("optim.batch_size", 32)
+    panel.reset_to_defaults()
+    assert model.get("optim.batch_size") == 0
+    model.set("optim.batch_size", 32)
+    model.set_method("counting")
+    assert model.get("optim.batch_size") == 0 and model.get("optim.lr") == cli["optim"]["lr"]
 
 
 def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):

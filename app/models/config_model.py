@@ -151,7 +151,8 @@ class ConfigModel(QObject):
         info = self.method_info(method) or {}
         for section, values in (info.get("run_defaults") or {}).items():
             if isinstance(values, dict):
-                d[section].update(values)
+                # as default_config: the method's batch size is its batch on a CPU, which auto (0) takes there
+                d[section].update({k: v for k, v in values.items() if (section, k) != ("optim", "batch_size")})
             else:
                 d[section] = values
         d["method_options"] = {s["name"]: copy.deepcopy(s["default"]) for s in info.get("options", [])}
@@ -199,13 +200,17 @@ class ConfigModel(QObject):
             self.changed.emit("")
 
     def set_method(self, name: str, apply_defaults: bool = True) -> list[str]:
-        """Switch method; its recommended optimiser settings (not the batch size) and backbone apply.
+        """Switch method; its recommended optimiser settings and backbone apply, and the batch size becomes auto
+        (0: the method's own batch on a CPU, the one its measured tables used; on a GPU one sized to its memory).
         Returns what changed, as short texts."""
         if name == self.method:
             return []
         self._cfg["method"] = name
         notes = []
         info = self.method_info(name)
+        if apply_defaults and self._cfg["optim"].get("batch_size") != 0:
+            self._cfg["optim"]["batch_size"] = 0
+            notes.append("batch size auto")
         if apply_defaults and info:
             rd = info.get("run_defaults") or {}
             for key, value in (rd.get("optim") or {}).items():

@@ -203,8 +203,7 @@ class RunPanel(QWidget, View):
         m = self.model.method
         defaults = self.model.method_defaults_dict(m)
         for key, value in defaults["optim"].items():
-            if key != "batch_size":
-                self.model.set(f"optim.{key}", value)
+            self.model.set(f"optim.{key}", value)
         self.model.reset_options(m)
         self.message.emit(f"{m}: recommended optimiser settings and options restored")
 
