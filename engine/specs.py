@@ -216,11 +216,13 @@ def measured_text(entry: dict | None, spec: str) -> str:
 
 
 def setting_text(path: str, value) -> str:
-    """A config value as a recipe shows it: 0 minutes or epochs say that the bound is off."""
+    """A config value as a recipe shows it: 0 minutes or epochs say that the bound is off, batch size 0 is auto."""
     if path == "minutes" and value == 0:
         return "0 (no time limit)"
     if path == "epochs" and value == 0:
         return "0 (the minutes decide)"
+    if path == "optim.batch_size" and value == 0:
+        return "auto"
     return str(value)
 
 

@@ -81,7 +81,9 @@ def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
         cwd=ROOT, capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = {r["method"]: r for r in json.loads(proc.stdout.strip().splitlines()[-1])["results"]}
-    assert rows["cpc"]["recipe"] == {"epochs": 2, "minutes": 0.0} and rows["cpc"]["steps"] == 2  # 80 // 64 a epoch
+    # a recipe in epochs names the batch it was measured at (auto would take a larger one on a GPU)
+    assert rows["cpc"]["recipe"] == {"epochs": 2, "optim.batch_size": 64, "minutes": 0.0}
+    assert rows["cpc"]["steps"] == 2  # 80 // 64 a epoch
     assert rows["denoising"]["recipe"] == {}
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     inits = {r["image_size"]: r["knn_top1"] for r in result["results"] if r["method"] == "random_init"}
@@ -89,7 +91,7 @@ def test_bench_recipe_trains_each_method_with_its_recipe_for_the_data(tmp_path):
     assert result["random_init_by_backbone"]["small_cnn at 64 px"] == inits[64]
     table = out.read_text()
     assert "--recipe" in table and "| recipe |" in table
-    assert next(x for x in table.splitlines() if x.startswith("| cpc |")).endswith("| epochs 2, minutes 0 (no time limit) |")
+    assert next(x for x in table.splitlines() if x.startswith("| cpc |")).endswith("| epochs 2, optim.batch_size 64, minutes 0 (no time limit) |")
     assert next(x for x in table.splitlines() if x.startswith("| denoising |")).endswith("| - |")
     jig = next(x for x in table.splitlines() if x.startswith("| jigsaw |"))
     assert "| small_cnn at 64 px |" in jig and f"| {rows['jigsaw']['knn_top1'] - inits[64]:+.3f} |" in jig

@@ -89,6 +89,10 @@ def test_train_recipe_applies_the_recipe_of_the_data_and_keeps_a_longer_budget(c
 
     cfg, err = _cfg(["--method", "cpc", "--data", CIFAR, "--recipe"], capsys)  # a recipe counted in epochs
     assert (cfg["epochs"], cfg["minutes"]) == (2, 0.0) and "epochs 2" in err  # no time limit cuts it short
+    # and the batch it was measured at: auto would take a larger batch on a GPU, so fewer updates in 2 epochs
+    assert cfg["optim"]["batch_size"] == METHODS["cpc"].cpu_batch() == 64 and "optim.batch_size 64" in err
+    cfg, _ = _cfg(["--method", "simsiam", "--data", CIFAR, "--recipe"], capsys)
+    assert cfg["minutes"] == 6.0 and cfg["optim"]["batch_size"] == 0  # a recipe in minutes leaves auto alone
     cfg, _ = _cfg(["--method", "cpc", "--data", CIFAR, "--epochs", "5", "--recipe"], capsys)
     assert cfg["epochs"] == 5  # more epochs than the recipe's are kept
 

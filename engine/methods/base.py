@@ -20,6 +20,8 @@ from engine.dist import Group
 from engine.methods.losses import CoupledLosses
 from engine.pretext.base import PretextBatch
 
+DEFAULT_CPU_BATCH = 256  # a method that names no batch of its own
+
 
 @dataclass
 class DataInfo:
@@ -114,12 +116,27 @@ class Method(nn.Module):
                 "choose a workbench backbone that does, or another method")
 
     @classmethod
+    def cpu_batch(cls) -> int:
+        """The batch the method's defaults and recipes were measured at on a CPU (what batch size auto takes
+        there)."""
+        return int((cls.run_defaults().get("optim") or {}).get("batch_size") or DEFAULT_CPU_BATCH)
+
+    @classmethod
     def recipes(cls) -> dict:
         """The method's recipes as the catalogue has them: ``recipe`` and ``photo_recipe``, each
-        ``{"overrides": ..., "why": ...}`` or {} for none (``engine.specs.recipe_for`` picks one for a dataset)."""
-        return {"recipe": {"overrides": dict(cls.recipe), "why": cls.recipe_why} if cls.recipe else {},
-                "photo_recipe": {"overrides": dict(cls.photo_recipe), "why": cls.photo_recipe_why}
-                if cls.photo_recipe else {}}
+        ``{"overrides": ..., "why": ...}`` or {} for none (``engine.specs.recipe_for`` picks one for a dataset).
+        A recipe that counts epochs also names the batch it was measured at (the method's batch on a CPU): the
+        number of updates is what it needs, and auto would take a larger batch on a GPU, so fewer of them."""
+        def entry(overrides: dict, why: str) -> dict:
+            if not overrides:
+                return {}
+            overrides = dict(overrides)
+            if "epochs" in overrides:
+                overrides.setdefault("optim.batch_size", cls.cpu_batch())
+            return {"overrides": overrides, "why": why}
+
+        return {"recipe": entry(cls.recipe, cls.recipe_why), "photo_recipe": entry(cls.photo_recipe,
+                                                                                    cls.photo_recipe_why)}
 
     @property
     def group(self) -> Group:

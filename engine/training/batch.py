@@ -22,7 +22,6 @@ import torch
 
 MEMORY_SHARE = 0.85  # of the GPU's free memory that the step may take at its peak
 PROBE_PER_PROCESS = (8, 16)  # images a process in the two probe steps
-DEFAULT_CPU_BATCH = 256
 
 
 @dataclass
@@ -37,7 +36,7 @@ class StepMemory:
 
 def cpu_batch(method_cls) -> int:
     """The batch the method's recipe was measured at on a CPU."""
-    return int((method_cls.run_defaults().get("optim") or {}).get("batch_size") or DEFAULT_CPU_BATCH)
+    return method_cls.cpu_batch()
 
 
 def scaled_lr(lr: float, optimizer: str, batch: int, reference: int) -> float:
