@@ -93,6 +93,17 @@ def model(qapp, catalogue):
     return m
 
 
+def _shown_run_panel(qtbot, model):
+    """A Run view over ``model``, shown at a laptop's size (what is hidden or visible counts)."""
+    from app.run.panel import RunPanel
+
+    panel = RunPanel(FakeService(), model)
+    qtbot.addWidget(panel)
+    panel.resize(1280, 720)
+    panel.show()
+    return panel
+
+
 # -- run panel ---------------------------------------------------------------------------------------
 def test_run_form_checks_fields_as_typed(qtbot, model):
     from app.run.panel import RunPanel
@@ -166,12 +177,7 @@ def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
     """Colorization on the default shapes: before Start the Run view says why and what would change, and its
     button sets the data spec (keeping the count) through the config model; the offer goes once the config
     follows it, and a method without a recipe shows none."""
-    from app.run.panel import RunPanel
-
-    panel = RunPanel(FakeService(), model)
-    qtbot.addWidget(panel)
-    panel.resize(1280, 720)
-    panel.show()
+    panel = _shown_run_panel(qtbot, model)
     box = panel.picker.recipe
     assert model.method == "simclr" and not box.isVisible()
     panel.select_method("colorization")
@@ -203,12 +209,7 @@ def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
 def test_a_recipe_in_epochs_brings_the_batch_it_was_measured_at(qtbot, model):
     """Counting's recipe on the built-in shapes counts epochs: the Run view shows the batch going from auto to
     the one it was measured at (a GPU's auto batch would give fewer updates) and its button sets it."""
-    from app.run.panel import RunPanel
-
-    panel = RunPanel(FakeService(), model)
-    qtbot.addWidget(panel)
-    panel.resize(1280, 720)
-    panel.show()
+    panel = _shown_run_panel(qtbot, model)
     box = panel.picker.recipe
     panel.select_method("counting")
     assert model.get("optim.batch_size") == 0 and box.isVisible()
@@ -222,13 +223,8 @@ def test_run_view_offers_the_photo_recipe_on_photographs(qtbot, model, tmp_path)
     """A method whose defaults fall short on photographs offers its photo recipe when the data is a folder of
     images, and not on the built-in shapes; colorization on photographs offers its photo recipe where it has one,
     never the built-in set (the user's photographs stay)."""
-    from app.run.panel import RunPanel
-
     photo = next(m["name"] for m in model.methods() if m.get("photo_recipe") and not m.get("recipe"))
-    panel = RunPanel(FakeService(), model)
-    qtbot.addWidget(panel)
-    panel.resize(1280, 720)
-    panel.show()
+    panel = _shown_run_panel(qtbot, model)
     box = panel.picker.recipe
     panel.select_method(photo)
     model.set("data.spec", "builtin:shapes:500")
@@ -250,12 +246,7 @@ def test_run_view_says_how_the_defaults_did_on_data_like_the_configs(qtbot, mode
     """Before Start, under the description: the measured kNN of the chosen method's defaults on data like the
     config's, against an untrained encoder; it follows the method and the data, and goes where nothing was
     measured."""
-    from app.run.panel import RunPanel
-
-    panel = RunPanel(FakeService(), model)
-    qtbot.addWidget(panel)
-    panel.resize(1280, 720)
-    panel.show()
+    panel = _shown_run_panel(qtbot, model)
     line = panel.picker.measured
     panel.select_method("counting")
     model.set("data.spec", "builtin:shapes:500")
@@ -275,12 +266,7 @@ def test_the_method_list_marks_each_methods_measured_gain_on_the_data(qtbot, mod
     """Each method in the list carries its defaults' measured kNN gain on data like the config's, ticked where it
     meets the aim; it follows the data, and goes where nothing was measured."""
     from app.run.method_picker import BADGE
-    from app.run.panel import RunPanel
-
-    panel = RunPanel(FakeService(), model)
-    qtbot.addWidget(panel)
-    panel.resize(1280, 720)
-    panel.show()
+    panel = _shown_run_panel(qtbot, model)
     items = {panel.picker.methods.item(k).data(Qt.ItemDataRole.UserRole): panel.picker.methods.item(k)
              for k in range(panel.picker.methods.count())}
 
