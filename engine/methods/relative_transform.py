@@ -74,7 +74,9 @@ class RelativeTransform(Method):
              "0.312, 0.315 comparing pooled features, where RotNet, which has no second view to compare with, "
              "reaches 0.525 in 3 minutes: with both views in hand the turn is read off low-level structure. Nor "
              "does colour jitter and grey drawn anew for each view (counting's fix; batch 64, a whole 8-epoch run, "
-             "2026-12-07): 0.368 and 0.358 after 312 and 624 steps against 0.351 and 0.342 without it.")
+             "2026-12-07): 0.368 and 0.358 after 312 and 624 steps against 0.351 and 0.342 without it. Nor is its "
+             "deficit BatchNorm statistics fitted to warped views: a whole 4-epoch run with both refitted (main.py "
+             "eval --refit-norm 20) gives 0.365 against 0.405 for random init (0.369 and 0.387 untouched).")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"
