@@ -206,16 +206,17 @@ def test_run_view_offers_the_recipe_that_learns_and_applies_it(qtbot, model):
     assert not box.isVisible()  # already follows it, in other words (and a longer budget is fine)
 
 
-def test_a_recipe_in_epochs_brings_the_batch_it_was_measured_at(qtbot, model):
-    """Counting's recipe on the built-in shapes counts epochs: the Run view shows the batch going from auto to
-    the one it was measured at (a GPU's auto batch would give fewer updates) and its button sets it."""
+def test_a_recipe_in_epochs_brings_the_batch_it_was_measured_at(qtbot, model, tmp_path):
+    """CPC's recipe on photographs counts epochs: the Run view shows the batch going from auto to the one it was
+    measured at (a GPU's auto batch would give fewer updates) and its button sets it."""
     panel = _shown_run_panel(qtbot, model)
     box = panel.picker.recipe
-    panel.select_method("counting")
+    panel.select_method("cpc")
+    model.set("data.spec", str(tmp_path / "photos"))
     assert model.get("optim.batch_size") == 0 and box.isVisible()
     assert "optim.batch_size: auto" in box.text.text() and "<b>64</b>" in box.text.text()
     qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
-    assert (model.get("epochs"), model.get("optim.batch_size"), model.get("minutes")) == (8, 64, 0.0)
+    assert (model.get("epochs"), model.get("optim.batch_size"), model.get("minutes")) == (2, 64, 0.0)
     assert "--batch-size 64" in panel.commands.command_line() and not box.isVisible()
 
 

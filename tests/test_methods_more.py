@@ -143,7 +143,7 @@ def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoin
 COLOUR_LEFT_IN = {"crop_jitter_p": 0.0, "crop_gray_p": 0.0}  # colour drawn anew per tile off (on by default)
 
 
-@pytest.mark.parametrize("input_size", ["half", "image"])
+@pytest.mark.parametrize("input_size", ["half", "three_quarters", "image"])
 def test_counting_tiles_down_scaled_image_and_shapes(input_size):
     from engine.pretext.tiles import assemble_tiles
 
@@ -151,7 +151,7 @@ def test_counting_tiles_down_scaled_image_and_shapes(input_size):
     x = images(5)
     batch = m.make_batch(x, generator_for(0))
     tiles, down, other = batch.inputs
-    s = 16 if input_size == "half" else 32
+    s = {"half": 16, "three_quarters": 24, "image": 32}[input_size]
     assert tiles.shape == (5, 4, 3, s, s) and down.shape == other.shape == (5, 3, s, s)
     img = batch.meta["image"]  # the image after the (flip-only) augmentation
     if input_size == "half":
