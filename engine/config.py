@@ -210,6 +210,18 @@ def recipe_options(option_names, spec: str) -> dict:
     return {k: v for k, v in data_recipe(spec).items() if k in set(option_names)}
 
 
+def apply_run_defaults(base: dict, run_defaults: dict) -> dict:
+    """A method's ``run_defaults()`` applied to the config dict ``base`` (in place, and returned), section by
+    section, all but its batch size: that is the method's batch on a CPU, which auto (0) takes there
+    (engine.training.batch), so a config keeps auto."""
+    for section, values in run_defaults.items():
+        if isinstance(values, dict):
+            base[section].update({k: v for k, v in values.items() if (section, k) != ("optim", "batch_size")})
+        else:
+            base[section] = values
+    return base
+
+
 def default_config(method: str = "simclr", **overrides) -> RunConfig:
     """The recommended config for ``method``: the method's own optimiser and data defaults applied, and
     what the dataset (``data.spec`` of the overrides) recommends (:func:`data_recipe`)."""
@@ -218,13 +230,7 @@ def default_config(method: str = "simclr", **overrides) -> RunConfig:
     from engine.methods import get_method_class
 
     cls = get_method_class(method)
-    base = RunConfig(method=method).to_dict()
-    for section, values in cls.run_defaults().items():
-        if isinstance(values, dict):
-            # the method's batch size is its batch on a CPU, which auto (0) takes there (engine.training.batch)
-            base[section].update({k: v for k, v in values.items() if (section, k) != ("optim", "batch_size")})
-        else:
-            base[section] = values
+    base = apply_run_defaults(RunConfig(method=method).to_dict(), cls.run_defaults())
     base["method_options"] = to_dict(cls.Config())
     spec = (overrides.get("data") or {}).get("spec", base["data"]["spec"])
     base["method_options"].update(recipe_options([f.name for f in fields(cls.Config)], spec))
@@ -237,4 +243,4 @@ def default_config(method: str = "simclr", **overrides) -> RunConfig:
 
 
 __all__ = ["RunConfig", "DataConfig", "OptimConfig", "EvalConfig", "ConfigError", "default_config", "data_recipe",
-           "recipe_options", "SHAPES_RECIPE"]
+           "recipe_options", "apply_run_defaults", "SHAPES_RECIPE"]

@@ -12,7 +12,7 @@ import copy
 
 from PySide6.QtCore import QObject, Signal
 
-from engine.config import RunConfig, data_recipe, recipe_options
+from engine.config import RunConfig, apply_run_defaults, data_recipe, recipe_options
 from engine.params import ConfigError, field_value
 
 SECTIONS = ("data", "optim", "eval")
@@ -147,14 +147,8 @@ class ConfigModel(QObject):
         """What ``engine.config.default_config(method).to_dict()`` gives, computed from the catalogue
         (the base the command line starts from)."""
         method = method or self.method
-        d = RunConfig(method=method).to_dict()
         info = self.method_info(method) or {}
-        for section, values in (info.get("run_defaults") or {}).items():
-            if isinstance(values, dict):
-                # as default_config: the method's batch size is its batch on a CPU, which auto (0) takes there
-                d[section].update({k: v for k, v in values.items() if (section, k) != ("optim", "batch_size")})
-            else:
-                d[section] = values
+        d = apply_run_defaults(RunConfig(method=method).to_dict(), info.get("run_defaults") or {})
         d["method_options"] = {s["name"]: copy.deepcopy(s["default"]) for s in info.get("options", [])}
         d["method_options"].update(recipe_options(d["method_options"], self._cfg["data"].get("spec", "")))
         d["data"]["spec"] = self._cfg["data"].get("spec", d["data"]["spec"])
