@@ -78,7 +78,7 @@ class Counting(Method):
              "cifar10-small (32-pixel photographs) it does not lead random init: 0.377 against 0.387 (-0.009, 1,060 "
              "steps of batch 64) in 3 minutes with these defaults (2026-12-07; 0.359 with tiles at the image's own "
              "size, 0.380 with colour left in and batch 128 on 2026-12-06), and in a whole run of 8 "
-             "epochs (batch 64, one thread) 0.378, 0.370 and 0.375 after 2, 4 and 6 epochs (312, 624, 936 steps); "
+             "epochs with the tiles at the image's own size (batch 64, one thread) 0.378, 0.370 and 0.375 after 2, 4 and 6 epochs (312, 624, 936 steps); "
              "with colour left in, kNN on val stayed at 0.371-0.389 from step 156 to "
              "1,014, 64-pixel images gave 0.355 and 0.343 after 78 and 156 steps against 0.375 for random init at "
              "that size, so no recipe there. Shapes whose colours follow the shape (builtin:shapes?colours=typical) "
