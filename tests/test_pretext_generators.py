@@ -152,6 +152,27 @@ def test_noise_kinds_and_strength(kind):
     assert (weak.inputs - x).abs().mean() < (b.inputs - x).abs().mean()
 
 
+def test_noise_on_a_grid_is_smooth_blotches_a_neighbourhood_mean_cannot_remove():
+    x = torch.full((8, 3, 32, 32), 0.5)
+    per_pixel = add_noise(x, generator_for(0), "gaussian", 0.2).inputs - x
+    blotches = add_noise(x, generator_for(0), "gaussian", 0.2, grid=4).inputs - x
+    # what a 3x3 average of the neighbours leaves of the noise: most of the blotches, little of per-pixel noise
+    def left_after_smoothing(n):
+        return float(F.avg_pool2d(n, 3, 1, 1, count_include_pad=False).std() / n.std())
+    assert left_after_smoothing(blotches) > 0.95 and left_after_smoothing(per_pixel) < 0.5
+    # neighbouring pixels share their noise on the grid, not without it
+    def neighbour_corr(n):
+        a, b = n[..., :, :-1].flatten(), n[..., :, 1:].flatten()
+        return float(torch.corrcoef(torch.stack([a, b]))[0, 1])
+    assert neighbour_corr(blotches) > 0.9 and abs(neighbour_corr(per_pixel)) < 0.1
+    # each image and channel gets its own blotches; sigma is reached at the grid points, less between them
+    assert not torch.allclose(blotches[0], blotches[1]) and not torch.allclose(blotches[0, 0], blotches[0, 1])
+    assert 0.08 < float(blotches.std()) < 0.2
+    # masking and salt-and-pepper ignore the grid (pixels are replaced one by one)
+    m = add_noise(x, generator_for(0), "masking", 0.3, grid=4)
+    assert torch.equal(m.inputs, add_noise(x, generator_for(0), "masking", 0.3).inputs)
+
+
 def test_downscale_keeps_block_means():
     x = _images(2, 32)
     b = downscale(x, 4, "bicubic")

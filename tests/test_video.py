@@ -451,16 +451,16 @@ def test_builtin_clips_come_from_a_cache_the_second_time(tmp_path, monkeypatch):
 
 
 def test_a_run_saved_before_an_option_existed_resumes_as_it_began(tmp_path):
-    """Video colorization's reference in colour and Shuffle and Learn's per-frame jitter came after runs were
-    saved without them: such a run's config takes their legacy values (the old behaviour) when it is read back
-    to resume, while a new run, and a saved run that names them, keep their own."""
+    """Video colorization's reference in colour, Shuffle and Learn's per-frame jitter and denoising's noise grid
+    came after runs were saved without them: such a run's config takes their legacy values (the old behaviour)
+    when it is read back to resume, while a new run, and a saved run that names them, keep their own."""
     import json
 
     from engine.config import default_config
     from engine.training.checkpoints import run_config
 
     for method, gone in (("video_colorization", {"reference_colour": False, "reference_jitter_p": 0.0}),
-                         ("shuffle_learn", {"frame_jitter": 0.0})):
+                         ("shuffle_learn", {"frame_jitter": 0.0}), ("denoising", {"noise_grid": 0})):
         cfg = default_config(method, minutes=1.0)
         new = cfg.method_config()
         assert all(getattr(new, k) != v for k, v in gone.items())  # the new defaults differ

@@ -44,15 +44,22 @@ def block_mask(x: torch.Tensor, g: torch.Generator | None = None, size: float = 
 
 
 def add_noise(x: torch.Tensor, g: torch.Generator | None = None, kind: str = "gaussian",
-              strength: float = 0.2) -> PretextBatch:
+              strength: float = 0.2, grid: int = 0) -> PretextBatch:
     """Corrupt ``x``: ``gaussian`` (additive, sigma = strength), ``salt_pepper`` (a fraction
     ``strength`` of the pixels set to black or white) or ``masking`` (a fraction ``strength`` of
-    the pixels set to 0, Vincent et al.'s masking noise). Inputs: noisy; targets: clean;
-    meta ``mask``: where pixels were replaced (all ones for Gaussian noise)."""
+    the pixels set to 0, Vincent et al.'s masking noise). ``grid`` > 0 (Gaussian noise only) draws
+    the noise on a ``grid`` x ``grid`` lattice of each channel and spreads it bilinearly over the
+    image: smooth blotches of colour (sigma at the lattice points, less between them) that no pixel's
+    neighbours can undo; 0 draws it anew for every pixel. Inputs: noisy; targets: clean; meta
+    ``mask``: where pixels were replaced (all ones for Gaussian noise)."""
     b, c, h, w = x.shape
     dev = x.device
     if kind == "gaussian":
-        noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
+        if grid > 0:
+            coarse = torch.randn(b, c, grid, grid, generator=g, device=dev, dtype=x.dtype)
+            noise = F.interpolate(coarse, size=(h, w), mode="bilinear", align_corners=False)
+        else:
+            noise = torch.randn(x.shape, generator=g, device=dev, dtype=x.dtype)
         noisy = (x + strength * noise).clamp(0, 1)
         mask = torch.ones(b, 1, h, w, device=dev, dtype=x.dtype)
     elif kind in ("salt_pepper", "masking"):
@@ -66,7 +73,7 @@ def add_noise(x: torch.Tensor, g: torch.Generator | None = None, kind: str = "ga
         noisy = torch.where(hit, value.expand(b, c, h, w), x)
     else:
         raise ValueError(f"unknown noise {kind!r}; choose one of: {', '.join(NOISE_KINDS)}")
-    return PretextBatch(noisy, x, {"mask": mask, "kind": kind, "strength": strength})
+    return PretextBatch(noisy, x, {"mask": mask, "kind": kind, "strength": strength, "grid": grid})
 
 
 def downscale(x: torch.Tensor, factor: int = 2, upsample: str = "bicubic") -> PretextBatch:
