@@ -41,7 +41,8 @@ class Denoising(ReconstructionMethod):
                    "images in training and clean ones at evaluation.")
     needs = ("Measured on a CPU (seed 0). Its defaults add Gaussian noise drawn on a 4 x 4 grid and spread smoothly "
              "over the image (noise_grid 4, sigma 0.3 at the grid's points, since 2026-12-07): in the 3-minute table on an idle "
-             "2-core CPU kNN 0.461 against 0.387 for random init on cifar10-small (+0.074, 718 steps on a slow day), "
+             "2-core CPU kNN 0.461 against 0.387 for random init on cifar10-small (+0.074, 718 steps on a slow day; "
+             "with seed 1 0.451 against 0.389, +0.062), "
              "in the 2-minute one 0.761 against 0.561 on the built-in shapes (+0.200, 461 steps). Side by side on cifar10-small (whole runs whose learning rate decays within them, "
              "batch 128, one thread, kNN on val every 2 epochs, random init 0.387): the grid of 4 at sigma 0.3 "
              "0.405, 0.432, 0.448, 0.455, 0.463, 0.467, 0.464 after 156 to 1,092 steps (14 epochs); at sigma 0.45 "
