@@ -67,7 +67,10 @@ class ContextPrediction(Method):
              "patches of 96 pixels): at 64 pixels (cell 21) kNN stayed at 0.384-0.398 against 0.375 for random init "
              "at that size over a run of 936 steps (2026-12-06); at batch 64 (a whole run of 6 epochs, one thread, "
              "2026-12-07) 0.370, 0.379, 0.384 and 0.389 after 1 to 4 epochs, and with colour jitter and grey drawn anew "
-             "for each patch (counting's fix) 0.350 to 0.378. So no recipe for it on a CPU yet.")
+             "for each patch (counting's fix) 0.350 to 0.378; raw patches each under smooth colour blotches of their "
+             "own (denoising's noise on a 2 x 2 grid, sigma 0.3, instead of patch_norm; whole 8-epoch runs, one "
+             "thread, 2026-12-07) 0.368, 0.379, 0.392, 0.382 after 156, 312, 468 and 624 steps against 0.378, "
+             "0.390, 0.373, 0.383 for the defaults. So no recipe for it on a CPU yet.")
     paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
     family = "transformation"
     backbone_kind = "cnn"
