@@ -70,7 +70,9 @@ class ContextPrediction(Method):
              "for each patch (counting's fix) 0.350 to 0.378; raw patches each under smooth colour blotches of their "
              "own (denoising's noise on a 2 x 2 grid, sigma 0.3, instead of patch_norm; whole 8-epoch runs, one "
              "thread, 2026-12-07) 0.368, 0.379, 0.392, 0.382 after 156, 312, 468 and 624 steps against 0.378, "
-             "0.390, 0.373, 0.383 for the defaults. So no recipe for it on a CPU yet.")
+             "0.390, 0.373, 0.383 for the defaults; the 12-pixel patches scaled up to 24 pixels before the encoder "
+             "(what counting's tiles needed) 0.413, 0.395, 0.381, 0.369, and to 32 pixels 0.393, 0.396, 0.361, "
+             "0.354: a little early, then worn away as the pretext is solved. So no recipe for it on a CPU yet.")
     paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
     family = "transformation"
     backbone_kind = "cnn"
