@@ -76,7 +76,10 @@ class RelativeTransform(Method):
              "does colour jitter and grey drawn anew for each view (counting's fix; batch 64, a whole 8-epoch run, "
              "2026-12-07): 0.368 and 0.358 after 312 and 624 steps against 0.351 and 0.342 without it. Nor is its "
              "deficit BatchNorm statistics fitted to warped views: a whole 4-epoch run with both refitted (main.py "
-             "eval --refit-norm 20) gives 0.365 against 0.405 for random init (0.369 and 0.387 untouched).")
+             "eval --refit-norm 20) gives 0.365 against 0.405 for random init (0.369 and 0.387 untouched). Nor "
+             "do smooth colour blotches of their own on each view (denoising's noise, sigma 0.3; whole 4-epoch "
+             "runs, one thread, 2026-12-07): on a 4 x 4 grid 0.340 and 0.358 after 156 and 312 steps, on a 2 x 2 "
+             "grid 0.374 and 0.364, against 0.364 and 0.359 for the defaults.")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"
