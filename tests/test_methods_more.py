@@ -125,6 +125,20 @@ def test_split_brain_halves_see_only_their_own_split():
     assert seen.shape == recon.shape == x.shape and recon.min() >= 0 and recon.max() <= 1
 
 
+def test_split_brain_input_noise_blots_the_inputs_and_keeps_the_targets_clean():
+    x = images(4, seed=4)
+    plain = build("split_brain", decoder_width=16, crop_scale_min=1.0)
+    noisy = build("split_brain", decoder_width=16, crop_scale_min=1.0, input_noise_grid=4, input_noise=0.3)
+    a, b = plain.make_batch(x, generator_for(0)), noisy.make_batch(x, generator_for(0))
+    for t_a, t_b in zip(a.targets, b.targets):  # the same clean targets
+        assert torch.equal(t_a, t_b)
+    for i_a, i_b in zip(a.inputs, b.inputs):  # blotched inputs: smooth differences, not per-pixel ones
+        d = (i_b - i_a).abs()
+        assert d.mean() > 0.02
+        assert float(F.avg_pool2d(i_b - i_a, 3, 1, 1, count_include_pad=False).std() / (i_b - i_a).std()) > 0.8
+    assert torch.isfinite(noisy.training_step(x, None, generator_for(1)).loss)
+
+
 def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoints_loading():
     x = images(6, seed=3)
     plain = build("split_brain", decoder_width=16)
