@@ -24,9 +24,9 @@ from engine.augment import AugmentConfig, augment
 from engine.methods.base import Method, StepOutput, rebalance_weights
 from engine.methods.decoder import UpDecoder, feature_map, map_shape
 from engine.params import param
-from engine.pretext.color import AB_RANGE, ab_bins, decode_ab, lab_to_rgb
+from engine.pretext.color import AB_RANGE, ab_bins, decode_ab, lab_to_rgb, rgb_to_lab
 from engine.pretext.corrupt import add_noise
-from engine.pretext.split import AB_VIEW_L, split_brain
+from engine.pretext.split import AB_VIEW_L, split_brain, split_inputs
 
 
 @dataclass
@@ -127,7 +127,7 @@ class SplitBrain(Method):
         batch = self.split(x)  # the targets (and the preview's source) from the clean image
         if self.cfg.input_noise_grid > 0:
             noisy = add_noise(x, g, "gaussian", self.cfg.input_noise, self.cfg.input_noise_grid).inputs
-            batch.inputs = self.split(noisy).inputs
+            batch.inputs = split_inputs(rgb_to_lab(noisy))  # inputs only: the targets stay the clean image's
         return batch
 
     def predict(self, l_split, ab_split):

@@ -30,6 +30,11 @@ def l_bin_of(lum: torch.Tensor, l_bins: int) -> torch.Tensor:
     return (lum / (100.0 / l_bins)).floor().clamp(0, l_bins - 1).long()
 
 
+def split_inputs(lab: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two splits of a Lab image, as the two halves see them: ``(L split, ab split)``, RGB in [0, 1]."""
+    return lightness_image(lab), ab_image(lab)
+
+
 def split_brain(x: torch.Tensor, target_size: int | None = None, mode: str = "classification",
                 bins: torch.Tensor | None = None, l_bins: int = 50) -> PretextBatch:
     """Inputs ``(L split, ab split)`` (both ``(B, 3, H, W)`` in [0, 1]); targets ``(ab target, L target)``:
@@ -43,7 +48,7 @@ def split_brain(x: torch.Tensor, target_size: int | None = None, mode: str = "cl
     pooled = F.adaptive_avg_pool2d(lab, s) if s != x.shape[-1] else lab
     ab_t, l_t = pooled[:, 1:], pooled[:, :1]
     meta = {"lab": lab, "ab": ab_t, "L": l_t, "mode": mode, "l_bins": l_bins}
-    inputs = (lightness_image(lab), ab_image(lab))
+    inputs = split_inputs(lab)
     if mode == "regression":
         return PretextBatch(inputs, (ab_t / AB_RANGE, l_t / 100.0), meta)
     centres = ab_bins() if bins is None else bins
