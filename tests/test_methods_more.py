@@ -137,6 +137,10 @@ def test_split_brain_input_noise_blots_the_inputs_and_keeps_the_targets_clean():
         assert d.mean() > 0.02
         assert float(F.avg_pool2d(i_b - i_a, 3, 1, 1, count_include_pad=False).std() / (i_b - i_a).std()) > 0.8
     assert torch.isfinite(noisy.training_step(x, None, generator_for(1)).loss)
+    # the preview says so: blotched inputs, clean targets; and says nothing of blotches when they are off
+    captions = [t.caption for t in noisy.preview_rows(x[:1], generator_for(0))[0].tiles]
+    assert sum("blotches (4x4 grid" in c for c in captions) == 2 and sum("clean image" in c for c in captions) == 2
+    assert not any("blotch" in t.caption for t in plain.preview_rows(x[:1], generator_for(0))[0].tiles)
 
 
 def test_split_brain_rebalancing_weights_its_colour_half_and_keeps_old_checkpoints_loading():
