@@ -83,7 +83,11 @@ class Counting(Method):
              "1,014, 64-pixel images gave 0.355 and 0.343 after 78 and 156 steps against 0.375 for random init at "
              "that size, so no recipe there. Shapes whose colours follow the shape (builtin:shapes?colours=typical) "
              "gave +0.056 with colour left in: an untrained encoder reads colour as well. Each step embeds six "
-             "images per image, so it is slow on a CPU.")
+             "images per image, so it is slow on a CPU."
+             " Where it learns something there, it is in the middle of the encoder: kNN on each block's pooled "
+             "features after a whole 4-epoch run (2026-12-07; random init 0.319, 0.352, 0.371 and 0.387 for blocks 1 "
+             "to 4) gave 0.363, 0.387, 0.400 and 0.372 (batch 64, 624 steps): block 3 +0.029 over random init's block "
+             "3, and the last block, which the pretext's head reads, gives it back.")
     paper = "Noroozi et al., Representation Learning by Learning to Count, ICCV 2017"
     family = "transformation"
     backbone_kind = "any"
