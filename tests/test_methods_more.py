@@ -415,3 +415,48 @@ def test_simclr_without_local_crops_draws_the_views_as_before():
     got = m.make_batch(x, generator_for(2)).inputs
     want = multi_view(x, m.views, generator_for(2)).inputs
     assert len(got) == 2 and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+@pytest.mark.parametrize("name", ["context", "counting"])
+def test_train_last_block_off_keeps_the_encoders_last_block_as_initialised(name):
+    """With train_last_block off, a few optimiser steps change the blocks below and leave the last block's
+    weights as they were (its BatchNorm statistics still follow the data); on, every block learns."""
+    from engine.models.backbones import last_block
+
+    x = images(8, seed=5)
+    for train_last in (False, True):
+        torch.manual_seed(0)
+        m = build(name, train_last_block=train_last)
+        last = {id(p) for p in last_block(m.backbone).parameters()}
+        before = {n: p.detach().clone() for n, p in m.backbone.named_parameters()}
+        opt = torch.optim.AdamW([p for p in m.parameters() if p.requires_grad], lr=1e-2)
+        for step in range(3):
+            opt.zero_grad()
+            m.training_step(x, None, generator_for(step)).loss.backward()
+            opt.step()
+        moved = {n: not torch.equal(before[n], p) for n, p in m.backbone.named_parameters()}
+        in_last = {n: id(p) in last for n, p in m.backbone.named_parameters()}
+        assert any(in_last.values()) and not all(in_last.values())
+        assert all(moved[n] for n in moved if not in_last[n])  # the blocks below learn either way
+        assert all(moved[n] == train_last for n in moved if in_last[n])
+
+
+def test_train_last_block_off_names_the_option_for_an_encoder_of_unknown_blocks():
+    from engine.models.backbones import keep_last_block
+    from engine.params import ConfigError
+
+    with pytest.raises(ConfigError, match="train_last_block"):
+        keep_last_block(torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3)), "context")
+
+
+def test_context_patch_input_scales_the_patches_the_encoder_sees_and_the_preview_says_so():
+    x = images(4, seed=6)
+    plain, scaled = build("context"), build("context", patch_input=24)
+    a, b = plain.make_batch(x, generator_for(0)), scaled.make_batch(x, generator_for(0))
+    assert a.inputs[0].shape[-1] == 12 and b.inputs[0].shape[-1] == 24  # cell 16, gap 0.25: 12-pixel patches
+    assert torch.equal(a.targets, b.targets)  # the same pairs, only scaled
+    for pa, pb in zip(a.inputs, b.inputs):  # the same patches as cut, scaled up
+        torch.testing.assert_close(F.interpolate(pa, size=24, mode="bilinear", align_corners=False), pb)
+    assert torch.isfinite(scaled.training_step(x, None, generator_for(1)).loss)
+    captions = [t.caption for t in scaled.preview_rows(x[:1], generator_for(0))[0].tiles]
+    assert sum("scaled to 24 px" in c for c in captions) == 2

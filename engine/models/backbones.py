@@ -263,3 +263,33 @@ def build_backbone(name: str, image_size: int = 32) -> nn.Module:
             d, depth, heads = dims[name]
             return ViT(image_size, patch, d, depth, heads)
     raise ConfigError("backbone", f"unknown backbone {name!r}; choose one of: {', '.join(BACKBONES)}")
+
+
+def last_block(backbone: nn.Module) -> nn.Module | None:
+    """The encoder's last block: small_cnn's last convolution with its BatchNorm, a ResNet's ``layer4``, a
+    ViT's last transformer block; None for an encoder the workbench does not know the blocks of. (A pretext
+    that would specialise it to its own task can leave it as initialised: ``keep_last_block``.)"""
+    if isinstance(backbone, SmallCNN):
+        mods = list(backbone.features)
+        first = max(i for i, m in enumerate(mods) if isinstance(m, nn.Conv2d))
+        return nn.Sequential(*mods[first:])  # the same modules
+    if isinstance(backbone, ResNet):
+        return backbone.net.layer4
+    if isinstance(backbone, ViT):
+        return backbone.blocks[-1]
+    return None
+
+
+def keep_last_block(backbone: nn.Module, method: str) -> None:
+    """Leave the encoder's last block as initialised (its weights take no gradient; BatchNorm statistics still
+    follow the data): the blocks below learn through it. ConfigError naming the option where the encoder's
+    blocks are unknown."""
+    block = last_block(backbone)
+    if block is None:
+        from engine.params import ConfigError
+
+        raise ConfigError("method_options.train_last_block",
+                          f"{method} cannot keep the last block of a {type(backbone).__name__} as initialised (only "
+                          "small_cnn, the ResNets and the workbench's ViTs): set train_last_block to true")
+    for p in block.parameters():
+        p.requires_grad_(False)
