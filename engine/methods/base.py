@@ -231,3 +231,13 @@ def rebalance_weights(prior: torch.Tensor, hard: torch.Tensor, lam: float) -> to
     w = 1.0 / ((1 - lam) * prior + lam / n)
     w = w / (w * prior).sum()
     return w[hard]
+
+
+def train_last_block_option():
+    """The ``train_last_block`` option of a pretext whose task would specialise the encoder's last block (context,
+    counting): off, the method calls ``engine.models.backbones.keep_last_block`` on its encoder."""
+    from engine.params import param
+
+    return param(True, "Train the encoder's last block too. Off, it stays as initialised and the blocks below learn "
+                       "through it: on photographs the pretext otherwise specialises that block to its own task and "
+                       "kNN loses what the blocks below learnt (see what it needs)")

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.augment import AugmentConfig, augment
-from engine.methods.base import Method, StepOutput
+from engine.methods.base import Method, StepOutput, train_last_block_option
 from engine.models.backbones import keep_last_block
 from engine.models.heads import mlp
 from engine.params import param
@@ -34,10 +34,7 @@ class ContextConfig:
     head_hidden: int = param(512, "Hidden width of the 8-way classifier", min=8, max=8192)
     patch_input: int = param(0, "Scale each patch to this many pixels before the encoder (0: as cut). Larger "
                                 "patches come nearer the size the encoder sees whole images at", min=0, max=256)
-    train_last_block: bool = param(True, "Train the encoder's last block too. Off, it stays as initialised and the "
-                                         "blocks below learn through it: on photographs the pretext otherwise "
-                                         "specialises that block to its own task and kNN loses what the blocks "
-                                         "below learnt (see what it needs)")
+    train_last_block: bool = train_last_block_option()
 
 
 def normalize_patches(p: torch.Tensor) -> torch.Tensor:

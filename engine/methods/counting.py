@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from engine.augment import AugmentConfig, augment
-from engine.methods.base import Method, StepOutput
+from engine.methods.base import Method, StepOutput, train_last_block_option
 from engine.models.backbones import keep_last_block
 from engine.models.heads import mlp
 from engine.params import param
@@ -43,10 +43,7 @@ class CountingConfig:
                                  min=0.0, max=1.0)
     crop_gray_p: float = param(0.2, "Probability that each tile, whole or other image is turned grey on its own "
                                     "(0: off)", min=0.0, max=1.0)
-    train_last_block: bool = param(True, "Train the encoder's last block too. Off, it stays as initialised and the "
-                                         "blocks below learn through it: on photographs the pretext otherwise "
-                                         "specialises that block to its own task and kNN loses what the blocks "
-                                         "below learnt (see what it needs)")
+    train_last_block: bool = train_last_block_option()
 
 
 class Counting(Method):
