@@ -18,6 +18,7 @@ from engine.methods.base import Method, StepOutput, train_last_block_option
 from engine.models.backbones import keep_last_block
 from engine.models.heads import mlp
 from engine.params import param
+from engine.pretext.base import resize_square
 from engine.pretext.context import NEIGHBOUR_NAMES, NEIGHBOURS, context_pairs
 
 
@@ -119,8 +120,7 @@ class ContextPrediction(Method):
         batch = context_pairs(augment(x, self.pre, g), g, self.cfg.cell, self.cfg.gap, self.cfg.jitter)
         size = self.cfg.patch_input
         if size:
-            batch.inputs = tuple(F.interpolate(p, size=(size, size), mode="bilinear", align_corners=False,
-                                               antialias=size < p.shape[-1]) for p in batch.inputs)
+            batch.inputs = tuple(resize_square(p, size) for p in batch.inputs)
         return batch
 
     def training_step(self, x, labels, g):

@@ -16,6 +16,7 @@ from engine.methods.base import Method, StepOutput
 from engine.models.heads import mlp
 from engine.params import param
 from engine.pretext import jigsaw, jigsaw_permutations
+from engine.pretext.base import resize_square
 
 
 @dataclass
@@ -102,13 +103,11 @@ class Jigsaw(Method):
 
         batch = self.make_batch(x, g, preview=True)
         side = 3 * self.cfg.cell
-        orig = to_uint8(torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear",
-                                                        align_corners=False, antialias=side < x.shape[-1]))
+        resized = resize_square(x, side)
+        orig = to_uint8(resized)
         shuffled = to_uint8(assemble_tiles(batch.inputs, 3))
         seen = to_uint8(assemble_tiles(self.encoder_tiles(batch.inputs), 3))
         # the shortcut the gap removes: whole cells, shuffled the same way, whose edges continue each other
-        resized = torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
-                                                  antialias=side < x.shape[-1])
         b, c, cell = x.shape[0], x.shape[1], self.cfg.cell
         cells = resized.view(b, c, 3, cell, 3, cell).permute(0, 2, 4, 1, 3, 5).reshape(b, 9, c, cell, cell)
         order = batch.meta["permutation"].to(x.device)

@@ -22,3 +22,13 @@ def generator_for(seed: int, device: torch.device | str = "cpu") -> torch.Genera
     g = torch.Generator(device=device)
     g.manual_seed(int(seed) & 0x7FFF_FFFF_FFFF_FFFF)
     return g
+
+
+def resize_square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """``x`` ``(..., C, H, W)`` resized to ``side x side`` (bilinear, antialiased when shrinking); unchanged when
+    it is that size already. The one resize the tile and patch pretexts cut their pieces from."""
+    h, w = x.shape[-2:]
+    if h == side and w == side:
+        return x
+    return torch.nn.functional.interpolate(x, size=(side, side), mode="bilinear", align_corners=False,
+                                           antialias=side < h)

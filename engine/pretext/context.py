@@ -10,9 +10,8 @@ task: the network has to recognise parts and know where they sit relative to eac
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from engine.pretext.base import PretextBatch
+from engine.pretext.base import PretextBatch, resize_square
 
 # (row offset, column offset) of the 8 neighbours, in reading order; label k is NEIGHBOURS[k]
 NEIGHBOURS = ((-1, -1), (-1, 0), (-1, 1), (0, -1), (0, 1), (1, -1), (1, 0), (1, 1))
@@ -40,8 +39,7 @@ def context_pairs(x: torch.Tensor, g: torch.Generator | None = None, cell: int =
     b, c, h, w = x.shape
     dev = x.device
     side = 3 * cell
-    if h != side or w != side:
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=side < h)
+    x = resize_square(x, side)
     patch, centre, shift = context_geometry(cell, gap, jitter)
     targets = torch.randint(0, 8, (b,), generator=g, device=dev)
     offs = torch.randint(-shift, shift + 1, (b, 2, 2), generator=g, device=dev) + centre  # (B, patch, yx)

@@ -12,9 +12,8 @@ import itertools
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from engine.pretext.base import PretextBatch
+from engine.pretext.base import PretextBatch, resize_square
 
 
 @functools.lru_cache(maxsize=16)
@@ -57,8 +56,7 @@ def jigsaw(x: torch.Tensor, perms: np.ndarray | torch.Tensor, g: torch.Generator
     n = grid * grid
     cell = cell or max(4, h // grid)
     side = cell * grid
-    if h != side or w != side:
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=side < h)
+    x = resize_square(x, side)
     tile = max(2, int(round(cell * (1 - gap_fraction))))
     slack = cell - tile
     # random jitter of each tile inside its cell

@@ -8,9 +8,8 @@ on which CPC predicts rows below from the rows above.
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
-from engine.pretext.base import PretextBatch
+from engine.pretext.base import PretextBatch, resize_square
 
 
 def patch_grid(x: torch.Tensor, grid: int = 4, patch: int = 16, stride: int = 8) -> PretextBatch:
@@ -18,8 +17,7 @@ def patch_grid(x: torch.Tensor, grid: int = 4, patch: int = 16, stride: int = 8)
     ``(grid*grid, 4)`` (``x0, y0, x1, y1`` in the resized image ``meta['image']``)."""
     b, c, h, w = x.shape
     side = stride * (grid - 1) + patch
-    if h != side or w != side:
-        x = F.interpolate(x, size=(side, side), mode="bilinear", align_corners=False, antialias=side < h)
+    x = resize_square(x, side)
     tiles = x.unfold(2, patch, stride).unfold(3, patch, stride)  # (B, C, G, G, p, p)
     tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(b, grid * grid, c, patch, patch)
     rc = torch.arange(grid * grid)
