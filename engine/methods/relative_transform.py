@@ -87,7 +87,11 @@ class RelativeTransform(Method):
              " Nor does taking the two views from separate random crops, so that one is not a warp of the other and only "
              "the turn is defined (scale 1, no shift; whole 4-epoch runs, one thread, 2026-12-07): both views turned, "
              "0.340, 0.354, 0.359, 0.355 after 1 to 4 epochs; view 1 upright, 0.358, 0.373, 0.365, 0.368, and with "
-             "pooled features 0.361, 0.374, 0.384, 0.385: a regressed angle teaches less than RotNet's four classes.")
+             "pooled features 0.361, 0.374, 0.384, 0.385: a regressed angle teaches less than RotNet's four classes. "
+             "Nor does keeping the encoder's last block as initialised, which lifts context and counting to about "
+             "+0.04 there (a prototype, not an option; whole runs, one thread, 2026-12-07): 4 epochs 0.360, 0.378, "
+             "0.376, 0.371 after each, 8 epochs 0.374, 0.378, 0.382, 0.382 after 2, 4, 6 and 8: what it learns in "
+             "block 3 (+0.011) is too little to show.")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"
