@@ -96,7 +96,9 @@ class Counting(Method):
              "(whole runs, one thread, 2026-12-07, kNN every 2 epochs): 8 epochs 0.414, 0.430, 0.436, 0.438 (seed "
              "0) and 0.404, 0.424, 0.434, 0.429 (seed 1, whose untrained encoder gives 0.389); 12 epochs 0.447, "
              "0.429, 0.429, 0.428 after 3, 6, 9 and 12; batch 32, 8 epochs, 0.424, 0.433, 0.430, 0.430: it levels "
-             "off near +0.04, and kNN on the 2,000 val images moves by about 0.01 from run to run, so no recipe.")
+             "off near +0.04, and kNN on the 2,000 val images moves by about 0.01 from run to run, so no recipe. Nor "
+             "does training that block at a tenth of the learning rate instead (a prototype; a whole 4-epoch run): "
+             "0.419, 0.435, 0.426, 0.422.")
     paper = "Noroozi et al., Representation Learning by Learning to Count, ICCV 2017"
     family = "transformation"
     backbone_kind = "any"
