@@ -25,7 +25,7 @@ def generator_for(seed: int, device: torch.device | str = "cpu") -> torch.Genera
 
 
 def resize_square(x: torch.Tensor, side: int) -> torch.Tensor:
-    """``x`` ``(..., C, H, W)`` resized to ``side x side`` (bilinear, antialiased when shrinking); unchanged when
+    """``x`` ``(B, C, H, W)`` resized to ``side x side`` (bilinear, antialiased when shrinking); unchanged when
     it is that size already. The one resize the tile and patch pretexts cut their pieces from."""
     h, w = x.shape[-2:]
     if h == side and w == side:

@@ -10,14 +10,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from engine.pretext.base import PretextBatch
+from engine.pretext.base import PretextBatch, resize_square
 
 
 def counting_tiles(x: torch.Tensor, out_size: int | None = None) -> PretextBatch:
     """Inputs ``(tiles (B, 4, 3, s, s), down (B, 3, s, s), other (B, 3, s, s))``: the 2x2 tiles of
     every image in reading order, the image down-scaled by 2 (area average) and the down-scaled
     image of the next image in the batch (``other[i]`` comes from ``x[(i + 1) % B]``). ``s`` is
-    half the image side, or ``out_size`` (everything resized to it, bilinear). Targets: none (the
+    half the image side, or ``out_size`` (everything resized to it: ``resize_square``). Targets: none (the
     sum constraint is the label). Meta: the tile ``boxes`` ``(4, 4)`` as ``x0, y0, x1, y1`` and the
     ``other_index`` of every image."""
     b, c, h, w = x.shape
@@ -28,10 +28,9 @@ def counting_tiles(x: torch.Tensor, out_size: int | None = None) -> PretextBatch
     tiles = x.unfold(2, th, th).unfold(3, tw, tw)  # (B, C, 2, 2, th, tw)
     tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(b, 4, c, th, tw)
     down = F.interpolate(x, size=(th, tw), mode="area")
-    if out_size and (out_size != th or out_size != tw):
-        tiles = F.interpolate(tiles.reshape(b * 4, c, th, tw), size=(out_size, out_size), mode="bilinear",
-                              align_corners=False).view(b, 4, c, out_size, out_size)
-        down = F.interpolate(down, size=(out_size, out_size), mode="bilinear", align_corners=False)
+    if out_size:
+        tiles = resize_square(tiles.reshape(b * 4, c, th, tw), out_size).view(b, 4, c, out_size, out_size)
+        down = resize_square(down, out_size)
     other_index = torch.roll(torch.arange(b, device=x.device), -1)
     other = down[other_index]
     boxes = torch.tensor([[0, 0, tw, th], [tw, 0, 2 * tw, th], [0, th, tw, 2 * th], [tw, th, 2 * tw, 2 * th]])
