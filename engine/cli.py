@@ -271,7 +271,8 @@ def apply_recipe(base: dict) -> dict:
 
     spec = str(base.get("data", {}).get("spec") or "")
     entry = get_method_class(base["method"]).recipes()
-    if not recipe_for(entry, spec):
+    recipe = recipe_for(entry, spec)
+    if not recipe:
         print(f"note: {base['method']} has no recipe on {spec or 'this data'}: its defaults are the recipe; "
               "--recipe changes nothing", file=sys.stderr)
         return {}
@@ -279,8 +280,9 @@ def apply_recipe(base: dict) -> dict:
     for path, want in changed.items():
         _put(base, path.split("."), want, path)
     if changed:
-        print(f"recipe of {base['method']}: " + ", ".join(f"{k} {setting_text(k, v)}" for k, v in changed.items()),
-              file=sys.stderr)
+        short = f" (short of the aim: {recipe['why']})" if recipe.get("short") else ""
+        print(f"recipe of {base['method']}: " + ", ".join(f"{k} {setting_text(k, v)}" for k, v in changed.items())
+              + short, file=sys.stderr)
     return changed
 
 
@@ -535,10 +537,12 @@ def cmd_methods(args) -> int:
         said = "; ".join(filter(None, (_measured_said(r) for r in (measured.get(name) or {}).values())))
         if said:
             print(f"{'':16s}   measured (kNN vs untrained, the aim): {said}")
-        for where, overrides in (("on the built-in data", cls.recipe), ("on photographs", cls.photo_recipe)):
+        for where, overrides, short in (("on the built-in data", cls.recipe, False),
+                                        ("on photographs", cls.photo_recipe, cls.photo_recipe_short)):
             if overrides:
                 print(f"{'':16s}   recipe {where} (train --recipe): "
-                      + ", ".join(f"{k} {v}" for k, v in overrides.items()))
+                      + ", ".join(f"{k} {v}" for k, v in overrides.items())
+                      + (" (beats random init, short of the aim)" if short else ""))
     return 0
 
 

@@ -203,9 +203,12 @@ def measured_text(entry: dict | None, spec: str) -> str:
         verdict = f"it learns, short of the +{aim:.2f} aimed at"
     else:
         verdict = "it does not beat an untrained encoder here"
-    if gain < aim:
-        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does"
-                    if recipe_for(entry, spec) else
+    recipe = recipe_for(entry, spec)
+    if gain < aim and recipe.get("short"):
+        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) beats random init, "
+                    "short of the aim")
+    elif gain < aim:
+        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does" if recipe else
                     "; nothing measured on a CPU reaches it yet (the text above says what was tried)")
     try:
         return (f"On {row['words']}, {float(row['minutes']):g} minutes with its defaults ({int(row['steps']):,} steps "

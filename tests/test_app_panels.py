@@ -243,6 +243,20 @@ def test_run_view_offers_the_photo_recipe_on_photographs(qtbot, model, tmp_path)
     assert ("colours=typical" in box.text.text()) is not bool(model.method_info().get("photo_recipe"))
 
 
+def test_a_recipe_short_of_the_aim_is_offered_as_such_and_sets_the_method_options(qtbot, model, tmp_path):
+    """Counting on photographs: nothing reaches the aim, but its recipe beats random init; the Run view offers it,
+    headed as short of the aim, with the measured line saying so, and its button sets the method's own options."""
+    panel = _shown_run_panel(qtbot, model)
+    box = panel.picker.recipe
+    panel.select_method("counting")
+    model.set("data.spec", str(tmp_path / "photos"))
+    assert box.isVisible() and "short of the aim" in box.text.text() and "train_last_block" in box.text.text()
+    assert "beats random init, short of the aim" in panel.picker.measured.text()
+    qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
+    assert model.get("method_options.train_last_block") is False and model.get("epochs") == 6
+    assert "train_last_block=false" in panel.commands.command_line().lower() and not box.isVisible()
+
+
 def test_run_view_says_how_the_defaults_did_on_data_like_the_configs(qtbot, model, tmp_path):
     """Before Start, under the description: the measured kNN of the chosen method's defaults on data like the
     config's, against an untrained encoder; it follows the method and the data, and goes where nothing was

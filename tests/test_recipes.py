@@ -132,3 +132,37 @@ def test_methods_long_skips_only_a_malformed_measured_row(monkeypatch, capsys):
     assert main(["methods", "--long"]) == 0
     line = next(x for x in capsys.readouterr().out.splitlines() if "measured (kNN vs untrained" in x)
     assert line.endswith("builtin:shapes 2 min +0.400 (+0.15)")  # the readable row, and nothing of the other
+
+
+def test_a_recipe_short_of_the_aim_is_offered_and_said_to_be_short(capsys):
+    """Where nothing measured reaches the aim on photographs but a recipe beats random init there (counting,
+    context), the recipe is offered all the same and every place that shows it says that it falls short."""
+    from app.run.model import recipe_text
+    from engine.cli import main
+    from engine.methods import method_catalogue
+    from engine.specs import measured_text, recipe_changes
+
+    cat = {m["name"]: m for m in method_catalogue()}
+    short = [n for n, m in cat.items() if (m["photo_recipe"] or {}).get("short")]
+    assert {"counting", "context"} <= set(short)
+    for name in short:
+        entry = cat[name]
+        said = measured_text(entry, CIFAR)
+        assert "beats random init, short of the aim" in said, (name, said)
+        assert "train --recipe) does." not in said and "its recipe for this data (Use the recipe that learns" in said
+        from engine.config import default_config
+
+        changes = recipe_changes(entry, default_config(name, data={"spec": CIFAR}).to_dict())
+        assert changes and recipe_text(entry, changes, CIFAR).startswith("<b>A recipe that learns, short of the aim.")
+        assert recipe_for(entry, "builtin:shapes") == {}  # on the shapes their defaults meet the aim
+    full = cat["inpainting"]  # a recipe that reaches the aim says so, without "short"
+    assert "; its recipe for this data (Use the recipe that learns, train --recipe) does" in measured_text(full, CIFAR)
+    assert "short" not in full["photo_recipe"]
+
+    cfg, err = _cfg(["--method", "counting", "--data", CIFAR, "--recipe"], capsys)
+    assert cfg["method_options"]["train_last_block"] is False and (cfg["epochs"], cfg["minutes"]) == (6, 0.0)
+    assert cfg["optim"]["batch_size"] == 64 and "(short of the aim: " in err and "+0.049" in err
+
+    assert main(["methods", "--long"]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if "recipe on photographs" in x and "patch_input" in x)
+    assert line.endswith("(beats random init, short of the aim)")

@@ -57,5 +57,6 @@ def recipe_text(info: dict, changes: dict, spec: str = "") -> str:
 
     rows = "".join(f"<br>&nbsp;&nbsp;{escape(path)}: {escape(setting_text(path, old))} &rarr; "
                    f"<b>{escape(setting_text(path, new))}</b>" for path, (old, new) in changes.items())
-    why = escape(recipe_for(info, spec).get("why", ""))
-    return f"<b>A recipe that learns.</b> {why}{rows}"
+    recipe = recipe_for(info, spec)
+    head = "A recipe that learns, short of the aim." if recipe.get("short") else "A recipe that learns."
+    return f"<b>{head}</b> {escape(recipe.get('why', ''))}{rows}"

@@ -78,7 +78,7 @@ class ContextPrediction(Method):
              "0.390, 0.373, 0.383 for the defaults; the 12-pixel patches scaled up to 24 pixels before the encoder "
              "(what counting's tiles needed) 0.413, 0.395, 0.381, 0.369, and to 32 pixels 0.393, 0.396, 0.361, "
              "0.354: a little early, then worn away as the pretext is solved; whole runs that end early keep no more "
-             "(24 pixels: 2 epochs 0.407, 3 epochs at batch 64 0.408). So no recipe for it on a CPU yet."
+             "(24 pixels: 2 epochs 0.407, 3 epochs at batch 64 0.408). So none of these is a recipe."
              " Where it learns something there, it is in the middle of the encoder: kNN on each block's pooled "
              "features after a whole 4-epoch run (2026-12-07; random init 0.319, 0.352, 0.371 and 0.387 for blocks 1 "
              "to 4) gave 0.369, 0.388, 0.405 and 0.381: block 3 +0.034 over random init's block 3, and the last block,"
@@ -96,7 +96,10 @@ class ContextPrediction(Method):
              "(0.428) and wear away (0.409). But the same 4-epoch run with both through the bench (bench/methods.py "
              "--recipe, two threads, idle) gave 0.413 (+0.026, 312 steps, 54 s), and seeds 1 and 2 (one thread) 0.407 "
              "and 0.412 against 0.393 and 0.385 for the defaults: a lift of about 0.02, the 0.443 a lucky run, so "
-             "+0.05 is not met and these options stay off, without a recipe. Nor do larger images with the last "
+             "+0.05 is not met and these options stay off by default; together, 4 epochs, they are its recipe on "
+             "photographs, which beats random init short of the aim (bench/methods.py --recipe, 2026-12-07: 0.415 "
+             "against 0.387, +0.028, 312 steps; seeds 1 and 2 +0.018 and +0.014 against their untrained encoders' "
+             "0.389 and 0.398). Nor do larger images with the last "
              "block kept (64 pixels, cell 21, random init 0.375 at that size; whole runs, one thread, 2026-12-07): 4 "
              "epochs 0.377, 0.382, 0.394, 0.401 after each; 12 epochs 0.378, 0.395, 0.402, 0.399 after 3, 6, 9 and "
              "12; 8 epochs at batch 64 0.370, 0.395, 0.415, 0.415 after 2, 4, 6 and 8: +0.04 at most, where "
@@ -104,6 +107,11 @@ class ContextPrediction(Method):
              "learning rate instead of keeping it (a prototype; a whole 4-epoch run): 0.394, 0.411, 0.409, 0.413; nor "
              "one or two 3x3 blocks of convolutions in the head with the last block kept (to take the specialising "
              "off block 3 as well): 0.406, 0.419, 0.422, 0.424 and 0.418, 0.426, 0.427, 0.425.")
+    photo_recipe = {"method_options.train_last_block": False, "method_options.patch_input": 24, "epochs": 4}
+    photo_recipe_short = True
+    photo_recipe_why = ("Nothing measured on a CPU reaches +0.05 on photographs, but with its encoder's last block kept as "
+                        "initialised and its patches at 24 pixels 4 epochs beat random init: kNN 0.415 against 0.387 "
+                        "on cifar10-small (+0.028, 312 steps); seeds 1 and 2 +0.018 and +0.014.")
     paper = "Doersch et al., Unsupervised Visual Representation Learning by Context Prediction, ICCV 2015"
     family = "transformation"
     backbone_kind = "cnn"

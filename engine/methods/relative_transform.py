@@ -91,7 +91,11 @@ class RelativeTransform(Method):
              "Nor does keeping the encoder's last block as initialised, which lifts context and counting to about "
              "+0.04 there (a prototype, not an option; whole runs, one thread, 2026-12-07): 4 epochs 0.360, 0.378, "
              "0.376, 0.371 after each, 8 epochs 0.374, 0.378, 0.382, 0.382 after 2, 4, 6 and 8: what it learns in "
-             "block 3 (+0.011) is too little to show.")
+             "block 3 (+0.011) is too little to show. Nor both (view 1 upright from a crop of its own, pooled "
+             "features, the last block kept; a whole 4-epoch run, one thread, 2026-12-07): 0.391, 0.383, 0.391, "
+             "0.390; nor quarter turns only of view 2 (RotNet's turns, regressed; view 1 upright, pooled, the block "
+             "trained): 0.374, 0.367, 0.379, 0.381. So unlike context and counting it offers no recipe on "
+             "photographs.")
     paper = "Zhang et al., AET vs. AED: Auto-Encoding Transformations rather than Data, CVPR 2019"
     family = "transformation"
     backbone_kind = "any"
