@@ -224,7 +224,7 @@ def validate_config(config: dict) -> dict:
     """Full validation of a run config (what the training process will accept), without running it."""
     from engine.config import RunConfig
     from engine.methods import get_method_class
-    from engine.models.backbones import BACKBONES, _vit_patch
+    from engine.models.backbones import BACKBONES, vit_patch
     from engine.params import ConfigError
 
     errors = []
@@ -242,9 +242,10 @@ def validate_config(config: dict) -> dict:
             if cls.backbone_kind != "any" and kind != cls.backbone_kind:
                 raise ConfigError("backbone", f"{cfg.method} needs a {cls.backbone_kind.upper()} backbone; "
                                               f"{cfg.backbone} is a {kind.upper()} (choose auto)")
-            if kind == "vit" and cfg.data.image_size % _vit_patch(cfg.data.image_size):
-                raise ConfigError("data.image_size", "ViTs need an image size divisible by their patch "
-                                                     f"size {_vit_patch(cfg.data.image_size)}")
+            patch = vit_patch(cfg.backbone, cfg.data.image_size) if kind == "vit" else 1
+            if cfg.data.image_size % patch:
+                raise ConfigError("data.image_size", f"{cfg.backbone} needs an image size divisible by its patch "
+                                                     f"size {patch}")
         spec_error = _check_spec(cfg.data.spec, "data.spec")
         if spec_error:
             raise spec_error

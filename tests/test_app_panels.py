@@ -255,6 +255,12 @@ def test_a_recipe_short_of_the_aim_is_offered_as_such_and_sets_the_method_option
     qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
     assert model.get("method_options.train_last_block") is False and model.get("epochs") == 6
     assert "train_last_block=false" in panel.commands.command_line().lower() and not box.isVisible()
+    panel.select_method("mae")  # its recipe there changes the backbone: the form shows the new one
+    assert box.isVisible() and "vit_mini_patch8" in box.text.text() and "short of the aim" in box.text.text()
+    qtbot.mouseClick(box.button, Qt.MouseButton.LeftButton)
+    assert model.get("backbone") == "vit_mini_patch8" and model.get("epochs") == 8 and not box.isVisible()
+    assert panel.form.rows["backbone"].editor.currentText() == "vit_mini_patch8"
+    assert "--backbone vit_mini_patch8" in panel.commands.command_line()
 
 
 def test_run_view_says_how_the_defaults_did_on_data_like_the_configs(qtbot, model, tmp_path):

@@ -66,3 +66,40 @@ def test_small_cnn_pools_before_its_relu_and_computes_exactly_the_textbook_block
             (y0, g0), (y1, g1) = outs
             assert torch.equal(y0, y1), (name, size, amp)
             assert all(torch.equal(a, b) for a, b in zip(g0, g1)), (name, size, amp)
+
+
+def test_vit_mini_patch8_is_vit_mini_on_a_quarter_of_the_tokens_and_says_which_sizes_it_takes():
+    """MAE's recipe on photographs: the same ViT as vit_mini (its weights have the same names and the same shapes but
+    the patch embedding's), on 8-pixel patches at any image size; an image size that is not a multiple of 8 is
+    refused, by name, before training."""
+    from engine.worker import validate_config
+
+    mini, p8 = build_backbone("vit_mini", 32), build_backbone("vit_mini_patch8", 32)
+    assert (mini.patch, mini.num_patches, p8.patch, p8.num_patches) == (4, 64, 8, 16)
+    assert build_backbone("vit_mini_patch8", 64).num_patches == 64  # fixed patch, not fixed grid
+    assert mini.state_dict().keys() == p8.state_dict().keys() and p8.feature_dim == mini.feature_dim
+    x = torch.rand(2, 3, 32, 32)
+    assert p8(x).shape == (2, 128) and p8.forward_tokens(x).shape == (2, 17, 128)
+    ok = validate_config({"method": "mae", "backbone": "vit_mini_patch8", "epochs": 1, "data": {"spec": "builtin:shapes"}})
+    assert ok["ok"], ok
+    bad = validate_config({"method": "mae", "backbone": "vit_mini_patch8", "epochs": 1,
+                           "data": {"spec": "builtin:shapes", "image_size": 36}})
+    assert not bad["ok"] and "vit_mini_patch8 needs an image size divisible by its patch size 8" in str(bad)
+
+
+def test_mae_trains_on_vit_mini_patch8_and_its_run_loads_back_for_evaluation(tmp_path, capsys):
+    """The recipe's backbone end to end: a run on 8-pixel patches, then `main.py eval` rebuilds it by name."""
+    import json
+
+    from engine.cli import main
+
+    run_dir = tmp_path / "mae8"
+    assert main(["train", "--method", "mae", "--backbone", "vit_mini_patch8", "--data", "builtin:shapes:64",
+                 "--epochs", "1", "--batch-size", "16", "--run-dir", str(run_dir), "--quiet"]) == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["reason"] == "completed" and summary["step"] == 4
+    assert json.loads((run_dir / "config.json").read_text())["backbone"] == "vit_mini_patch8"
+    assert main(["eval", "--run", str(run_dir), "--train-data", "builtin:shapes:64", "--test-data",
+                 "builtin:shapes-test:40", "--probe-epochs", "0"]) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= out["knn_top1"] <= 1.0 and out["num_test"] == 40
