@@ -204,12 +204,11 @@ def measured_text(entry: dict | None, spec: str) -> str:
     else:
         verdict = "it does not beat an untrained encoder here"
     recipe = recipe_for(entry, spec)
-    if gain < aim and recipe.get("short"):
-        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) beats random init, "
-                    "short of the aim")
+    if gain < aim and recipe:
+        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) "
+                    + ("beats random init, short of the aim" if recipe.get("short") else "does"))
     elif gain < aim:
-        verdict += ("; its recipe for this data (Use the recipe that learns, train --recipe) does" if recipe else
-                    "; nothing measured on a CPU reaches it yet (the text above says what was tried)")
+        verdict += "; nothing measured on a CPU reaches it yet (the text above says what was tried)"
     try:
         return (f"On {row['words']}, {float(row['minutes']):g} minutes with its defaults ({int(row['steps']):,} steps "
                 f"on a 2-core CPU) gave kNN {float(row['knn']):.3f} against {float(row['random_init']):.3f} "

@@ -139,6 +139,7 @@ def test_a_recipe_short_of_the_aim_is_offered_and_said_to_be_short(capsys):
     context), the recipe is offered all the same and every place that shows it says that it falls short."""
     from app.run.model import recipe_text
     from engine.cli import main
+    from engine.config import default_config
     from engine.methods import method_catalogue
     from engine.specs import measured_text, recipe_changes
 
@@ -150,8 +151,6 @@ def test_a_recipe_short_of_the_aim_is_offered_and_said_to_be_short(capsys):
         said = measured_text(entry, CIFAR)
         assert "beats random init, short of the aim" in said, (name, said)
         assert "train --recipe) does." not in said and "its recipe for this data (Use the recipe that learns" in said
-        from engine.config import default_config
-
         changes = recipe_changes(entry, default_config(name, data={"spec": CIFAR}).to_dict())
         assert changes and recipe_text(entry, changes, CIFAR).startswith("<b>A recipe that learns, short of the aim.")
         assert recipe_for(entry, "builtin:shapes") == {}  # on the shapes their defaults meet the aim
